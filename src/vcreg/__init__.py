@@ -1,0 +1,63 @@
+"""vcreg: Variance-Covariance Regularization (VCReg) for self-supervised learning.
+
+Losses (VCReg, VICReg, Barlow Twins, W-MSE), projectors (MLP, random features),
+independence measures (HSIC, pairwise HSIC, dHSIC), ICA with VCReg, SSL training
+and the reproduction of Mialon, Balestriero & LeCun (arXiv 2209.14905).
+
+Public names are imported lazily (PEP 562) so that ``vcreg --help`` and
+``import vcreg`` stay fast; ``from vcreg import VICRegLoss`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # losses (issue: foundation)
+    "VCRegLoss": "vcreg.losses",
+    "VICRegLoss": "vcreg.losses",
+    "BarlowTwinsLoss": "vcreg.losses",
+    "WMSELoss": "vcreg.losses",
+    "LossOutput": "vcreg.losses",
+    # projectors
+    "MLPProjector": "vcreg.projectors",
+    "RandomFeatureProjector": "vcreg.projectors",
+    # ICA
+    "VCRegICA": "vcreg.ica",
+}
+
+_SUBMODULES = (
+    "functional",
+    "losses",
+    "projectors",
+    "distributed",
+    "independence",
+    "ica",
+    "data",
+    "models",
+    "training",
+    "evaluation",
+    "experiments",
+)
+
+__all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"vcreg.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'vcreg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,45 @@
+"""The ``vcreg`` command line.
+
+Subcommands live in their own modules under ``vcreg/cli/`` and are loaded lazily,
+so ``vcreg --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+from vcreg import __version__
+
+# command name -> "module:attribute" of a click.Command
+_COMMANDS: dict[str, str] = {
+    "demo": "vcreg.cli.demo:demo",
+    "measure": "vcreg.cli.measure:measure",
+    "ica": "vcreg.cli.ica:ica",
+    "train": "vcreg.cli.train:train",
+    "evaluate": "vcreg.cli.train:evaluate",
+    "reproduce": "vcreg.cli.reproduce:reproduce",
+}
+
+
+def _available(name: str) -> bool:
+    return importlib.util.find_spec(_COMMANDS[name].split(":")[0]) is not None
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in _COMMANDS if _available(n))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS or not _available(cmd_name):
+            return None
+        module_name, attr = _COMMANDS[cmd_name].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="vcreg")
+def main() -> None:
+    """vcreg: Variance-Covariance Regularization for self-supervised learning."""
