@@ -28,6 +28,11 @@ _EXPORTS: dict[str, str] = {
     "RandomFeatureProjector": "vcreg.projectors",
     # ICA
     "VCRegICA": "vcreg.ica",
+    # data + encoders
+    "load_dataset": "vcreg.data",
+    "make_augmentation": "vcreg.data",
+    "TwoViewDataset": "vcreg.data",
+    "build_encoder": "vcreg.models",
 }
 
 _SUBMODULES = (

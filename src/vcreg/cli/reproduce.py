@@ -1,0 +1,81 @@
+"""``vcreg reproduce``: re-run the paper's claims C1–C5 and write a report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+
+import click
+
+
+@click.command("reproduce")
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "full", "tiny"]),
+    default="quick",
+    show_default=True,
+    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≤ 2 h); tiny: seconds.",
+)
+@click.option("--only", default=None, help="Comma-separated subset of claims, e.g. C1,C5.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per configuration.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder  [default: reports/<preset>]",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Recompute everything, ignoring the cache.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def reproduce(
+    preset: str,
+    only: str | None,
+    seeds: int | None,
+    out: str | None,
+    device: str,
+    force: bool,
+    no_progress: bool,
+) -> None:
+    """Re-run the claims of the VCReg paper and write report.md, report.html, results.json.
+
+    Work is cached per experiment unit under OUT/cache, so an interrupted run resumes.
+    """
+    from vcreg.experiments import parse_only, run_reproduction
+
+    try:
+        parse_only(only)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--only") from None
+    out = out or f"reports/{preset}"
+    command = "vcreg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    t0 = time.time()
+    try:
+        results = run_reproduction(
+            preset=preset,
+            only=only,
+            seeds=seeds,
+            out=out,
+            device=device,
+            force=force,
+            progress=not no_progress,
+            command=command if sys.argv[1:2] == ["reproduce"] else None,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"\nverdicts ({(time.time() - t0) / 60:.1f} min):")
+    failed = []
+    for claim, e in results["experiments"].items():
+        if "error" in e:
+            failed.append(claim)
+            click.echo(f"  {claim}  ERROR  {e['error']}")
+        else:
+            click.echo(f"  {claim}  {e['verdict']['status']:<14} {e['verdict']['statistic']}")
+    click.echo(f"report: {out}/report.md  (and report.html, results.json)")
+    if failed:
+        raise click.ClickException(f"experiment(s) {', '.join(failed)} failed; see results.json")

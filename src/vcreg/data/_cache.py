@@ -1,0 +1,60 @@
+"""Local on-disk cache for generated arrays (MNIST-1D and its out-of-domain sets).
+
+Location: ``$VCREG_CACHE`` if set, else ``~/.cache/vcreg``. Files are ``.npz`` archives keyed
+by a hash of everything that determines their content; they are written to a temporary file
+in the same directory and moved into place with ``os.replace`` (atomic: a crash never leaves a
+half-written cache file, and concurrent writers produce identical content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    """Directory used for cached arrays (created on demand)."""
+    if root is not None:
+        path = Path(root).expanduser()
+    else:
+        path = Path(os.environ.get("VCREG_CACHE", "~/.cache/vcreg")).expanduser()
+    return path
+
+
+def cache_key(spec: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-serialisable spec."""
+    blob = json.dumps(spec, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """Load a cached archive; ``None`` if missing or unreadable (then it is regenerated)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError):  # truncated/corrupted file from an old crash
+        return None
+
+
+def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` atomically (temp file in the same dir + ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,401 @@
+"""Image datasets read from local files: Fashion-MNIST (IDX), CIFAR-10/100 and ImageFolder
+(torchvision, ``download=False`` by default), plus corrupted out-of-domain test sets.
+
+Images are standardized per channel with ``NORMALIZATION`` constants (``vcreg.data.augment``)
+after scaling pixels to [0, 1]. Fashion-MNIST splits are ``TensorDataset``s (float32, (N, 1, 28,
+28)); CIFAR splits and corrupted OOD sets store uint8 pixels and standardize per item
+(``ArrayImageDataset``; ``.tensors`` materializes float32 tensors on demand). Corrupted OOD sets
+are named ``"<corruption>-<severity>"`` (see ``vcreg.data.corruptions``) and are computed lazily on
+first access, deterministically from ``ood_seed``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, TensorDataset
+
+from vcreg.data.augment import NORMALIZATION
+from vcreg.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+
+FASHION_MNIST_SYSTEM_PATH = "/usr/share/datasets/fashion-mnist"
+_FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def data_root() -> Path:
+    """Default data directory: ``$VCREG_DATA`` or ``~/.cache/vcreg/data``."""
+    return Path(os.environ.get("VCREG_DATA", "~/.cache/vcreg/data")).expanduser()
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (MNIST format, optionally gzip-compressed) into a numpy array.
+
+    Layout: 2 zero bytes, a dtype code, the number of dimensions n, n big-endian uint32 sizes,
+    then the data in C order (big-endian for multi-byte types).
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path}: IDX header says shape {dims} ({expected} bytes) but the file holds "
+            f"{len(raw) - header} bytes of data (truncated or corrupted?)"
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for sub in ("", "raw", "FashionMNIST/raw"):
+        for suffix in (".gz", ""):
+            p = folder / sub / f"{stem}{suffix}"
+            if p.is_file():
+                return p
+    return None
+
+
+def _fashion_candidates(root: str | os.PathLike | None) -> list[Path]:
+    if root is not None:
+        return [Path(root).expanduser()]
+    return [data_root() / "fashion-mnist", Path(FASHION_MNIST_SYSTEM_PATH)]
+
+
+def _missing_fashion(cands: list[Path]) -> FileNotFoundError:
+    where = ", ".join(str(c) for c in cands)
+    return FileNotFoundError(
+        f"Fashion-MNIST not found (looked in {where} for train-images-idx3-ubyte[.gz], "
+        "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]). "
+        "Get it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; installs to "
+        f"{FASHION_MNIST_SYSTEM_PATH}), or pass root=PATH to a folder holding these files, or "
+        "pass download=True (CLI: --set data.download=true) to let torchvision download it "
+        "into root (needs internet)."
+    )
+
+
+class ArrayImageDataset(Dataset):
+    """uint8 images (N, C, H, W) + labels, yielding standardized float32 ``(x, y)`` per item."""
+
+    def __init__(
+        self,
+        images: np.ndarray | None,
+        labels: np.ndarray,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ):
+        self._images = images
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    @property
+    def images(self) -> np.ndarray:
+        assert self._images is not None
+        return self._images
+
+    def _standardize(self, u8: np.ndarray) -> Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(u8)).float().div_(255.0)
+        return (x - self._mean) / self._std
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self._standardize(self.images[index]), self.labels[index]
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """All items as (x float32 (N, C, H, W), y int64) — a new tensor on each access."""
+        return self._standardize(self.images), self.labels
+
+
+class CorruptedDataset(ArrayImageDataset):
+    """Corrupted copy of uint8 test images, computed on first access (deterministic)."""
+
+    def __init__(
+        self,
+        clean: np.ndarray,
+        labels: np.ndarray,
+        corruption: str,
+        severity: int,
+        seed: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ):
+        super().__init__(None, labels, mean, std)
+        self._clean = clean
+        self.corruption, self.severity, self.seed = corruption, severity, seed
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = corrupt(self._clean, self.corruption, self.severity, self.seed)
+        return self._images
+
+
+def corruption_set_names(
+    ood: bool | Sequence[str] = True,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] | None = None,
+) -> list[str]:
+    """OOD set names ``"<corruption>-<severity>"`` selected by the loader options."""
+    if ood is False or ood is None:
+        return []
+    if ood is not True:
+        names = [ood] if isinstance(ood, str) else list(ood)
+        valid = corruption_set_names(True)
+        bad = [n for n in names if n not in valid]
+        if bad:
+            raise ValueError(f"unknown OOD set(s) {bad}; available: {valid}")
+        return names
+    corrs = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    sevs = list(SEVERITIES) if severities is None else list(severities)
+    bad_c = [c for c in corrs if c not in CORRUPTIONS]
+    if bad_c:
+        raise ValueError(f"unknown corruption(s) {bad_c}; available: {list(CORRUPTIONS)}")
+    bad_s = [s for s in sevs if s not in SEVERITIES]
+    if bad_s:
+        raise ValueError(f"severities must be in {list(SEVERITIES)}, got {bad_s}")
+    return [f"{c}-{s}" for c in corrs for s in sevs]
+
+
+def _corrupted_sets(
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    ood: bool | Sequence[str],
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int] | None,
+    samples: int | None,
+    seed: int,
+) -> tuple[dict[str, Dataset], dict[str, Any]]:
+    names = corruption_set_names(ood, corruptions, severities)
+    if samples is not None:
+        if not isinstance(samples, int) or not 1 <= samples:
+            raise ValueError(f"ood_samples must be a positive int or None, got {samples!r}")
+        images, labels = images[:samples], labels[:samples]
+    sets: dict[str, Dataset] = {}
+    params: dict[str, Any] = {}
+    for name in names:
+        corr, sev = name.rsplit("-", 1)
+        sets[name] = CorruptedDataset(images, labels, corr, int(sev), seed, mean, std)
+        params[name] = {
+            "corruption": corr,
+            "severity": int(sev),
+            "parameter": CORRUPTIONS[corr][int(sev) - 1],
+            "seed": seed,
+        }
+    return sets, params
+
+
+def _check_options(dataset: str, options: dict[str, Any], valid: set[str]) -> None:
+    bad = sorted(set(options) - valid)
+    if bad:
+        raise ValueError(f"unknown option(s) {bad} for dataset {dataset!r}; valid: {sorted(valid)}")
+
+
+_OOD_OPTS = {"ood", "ood_corruptions", "ood_severities", "ood_samples", "ood_seed"}
+
+
+def load_fashion_mnist(
+    root: str | None = None, download: bool = False, **options: Any
+) -> dict[str, Any]:
+    """Fashion-MNIST from local IDX files (see ``_fashion_candidates``) -> bundle fields."""
+    _check_options("fashion-mnist", options, _OOD_OPTS)
+    cands = _fashion_candidates(root)
+    folder = next((c for c in cands if _find_idx(c, _FASHION_FILES["train_images"])), None)
+    if folder is None and download:
+        from torchvision.datasets import FashionMNIST
+
+        target = cands[0]
+        FashionMNIST(str(target), train=True, download=True)
+        FashionMNIST(str(target), train=False, download=True)
+        folder = target
+    if folder is None:
+        raise _missing_fashion(cands)
+    arrays = {}
+    for key, stem in _FASHION_FILES.items():
+        path = _find_idx(folder, stem)
+        if path is None:
+            raise _missing_fashion([folder])
+        arrays[key] = read_idx(path)
+    for split in ("train", "test"):
+        imgs, labs = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if imgs.ndim != 3 or imgs.shape[1:] != (28, 28) or len(imgs) != len(labs):
+            raise ValueError(
+                f"Fashion-MNIST files in {folder} have unexpected shapes: images {imgs.shape}, "
+                f"labels {labs.shape} (expected (N, 28, 28) and (N,))"
+            )
+    mean, std = NORMALIZATION["fashion-mnist"]
+
+    def tensors(imgs: np.ndarray, labs: np.ndarray) -> TensorDataset:
+        x = torch.from_numpy(imgs.copy()).float().div_(255.0).sub_(mean[0]).div_(std[0])
+        return TensorDataset(x.unsqueeze(1), torch.from_numpy(labs.astype(np.int64)))
+
+    test_u8 = arrays["test_images"][:, None]
+    ood, params = _corrupted_sets(
+        test_u8,
+        arrays["test_labels"],
+        mean,
+        std,
+        options.get("ood", True),
+        options.get("ood_corruptions"),
+        options.get("ood_severities"),
+        options.get("ood_samples"),
+        int(options.get("ood_seed", 0)),
+    )
+    return {
+        "train": tensors(arrays["train_images"], arrays["train_labels"]),
+        "test": tensors(arrays["test_images"], arrays["test_labels"]),
+        "ood": ood,
+        "input_shape": (1, 28, 28),
+        "num_classes": 10,
+        "kind": "image",
+        "default_augmentation": "fashion-mnist",
+        "mean": mean,
+        "std": std,
+        "info": {"path": str(folder), "ood_params": params},
+    }
+
+
+def load_cifar(
+    name: str, root: str | None = None, download: bool = False, **options: Any
+) -> dict[str, Any]:
+    """CIFAR-10/100 through torchvision from ``root`` (default ``data_root()``)."""
+    _check_options(name, options, _OOD_OPTS)
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    folder = Path(root).expanduser() if root is not None else data_root()
+    try:
+        train = cls(str(folder), train=True, download=download)
+        test = cls(str(folder), train=False, download=download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
+        sub = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+        raise FileNotFoundError(
+            f"{name.upper()} not found under {folder} (expected {folder / sub}; torchvision said: "
+            f"{exc}). Pass root=PATH to the folder that contains {sub}, or download=True "
+            f"(CLI: --set data.download=true) to let torchvision download it there (needs "
+            f'internet), or run `python -c "import torchvision; torchvision.datasets.'
+            f"{cls.__name__}('{folder}', download=True)\"` on a machine with internet."
+        ) from exc
+    mean, std = NORMALIZATION[name]
+    to_nchw = lambda a: np.ascontiguousarray(np.asarray(a).transpose(0, 3, 1, 2))  # noqa: E731
+    train_u8, test_u8 = to_nchw(train.data), to_nchw(test.data)
+    ood, params = _corrupted_sets(
+        test_u8,
+        np.asarray(test.targets),
+        mean,
+        std,
+        options.get("ood", False),
+        options.get("ood_corruptions"),
+        options.get("ood_severities"),
+        options.get("ood_samples"),
+        int(options.get("ood_seed", 0)),
+    )
+    return {
+        "train": ArrayImageDataset(train_u8, np.asarray(train.targets), mean, std),
+        "test": ArrayImageDataset(test_u8, np.asarray(test.targets), mean, std),
+        "ood": ood,
+        "input_shape": (3, 32, 32),
+        "num_classes": 10 if name == "cifar10" else 100,
+        "kind": "image",
+        "default_augmentation": name,
+        "mean": mean,
+        "std": std,
+        "info": {"path": str(folder), "ood_params": params},
+    }
+
+
+def load_imagefolder(
+    root: str | None = None,
+    image_size: int = 224,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """ImageNet-style folders ``root/train/<class>/*`` and ``root/val/<class>/*`` (or ``test``).
+
+    Images are resized (shorter side ``image_size * 8/7``), centre-cropped to ``image_size`` and
+    standardized (default ImageNet mean/std); augmentations then crop from that fixed-size image.
+    OOD sets: every other split folder present next to train/val (e.g. ``root/ood_sketch``).
+    """
+    _check_options("imagefolder", options, set())
+    if root is None:
+        raise FileNotFoundError(
+            "imagefolder needs root=PATH to a folder with train/<class>/ and val/<class>/ "
+            "(or test/<class>/) image folders"
+        )
+    from torchvision import transforms as T
+    from torchvision.datasets import ImageFolder
+
+    folder = Path(root).expanduser()
+    train_dir = folder / "train"
+    test_dir = next((folder / s for s in ("val", "test") if (folder / s).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise FileNotFoundError(
+            f"imagefolder root {folder} must contain train/<class>/ and val/<class>/ (or "
+            f"test/<class>/) sub-folders of images; found: "
+            f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no such folder'}"
+        )
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
+    m = tuple(mean) if mean is not None else NORMALIZATION["imagenet"][0]
+    s = tuple(std) if std is not None else NORMALIZATION["imagenet"][1]
+    if len(m) != 3 or len(s) != 3:
+        raise ValueError(f"imagefolder mean/std need 3 values (RGB), got {m}/{s}")
+    tf = T.Compose(
+        [
+            T.Resize(int(round(image_size * 8 / 7))),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(m, s),
+        ]
+    )
+    train = ImageFolder(str(train_dir), transform=tf)
+    test = ImageFolder(str(test_dir), transform=tf)
+    if test.classes != train.classes:
+        raise ValueError(f"class folders differ between {train_dir} and {test_dir}")
+    ood = {}
+    for sub in sorted(folder.iterdir()):
+        if sub.is_dir() and sub not in (train_dir, test_dir) and sub.name != "test":
+            ds = ImageFolder(str(sub), transform=tf)
+            if ds.classes == train.classes:
+                ood[sub.name] = ds
+    return {
+        "train": train,
+        "test": test,
+        "ood": ood,
+        "input_shape": (3, image_size, image_size),
+        "num_classes": len(train.classes),
+        "kind": "image",
+        "default_augmentation": "imagenet",
+        "mean": m,
+        "std": s,
+        "info": {"path": str(folder), "classes": train.classes},
+    }

@@ -1,0 +1,410 @@
+"""Run the claim experiments, cache their work units, and write the report.
+
+Every experiment module (``c1_bridge`` … ``c5_ica``) provides::
+
+    CLAIM_ID, TITLE, CLAIM             # what the paper claims, in words
+    plan(settings) -> list[Unit]      # the work, split into cacheable units
+    run_unit(unit, ctx) -> dict       # one unit (JSON-serialisable result)
+    summarize(settings, values, ctx) -> Summary   # verdict, numbers, tables, figures
+
+Units are cached under ``<out>/cache/<namespace>/`` (see :mod:`vcreg.experiments.cache`), so an
+interrupted run resumes where it stopped and experiments sharing units (C2/C3/C4 share their
+training runs) compute them once. Summaries are recomputed from the cached values on every run:
+verdicts, tables and figures always come from the stored measurements.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vcreg.experiments.cache import UnitCache, atomic_write_text, to_jsonable
+from vcreg.experiments.presets import CLAIM_IDS, resolve_settings
+from vcreg.experiments.report import (
+    Block,
+    Heading,
+    Paragraph,
+    Table,
+    VerdictBlock,
+    badge,
+    render_html,
+    render_markdown,
+)
+from vcreg.experiments.verdicts import Verdict
+
+__all__ = ["Unit", "Summary", "Context", "run_reproduction", "EXPERIMENT_MODULES", "resolve_device"]
+
+EXPERIMENT_MODULES: dict[str, str] = {
+    "C1": "vcreg.experiments.c1_bridge",
+    "C2": "vcreg.experiments.c2_projector",
+    "C3": "vcreg.experiments.c3_dynamics",
+    "C4": "vcreg.experiments.c4_ood",
+    "C5": "vcreg.experiments.c5_ica",
+}
+
+
+@dataclass
+class Unit:
+    """One cacheable piece of work. ``params`` fully determine its result (they form the key)."""
+
+    namespace: str
+    params: dict[str, Any]
+    label: str
+    weight: float = 1.0  # rough cost in seconds on 2 CPU cores, for the time-left estimate
+
+
+@dataclass
+class Summary:
+    """What an experiment reports: the measurement, the verdict and every number behind it."""
+
+    measurement: str
+    verdict: Verdict
+    numbers: dict[str, Any]
+    blocks: list[Block] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """What experiments get from the runner: device, output folders, settings of all claims."""
+
+    out_dir: Path
+    device: str
+    settings: dict[str, Any]
+    figures: list[str] = field(default_factory=list)
+    dpi: int = 110
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.out_dir / "figures"
+
+    def save_figure(self, fig: Any, name: str) -> str:
+        """Save a matplotlib figure as ``figures/<name>.png`` (atomic); returns the relative path."""
+        import matplotlib.pyplot as plt
+
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        rel = f"figures/{name}.png"
+        tmp = self.out_dir / f"figures/.{name}.tmp.png"
+        fig.tight_layout()  # one draw, cheaper than bbox_inches="tight"
+        fig.savefig(tmp, dpi=self.dpi)
+        plt.close(fig)
+        os.replace(tmp, self.out_dir / rel)
+        self.figures.append(rel)
+        return rel
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; validates explicit choices."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; choose cpu, cuda or auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available on this machine")
+    return device
+
+
+def _versions() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    import vcreg
+
+    pkgs = ["torch", "numpy", "scipy", "scikit-learn", "matplotlib", "mnist1d", "python-picard"]
+    versions: dict[str, Any] = {"vcreg": vcreg.__version__, "python": sys.version.split()[0]}
+    for p in pkgs:
+        try:
+            versions[p] = md.version(p)
+        except md.PackageNotFoundError:
+            versions[p] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(vcreg.__file__).parent,
+        )
+        versions["git_commit"] = commit.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        versions["git_commit"] = None
+    return versions
+
+
+def _environment(device: str) -> dict[str, Any]:
+    import torch
+
+    env: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        env["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        env["load_average_at_start"] = list(os.getloadavg())
+    except OSError:
+        env["load_average_at_start"] = None
+    return env
+
+
+class _Progress:
+    """One overall tqdm bar over the estimated cost of the units still to compute."""
+
+    def __init__(self, total: float, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=max(total, 1e-9),
+            disable=not enabled,
+            unit="est.s",
+            dynamic_ncols=True,
+            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]",
+        )
+
+    def describe(self, text: str) -> None:
+        self.bar.set_description_str(text, refresh=True)
+
+    def advance(self, weight: float) -> None:
+        self.bar.update(weight)
+
+    def write(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _load(claim: str):
+    return importlib.import_module(EXPERIMENT_MODULES[claim])
+
+
+def parse_only(only: str | Sequence[str] | None) -> list[str]:
+    """``"C1,c3"`` / ``["C1", "C3"]`` / ``None`` -> ordered list of claim ids (validated)."""
+    if only is None:
+        return list(CLAIM_IDS)
+    items = only.split(",") if isinstance(only, str) else list(only)
+    claims = [c.strip().upper() for c in items if c.strip()]
+    unknown = [c for c in claims if c not in CLAIM_IDS]
+    if unknown or not claims:
+        raise ValueError(f"unknown claim(s) {unknown or only!r}; choose from {', '.join(CLAIM_IDS)}")
+    return [c for c in CLAIM_IDS if c in claims]
+
+
+def run_reproduction(
+    preset: str = "quick",
+    only: str | Sequence[str] | None = None,
+    seeds: int | None = None,
+    out: str | Path | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
+
+    Args:
+        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (≤ 10 min on 2 CPU cores) or
+            ``"full"`` (statistically meaningful settings).
+        only: subset of claims, e.g. ``"C1,C5"``.
+        seeds: number of seeds for the claims that repeat over seeds (overrides the preset).
+        out: output folder (default ``reports/<preset>``).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        force: recompute every unit even if cached.
+        overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
+
+    Returns the content of ``results.json`` as a dict.
+    """
+    claims = parse_only(only)
+    settings = resolve_settings(preset, seeds=seeds, overrides=overrides)
+    device = resolve_device(device)
+    out_dir = Path(out if out is not None else Path("reports") / preset)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = UnitCache(out_dir / "cache", force=force)
+    ctx = Context(
+        out_dir=out_dir, device=device, settings=settings, dpi=50 if preset == "tiny" else 110
+    )
+    started = time.time()
+
+    modules = {c: _load(c) for c in claims}
+    plans = {c: modules[c].plan(settings[c]) for c in claims}
+    pending: dict[Path, float] = {}  # units shared between claims (C2-C4) count once
+    for c in claims:
+        for u in plans[c]:
+            if not cache.contains(u.namespace, u.params):
+                pending[cache.path(u.namespace, u.params)] = u.weight
+    todo = sum(pending.values())
+    bar = _Progress(todo, enabled=progress)
+    say = log or bar.write
+
+    experiments: dict[str, Any] = {}
+    summaries: dict[str, Summary] = {}
+    try:
+        for claim in claims:
+            mod = modules[claim]
+            t0 = time.time()
+            computed = cached = 0
+            entry: dict[str, Any] = {"title": mod.TITLE, "claim": mod.CLAIM, "settings": settings[claim]}
+            try:
+                values = []
+                for unit in plans[claim]:
+                    record = cache.get(unit.namespace, unit.params)
+                    if record is None:
+                        bar.describe(f"{claim} {unit.label}")
+                        u0 = time.time()
+                        value = mod.run_unit(unit, ctx)
+                        record = cache.put(unit.namespace, unit.params, value, time.time() - u0)
+                        bar.advance(unit.weight)
+                        computed += 1
+                    else:
+                        cached += 1
+                    values.append(record["value"])
+                bar.describe(f"{claim} summarizing")
+                ctx.figures = []
+                summary = mod.summarize(settings[claim], values, ctx)
+                summary.figures = list(ctx.figures)
+                summaries[claim] = summary
+                entry.update(
+                    measurement=summary.measurement,
+                    verdict=summary.verdict.to_dict(),
+                    numbers=to_jsonable(summary.numbers),
+                    figures=summary.figures,
+                    notes=summary.notes,
+                )
+                say(f"{claim} {badge(summary.verdict.status)}: {summary.verdict.statistic}")
+            except Exception as exc:  # one failing experiment must not lose the others
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+                entry["traceback"] = traceback.format_exc()
+                say(f"{claim} FAILED: {entry['error']}")
+            entry.update(
+                wall_time_s=time.time() - t0, units_computed=computed, units_cached=cached
+            )
+            experiments[claim] = entry
+    finally:
+        bar.close()
+
+    results = {
+        "preset": preset,
+        "command": command,
+        "claims": claims,
+        "seeds_override": seeds,
+        "force": force,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "wall_time_s": time.time() - started,
+        "versions": _versions(),
+        "environment": _environment(device),
+        "experiments": experiments,
+    }
+    try:
+        results["environment"]["load_average_at_end"] = list(os.getloadavg())
+    except OSError:
+        pass
+    results = to_jsonable(results)
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
+    blocks = build_report_blocks(results, summaries)
+    atomic_write_text(out_dir / "report.md", render_markdown(blocks))
+    atomic_write_text(
+        out_dir / "report.html", render_html(blocks, out_dir, title=f"vcreg reproduce ({preset})")
+    )
+    return results
+
+
+def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) -> list[Block]:
+    """The report: header, verdict table, then one section per claim."""
+    v = results["versions"]
+    env = results["environment"]
+    blocks: list[Block] = [
+        Heading(f"vcreg reproduction report — preset `{results['preset']}`", 1),
+        Paragraph(
+            "Re-measurement of the claims of Mialon, Balestriero & LeCun, *Variance-Covariance "
+            "Regularization Enforces Pairwise Independence in Self-Supervised Representations* "
+            "(arXiv 2209.14905). Every number, table, figure and verdict below is computed by "
+            "this run from its own measurements (`results.json` holds them all); verdicts follow "
+            "fixed decision rules (`vcreg.experiments.verdicts`), never hand-written text."
+        ),
+        Paragraph(
+            f"Command: `{results.get('command') or 'vcreg reproduce --preset ' + results['preset']}`"
+            f" · device `{env['device']}` · {env['cpu_count']} CPUs · torch {v.get('torch')} · "
+            f"vcreg {v.get('vcreg')} (commit `{(v.get('git_commit') or 'unknown')[:10]}`) · "
+            f"started {results['started']} · wall time {results['wall_time_s'] / 60:.1f} min · "
+            f"load average at start {_load_str(env.get('load_average_at_start'))}."
+        ),
+        Heading("Verdicts", 2),
+    ]
+    rows = []
+    for claim, e in results["experiments"].items():
+        if "error" in e:
+            rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
+        else:
+            rows.append([claim, e["title"], badge(e["verdict"]["status"]), e["verdict"]["statistic"]])
+    blocks.append(Table(["claim", "title", "verdict", "statistic"], rows))
+    for claim, e in results["experiments"].items():
+        blocks.append(Heading(f"{claim} — {e['title']}", 2))
+        blocks.append(Paragraph(f"**Claim (paper).** {e['claim']}"))
+        if "error" in e:
+            blocks.append(Paragraph(f"**This experiment failed:** `{e['error']}`"))
+            continue
+        s = summaries[claim]
+        blocks.append(Paragraph(f"**Measurement.** {s.measurement}"))
+        blocks.extend(s.blocks)
+        for note in s.notes:
+            blocks.append(Paragraph(note))
+        blocks.append(VerdictBlock(s.verdict))
+        if s.verdict.status == "not supported":
+            blocks.append(
+                Paragraph(
+                    f"**The data of this run contradict the paper's claim {claim}** "
+                    "(see the statistic above and the failing parts)."
+                )
+            )
+        elif s.verdict.status == "inconclusive":
+            blocks.append(
+                Paragraph(
+                    f"**This run can neither confirm nor refute claim {claim}**: the effect is "
+                    "not resolved at this preset's sample size (more seeds/configurations, e.g. "
+                    "`--preset full`, may decide it)."
+                )
+            )
+        blocks.append(
+            Paragraph(
+                f"_{e['units_computed']} units computed, {e['units_cached']} reused from the "
+                f"cache; {e['wall_time_s']:.1f} s._"
+            )
+        )
+    blocks.append(Heading("Settings", 2))
+    blocks.append(
+        Paragraph(
+            "Per-claim settings of this run (the preset, after `--seeds` / overrides):"
+        )
+    )
+    for claim, e in results["experiments"].items():
+        items = ", ".join(f"{k}={_short(val)}" for k, val in e["settings"].items())
+        blocks.append(Paragraph(f"**{claim}**: {items}"))
+    return blocks
+
+
+def _short(val: Any) -> str:
+    text = json.dumps(val) if not isinstance(val, str) else val
+    return f"`{text if len(text) < 200 else text[:197] + '...'}`"
+
+
+def _load_str(load: Any) -> str:
+    if not load:
+        return "n/a"
+    return "/".join(f"{x:.1f}" for x in load)
+

@@ -1,0 +1,387 @@
+"""Verdicts computed from data: ``supported`` / ``not supported`` / ``inconclusive``.
+
+Every verdict carries the statistic it rests on (a human-readable string plus the raw numbers),
+so the report never states a conclusion that the measured numbers do not back.
+
+Decision rules (all intervals two-sided at level ``1 − alpha``, default 95 %):
+
+* :func:`identity_verdict` — an exact identity holds if the largest relative error is below a
+  tolerance set by the floating-point precision.
+* :func:`trend_verdict` — a monotone relation (Spearman ρ with a percentile-bootstrap CI):
+  supported when the CI lies entirely on the expected side of 0; not supported when it lies
+  entirely on the other side, or inside ``±margin`` (no effect, equivalence); else inconclusive.
+* :func:`difference_verdict` — a paired difference ``a − b`` (Student-t CI over pairs, e.g.
+  seeds): same rule as the trend, on the mean difference.
+* :func:`slope_verdict` — a fitted log-log slope (OLS with t CI): supported when the slope is
+  significantly negative; whether it matches the expected rate is reported with it.
+* :func:`threshold_verdict` — a summary statistic compared with a threshold, with a bootstrap CI
+  of the median: supported / not supported when the whole CI is on one side.
+* :func:`combine_verdicts` — a claim with several parts: not supported if any part is,
+  supported if all are, inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "Verdict",
+    "SUPPORTED",
+    "NOT_SUPPORTED",
+    "INCONCLUSIVE",
+    "identity_verdict",
+    "trend_verdict",
+    "difference_verdict",
+    "slope_verdict",
+    "threshold_verdict",
+    "combine_verdicts",
+    "group_difference_verdict",
+    "spearman_bootstrap",
+    "fit_loglog_slope",
+]
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive"
+Status = Literal["supported", "not supported", "inconclusive"]
+_STATUSES = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+
+
+@dataclass
+class Verdict:
+    """A computed verdict: ``status``, the ``statistic`` behind it and a one-line ``reason``."""
+
+    status: Status
+    statistic: str
+    reason: str
+    values: dict[str, Any] = field(default_factory=dict)
+    parts: list[Verdict] = field(default_factory=list)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUSES:
+            raise ValueError(f"unknown verdict status {self.status!r}; choose one of {_STATUSES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["parts"] = [p.to_dict() for p in self.parts]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        d = dict(d)
+        d["parts"] = [cls.from_dict(p) for p in d.get("parts", [])]
+        return cls(**d)
+
+
+def _finite(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if a.size and not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return a
+
+
+def _fmt(x: float) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
+
+
+def _side_rule(
+    lo: float, hi: float, expected: str, margin: float
+) -> tuple[Status, str]:
+    """Decide from an interval [lo, hi] of an effect whose expected sign is ``expected``."""
+    want_pos = expected in ("positive", "increasing", "greater")
+    if (lo > 0 and want_pos) or (hi < 0 and not want_pos):
+        return SUPPORTED, "the interval lies entirely on the expected side of 0"
+    if (hi < 0 and want_pos) or (lo > 0 and not want_pos):
+        return NOT_SUPPORTED, "the interval lies entirely on the opposite side of 0"
+    if margin > 0 and -margin < lo and hi < margin:
+        return NOT_SUPPORTED, f"the interval lies inside ±{_fmt(margin)} (no effect)"
+    return INCONCLUSIVE, "the interval contains 0"
+
+
+def _check_expected(expected: str) -> None:
+    allowed = ("positive", "negative", "increasing", "decreasing", "greater", "less")
+    if expected not in allowed:
+        raise ValueError(f"expected must be one of {allowed}, got {expected!r}")
+
+
+def identity_verdict(errors: Sequence[float], tol: float, what: str = "relative error") -> Verdict:
+    """An exact identity: supported iff ``max |error| <= tol`` (``tol`` from the float precision)."""
+    e = np.abs(_finite(errors, "errors"))
+    if e.size == 0:
+        raise ValueError("identity_verdict needs at least one error value")
+    worst = float(e.max())
+    status: Status = SUPPORTED if worst <= tol else NOT_SUPPORTED
+    reason = (
+        f"max {what} {_fmt(worst)} is {'within' if worst <= tol else 'above'} the float-precision "
+        f"tolerance {_fmt(tol)}"
+    )
+    return Verdict(
+        status,
+        f"max {what} = {_fmt(worst)} (tolerance {_fmt(tol)}, {e.size} cases)",
+        reason,
+        {"max_error": worst, "tolerance": tol, "n": int(e.size)},
+    )
+
+
+def _row_spearman(xb: np.ndarray, yb: np.ndarray) -> list[float]:
+    """Spearman ρ of each row pair (average ranks for ties); constant rows are skipped."""
+    rx = stats.rankdata(xb, axis=1)
+    ry = stats.rankdata(yb, axis=1)
+    rx -= rx.mean(1, keepdims=True)
+    ry -= ry.mean(1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+    ok = den > 0  # rank correlation undefined for a constant resample
+    return ((rx * ry).sum(1)[ok] / den[ok]).tolist()
+
+
+def spearman_bootstrap(
+    x: Sequence[float],
+    y: Sequence[float],
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    groups: Sequence[Any] | None = None,
+) -> dict[str, float]:
+    """Spearman ρ with a percentile-bootstrap CI (resampling points, or whole ``groups``)."""
+    xa, ya = _finite(x, "x"), _finite(y, "y")
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y must have the same length, got {xa.size} and {ya.size}")
+    if xa.size < 3:
+        raise ValueError(f"a rank correlation needs at least 3 points, got {xa.size}")
+    rho, p = stats.spearmanr(xa, ya)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        labels = np.arange(xa.size)
+    else:
+        labels = np.unique(np.asarray(groups), return_inverse=True)[1]
+    uniq = np.unique(labels)
+    members = [np.flatnonzero(labels == g) for g in uniq]
+    picks = rng.integers(0, len(uniq), (n_boot, len(uniq)))
+    boots: list[float] = []
+    if all(len(m) == 1 for m in members):
+        order = np.array([m[0] for m in members])
+        boots = _row_spearman(xa[order[picks]], ya[order[picks]])
+    else:
+        for pick in picks:
+            idx = np.concatenate([members[i] for i in pick])
+            boots += _row_spearman(xa[idx][None], ya[idx][None])
+    if not boots:
+        lo = hi = float("nan")
+    else:
+        lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return {
+        "rho": float(rho) if np.isfinite(rho) else float("nan"),
+        "p_value": float(p) if np.isfinite(p) else float("nan"),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n": int(xa.size),
+        "n_boot": int(len(boots)),
+        "alpha": alpha,
+    }
+
+
+def trend_verdict(
+    x: Sequence[float],
+    y: Sequence[float],
+    expected: str,
+    margin: float = 0.1,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    groups: Sequence[Any] | None = None,
+    xname: str = "x",
+    yname: str = "y",
+) -> Verdict:
+    """Monotone relation between ``x`` and ``y`` (Spearman ρ, bootstrap CI); see module doc."""
+    _check_expected(expected)
+    s = spearman_bootstrap(x, y, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
+    level = round(100 * (1 - alpha))
+    statistic = (
+        f"Spearman ρ({xname}, {yname}) = {s['rho']:+.3f}, {level}% bootstrap CI "
+        f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}], n = {s['n']}"
+    )
+    if not (np.isfinite(s["ci_low"]) and np.isfinite(s["ci_high"])):
+        return Verdict(INCONCLUSIVE, statistic, "the correlation is undefined (constant data)", s)
+    status, why = _side_rule(s["ci_low"], s["ci_high"], expected, margin)
+    return Verdict(status, statistic, f"expected a {expected} relation; {why}", s)
+
+
+def difference_verdict(
+    a: Sequence[float],
+    b: Sequence[float],
+    expected: str,
+    alpha: float = 0.05,
+    margin: float = 0.0,
+    aname: str = "a",
+    bname: str = "b",
+) -> Verdict:
+    """Paired difference ``a − b`` (mean with Student-t CI); ``expected`` is "less" or "greater"."""
+    _check_expected(expected)
+    aa, bb = _finite(a, "a"), _finite(b, "b")
+    if aa.shape != bb.shape:
+        raise ValueError(f"a and b must be paired (same length), got {aa.size} and {bb.size}")
+    if aa.size < 2:
+        raise ValueError(f"a paired comparison needs at least 2 pairs, got {aa.size}")
+    d = aa - bb
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(1 - alpha / 2, d.size - 1) * sd / math.sqrt(d.size))
+    lo, hi = mean - half, mean + half
+    level = round(100 * (1 - alpha))
+    statistic = (
+        f"mean({aname} − {bname}) = {_fmt(mean)}, {level}% t-CI [{_fmt(lo)}, {_fmt(hi)}], "
+        f"{d.size} pairs"
+    )
+    values = {"mean_diff": mean, "ci_low": lo, "ci_high": hi, "sd": sd, "n": int(d.size)}
+    if sd == 0:
+        # identical differences: the sign alone decides
+        lo = hi = mean
+    status, why = _side_rule(lo, hi, expected, margin)
+    return Verdict(status, statistic, f"expected {aname} {expected} than {bname}; {why}", values)
+
+
+def fit_loglog_slope(x: Sequence[float], y: Sequence[float], alpha: float = 0.05) -> dict:
+    """OLS fit ``log10 y = a + s·log10 x`` with a Student-t CI on the slope ``s``."""
+    xa, ya = _finite(x, "x"), _finite(y, "y")
+    if xa.size < 3:
+        raise ValueError(f"a slope fit needs at least 3 points, got {xa.size}")
+    if np.any(xa <= 0) or np.any(ya <= 0):
+        raise ValueError("a log-log fit needs strictly positive x and y")
+    res = stats.linregress(np.log10(xa), np.log10(ya))
+    half = float(stats.t.ppf(1 - alpha / 2, xa.size - 2) * res.stderr)
+    return {
+        "slope": float(res.slope),
+        "intercept": float(res.intercept),
+        "stderr": float(res.stderr),
+        "ci_low": float(res.slope - half),
+        "ci_high": float(res.slope + half),
+        "r2": float(res.rvalue**2),
+        "n": int(xa.size),
+    }
+
+
+def slope_verdict(
+    x: Sequence[float], y: Sequence[float], expected_slope: float = -0.5, alpha: float = 0.05
+) -> Verdict:
+    """Convergence ``y → 0`` as ``x`` grows: supported if the log-log slope is significantly < 0.
+
+    Whether the CI contains ``expected_slope`` (the Monte-Carlo rate −1/2) is reported in the
+    reason; it does not change the status (the claim is convergence, not its rate).
+    """
+    f = fit_loglog_slope(x, y, alpha=alpha)
+    level = round(100 * (1 - alpha))
+    statistic = (
+        f"log-log slope = {f['slope']:.3f}, {level}% CI [{f['ci_low']:.3f}, {f['ci_high']:.3f}], "
+        f"R² = {f['r2']:.3f}, {f['n']} points"
+    )
+    matches = f["ci_low"] <= expected_slope <= f["ci_high"]
+    rate = (
+        f"consistent with the expected rate {expected_slope:g}"
+        if matches
+        else f"the CI excludes the expected rate {expected_slope:g}"
+    )
+    if f["ci_high"] < 0:
+        status, why = SUPPORTED, "the error decreases significantly"
+    elif f["ci_low"] > 0:
+        status, why = NOT_SUPPORTED, "the error increases significantly"
+    else:
+        status, why = INCONCLUSIVE, "the slope is not significantly different from 0"
+    f["matches_expected_rate"] = bool(matches)
+    f["expected_slope"] = expected_slope
+    return Verdict(status, statistic, f"{why}; {rate}", f)
+
+
+def threshold_verdict(
+    values: Sequence[float],
+    threshold: float,
+    expected: str,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    name: str = "value",
+) -> Verdict:
+    """Median of ``values`` vs ``threshold`` (bootstrap CI of the median); ``expected`` less/greater."""
+    _check_expected(expected)
+    v = _finite(values, "values")
+    if v.size < 2:
+        raise ValueError(f"threshold_verdict needs at least 2 values, got {v.size}")
+    rng = np.random.default_rng(seed)
+    meds = np.median(v[rng.integers(0, v.size, (n_boot, v.size))], axis=1)
+    lo, hi = (float(q) for q in np.quantile(meds, [alpha / 2, 1 - alpha / 2]))
+    med = float(np.median(v))
+    level = round(100 * (1 - alpha))
+    statistic = (
+        f"median {name} = {_fmt(med)}, {level}% bootstrap CI [{_fmt(lo)}, {_fmt(hi)}] vs "
+        f"threshold {_fmt(threshold)}, n = {v.size}"
+    )
+    status, why = _side_rule(lo - threshold, hi - threshold, expected, 0.0)
+    values_d = {"median": med, "ci_low": lo, "ci_high": hi, "threshold": threshold, "n": int(v.size)}
+    return Verdict(status, statistic, f"expected {name} {expected} than {_fmt(threshold)}; {why}", values_d)
+
+
+def group_difference_verdict(
+    groups: dict[str, Sequence[float]], alpha: float = 0.05, what: str = "value"
+) -> Verdict:
+    """Do the groups differ? Kruskal-Wallis H test: supported if p < ``alpha``, else inconclusive.
+
+    (A non-significant test cannot show that the groups are equal, so it never returns
+    "not supported".)
+    """
+    samples = [_finite(v, f"group {k}") for k, v in groups.items()]
+    if len(samples) < 2 or any(s.size < 1 for s in samples):
+        raise ValueError("group_difference_verdict needs at least 2 non-empty groups")
+    if sum(s.size for s in samples) <= len(samples) or np.ptp(np.concatenate(samples)) == 0:
+        return Verdict(
+            INCONCLUSIVE,
+            f"Kruskal-Wallis not computable ({sum(s.size for s in samples)} values)",
+            "too few distinct values to compare the groups",
+            {"n": int(sum(s.size for s in samples))},
+        )
+    h, p = stats.kruskal(*samples)
+    medians = {k: float(np.median(v)) for k, v in groups.items()}
+    statistic = (
+        f"Kruskal-Wallis H = {h:.2f}, p = {p:.3g} across {len(samples)} groups "
+        f"(medians of {what}: " + ", ".join(f"{k}: {_fmt(m)}" for k, m in medians.items()) + ")"
+    )
+    status: Status = SUPPORTED if p < alpha else INCONCLUSIVE
+    reason = (
+        f"the groups differ at level {alpha:g}"
+        if p < alpha
+        else f"no significant difference at level {alpha:g}"
+    )
+    return Verdict(status, statistic, reason, {"H": float(h), "p_value": float(p), "medians": medians})
+
+
+def combine_verdicts(
+    parts: Sequence[Verdict], name: str = "", statistic: str | None = None
+) -> Verdict:
+    """Overall verdict of a multi-part claim (any part not supported -> not supported, ...).
+
+    ``statistic`` is the headline shown for the whole claim (default: each part's status).
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("combine_verdicts needs at least one part")
+    statuses = [p.status for p in parts]
+    if NOT_SUPPORTED in statuses:
+        status: Status = NOT_SUPPORTED
+    elif all(s == SUPPORTED for s in statuses):
+        status = SUPPORTED
+    else:
+        status = INCONCLUSIVE
+    counts = {s: statuses.count(s) for s in _STATUSES if s in statuses}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    if statistic is None:
+        statistic = "; ".join(
+            f"{p.name or f'part {i + 1}'}: {p.status}" for i, p in enumerate(parts)
+        )
+    return Verdict(status, statistic, f"{len(parts)} parts: {summary}", {}, parts, name)

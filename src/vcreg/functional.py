@@ -1,0 +1,369 @@
+"""Functional forms of the VCReg family of losses (Mialon, Balestriero & LeCun, arXiv 2209.14905).
+
+Conventions (``docs/sections/losses.md`` and ``shared/PAPER.md``):
+
+* Embeddings ``z`` are ``(n, k)``: ``n`` samples, ``k`` features. Inputs with more than two
+  dimensions ``(n, ..., k)`` are flattened to ``(n * ..., k)``: every leading position counts as a
+  sample (a dense/patch embedding contributes one row per position).
+* ``C(Z) = Z̄ᵀZ̄ / (n − 1)`` is the unbiased covariance, ``Z̄`` the batch-centred embeddings.
+* float16 / bfloat16 inputs are computed in float32; results are float32 (float64 stays float64).
+* Bad input (not a tensor, non-floating dtype, < 2 dims, fewer than 2 samples, NaN/Inf,
+  mismatched views) raises ``ValueError`` / ``TypeError`` with a message naming the problem.
+
+Each loss returns a 0-d tensor; the multi-term losses attach ``.terms``, a dict of detached
+0-d tensors for logging.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "as_embeddings",
+    "variance_loss",
+    "covariance_loss",
+    "invariance_loss",
+    "vcreg_loss",
+    "vicreg_loss",
+    "barlow_twins_loss",
+    "wmse_loss",
+    "whiten",
+]
+
+CovMethod = Literal["auto", "cov", "gram"]
+_METHODS = ("auto", "cov", "gram")
+
+
+def as_embeddings(
+    z: Tensor, name: str = "z", *, check_finite: bool = True, min_samples: int = 2
+) -> Tensor:
+    """Validate an embedding batch and return it as a 2-D float32/float64 tensor.
+
+    ``(n, ..., k)`` is flattened to ``(n·…, k)``; float16/bfloat16 are upcast to float32.
+    """
+    if not isinstance(z, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if not (z.is_floating_point()):
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
+    if z.dim() < 2:
+        raise ValueError(
+            f"{name} must have shape (batch, dim) (or (batch, ..., dim)), got shape "
+            f"{tuple(z.shape)}"
+        )
+    if z.dim() > 2:
+        z = z.reshape(-1, z.shape[-1])
+    if z.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has batch size {z.shape[0]}; the variance/covariance statistics need at "
+            f"least {min_samples} samples"
+        )
+    if z.shape[1] < 1:
+        raise ValueError(f"{name} has no features (shape {tuple(z.shape)})")
+    if z.dtype in (torch.float16, torch.bfloat16):
+        z = z.float()
+    # one cheap reduction first; the element-wise test only runs if the sum is not finite
+    # (NaN/Inf, or — rarely — an overflowing sum of huge finite values)
+    if (
+        check_finite
+        and not bool(torch.isfinite(z.detach().sum()))
+        and not bool(torch.isfinite(z).all())
+    ):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return z
+
+
+def _pair(z_a: Tensor, z_b: Tensor, check_finite: bool, min_samples: int = 2):
+    if isinstance(z_a, Tensor) and isinstance(z_b, Tensor) and z_a.shape != z_b.shape:
+        raise ValueError(
+            f"the two views must have the same shape, got z_a {tuple(z_a.shape)} and "
+            f"z_b {tuple(z_b.shape)}"
+        )
+    z_a = as_embeddings(z_a, "z_a", check_finite=check_finite, min_samples=min_samples)
+    z_b = as_embeddings(z_b, "z_b", check_finite=check_finite, min_samples=min_samples)
+    dtype = torch.promote_types(z_a.dtype, z_b.dtype)
+    return z_a.to(dtype), z_b.to(dtype)
+
+
+def _check_method(method: str) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"unknown covariance method {method!r}; choose one of {_METHODS}")
+
+
+def _use_gram(method: str, n: int, k: int) -> bool:
+    # Gram costs O(n²k), covariance O(nk²): pick the smaller side.
+    return method == "gram" or (method == "auto" and n < k)
+
+
+def _with_terms(loss: Tensor, terms: dict[str, Tensor]) -> Tensor:
+    loss.terms = {name: value.detach() for name, value in terms.items()}
+    return loss
+
+
+class _OffDiagSquaredSum(torch.autograd.Function):
+    """``Σ_{i≠j} (Z̄ᵀZ̄)_ij²`` of the batch-centred ``Z̄``, with a one-matmul backward.
+
+    Autograd through ``Z̄ᵀZ̄`` would spend two matmuls in the backward (one per operand, as it
+    does not know both operands are the same tensor) plus the centring's backward; the
+    closed-form gradient needs one matmul, and it already has zero column means, so the
+    centring's backward (a projection onto zero-mean columns) is the identity.
+    Gram path: ``‖Z̄Z̄ᵀ‖_F² − Σ_j d_j²`` (``d_j = Σ_a Z̄_aj²``), gradient ``4(G Z̄ − Z̄·d)``.
+    Covariance path: the diagonal is zeroed before squaring (no cancellation), gradient
+    ``4·Z̄·M_off``. Not twice differentiable (double backward raises).
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, gram: bool) -> Tensor:
+        zc = z - z.mean(dim=0, keepdim=True)
+        if gram:
+            g = zc @ zc.T
+            d = zc.pow(2).sum(dim=0)
+            out = g.pow(2).sum() - d.pow(2).sum()
+            ctx.save_for_backward(zc, g, d)
+        else:
+            m = zc.T @ zc
+            m.diagonal().zero_()
+            out = m.pow(2).sum()
+            ctx.save_for_backward(zc, m)
+        ctx.gram = gram
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        if ctx.gram:
+            zc, g, d = ctx.saved_tensors
+            grad = torch.addcmul(g @ zc, zc, d, value=-1.0)
+        else:
+            zc, m = ctx.saved_tensors
+            grad = zc @ m
+        return grad.mul_(4.0 * grad_out), None
+
+
+# --------------------------------------------------------------------------- VCReg terms
+
+
+def variance_loss(
+    z: Tensor, gamma: float = 1.0, eps: float = 1e-4, *, check_finite: bool = True
+) -> Tensor:
+    """Hinge on the standard deviation: ``v(Z) = (1/k) Σ_j relu(γ − sqrt(C_jj + ε))``.
+
+    ``C_jj`` is the unbiased (``n − 1``) variance of feature ``j`` (official VICReg code).
+    """
+    z = as_embeddings(z, check_finite=check_finite)
+    std = torch.sqrt(z.var(dim=0, unbiased=True) + eps)
+    return F.relu(gamma - std).mean()
+
+
+def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool = True) -> Tensor:
+    """Off-diagonal covariance penalty ``c(Z) = (1/k) Σ_{i≠j} C(Z)_ij²``.
+
+    ``method="cov"`` forms the k×k covariance (O(nk²) time, O(k²) memory); ``"gram"`` uses
+    ``Σ_ij C_ij² = ‖Z̄Z̄ᵀ‖_F² / (n−1)²`` with the n×n Gram matrix and subtracts the diagonal
+    ``Σ_j C_jj²`` from the per-feature variances (O(n²k) time, O(n²) memory). ``"auto"`` (default)
+    uses the Gram path when ``n < k``. Both paths give the same value and gradient.
+    """
+    _check_method(method)
+    z = as_embeddings(z, check_finite=check_finite)
+    n, k = z.shape
+    off = _OffDiagSquaredSum.apply(z, _use_gram(method, n, k))
+    return off / ((n - 1) ** 2 * k)
+
+
+def invariance_loss(z_a: Tensor, z_b: Tensor, *, check_finite: bool = True) -> Tensor:
+    """Mean squared error between the two views, averaged over batch and dimension."""
+    z_a, z_b = _pair(z_a, z_b, check_finite, min_samples=1)
+    return F.mse_loss(z_a, z_b)
+
+
+def vcreg_loss(
+    z: Tensor,
+    mu: float = 25.0,
+    nu: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+    method: CovMethod = "auto",
+    *,
+    check_finite: bool = True,
+) -> Tensor:
+    """Single-view VCReg ``μ·v(Z) + ν·c(Z)``; ``.terms = {"variance", "covariance"}``."""
+    z = as_embeddings(z, check_finite=check_finite)
+    var = variance_loss(z, gamma=gamma, eps=eps, check_finite=False)
+    cov = covariance_loss(z, method=method, check_finite=False)
+    return _with_terms(mu * var + nu * cov, {"variance": var, "covariance": cov})
+
+
+def vicreg_loss(
+    z_a: Tensor,
+    z_b: Tensor,
+    lambda_: float = 25.0,
+    mu: float = 25.0,
+    nu: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-4,
+    method: CovMethod = "auto",
+    *,
+    check_finite: bool = True,
+) -> Tensor:
+    """VICReg ``λ·MSE(Z_a, Z_b) + μ·[v(Z_a) + v(Z_b)]/2 + ν·[c(Z_a) + c(Z_b)]``.
+
+    The ``/2`` on the variance terms follows the official code (facebookresearch/vicreg) and
+    lightly; solo-learn omits it. ``.terms``: ``"invariance"`` (the MSE), ``"variance"``
+    (``[v_a + v_b]/2``) and ``"covariance"`` (``c_a + c_b``), i.e. the quantities that
+    ``λ``, ``μ`` and ``ν`` multiply.
+    """
+    z_a, z_b = _pair(z_a, z_b, check_finite)
+    inv = F.mse_loss(z_a, z_b)
+    var = 0.5 * (
+        variance_loss(z_a, gamma, eps, check_finite=False)
+        + variance_loss(z_b, gamma, eps, check_finite=False)
+    )
+    cov = covariance_loss(z_a, method, check_finite=False) + covariance_loss(
+        z_b, method, check_finite=False
+    )
+    loss = lambda_ * inv + mu * var + nu * cov
+    return _with_terms(loss, {"invariance": inv, "variance": var, "covariance": cov})
+
+
+# --------------------------------------------------------------------------- Barlow Twins
+
+
+def _batch_standardize(z: Tensor, eps: float) -> Tensor:
+    # BatchNorm1d(affine=False) in training mode: biased batch variance, eps inside the sqrt.
+    mean = z.mean(dim=0, keepdim=True)
+    var = z.var(dim=0, unbiased=False, keepdim=True)
+    return (z - mean) / torch.sqrt(var + eps)
+
+
+def barlow_twins_loss(
+    z_a: Tensor,
+    z_b: Tensor,
+    lambda_: float = 0.0051,
+    bn_eps: float = 1e-5,
+    method: CovMethod = "auto",
+    *,
+    check_finite: bool = True,
+) -> Tensor:
+    """Barlow Twins ``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²`` with ``C = BN(Z_a)ᵀ BN(Z_b) / n``.
+
+    BN is batch-norm without affine parameters using biased batch statistics and ``bn_eps``
+    (PyTorch's BatchNorm1d default 1e-5, as in the official code). The off-diagonal sum uses
+    ``‖AᵀB‖_F² = ⟨AAᵀ, BBᵀ⟩_F`` (n×n Grams) when ``n < k`` (``method="auto"``).
+    ``.terms``: ``"invariance"`` (on-diagonal sum) and ``"redundancy"`` (off-diagonal sum).
+    """
+    _check_method(method)
+    z_a, z_b = _pair(z_a, z_b, check_finite)
+    n, k = z_a.shape
+    a = _batch_standardize(z_a, bn_eps)
+    b = _batch_standardize(z_b, bn_eps)
+    diag = (a * b).sum(dim=0) / n  # C_ii
+    on = (1.0 - diag).pow(2).sum()
+    if _use_gram(method, n, k):
+        total = ((a @ a.T) * (b @ b.T)).sum() / n**2
+        off = total - diag.pow(2).sum()
+    else:
+        c = (a.T @ b) / n
+        c.diagonal().zero_()
+        off = c.pow(2).sum()
+    return _with_terms(on + lambda_ * off, {"invariance": on, "redundancy": off})
+
+
+# --------------------------------------------------------------------------- W-MSE
+
+_SHRINK_FALLBACK = (1e-6, 1e-4, 1e-2, 1e-1, 0.5)
+
+
+def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Tensor:
+    """Cholesky-whiten a sub-batch: ``(z − mean) L⁻ᵀ`` with ``L Lᵀ = (1−ε)·C + ε·I``.
+
+    ``C`` is the unbiased covariance (as in the W-MSE code, htdt/self-supervised), so the output
+    has covariance exactly ``I`` when ``eps = 0``. If the (shrunk) covariance is singular (Cholesky
+    fails, or a squared pivot is below ``d·machine-eps`` times the largest variance), the
+    shrinkage ``ε`` is raised step by step (1e-6 … 0.5) and a ``RuntimeWarning`` is emitted,
+    instead of crashing or returning huge values. ``detach_whitening=True`` stops the gradient through ``L`` (the
+    whitening matrix is treated as a constant, gradients flow only through the centred input).
+    """
+    n, d = z.shape
+    zc = z - z.mean(dim=0, keepdim=True)
+    cov = zc.T @ zc / (n - 1)
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    # a numerically singular matrix can still "factorize" with a tiny rounding-level pivot,
+    # which would blow the whitened values up: treat pivots below tol as failures too
+    scale = cov.diagonal().max().clamp_min(torch.finfo(z.dtype).tiny)
+    tol = d * torch.finfo(z.dtype).eps
+    for shrink in (eps, *[s for s in _SHRINK_FALLBACK if s > eps]):
+        chol, info = torch.linalg.cholesky_ex((1.0 - shrink) * cov + shrink * eye)
+        ok = int(info) == 0 and bool(chol.diagonal().min() ** 2 > tol * scale)
+        if ok:
+            if shrink != eps:
+                warnings.warn(
+                    f"W-MSE whitening covariance ({d}x{d}, sub-batch of {n}) is singular; "
+                    f"used shrinkage eps={shrink:g} instead of {eps:g}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            break
+    else:  # pragma: no cover - shrink 0.5 makes the matrix ≥ 0.5·I, always PD
+        raise ValueError("could not factorize the whitening covariance")
+    if detach_whitening:
+        chol = chol.detach()
+    # L⁻¹ Z̄ᵀ by a triangular solve (stabler than forming L⁻¹)
+    return torch.linalg.solve_triangular(chol, zc.T, upper=False).T
+
+
+def _norm_mse(x: Tensor, y: Tensor) -> Tensor:
+    # 2 − 2·cos between L2-normalised rows == MSE of the unit vectors (summed over dim)
+    return 2.0 - 2.0 * F.cosine_similarity(x, y, dim=-1, eps=1e-12).mean()
+
+
+def wmse_loss(
+    z_a: Tensor,
+    z_b: Tensor,
+    w_size: int | None = 128,
+    w_iter: int = 1,
+    eps: float = 0.0,
+    *,
+    detach_whitening: bool = False,
+    generator: torch.Generator | None = None,
+    perm: Tensor | None = None,
+    check_finite: bool = True,
+) -> Tensor:
+    """W-MSE (Ermolov et al. 2021): MSE of L2-normalised, per-sub-batch whitened views.
+
+    For each of ``w_iter`` iterations the batch is randomly split (``torch.randperm``, or
+    ``perm`` if given, shape ``(w_iter, n)``) into sub-batches of ``w_size`` rows; each view's
+    sub-batch is whitened separately (:func:`whiten`), then the loss is ``2 − 2·cos`` averaged over
+    samples and iterations. ``w_size=None`` whitens the whole batch at once. Requires
+    ``w_size ≥ 2·k`` (the W-MSE paper's stability condition) and ``n`` divisible by ``w_size``.
+    ``.terms = {"invariance"}``.
+    """
+    z_a, z_b = _pair(z_a, z_b, check_finite)
+    n, k = z_a.shape
+    size = n if w_size is None else int(w_size)
+    if size < 2 * k:
+        raise ValueError(
+            f"W-MSE w_size={size} is too small for embedding dimension {k}: whitening needs "
+            f"w_size >= 2*dim = {2 * k} (use a smaller embedding or a larger w_size)"
+        )
+    if n < size or n % size != 0:
+        raise ValueError(f"W-MSE batch size {n} must be a positive multiple of w_size={size}")
+    if w_iter < 1:
+        raise ValueError(f"w_iter must be >= 1, got {w_iter}")
+    total = z_a.new_zeros(())
+    for it in range(w_iter):
+        if perm is not None:
+            order = perm[it].to(z_a.device)
+        else:
+            order = torch.randperm(n, generator=generator).to(z_a.device)
+        wa, wb = [], []
+        for idx in order.view(-1, size):
+            wa.append(whiten(z_a[idx], eps, detach_whitening=detach_whitening))
+            wb.append(whiten(z_b[idx], eps, detach_whitening=detach_whitening))
+        total = total + _norm_mse(torch.cat(wa), torch.cat(wb))
+    loss = total / w_iter
+    return _with_terms(loss, {"invariance": loss})

@@ -1,0 +1,528 @@
+"""Independent Component Analysis with VCReg (claim C5 of Mialon, Balestriero & LeCun).
+
+Method (:class:`VCRegICA`):
+
+1. **Whiten** ``X`` (n, p): centre, project on the top ``k = n_components`` principal axes and
+   scale to unit variance, ``X_w = (X − mean) K`` with ``Cov(X_w) = I`` (unbiased, ``n − 1``
+   normalisation; ``whiten="unit-variance"`` as in scikit-learn's FastICA).
+2. **Unmix with an orthogonal matrix**: ``Y = X_w W`` with ``W = Q₀·expm(A − Aᵀ)`` (``Q₀`` a random
+   rotation, ``A`` the free parameter). Every orthogonal ``W`` keeps ``Cov(Y) = I`` exactly, so
+   VCReg's variance term and the off-diagonal covariance of ``Y`` itself are constant: the only
+   thing left to minimise is the covariance term of the *projected* outputs ``Z = g(Y)``, with
+   ``g`` a frozen random projector. This removes the collapse/scale degeneracy without tuning
+   ``μ``, and keeps the optimisation on a smooth manifold (no penalty weights, no retraction).
+3. **Objective** (``objective="pairwise"``, default for the random-feature projector): the
+   off-diagonal *blocks* of VCReg's covariance term,
+   ``L(W) = Σ_{i≠j} ‖Cov(φ(Y_i), φ(Y_j))‖_F² / (k(k−1))``, which by the paper's bridge equals the
+   mean pairwise HSIC of the outputs under the random-feature kernel κ̂ (normalised by
+   ``1/(n−1)²``). The full covariance term ``c(g(Y))`` (``objective="covariance"``, via
+   :func:`vcreg.functional.covariance_loss`) adds the within-block terms, which depend only on
+   each output's marginal; measured: for sub-Gaussian sources (uniform, bimodal) they dominate and
+   are *minimised by mixtures*, so ``"covariance"`` fails there while ``"pairwise"`` succeeds
+   (see ``docs/sections/ica.md``). For linear mixtures pairwise independence of the outputs
+   suffices to identify the sources (Comon 1994).
+4. **Optimisation**: full-batch L-BFGS (strong-Wolfe line search) on ``A``; the loss is divided by
+   its value at the start of each stage so that ``tol`` is a *relative* change. Kernel-ICA
+   contrasts have spurious local minima at the working bandwidth; a continuation over
+   ``bandwidth=(3.0, 1.0)`` (wide kernel first: smooth, nearly moment-based landscape; then the
+   sharper kernel for accuracy) removes them in practice. Bandwidths are in units of the whitened
+   data (unit variance), so they adapt to the data's scale automatically.
+
+Metrics: :func:`amari_distance` (classic normalised form in [0, 1], or Picard's squared form)
+and :func:`mean_corr_coef` (Hungarian matching of |correlations|).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from vcreg.functional import covariance_loss
+from vcreg.projectors import MLPProjector, RandomFeatureProjector
+
+__all__ = [
+    "VCRegICA",
+    "amari_distance",
+    "mean_corr_coef",
+    "whiten_unit_variance",
+    "ica_objective",
+    "make_ica_problem",
+    "SOURCE_FAMILIES",
+    "nonlinear_ica_experiment",
+]
+
+_PROJECTORS = ("random-features", "mlp")
+_OBJECTIVES = ("auto", "pairwise", "covariance")
+
+
+# --------------------------------------------------------------------------------------- metrics
+
+
+def amari_distance(W: Any, A: Any, kind: str = "classic") -> float:
+    """Amari distance between an unmixing ``W`` (k, p) and a mixing ``A`` (p, k); 0 iff ``W·A`` is a
+    scaled permutation.
+
+    With ``P = |W·A|`` (k × k):
+
+    * ``kind="classic"`` (default; Amari et al. 1996, normalised as in Bach & Jordan 2002):
+      ``[Σ_i (Σ_j P_ij / max_j P_ij − 1) + Σ_j (Σ_i P_ij / max_i P_ij − 1)] / (2k(k−1))`` in [0, 1].
+    * ``kind="squared"``: python-picard's form on squared entries,
+      ``[Σ_i (Σ_j P_ij² / max_j P_ij² − 1) + Σ_j (Σ_i P_ij² / max_i P_ij² − 1)] / (2k)``,
+      in [0, k − 1].
+
+    For a fitted :class:`VCRegICA` (or FastICA) on ``X = S·Aᵀ`` use
+    ``amari_distance(est.components_, A)``.
+    """
+    if kind not in ("classic", "squared"):
+        raise ValueError(f"unknown Amari kind {kind!r}; choose 'classic' or 'squared'")
+    W = np.asarray(W, dtype=np.float64)
+    A = np.asarray(A, dtype=np.float64)
+    if W.ndim != 2 or A.ndim != 2:
+        raise ValueError(f"W and A must be 2-D, got shapes {W.shape} and {A.shape}")
+    if W.shape[1] != A.shape[0] or W.shape[0] != A.shape[1]:
+        raise ValueError(
+            f"W (k, p) and A (p, k) must give a square product W·A, got {W.shape} and {A.shape}"
+        )
+    if not (np.isfinite(W).all() and np.isfinite(A).all()):
+        raise ValueError("W and A must not contain NaN or Inf")
+    P = np.abs(W @ A)
+    k = P.shape[0]
+    if k == 1:
+        return 0.0
+    if kind == "squared":
+        P = P**2
+    if (P.max(axis=0) == 0).any() or (P.max(axis=1) == 0).any():
+        raise ValueError("W·A has an all-zero row or column; the Amari distance is undefined")
+    rows = (P.sum(axis=1) / P.max(axis=1) - 1.0).sum()
+    cols = (P.sum(axis=0) / P.max(axis=0) - 1.0).sum()
+    if kind == "squared":
+        return float((rows + cols) / (2 * k))
+    return float((rows + cols) / (2 * k * (k - 1)))
+
+
+def mean_corr_coef(S_hat: Any, S: Any, method: str = "pearson") -> float:
+    """Mean correlation coefficient (MCC) between estimated and true sources, both (n, k).
+
+    The absolute correlation matrix ``|corr(Ŝ_i, S_j)|`` is matched one-to-one by the Hungarian
+    algorithm (maximum total correlation) and the matched values are averaged; in [0, 1], 1 for a
+    perfect recovery up to permutation, sign and scale. ``method="spearman"`` uses rank
+    correlations (invariant to monotone distortions of each source).
+    """
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"unknown method {method!r}; choose 'pearson' or 'spearman'")
+    S_hat = np.asarray(S_hat, dtype=np.float64)
+    S = np.asarray(S, dtype=np.float64)
+    if S_hat.ndim != 2 or S.ndim != 2 or S_hat.shape[0] != S.shape[0]:
+        raise ValueError(
+            f"S_hat and S must be 2-D with the same number of rows, got {S_hat.shape} and {S.shape}"
+        )
+    if S.shape[0] < 2:
+        raise ValueError(f"correlations need at least 2 samples, got n_samples={S.shape[0]}")
+    if not (np.isfinite(S_hat).all() and np.isfinite(S).all()):
+        raise ValueError("S_hat and S must not contain NaN or Inf")
+    if method == "spearman":
+        S_hat = rankdata(S_hat, axis=0)
+        S = rankdata(S, axis=0)
+    a = S_hat - S_hat.mean(axis=0)
+    b = S - S.mean(axis=0)
+    na = np.linalg.norm(a, axis=0)
+    nb = np.linalg.norm(b, axis=0)
+    if (na == 0).any() or (nb == 0).any():
+        raise ValueError("a column of S_hat or S is constant; its correlation is undefined")
+    corr = np.abs((a / na).T @ (b / nb))
+    rows, cols = linear_sum_assignment(corr, maximize=True)
+    return float(corr[rows, cols].sum() / max(S_hat.shape[1], S.shape[1]))
+
+
+# ------------------------------------------------------------------------------------- whitening
+
+
+def whiten_unit_variance(
+    X: np.ndarray, n_components: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA whitening: returns ``(X_w, K, mean)`` with ``X_w = (X − mean) K`` of unit (n−1) covariance.
+
+    ``K`` (p, k) keeps the top ``k`` principal axes. Computed in float64 by an SVD of the centred
+    data (no squared condition number). Raises ``ValueError`` if the kept axes have zero variance
+    (rank-deficient data: reduce ``n_components``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+    s = s[:n_components]
+    tol = max(X.shape) * np.finfo(np.float64).eps * (s[0] if s.size and s[0] > 0 else 1.0)
+    if s.size < n_components or s[-1] <= tol:
+        rank = int((s > tol).sum())
+        raise ValueError(
+            f"X has rank {rank} after centring, less than n_components={n_components}; "
+            "reduce n_components (constant or collinear features, or too few samples)"
+        )
+    K = Vt[:n_components].T * (math.sqrt(n - 1) / s)
+    return Xc @ K, K, mean
+
+
+# ------------------------------------------------------------------------------------- objective
+
+
+def _pairwise_blocks(z: torch.Tensor, k: int, m: int) -> torch.Tensor:
+    """``Σ_{i≠j} ‖Cov(z_i-block, z_j-block)‖_F² / (k(k−1))`` for ``z`` (n, k·m) in blocks of m."""
+    n = z.shape[0]
+    zc = z - z.mean(dim=0, keepdim=True)
+    cov = (zc.T @ zc).reshape(k, m, k, m)
+    mask = 1.0 - torch.eye(k, dtype=z.dtype, device=z.device)[:, None, :, None]
+    return (cov * mask).pow(2).sum() / ((n - 1) ** 2 * k * (k - 1))
+
+
+def ica_objective(y: torch.Tensor, projector: torch.nn.Module, objective: str) -> torch.Tensor:
+    """VCReg ICA contrast of outputs ``y`` (n, k) through a frozen projector.
+
+    ``"pairwise"`` (element-wise random-feature projector only): cross-output blocks of the
+    covariance of ``g(y)`` — equal to ``c(g(y))·k·m − Σ_i c(φ(y_i))·m`` up to the factor
+    ``1/(k(k−1))``, i.e. the mean pairwise HSIC_κ̂ / (n−1)². ``"covariance"``: VCReg's full
+    covariance term ``c(g(y))`` (:func:`vcreg.functional.covariance_loss`).
+    """
+    z = projector(y)
+    if objective == "covariance":
+        return covariance_loss(z, method="auto", check_finite=False)
+    if objective == "pairwise":
+        k = y.shape[1]
+        if not isinstance(projector, RandomFeatureProjector):
+            raise ValueError("objective='pairwise' needs the element-wise random-feature projector")
+        if k < 2:
+            return z.sum() * 0.0
+        return _pairwise_blocks(z, k, projector.features_per_dim)
+    raise ValueError(f"unknown objective {objective!r}; choose one of {_OBJECTIVES}")
+
+
+# ------------------------------------------------------------------------------------- estimator
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Linear ICA by minimising VCReg's covariance term through a frozen random projector.
+
+    Drop-in for :class:`sklearn.decomposition.FastICA` (``fit``, ``transform``,
+    ``inverse_transform``, ``components_``, ``mixing_``, ``mean_``, ``whitening_``, ``n_iter_``).
+    The method and its conventions are described in the module docstring: unit-variance PCA
+    whitening, orthogonal unmixing ``W = Q₀·expm(A − Aᵀ)``, contrast = pairwise blocks of the
+    covariance of ``g(X_w W)`` (pairwise HSIC under the random-feature kernel), L-BFGS.
+
+    Parameters:
+        n_components: number of sources ``k`` (default: number of features).
+        projector: ``"random-features"`` (element-wise random Fourier features,
+            :class:`vcreg.projectors.RandomFeatureProjector`, Gaussian kernel) or ``"mlp"``
+            (frozen random ReLU MLP, :class:`vcreg.projectors.MLPProjector`, no batch-norm).
+        width: random features per output (random-features; default 16) or hidden/output width
+            of the MLP (default 512).
+        depth: number of Linear layers of the MLP projector (ignored for random features).
+        bandwidth: Gaussian-kernel bandwidth(s) in units of the whitened (unit-variance) data; a
+            sequence is a continuation schedule, optimised in order (default ``(3.0, 1.0)``).
+        objective: ``"pairwise"`` (cross-output blocks only), ``"covariance"`` (full ``c(g(Y))``)
+            or ``"auto"`` (pairwise for random features, covariance for the MLP).
+        whiten: ``"unit-variance"`` (PCA whitening) or ``False`` (X is already white: only
+            centred, and ``n_components`` must equal the number of features).
+        max_iter: maximum L-BFGS iterations per bandwidth stage.
+        tol: stop a stage when the relative loss change (or step) falls below ``tol``.
+        n_restarts: random initial rotations; the one with the lowest final loss is kept.
+        max_warmup_samples: the stages before the last use at most this many samples (a random
+            subset; ``None`` = all). The last stage always uses every sample.
+        device: torch device (default: CUDA when available, else CPU).
+        random_state: seed for the projector, the initial rotations and the warm-up subset.
+
+    Attributes:
+        components_ (k, p): unmixing matrix, ``S = (X − mean_) @ components_.T``.
+        mixing_ (p, k): pseudo-inverse of ``components_``.
+        mean_ (p,), whitening_ (k, p), unmixing_ (k, k) orthogonal: ``components_ = unmixing_ @
+        whitening_``.
+        n_iter_: L-BFGS iterations of the kept restart (all stages). ``loss_``: its final
+        contrast value. ``converged_``: whether its last stage stopped on ``tol``.
+    """
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        projector: str = "random-features",
+        width: int | None = None,
+        depth: int = 2,
+        bandwidth: float | Sequence[float] = (3.0, 1.0),
+        objective: str = "auto",
+        whiten: str | bool = "unit-variance",
+        max_iter: int = 200,
+        tol: float = 1e-6,
+        n_restarts: int = 1,
+        max_warmup_samples: int | None = 2000,
+        device: str | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.projector = projector
+        self.width = width
+        self.depth = depth
+        self.bandwidth = bandwidth
+        self.objective = objective
+        self.whiten = whiten
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_restarts = n_restarts
+        self.max_warmup_samples = max_warmup_samples
+        self.device = device
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------------ parameter validation
+    def _check_params(self, n_features: int) -> tuple[int, list[float], str, int]:
+        k = self.n_components
+        if k is None:
+            k = n_features
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"n_components must be a positive integer or None, got {k!r}")
+        if k > n_features:
+            raise ValueError(
+                f"n_components={k} must be <= n_features={n_features} (ICA cannot recover more "
+                "sources than observed mixtures)"
+            )
+        if self.projector not in _PROJECTORS:
+            raise ValueError(f"unknown projector {self.projector!r}; choose one of {_PROJECTORS}")
+        if self.objective not in _OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {_OBJECTIVES}")
+        objective = self.objective
+        if objective == "auto":
+            objective = "pairwise" if self.projector == "random-features" else "covariance"
+        if objective == "pairwise" and self.projector != "random-features":
+            raise ValueError(
+                "objective='pairwise' needs projector='random-features' (the MLP projector mixes "
+                "outputs, so its covariance has no per-output blocks); use objective='covariance'"
+            )
+        if self.whiten not in ("unit-variance", False):
+            raise ValueError(f"whiten must be 'unit-variance' or False, got {self.whiten!r}")
+        if self.whiten is False and k != n_features:
+            raise ValueError("whiten=False requires n_components == n_features")
+        bws = (
+            [self.bandwidth]
+            if isinstance(self.bandwidth, numbers.Real)
+            else list(self.bandwidth)
+            if isinstance(self.bandwidth, Sequence) and not isinstance(self.bandwidth, str)
+            else None
+        )
+        if not bws or any(
+            not isinstance(b, numbers.Real) or not (b > 0 and math.isfinite(b)) for b in bws
+        ):
+            raise ValueError(
+                f"bandwidth must be a positive number or a non-empty sequence of them, got "
+                f"{self.bandwidth!r}"
+            )
+        width = self.width
+        if width is None:
+            width = 16 if self.projector == "random-features" else 512
+        for name, value in (
+            ("width", width),
+            ("depth", self.depth),
+            ("max_iter", self.max_iter),
+            ("n_restarts", self.n_restarts),
+        ):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
+        mws = self.max_warmup_samples
+        if mws is not None and (
+            not isinstance(mws, numbers.Integral) or isinstance(mws, bool) or mws < 2
+        ):
+            raise ValueError(f"max_warmup_samples must be an integer >= 2 or None, got {mws!r}")
+        return int(k), [float(b) for b in bws], objective, int(width)
+
+    def _make_projector(self, k: int, width: int, bandwidth: float, seed: int):
+        if self.projector == "random-features":
+            return RandomFeatureProjector(k, width, kernel="gaussian", bandwidth=bandwidth, seed=seed)
+        # Frozen random MLP without batch-norm (its batch statistics would re-standardise the
+        # features and hide the dependence); the bandwidth is a scale on its input.
+        mlp = MLPProjector(
+            k, [width] * self.depth, batch_norm=False, frozen=True, seed=seed, last_bias=True
+        )
+        return _Scaled(mlp, 1.0 / bandwidth)
+
+    # ------------------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> VCRegICA:
+        """Fit the unmixing matrix on ``X`` (n_samples, n_features); ``y`` is ignored."""
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit and return the estimated sources (n_samples, n_components)."""
+        Xv = self._fit(X)
+        return self._transform_validated(Xv)
+
+    def _fit(self, X: Any) -> np.ndarray:
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=True
+        )
+        n, p = X.shape
+        k, bandwidths, objective, width = self._check_params(p)
+        if n <= k:
+            raise ValueError(
+                f"VCRegICA needs more samples than components to whiten, got n_samples={n} and "
+                f"n_components={k}"
+            )
+        rng = check_random_state(self.random_state)
+        if self.whiten == "unit-variance":
+            Xw, K, mean = whiten_unit_variance(X, k)
+        else:
+            mean = X.astype(np.float64).mean(axis=0)
+            Xw, K = X.astype(np.float64) - mean, np.eye(p)
+
+        device = _resolve_device(self.device)
+        dtype = torch.float32  # the contrast is a smooth average: float32 is accurate and 2x faster
+        x_full = torch.as_tensor(Xw, dtype=dtype, device=device)
+        warm_idx = None
+        if self.max_warmup_samples is not None and n > self.max_warmup_samples:
+            warm_idx = torch.as_tensor(
+                np.sort(rng.choice(n, self.max_warmup_samples, replace=False)), device=device
+            )
+        proj_seeds = rng.randint(0, 2**31 - 1, size=len(bandwidths))
+        best: tuple[float, np.ndarray, int, bool] | None = None
+        for _ in range(self.n_restarts):
+            q0 = _random_rotation(k, rng)
+            result = self._optimise(
+                x_full, warm_idx, q0, k, width, bandwidths, proj_seeds, objective, device, dtype
+            )
+            if best is None or result[0] < best[0]:
+                best = result
+        loss, W, n_iter, converged = best
+
+        components = (K @ W).T  # (k, p) in float64
+        self.mean_ = mean.astype(X.dtype)
+        self.whitening_ = K.T.astype(X.dtype)
+        self.unmixing_ = W.T.astype(X.dtype)
+        self.components_ = components.astype(X.dtype)
+        self.mixing_ = np.linalg.pinv(components).astype(X.dtype)
+        self.n_iter_ = int(n_iter)
+        self.loss_ = float(loss)
+        self.converged_ = bool(converged)
+        if not converged:
+            warnings.warn(
+                f"VCRegICA did not converge within max_iter={self.max_iter} L-BFGS iterations "
+                f"(tol={self.tol}); increase max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return X
+
+    def _optimise(self, x_full, warm_idx, q0, k, width, bandwidths, seeds, objective, device, dtype):
+        """One restart: continuation over ``bandwidths``; returns (loss, W, n_iter, converged)."""
+        q0 = torch.as_tensor(q0, dtype=dtype, device=device)
+        if k == 1:
+            return 0.0, np.ones((1, 1)), 0, True
+        a = torch.zeros(k, k, dtype=dtype, device=device, requires_grad=True)
+        n_iter, converged, loss = 0, True, 0.0
+        for stage, (bw, seed) in enumerate(zip(bandwidths, seeds, strict=True)):
+            last = stage == len(bandwidths) - 1
+            x = x_full if (last or warm_idx is None) else x_full[warm_idx]
+            proj = self._make_projector(k, width, bw, int(seed)).to(device)
+
+            def contrast(a=a, x=x, proj=proj):
+                w = q0 @ torch.linalg.matrix_exp(a - a.T)
+                return ica_objective(x @ w, proj, objective)
+
+            with torch.no_grad():
+                scale = float(contrast())
+            scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+            opt = torch.optim.LBFGS(
+                [a],
+                lr=1.0,
+                max_iter=self.max_iter,
+                max_eval=2 * self.max_iter,
+                tolerance_grad=1e-9,
+                tolerance_change=float(self.tol),
+                history_size=20,
+                line_search_fn="strong_wolfe",
+            )
+
+            def closure(opt=opt, contrast=contrast, scale=scale):
+                opt.zero_grad()
+                value = contrast() / scale
+                value.backward()
+                return value
+
+            opt.step(closure)
+            state = opt.state[a]
+            stage_iter = int(state.get("n_iter", 0))
+            n_iter += stage_iter
+            converged = stage_iter < self.max_iter and int(state.get("func_evals", 0)) < (
+                2 * self.max_iter
+            )
+            if last:
+                with torch.no_grad():
+                    loss = float(contrast())
+        w = (q0 @ torch.linalg.matrix_exp(a - a.T)).detach().cpu().double().numpy()
+        u, _, vt = np.linalg.svd(w)  # re-orthonormalise in float64 (polar factor)
+        return loss, u @ vt, max(n_iter, 1), converged
+
+    # ---------------------------------------------------------------------------- transforms
+    def _transform_validated(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) @ self.components_.T).astype(X.dtype, copy=False)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Estimated sources ``(X − mean_) @ components_.T`` (n_samples, n_components)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._transform_validated(X)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Map sources back to the data space: ``S @ mixing_.T + mean_``."""
+        check_is_fitted(self)
+        from sklearn.utils import check_array
+
+        S = check_array(X, dtype=[np.float64, np.float32])
+        if S.shape[1] != self.components_.shape[0]:
+            raise ValueError(
+                f"X has {S.shape[1]} components, but VCRegICA was fitted with "
+                f"{self.components_.shape[0]}"
+            )
+        return (S @ self.mixing_.T + self.mean_).astype(S.dtype, copy=False)
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+
+class _Scaled(torch.nn.Module):
+    """``x ↦ g(x·s)``: applies a bandwidth (input scale) to a projector without one."""
+
+    def __init__(self, module: torch.nn.Module, scale: float) -> None:
+        super().__init__()
+        self.module = module
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x * self.scale)
+
+
+def _random_rotation(k: int, rng: np.random.RandomState) -> np.ndarray:
+    """Haar-distributed orthogonal matrix (QR of a Gaussian matrix with sign correction)."""
+    q, r = np.linalg.qr(rng.standard_normal((k, k)))
+    return q * np.sign(np.diag(r))

@@ -1,0 +1,237 @@
+"""Loss modules of the VCReg family: VCReg, VICReg, Barlow Twins, W-MSE.
+
+Every module returns a 0-d tensor (float32, or float64 for float64 input; fp16/bf16 inputs are
+computed in float32) that can be ``.backward()``-ed, with ``.terms``: a dict of detached 0-d
+tensors for logging (see :class:`LossOutput`).
+
+Distributed training (``gather_distributed``): ``None`` (default) gathers the embeddings of all
+ranks automatically when a multi-rank ``torch.distributed`` process group is initialised,
+``True`` does the same (and is a no-op without a process group), ``False`` never gathers. When
+gathering, the *whole* loss (all terms, including VICReg's invariance MSE) is computed on the
+global batch with an autograd-aware all-gather, so every rank gets the same value as a single
+process on the concatenated batch, and, after DDP's gradient averaging, the same gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as VF
+from .distributed import gather_with_grad, should_gather
+
+__all__ = ["LossOutput", "VCRegLoss", "VICRegLoss", "BarlowTwinsLoss", "WMSELoss"]
+
+
+@runtime_checkable
+class LossOutput(Protocol):
+    """What the loss modules return: a 0-d tensor with a ``terms`` dict (detached values)."""
+
+    terms: dict[str, Tensor]
+
+    def backward(self, *args, **kwargs) -> None: ...
+
+    def item(self) -> float: ...
+
+
+class _GatheringLoss(nn.Module):
+    def __init__(self, gather_distributed: bool | None, check_finite: bool) -> None:
+        super().__init__()
+        if gather_distributed not in (None, True, False):
+            raise ValueError(
+                f"gather_distributed must be None, True or False, got {gather_distributed!r}"
+            )
+        self.gather_distributed = gather_distributed
+        self.check_finite = check_finite
+
+    def _prepare(self, *views: Tensor) -> tuple[Tensor, ...]:
+        """Validate locally (NaN/Inf, shapes), then gather across ranks if requested."""
+        names = ("z_a", "z_b") if len(views) == 2 else ("z",)
+        if len(views) == 2 and isinstance(views[0], Tensor) and isinstance(views[1], Tensor):
+            if views[0].shape != views[1].shape:
+                raise ValueError(
+                    f"the two views must have the same shape, got z_a {tuple(views[0].shape)} "
+                    f"and z_b {tuple(views[1].shape)}"
+                )
+        gather = should_gather(self.gather_distributed)
+        out = []
+        for z, name in zip(views, names, strict=True):
+            # per-rank batches may be of size 1 as long as the gathered batch has >= 2 samples
+            z = VF.as_embeddings(
+                z, name, check_finite=self.check_finite, min_samples=1 if gather else 2
+            )
+            out.append(gather_with_grad(z) if gather else z)
+        return tuple(out)
+
+
+class VCRegLoss(_GatheringLoss):
+    """Single-view VCReg ``μ·v(Z) + ν·c(Z)`` (PAPER.md); ``.terms = {"variance", "covariance"}``.
+
+    Args:
+        mu: weight of the variance hinge ``v``. nu: weight of the covariance term ``c``.
+        gamma, eps: target std and numerical epsilon of ``v``.
+        method: covariance path, "auto" (Gram trick when n < k), "cov" or "gram".
+        gather_distributed: see module docstring.
+        check_finite: raise ValueError on NaN/Inf input (one device sync per call).
+    """
+
+    def __init__(
+        self,
+        mu: float = 25.0,
+        nu: float = 1.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        gather_distributed: bool | None = None,
+        method: VF.CovMethod = "auto",
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        VF._check_method(method)
+        self.mu, self.nu, self.gamma, self.eps, self.method = mu, nu, gamma, eps, method
+
+    def forward(self, z: Tensor) -> Tensor:
+        (z,) = self._prepare(z)
+        return VF.vcreg_loss(
+            z, self.mu, self.nu, self.gamma, self.eps, self.method, check_finite=False
+        )
+
+    def extra_repr(self) -> str:
+        return f"mu={self.mu}, nu={self.nu}, gamma={self.gamma}, eps={self.eps}"
+
+
+class VICRegLoss(_GatheringLoss):
+    """VICReg ``λ·MSE + μ·[v(Z_a) + v(Z_b)]/2 + ν·[c(Z_a) + c(Z_b)]`` (official conventions).
+
+    Defaults λ = μ = 25, ν = 1. ``.terms``: ``"invariance"``, ``"variance"`` (already /2),
+    ``"covariance"``. See :func:`vcreg.functional.vicreg_loss`.
+    """
+
+    def __init__(
+        self,
+        lambda_: float = 25.0,
+        mu: float = 25.0,
+        nu: float = 1.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        gather_distributed: bool | None = None,
+        method: VF.CovMethod = "auto",
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        VF._check_method(method)
+        self.lambda_, self.mu, self.nu = lambda_, mu, nu
+        self.gamma, self.eps, self.method = gamma, eps, method
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        z_a, z_b = self._prepare(z_a, z_b)
+        return VF.vicreg_loss(
+            z_a,
+            z_b,
+            self.lambda_,
+            self.mu,
+            self.nu,
+            self.gamma,
+            self.eps,
+            self.method,
+            check_finite=False,
+        )
+
+    def extra_repr(self) -> str:
+        return f"lambda_={self.lambda_}, mu={self.mu}, nu={self.nu}"
+
+
+class BarlowTwinsLoss(_GatheringLoss):
+    """Barlow Twins ``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²``, ``C = BN(Z_a)ᵀBN(Z_b)/n``, λ = 0.0051.
+
+    BN: no affine parameters, biased batch statistics, ``bn_eps = 1e-5``; under DDP the
+    statistics are those of the global batch (as the official code's SyncBatchNorm).
+    ``.terms``: ``"invariance"`` (on-diagonal), ``"redundancy"`` (off-diagonal, before λ).
+    """
+
+    def __init__(
+        self,
+        lambda_: float = 0.0051,
+        bn_eps: float = 1e-5,
+        gather_distributed: bool | None = None,
+        method: VF.CovMethod = "auto",
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        VF._check_method(method)
+        self.lambda_, self.bn_eps, self.method = lambda_, bn_eps, method
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        z_a, z_b = self._prepare(z_a, z_b)
+        return VF.barlow_twins_loss(
+            z_a, z_b, self.lambda_, self.bn_eps, self.method, check_finite=False
+        )
+
+    def extra_repr(self) -> str:
+        return f"lambda_={self.lambda_}, bn_eps={self.bn_eps}"
+
+
+class WMSELoss(_GatheringLoss):
+    """W-MSE: ``2 − 2·cos`` between per-sub-batch Cholesky-whitened views (Ermolov et al. 2021).
+
+    Args:
+        w_size: whitening sub-batch size (``None`` = whole batch); must be ≥ 2·dim and divide the
+            (global) batch size, otherwise ``ValueError``.
+        w_iter: number of random sub-batch splits averaged.
+        eps: covariance shrinkage ``(1−ε)·C + ε·I`` (official default 0). A singular covariance
+            does not crash: ε is raised automatically with a ``RuntimeWarning``.
+        detach_whitening: stop the gradient through the whitening matrix (default False: the
+            gradient flows through the Cholesky factor, as in the official code and lightly).
+        generator: RNG for the sub-batch permutation (default: global torch RNG). Under DDP the
+            permutation drawn on rank 0 is broadcast so all ranks use the same split.
+    """
+
+    def __init__(
+        self,
+        w_size: int | None = 128,
+        w_iter: int = 1,
+        eps: float = 0.0,
+        detach_whitening: bool = False,
+        gather_distributed: bool | None = None,
+        generator: torch.Generator | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        if w_size is not None and int(w_size) < 2:
+            raise ValueError(f"w_size must be >= 2 (or None for the whole batch), got {w_size}")
+        if int(w_iter) < 1:
+            raise ValueError(f"w_iter must be >= 1, got {w_iter}")
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"eps (whitening shrinkage) must be in [0, 1), got {eps}")
+        self.w_size, self.w_iter, self.eps = w_size, int(w_iter), float(eps)
+        self.detach_whitening = detach_whitening
+        self.generator = generator
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        gathered = should_gather(self.gather_distributed)
+        z_a, z_b = self._prepare(z_a, z_b)
+        perm = None
+        if gathered:
+            import torch.distributed as dist
+
+            n = z_a.shape[0]
+            perm = torch.stack(
+                [torch.randperm(n, generator=self.generator) for _ in range(self.w_iter)]
+            )
+            perm = perm.to(z_a.device)
+            dist.broadcast(perm, src=0)
+        return VF.wmse_loss(
+            z_a,
+            z_b,
+            self.w_size,
+            self.w_iter,
+            self.eps,
+            detach_whitening=self.detach_whitening,
+            generator=self.generator,
+            perm=perm,
+            check_finite=False,
+        )
+
+    def extra_repr(self) -> str:
+        return f"w_size={self.w_size}, w_iter={self.w_iter}, eps={self.eps}"

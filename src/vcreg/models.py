@@ -1,0 +1,162 @@
+"""Encoders f (inputs -> representation X in R^d) for SSL training.
+
+``build_encoder(name, input_shape, repr_dim, **options) -> nn.Module`` with ``.out_dim == repr_dim``
+and ``.input_shape``; forward maps (B, *input_shape) -> (B, repr_dim). The representation (the
+projector's input, whose pairwise independence the paper measures) is the encoder's output.
+
+- ``"cnn1d"``: small 1-D CNN for MNIST-1D (input (C, L)): three Conv1d(k=5)-BN-ReLU blocks with
+  ``channels`` (default 32, 64, 64) and strides 1, 2, 2, flattened, then Linear -> repr_dim.
+  Flattening keeps the position information that distinguishes MNIST-1D digits after pooling
+  would blur it; ~0.5 M multiply-adds per signal, so CPU training is dominated by the projector.
+- ``"smallcnn"``: 2-D CNN for small images (Fashion-MNIST, any (C, H, W)): four Conv3x3-BN-ReLU
+  blocks with ``channels`` (default 32, 64, 128, 128), strides 1, 2, 2, 2, global average pool,
+  Linear -> repr_dim.
+- ``"resnet18"``: torchvision ResNet-18 with the CIFAR stem (3x3 conv stride 1, no max-pool), fc
+  removed; the 512-d average-pooled feature is the representation (repr_dim=512), otherwise a
+  Linear(512, repr_dim) is appended. Any (C, H, W) works (C sets the stem's input channels).
+- ``"mlp"``: vector data (input (D,)): Linear-BN-ReLU blocks of widths ``hidden`` (default
+  256, 256), then Linear -> repr_dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+ENCODERS = ("cnn1d", "smallcnn", "resnet18", "mlp")
+
+
+class Encoder(nn.Module):
+    """``body`` followed by an optional linear head; records ``out_dim`` and ``input_shape``."""
+
+    def __init__(
+        self, body: nn.Module, out_dim: int, input_shape: tuple[int, ...], strict_shape: bool
+    ):
+        super().__init__()
+        self.body = body
+        self.out_dim = int(out_dim)
+        self.input_shape = tuple(input_shape)
+        # flatten-based encoders need the exact shape; pooled CNNs only the channel count
+        self.strict_shape = strict_shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = len(self.input_shape)
+        ok = x.ndim == n + 1 and (
+            tuple(x.shape[1:]) == self.input_shape
+            if self.strict_shape
+            else x.shape[1] == self.input_shape[0]
+        )
+        if not ok:
+            raise ValueError(
+                f"encoder expects input of shape (B, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.body(x)
+
+
+def _positive_ints(name: str, values: Sequence[int]) -> list[int]:
+    vals = list(values)
+    if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
+        raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {values!r}")
+    return vals
+
+
+def _cnn1d(
+    input_shape: tuple[int, ...],
+    repr_dim: int,
+    channels: Sequence[int] = (32, 64, 64),
+    kernel_size: int = 5,
+) -> nn.Module:
+    if len(input_shape) != 2:
+        raise ValueError(f"cnn1d needs input_shape (C, L), got {input_shape}")
+    chans = _positive_ints("channels", channels)
+    c_in, length = input_shape
+    layers: list[nn.Module] = []
+    for i, c_out in enumerate(chans):
+        stride = 1 if i == 0 else 2
+        layers += [
+            nn.Conv1d(
+                c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
+            ),
+            nn.BatchNorm1d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+        c_in = c_out
+    conv = nn.Sequential(*layers)
+    with torch.no_grad():
+        flat = conv.eval()(torch.zeros(1, *input_shape)).numel()
+    conv.train()
+    return nn.Sequential(conv, nn.Flatten(), nn.Linear(flat, repr_dim))
+
+
+def _smallcnn(
+    input_shape: tuple[int, ...], repr_dim: int, channels: Sequence[int] = (32, 64, 128, 128)
+) -> nn.Module:
+    if len(input_shape) != 3:
+        raise ValueError(f"smallcnn needs input_shape (C, H, W), got {input_shape}")
+    chans = _positive_ints("channels", channels)
+    c_in = input_shape[0]
+    layers: list[nn.Module] = []
+    for i, c_out in enumerate(chans):
+        layers += [
+            nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+        c_in = c_out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, repr_dim))
+
+
+def _resnet18(input_shape: tuple[int, ...], repr_dim: int, cifar_stem: bool = True) -> nn.Module:
+    from torchvision.models import resnet18
+
+    if len(input_shape) != 3:
+        raise ValueError(f"resnet18 needs input_shape (C, H, W), got {input_shape}")
+    net = resnet18(weights=None)
+    if cifar_stem:
+        net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif input_shape[0] != 3:
+        net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=False)
+    net.fc = nn.Identity() if repr_dim == 512 else nn.Linear(512, repr_dim)
+    return net
+
+
+def _mlp(
+    input_shape: tuple[int, ...], repr_dim: int, hidden: Sequence[int] = (256, 256)
+) -> nn.Module:
+    if len(input_shape) != 1:
+        raise ValueError(f"mlp needs input_shape (D,), got {input_shape}")
+    dims = [input_shape[0], *_positive_ints("hidden", hidden)] if hidden else [input_shape[0]]
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:], strict=True):
+        layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(dims[-1], repr_dim))
+    return nn.Sequential(*layers)
+
+
+_BUILDERS = {"cnn1d": _cnn1d, "smallcnn": _smallcnn, "resnet18": _resnet18, "mlp": _mlp}
+
+
+def build_encoder(name: str, input_shape: Sequence[int], repr_dim: int, **options: Any) -> Encoder:
+    """Build the named encoder; options: cnn1d ``channels``, ``kernel_size``; smallcnn
+    ``channels``; resnet18 ``cifar_stem=True``; mlp ``hidden``. Unknown names/options -> ValueError.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown encoder {name!r}; available: {list(ENCODERS)}")
+    shape = tuple(int(s) for s in input_shape)
+    if any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must contain positive sizes, got {tuple(input_shape)}")
+    if isinstance(repr_dim, bool) or not isinstance(repr_dim, int) or repr_dim < 1:
+        raise ValueError(f"repr_dim must be a positive int, got {repr_dim!r}")
+    import inspect
+
+    valid = set(inspect.signature(_BUILDERS[name]).parameters) - {"input_shape", "repr_dim"}
+    bad = sorted(set(options) - valid)
+    if bad:
+        raise ValueError(f"unknown option(s) {bad} for encoder {name!r}; valid: {sorted(valid)}")
+    body = _BUILDERS[name](shape, repr_dim, **options)
+    return Encoder(body, repr_dim, shape, strict_shape=name in ("cnn1d", "mlp"))

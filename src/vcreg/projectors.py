@@ -1,0 +1,194 @@
+"""Projectors ``g`` mapping representations ``X`` (n, d) to embeddings ``Z = g(X)`` (n, k).
+
+* :class:`MLPProjector` — the VICReg-style MLP (Linear-BN-ReLU blocks, last Linear plain),
+  trainable or frozen at its random initialisation.
+* :class:`RandomFeatureProjector` — element-wise random Fourier features, the projector of the
+  paper's bridge between VCReg and pairwise HSIC (PAPER.md, "Why VCReg gives pairwise
+  independence").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLPProjector", "RandomFeatureProjector", "parse_spec"]
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+    "identity": nn.Identity,
+}
+
+
+def parse_spec(spec: str | int | Sequence[int]) -> list[int]:
+    """Parse a layer spec: ``"8192-8192-8192"``, ``2048``, or ``[8192, 8192]`` -> list of widths."""
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split("-")]
+        try:
+            widths = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(
+                f"projector spec {spec!r} must be layer widths joined by '-', e.g. '8192-8192-8192'"
+            ) from None
+    elif isinstance(spec, int):
+        widths = [spec]
+    else:
+        widths = [int(w) for w in spec]
+    if not widths or any(w < 1 for w in widths):
+        raise ValueError(f"projector spec {spec!r} must list at least one positive width")
+    return widths
+
+
+def _check_input(x: Tensor, in_dim: int, cls: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{cls} expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[1] != in_dim:
+        raise ValueError(f"{cls} expects input of shape (batch, {in_dim}), got {tuple(x.shape)}")
+
+
+class MLPProjector(nn.Module):
+    """VICReg projector: ``[Linear → BN → act] × (L−1) → Linear`` with widths from ``spec``.
+
+    Args:
+        in_dim: representation dimension ``d``.
+        spec: output widths of the Linear layers, ``"8192-8192-8192"`` (official VICReg) or a list.
+            The last entry is the embedding dimension ``k = out_dim``.
+        batch_norm: BatchNorm1d after each hidden Linear.
+        activation: one of relu, gelu, tanh, leaky_relu, silu, identity.
+        bias: bias of the hidden Linear layers (official: True).
+        last_bias: bias of the final Linear (official VICReg: False).
+        frozen: keep the random initialisation: every parameter gets ``requires_grad=False``, so
+            :meth:`trainable_parameters` (or ``filter(lambda p: p.requires_grad, ...)``) is empty.
+            BatchNorm still normalises with batch statistics in ``train()`` mode.
+        seed: if given, the initialisation is drawn from this seed (reproducible, global RNG
+            untouched); otherwise from the global torch RNG.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        spec: str | int | Sequence[int] = "8192-8192-8192",
+        batch_norm: bool = True,
+        activation: str = "relu",
+        bias: bool = True,
+        frozen: bool = False,
+        seed: int | None = None,
+        last_bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(in_dim) < 1:
+            raise ValueError(f"in_dim must be a positive integer, got {in_dim}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}"
+            )
+        self.in_dim = int(in_dim)
+        self.widths = parse_spec(spec)
+        self.out_dim = self.widths[-1]
+        self.frozen = bool(frozen)
+        dims = [self.in_dim, *self.widths]
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            layers: list[nn.Module] = []
+            for i in range(len(dims) - 2):
+                layers.append(nn.Linear(dims[i], dims[i + 1], bias=bias))
+                if batch_norm:
+                    layers.append(nn.BatchNorm1d(dims[i + 1]))
+                layers.append(_ACTIVATIONS[activation]())
+            layers.append(nn.Linear(dims[-2], dims[-1], bias=last_bias))
+            self.net = nn.Sequential(*layers)
+        if self.frozen:
+            self.requires_grad_(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_dim, type(self).__name__)
+        return self.net(x)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters that an optimizer should update (none when ``frozen``)."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def extra_repr(self) -> str:
+        spec = "-".join(map(str, self.widths))
+        return f"in_dim={self.in_dim}, spec={spec!r}, frozen={self.frozen}"
+
+
+class RandomFeatureProjector(nn.Module):
+    """Element-wise random Fourier features ``g(x) = [φ(x_1) | φ(x_2) | … | φ(x_d)]``.
+
+    ``φ(t) = sqrt(2/m)·cos(ω t + b)`` with ``m = features_per_dim`` frequencies ``ω`` drawn from
+    the spectral measure of a shift-invariant kernel and phases ``b ~ U[0, 2π]``, so that
+    ``φ(s)ᵀφ(t) → κ(s, t)`` as ``m → ∞`` (Rahimi & Recht 2007). The same ``(ω, b)`` are used for
+    every input coordinate (one kernel ``κ̂`` for all pairs, as in PAPER.md). Output
+    ``(n, d·m)`` is laid out in contiguous blocks: columns ``[i·m, (i+1)·m)`` are ``φ(x_i)``.
+
+    Kernels (``σ = bandwidth``): ``"gaussian"`` ``exp(−(s−t)²/(2σ²))``, ω ~ N(0, 1/σ²);
+    ``"laplacian"`` ``exp(−|s−t|/σ)``, ω ~ Cauchy(0, 1/σ).
+    Frequencies and phases are buffers drawn once from ``seed`` (deterministic, no gradient,
+    follow ``.to(device)``). Computation is in float32 at least.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        features_per_dim: int = 64,
+        kernel: str = "gaussian",
+        bandwidth: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if int(in_dim) < 1 or int(features_per_dim) < 1:
+            raise ValueError(
+                f"in_dim and features_per_dim must be positive, got {in_dim}, {features_per_dim}"
+            )
+        if not (bandwidth > 0 and math.isfinite(bandwidth)):
+            raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth}")
+        if kernel not in ("gaussian", "laplacian"):
+            raise ValueError(f"unknown kernel {kernel!r}; choose 'gaussian' or 'laplacian'")
+        self.in_dim = int(in_dim)
+        self.features_per_dim = m = int(features_per_dim)
+        self.kernel = kernel
+        self.bandwidth = float(bandwidth)
+        self.seed = int(seed)
+        self.out_dim = self.in_dim * m
+        gen = torch.Generator().manual_seed(self.seed)
+        if kernel == "gaussian":
+            omega = torch.randn(m, generator=gen, dtype=torch.float64) / self.bandwidth
+        else:
+            u = torch.rand(m, generator=gen, dtype=torch.float64)
+            omega = torch.tan(math.pi * (u - 0.5)) / self.bandwidth
+        phase = 2 * math.pi * torch.rand(m, generator=gen, dtype=torch.float64)
+        self.register_buffer("omega", omega.float())
+        self.register_buffer("phase", phase.float())
+
+    def kernel_fn(self, s: Tensor, t: Tensor) -> Tensor:
+        """The exact kernel ``κ(s, t)`` that ``φ(s)ᵀφ(t)`` approximates (element-wise)."""
+        diff = s - t
+        if self.kernel == "gaussian":
+            return torch.exp(-(diff**2) / (2 * self.bandwidth**2))
+        return torch.exp(-diff.abs() / self.bandwidth)
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """``φ`` applied to every coordinate: ``(n, d) -> (n, d, m)``."""
+        _check_input(x, self.in_dim, type(self).__name__)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        x = x.to(dtype)
+        arg = x.unsqueeze(-1) * self.omega.to(dtype) + self.phase.to(dtype)
+        return math.sqrt(2.0 / self.features_per_dim) * torch.cos(arg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.feature_map(x).reshape(x.shape[0], self.out_dim)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_dim={self.in_dim}, features_per_dim={self.features_per_dim}, "
+            f"kernel={self.kernel!r}, bandwidth={self.bandwidth}, seed={self.seed}"
+        )

@@ -1,0 +1,133 @@
+"""Verdict logic of ``vcreg reproduce`` on synthetic numbers with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from vcreg.experiments.verdicts import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Verdict,
+    combine_verdicts,
+    difference_verdict,
+    fit_loglog_slope,
+    identity_verdict,
+    slope_verdict,
+    spearman_bootstrap,
+    threshold_verdict,
+    trend_verdict,
+)
+
+
+def test_identity_verdict():
+    assert identity_verdict([1e-16, 3e-15], tol=1e-9).status == SUPPORTED
+    v = identity_verdict([1e-16, 2e-3], tol=1e-9)
+    assert v.status == NOT_SUPPORTED
+    assert v.values["max_error"] == pytest.approx(2e-3)
+    with pytest.raises(ValueError, match="NaN"):
+        identity_verdict([np.nan], tol=1.0)
+
+
+def test_trend_verdict_directions():
+    rng = np.random.default_rng(0)
+    x = np.arange(30, dtype=float)
+    y = -x + rng.normal(0, 1, 30)
+    assert trend_verdict(x, y, "decreasing").status == SUPPORTED
+    assert trend_verdict(x, y, "increasing").status == NOT_SUPPORTED
+    # pure noise with few points: the CI straddles 0
+    noise = trend_verdict(np.arange(6.0), rng.normal(size=6), "decreasing", margin=0.0)
+    assert noise.status == INCONCLUSIVE
+    assert noise.values["ci_low"] <= 0 <= noise.values["ci_high"]
+
+
+def test_trend_verdict_equivalence_margin():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=4000)
+    y = rng.normal(size=4000)  # independent: ρ ≈ 0 with a tight CI
+    v = trend_verdict(x, y, "decreasing", margin=0.1, n_boot=300)
+    assert v.status == NOT_SUPPORTED
+    assert "no effect" in v.reason
+
+
+def test_spearman_bootstrap_matches_scipy_and_groups():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=40)
+    y = x + rng.normal(size=40)
+    s = spearman_bootstrap(x, y, n_boot=500)
+    assert s["rho"] == pytest.approx(stats.spearmanr(x, y)[0])
+    assert s["ci_low"] < s["rho"] < s["ci_high"]
+    # the bootstrap distribution is that of scipy's ρ on resamples
+    rng_b = np.random.default_rng(0)
+    ref = [stats.spearmanr(x[i], y[i])[0] for i in rng_b.integers(0, 40, (500, 40))]
+    assert s["ci_low"] == pytest.approx(np.quantile(ref, 0.025))
+    assert s["ci_high"] == pytest.approx(np.quantile(ref, 0.975))
+    g = spearman_bootstrap(x, y, n_boot=200, groups=np.repeat(np.arange(10), 4))
+    assert g["rho"] == pytest.approx(s["rho"])
+    assert g["ci_low"] < g["rho"] < g["ci_high"]
+    with pytest.raises(ValueError, match="same length"):
+        spearman_bootstrap([1, 2, 3], [1, 2])
+
+
+def test_difference_verdict_t_interval():
+    a = np.array([1.0, 1.2, 0.9, 1.1, 1.05])
+    b = a + np.array([0.5, 0.45, 0.55, 0.5, 0.52])
+    v = difference_verdict(a, b, "less")
+    assert v.status == SUPPORTED
+    d = a - b
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert v.values["ci_low"] == pytest.approx(d.mean() - half)
+    assert difference_verdict(a, b, "greater").status == NOT_SUPPORTED
+    mixed = difference_verdict([1.0, 2.0, 3.0], [1.5, 1.5, 2.5], "less")
+    assert mixed.status == INCONCLUSIVE
+    with pytest.raises(ValueError, match="paired"):
+        difference_verdict([1.0, 2.0], [1.0], "less")
+
+
+def test_slope_verdict_recovers_known_rate():
+    m = 2.0 ** np.arange(2, 12)
+    rng = np.random.default_rng(3)
+    err = 3.0 * m**-0.5 * np.exp(rng.normal(0, 0.05, m.size))
+    v = slope_verdict(m, err, expected_slope=-0.5)
+    assert v.status == SUPPORTED
+    assert v.values["slope"] == pytest.approx(-0.5, abs=0.05)
+    assert v.values["matches_expected_rate"]
+    ref = stats.linregress(np.log10(m), np.log10(err))
+    assert fit_loglog_slope(m, err)["slope"] == pytest.approx(ref.slope)
+    flat = slope_verdict(m, np.exp(rng.normal(0, 0.5, m.size)))
+    assert flat.status in (INCONCLUSIVE, NOT_SUPPORTED)
+    assert slope_verdict(m, m**0.7).status == NOT_SUPPORTED
+    with pytest.raises(ValueError, match="positive"):
+        fit_loglog_slope([1, 2, 3], [1, 0, 2])
+
+
+def test_threshold_verdict():
+    assert threshold_verdict([0.01, 0.02, 0.015, 0.03], 0.1, "less").status == SUPPORTED
+    assert threshold_verdict([0.5, 0.6, 0.55, 0.7], 0.1, "less").status == NOT_SUPPORTED
+
+
+def test_combine_and_roundtrip():
+    s = Verdict(SUPPORTED, "a", "r")
+    n = Verdict(NOT_SUPPORTED, "b", "r")
+    i = Verdict(INCONCLUSIVE, "c", "r")
+    assert combine_verdicts([s, s]).status == SUPPORTED
+    assert combine_verdicts([s, i]).status == INCONCLUSIVE
+    assert combine_verdicts([s, i, n]).status == NOT_SUPPORTED
+    c = combine_verdicts([s, i], name="X", statistic="headline")
+    assert c.statistic == "headline"
+    assert Verdict.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown verdict status"):
+        Verdict("maybe", "", "")
+
+
+def test_group_difference_verdict_matches_scipy():
+    from vcreg.experiments.verdicts import group_difference_verdict
+
+    a, b, c = [1.0, 1.1, 0.9, 1.05], [2.0, 2.1, 1.9, 2.2], [3.0, 3.2, 2.9, 3.1]
+    v = group_difference_verdict({"1": a, "2": b, "3": c})
+    assert v.status == SUPPORTED
+    assert v.values["p_value"] == pytest.approx(stats.kruskal(a, b, c).pvalue)
+    same = group_difference_verdict({"1": [1.0, 2.0, 3.0], "2": [1.1, 2.1, 2.9]})
+    assert same.status == INCONCLUSIVE

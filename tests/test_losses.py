@@ -1,0 +1,153 @@
+"""Loss modules against lightly's implementations (a test dependency) and their behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lightly.loss import BarlowTwinsLoss as LightlyBarlowTwins
+from lightly.loss import VICRegLoss as LightlyVICReg
+from lightly.loss.wmse_loss import WMSELoss as LightlyWMSE
+
+import vcreg
+from vcreg import BarlowTwinsLoss, LossOutput, VCRegLoss, VICRegLoss, WMSELoss
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def _views(n, k, dtype, seed=0, noise=0.4):
+    g = torch.Generator().manual_seed(seed)
+    mix = (
+        torch.eye(k, dtype=torch.float64)
+        + 0.4 * torch.randn(k, k, generator=g, dtype=torch.float64) / k**0.5
+    )
+    a = torch.randn(n, k, generator=g, dtype=torch.float64) @ mix * 0.7
+    b = a + noise * torch.randn(n, k, generator=g, dtype=torch.float64)
+    return a.to(dtype), b.to(dtype)
+
+
+# ----------------------------------------------------------------------------- vs lightly
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(32, 64), (64, 16)])
+def test_vicreg_equals_lightly(dtype, shape):
+    a, b = _views(*shape, dtype)
+    ours = VICRegLoss()(a, b)
+    ref = LightlyVICReg()(a, b)
+    assert ours.dtype == dtype
+    np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-5)
+    # gradients too
+    xa, xb = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    VICRegLoss()(xa, xb).backward()
+    ya, yb = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    LightlyVICReg()(ya, yb).backward()
+    scale = ya.grad.abs().max().item()
+    np.testing.assert_allclose(xa.grad.numpy(), ya.grad.numpy(), rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(32, 64), (64, 16)])
+def test_barlow_twins_equals_lightly(dtype, shape):
+    a, b = _views(*shape, dtype, seed=1)
+    # lightly's default lambda is 5e-3; the official value (ours) is 0.0051
+    ours = BarlowTwinsLoss()(a, b)
+    ref = LightlyBarlowTwins(lambda_param=0.0051)(a, b)
+    np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-5)
+    ours = BarlowTwinsLoss(lambda_=0.02)(a, b)
+    ref = LightlyBarlowTwins(lambda_param=0.02)(a, b)
+    np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wmse_equals_lightly(dtype):
+    n, k, w = 64, 8, 16
+    a, b = _views(n, k, dtype, seed=2)
+    for w_iter in (1, 2):
+        torch.manual_seed(123)  # both draw their sub-batch split with torch.randperm
+        ours = WMSELoss(w_size=w, w_iter=w_iter)(a, b)
+        torch.manual_seed(123)
+        ref = LightlyWMSE(embedding_dim=k, w_size=w, w_iter=w_iter, num_samples=2).to(dtype)(
+            torch.cat([a, b])
+        )
+        np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- behaviour
+@pytest.mark.parametrize(
+    "loss_fn,two_views,keys",
+    [
+        (VCRegLoss(), False, {"variance", "covariance"}),
+        (VICRegLoss(), True, {"invariance", "variance", "covariance"}),
+        (BarlowTwinsLoss(), True, {"invariance", "redundancy"}),
+        (WMSELoss(w_size=16), True, {"invariance"}),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_output_is_float32_scalar_with_detached_terms(loss_fn, two_views, keys, dtype):
+    a, b = _views(32, 8, torch.float32, seed=3)
+    a = a.to(dtype).requires_grad_(True)
+    b = b.to(dtype)
+    out = loss_fn(a, b) if two_views else loss_fn(a)
+    assert isinstance(out, LossOutput)
+    assert out.dim() == 0 and out.dtype == torch.float32
+    assert set(out.terms) == keys
+    assert all(t.dim() == 0 and not t.requires_grad for t in out.terms.values())
+    out.backward()
+    assert a.grad is not None and a.grad.dtype == dtype
+
+
+def test_terms_combine_to_loss():
+    a, b = _views(24, 12, torch.float64, seed=4)
+    out = VICRegLoss(lambda_=2.0, mu=3.0, nu=5.0)(a, b)
+    t = out.terms
+    np.testing.assert_allclose(
+        out.item(), 2 * t["invariance"] + 3 * t["variance"] + 5 * t["covariance"], rtol=1e-12
+    )
+    out = VCRegLoss(mu=7.0, nu=0.5)(a)
+    np.testing.assert_allclose(
+        out.item(), 7 * out.terms["variance"] + 0.5 * out.terms["covariance"], rtol=1e-12
+    )
+    out = BarlowTwinsLoss(lambda_=0.1)(a, b)
+    np.testing.assert_allclose(
+        out.item(), out.terms["invariance"] + 0.1 * out.terms["redundancy"], rtol=1e-12
+    )
+
+
+def test_gather_option_without_process_group_is_identity():
+    a, b = _views(16, 8, torch.float64, seed=5)
+    for g in (None, True, False):
+        np.testing.assert_allclose(
+            VICRegLoss(gather_distributed=g)(a, b).item(), VICRegLoss()(a, b).item()
+        )
+    assert not vcreg.distributed.is_distributed()
+    assert vcreg.distributed.gather_with_grad(a) is a
+
+
+def test_public_api_exports():
+    for name in ("VCRegLoss", "VICRegLoss", "BarlowTwinsLoss", "WMSELoss", "LossOutput"):
+        assert getattr(vcreg, name) is getattr(vcreg.losses, name)
+    assert callable(vcreg.functional.covariance_loss)
+    assert callable(vcreg.distributed.gather_with_grad)
+
+
+def test_module_errors_are_clear():
+    a = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="same shape"):
+        VICRegLoss()(a, torch.randn(8, 5))
+    with pytest.raises(ValueError, match="batch size 1"):
+        VCRegLoss()(torch.randn(1, 4))
+    with pytest.raises(ValueError, match="batch size 1"):
+        BarlowTwinsLoss()(torch.randn(1, 4), torch.randn(1, 4))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        VICRegLoss()(a, torch.full((8, 4), float("nan")))
+    with pytest.raises(ValueError, match="shape"):
+        VCRegLoss()(torch.randn(8))
+    with pytest.raises(ValueError, match="too small"):
+        WMSELoss(w_size=16)(torch.randn(32, 16), torch.randn(32, 16))
+    with pytest.raises(ValueError, match="multiple of w_size"):
+        WMSELoss(w_size=16)(torch.randn(24, 4), torch.randn(24, 4))
+    with pytest.raises(ValueError, match="gather_distributed"):
+        VCRegLoss(gather_distributed="yes")
+    with pytest.raises(ValueError, match="unknown covariance method"):
+        VCRegLoss(method="fft")
+    with pytest.raises(ValueError, match="w_iter"):
+        WMSELoss(w_iter=0)

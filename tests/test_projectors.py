@@ -1,0 +1,203 @@
+"""Projectors: MLP structure / frozen weights, random Fourier features and PAPER.md's bridge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vcreg import MLPProjector, RandomFeatureProjector
+from vcreg import functional as VF
+
+
+# ----------------------------------------------------------------------------- MLPProjector
+def test_mlp_structure_matches_official_vicreg_projector():
+    p = MLPProjector(16, "32-24-8")
+    kinds = [type(m) for m in p.net]
+    assert kinds == [
+        nn.Linear,
+        nn.BatchNorm1d,
+        nn.ReLU,
+        nn.Linear,
+        nn.BatchNorm1d,
+        nn.ReLU,
+        nn.Linear,
+    ]
+    dims = [(m.in_features, m.out_features) for m in p.net if isinstance(m, nn.Linear)]
+    assert dims == [(16, 32), (32, 24), (24, 8)]
+    assert p.net[-1].bias is None and p.net[0].bias is not None
+    assert p.out_dim == 8
+    assert p(torch.randn(5, 16)).shape == (5, 8)
+    # list spec == string spec; options
+    q = MLPProjector(16, [32, 24, 8], batch_norm=False, activation="gelu", bias=False)
+    assert [type(m) for m in q.net] == [nn.Linear, nn.GELU, nn.Linear, nn.GELU, nn.Linear]
+    assert all(m.bias is None for m in q.net if isinstance(m, nn.Linear))
+    assert [type(m) for m in MLPProjector(4, "6").net] == [nn.Linear]
+
+
+def test_mlp_seed_is_reproducible_and_leaves_global_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    a = MLPProjector(8, "16-4", seed=3)
+    after = torch.rand(3)
+    b = MLPProjector(8, "16-4", seed=3)
+    c = MLPProjector(8, "16-4", seed=4)
+    assert torch.equal(after, expected)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a.net[0].weight, c.net[0].weight)
+
+
+def test_frozen_mlp_excluded_from_optimizer_and_stays_random():
+    torch.manual_seed(0)
+    encoder = nn.Linear(6, 8)
+    proj = MLPProjector(8, "32-32", frozen=True, seed=1)
+    assert list(proj.trainable_parameters()) == []
+    assert all(not p.requires_grad for p in proj.parameters())
+    before = {k: v.clone() for k, v in proj.named_parameters()}
+    enc_before = encoder.weight.clone()
+    params = [p for p in [*encoder.parameters(), *proj.parameters()] if p.requires_grad]
+    assert len(params) == 2  # encoder weight + bias only
+    opt = torch.optim.SGD(params, lr=0.1)
+    loss_fn = VF.vcreg_loss
+    for _ in range(3):
+        opt.zero_grad()
+        loss = loss_fn(proj(encoder(torch.randn(32, 6))))
+        loss.backward()
+        opt.step()
+    assert encoder.weight.grad is not None
+    assert not torch.equal(encoder.weight, enc_before)
+    for k, v in proj.named_parameters():
+        assert torch.equal(v, before[k]), k
+    # a trainable projector does get updated parameters
+    assert len(list(MLPProjector(8, "32-32").trainable_parameters())) == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"spec": "8192-x"}, "spec"),
+        ({"spec": ""}, "spec"),
+        ({"spec": [0, 4]}, "positive"),
+        ({"activation": "swish2"}, "unknown activation"),
+    ],
+)
+def test_mlp_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MLPProjector(8, **kwargs)
+
+
+def test_projectors_reject_wrong_input_shape():
+    with pytest.raises(ValueError, match=r"\(batch, 8\)"):
+        MLPProjector(8, "4")(torch.randn(3, 7))
+    with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+        RandomFeatureProjector(3, 4)(torch.randn(5))
+    with pytest.raises(ValueError, match="kernel"):
+        RandomFeatureProjector(3, 4, kernel="poly")
+    with pytest.raises(ValueError, match="bandwidth"):
+        RandomFeatureProjector(3, 4, bandwidth=0.0)
+
+
+# ----------------------------------------------------------------------------- random features
+def phi_numpy(x: np.ndarray, omega: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """φ(t) = sqrt(2/m)·cos(ω t + b) for every coordinate: (n, d) -> (n, d, m)."""
+    m = omega.shape[0]
+    return np.sqrt(2.0 / m) * np.cos(x[:, :, None] * omega[None, None, :] + phase)
+
+
+def test_random_features_deterministic_buffers_and_layout():
+    p1 = RandomFeatureProjector(3, features_per_dim=5, seed=7)
+    p2 = RandomFeatureProjector(3, features_per_dim=5, seed=7)
+    p3 = RandomFeatureProjector(3, features_per_dim=5, seed=8)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    assert torch.equal(p1(x), p2(x))
+    assert not torch.equal(p1(x), p3(x))
+    assert list(p1.parameters()) == []
+    assert set(p1.state_dict()) == {"omega", "phase"}
+    assert p1.out_dim == 15 and p1(x).shape == (6, 15)
+    fm = p1.feature_map(x)
+    assert fm.shape == (6, 3, 5)
+    for i in range(3):  # contiguous blocks [φ(x_1) | φ(x_2) | φ(x_3)]
+        assert torch.equal(p1(x)[:, 5 * i : 5 * (i + 1)], fm[:, i])
+    ref = phi_numpy(x.numpy(), p1.omega.double().numpy(), p1.phase.double().numpy())
+    np.testing.assert_allclose(fm.numpy(), ref, rtol=1e-12, atol=1e-12)
+    # gradients reach the input (needed for ICA), never the buffers
+    xi = x.clone().requires_grad_(True)
+    p1(xi).sum().backward()
+    assert xi.grad is not None and not p1.omega.requires_grad
+    assert p1.to(torch.float64).omega.dtype == torch.float64
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian"])
+def test_random_feature_kernel_approximation(kernel):
+    bw = 0.8
+    p = RandomFeatureProjector(1, features_per_dim=40000, kernel=kernel, bandwidth=bw, seed=0)
+    s = torch.linspace(-2, 2, 9, dtype=torch.float64).unsqueeze(1)
+    f = p.feature_map(s)[:, 0]  # (9, m)
+    approx = (f @ f.T).numpy()
+    diff = s - s.T
+    exact = (
+        np.exp(-(diff.numpy() ** 2) / (2 * bw**2))
+        if kernel == "gaussian"
+        else np.exp(-np.abs(diff.numpy()) / bw)
+    )
+    np.testing.assert_allclose(approx, exact, atol=0.03)
+
+
+def _dependent_sample(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    x2 = np.sin(2 * x1) + 0.3 * rng.normal(size=n)  # dependent but uncorrelated-ish
+    x3 = rng.uniform(-1.5, 1.5, size=n)  # independent of both
+    return np.stack([x1, x2, x3], axis=1)
+
+
+def test_bridge_identity_covariance_blocks_equal_random_feature_hsic():
+    n, d, m = 30, 3, 16
+    x = _dependent_sample(n, 0)
+    proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=1.0, seed=1)
+    z = proj(torch.from_numpy(x)).numpy()  # (n, d·m), float64
+    phi = phi_numpy(x, proj.omega.double().numpy(), proj.phase.double().numpy())
+    cov = np.cov(z, rowvar=False)
+    H = np.eye(n) - np.ones((n, n)) / n
+    K = [phi[:, i] @ phi[:, i].T for i in range(d)]
+    pair_sum, marginal = 0.0, 0.0
+    for i in range(d):
+        for j in range(d):
+            block = cov[i * m : (i + 1) * m, j * m : (j + 1) * m]
+            hsic_hat = np.trace(K[i] @ H @ K[j] @ H) / (n - 1) ** 2
+            if i != j:
+                np.testing.assert_allclose(np.sum(block**2), hsic_hat, rtol=1e-10)
+                pair_sum += hsic_hat
+            else:
+                marginal += np.sum(block**2) - np.sum(np.diag(block) ** 2)
+    # c(g(X)) = (1/(dm)) [Σ_{i≠j} HSIC_κ̂(X_i, X_j) + Σ_i ‖offdiag Cov(φ(X_i))‖²]
+    c = VF.covariance_loss(torch.from_numpy(z)).item()
+    np.testing.assert_allclose(c, (pair_sum + marginal) / (d * m), rtol=1e-10)
+    # dependent pair (1, 2) has a larger HSIC than the independent pair (1, 3)
+    h12 = np.trace(K[0] @ H @ K[1] @ H)
+    h13 = np.trace(K[0] @ H @ K[2] @ H)
+    assert h12 > 3 * h13
+
+
+def test_bridge_approaches_gaussian_kernel_hsic_as_m_grows():
+    n, bw = 60, 1.0
+    x = _dependent_sample(n, 2)[:, :2]
+    H = np.eye(n) - np.ones((n, n)) / n
+    diff = x[:, None, :] - x[None, :, :]
+    Kg = np.exp(-(diff**2) / (2 * bw**2))  # exact Gaussian kernels, (n, n, 2)
+    exact = np.trace(Kg[:, :, 0] @ H @ Kg[:, :, 1] @ H) / (n - 1) ** 2
+    errors = {}
+    for m in (8, 128, 4096):
+        errs = []
+        for seed in range(3):
+            proj = RandomFeatureProjector(2, features_per_dim=m, bandwidth=bw, seed=seed)
+            z = proj(torch.from_numpy(x)).numpy()
+            zc = z - z.mean(0)
+            block = zc[:, :m].T @ zc[:, m:] / (n - 1)  # off-diagonal covariance block
+            errs.append(abs(np.sum(block**2) - exact) / exact)
+        errors[m] = float(np.mean(errs))
+    assert errors[4096] < errors[128] < errors[8]
+    assert errors[4096] < 0.05
