@@ -115,13 +115,13 @@ def time_methods(fns: dict, a, b, device: str, rounds: int, min_time: float) -> 
     changes on a shared machine hit all of them alike. Cheap methods are repeated within each
     round (up to ``min_time / rounds`` seconds) for more samples."""
     est = {}
-    for name, fn in fns.items():  # warm-up + estimate
+    for name, fn in fns.items():  # estimate (the caller already warmed up)
         sync(device)
         t0 = time.perf_counter()
         fwd_bwd(fn, a, b)
         sync(device)
         est[name] = time.perf_counter() - t0
-    samples: dict[str, list[float]] = {name: [] for name in fns}
+    samples: dict[str, list[float]] = {name: [t] for name, t in est.items()}
     for _ in range(rounds):
         for name, fn in fns.items():
             reps = max(1, min(10, int(min_time / rounds / max(est[name], 1e-6))))
@@ -147,10 +147,11 @@ class LargestTensor(TorchDispatchMode):
         return out
 
 
-def largest_tensor(fn, a, b) -> int:
+def largest_tensor(fn, a, b) -> tuple[int, float]:
+    """(bytes of the largest tensor created during fwd+bwd, loss value)."""
     with LargestTensor() as mode:
-        fwd_bwd(fn, a, b)
-    return mode.max_bytes
+        value = fwd_bwd(fn, a, b)
+    return mode.max_bytes, value
 
 
 def peak_rss_bytes() -> int:
@@ -195,7 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", default=None, help="e.g. 256x8192 2048x2048")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved timing rounds after the first"
+    )
     parser.add_argument(
         "--min-time", type=float, default=1.0, help="time budget for repeating cheap methods"
     )
@@ -210,20 +213,20 @@ def main() -> None:
     shapes = SHAPES if not args.shapes else [tuple(map(int, s.split("x"))) for s in args.shapes]
     print(
         f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, "
-        f"float32, median fwd+bwd time over {args.rounds} interleaved rounds\n"
+        f"float32, median fwd+bwd time over {args.rounds + 1} interleaved rounds, "
+        f"load average at start {os.getloadavg()[0]:.1f}\n"
     )
     rows = []
     for n, k in shapes:
         a, b = make_inputs(n, k, args.device)
         for kind in ("cov", "vicreg"):
-            times = time_methods(METHODS[kind], a, b, args.device, args.rounds, args.min_time)
             res = {}
-            for method, fn in METHODS[kind].items():
-                res[method] = {
-                    "time": times[method],
-                    "largest": largest_tensor(fn, a, b),
-                    "value": fwd_bwd(fn, a, b),
-                }
+            for method, fn in METHODS[kind].items():  # also the warm-up call
+                largest, value = largest_tensor(fn, a, b)
+                res[method] = {"largest": largest, "value": value}
+            times = time_methods(METHODS[kind], a, b, args.device, args.rounds, args.min_time)
+            for method in METHODS[kind]:
+                res[method]["time"] = times[method]
                 if kind == "vicreg" and args.device == "cpu" and not args.no_rss:
                     res[method]["rss"] = peak_rss(kind, method, n, k)
             rel = max(
@@ -237,6 +240,7 @@ def main() -> None:
                 flush=True,
             )
 
+    print(f"\nload average at end {os.getloadavg()[0]:.1f}")
     print(
         "\n| term | n | k | ours (ms) | plain k×k (ms) | lightly (ms) | plain / ours "
         "| lightly / ours | largest tensor ours / plain (MB) | peak RSS ours / plain / "

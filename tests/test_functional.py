@@ -222,6 +222,23 @@ def test_gradient_matches_reference_autograd():
     np.testing.assert_allclose(_np(g), _np(g_ref), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["auto", "cov", "gram"])
+@pytest.mark.parametrize("shape", [(10, 30), (30, 10)])
+def test_vcreg_gradient_matches_plain_autograd(method, shape):
+    n, k = shape
+    # feature scales from 0.3 to 1.8: the variance hinge is active for some features only
+    scales = torch.linspace(0.3, 1.8, k, dtype=torch.float64)
+    z = (_data(n, k, torch.float64, seed=16) * scales).requires_grad_(True)
+    zc = z - z.mean(0)
+    c = zc.T @ zc / (n - 1)
+    var = torch.relu(1 - torch.sqrt(torch.diag(c) + 1e-4)).mean()
+    cov = ((c - torch.diag(torch.diag(c))) ** 2).sum() / k
+    (g_ref,) = torch.autograd.grad(25 * var + cov, z)
+    (g,) = torch.autograd.grad(VF.vcreg_loss(z, method=method), z)
+    np.testing.assert_allclose(_np(g), _np(g_ref), rtol=1e-9, atol=1e-12)
+    assert 0 < (torch.diag(c) < 1).sum() < k
+
+
 class _MaxNumel(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -273,6 +290,18 @@ def test_low_precision_inputs_computed_in_float32(half):
     x = z.clone().requires_grad_(True)
     VF.vcreg_loss(x).backward()
     assert x.grad.dtype == half and torch.isfinite(x.grad.float()).all()
+
+
+def test_autocast_region_still_computes_in_float32():
+    a = _data(16, 64, torch.float32, seed=17)
+    b = _data(16, 64, torch.float32, seed=18)
+    ref = VF.vicreg_loss(a, b).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = VF.vicreg_loss(a, b)
+        bt = VF.barlow_twins_loss(a, b)
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(out.item(), ref, rtol=1e-6)
+    np.testing.assert_allclose(bt.item(), VF.barlow_twins_loss(a, b).item(), rtol=1e-6)
 
 
 def test_leading_dims_are_flattened():

@@ -47,36 +47,65 @@ def _check_consistent(out: Path, claims: list[str]) -> dict:
     return results
 
 
-def test_tiny_c1_and_cache_resume(tmp_path):
-    out = tmp_path / "rep"
-    r1 = run_reproduction("tiny", only="C1", out=out, device="cpu", progress=False)
-    _check_consistent(out, ["C1"])
-    e1 = r1["experiments"]["C1"]
-    assert e1["units_computed"] == len(resolve_settings("tiny")["C1"]["dependence"])
-    assert e1["units_cached"] == 0
-    # second run: everything reused from the cache, identical numbers
-    r2 = run_reproduction("tiny", only="C1", out=out, device="cpu", progress=False)
-    e2 = r2["experiments"]["C1"]
-    assert e2["units_computed"] == 0 and e2["units_cached"] == e1["units_computed"]
-    assert e2["numbers"] == e1["numbers"] and e2["verdict"] == e1["verdict"]
-    # an interrupted run (one unit lost) recomputes only that unit
-    files = sorted((out / "cache" / "C1").glob("*.json"))
-    files[0].unlink()
-    r3 = run_reproduction("tiny", only="C1", out=out, device="cpu", progress=False)
-    assert r3["experiments"]["C1"]["units_computed"] == 1
-    # --force recomputes everything
-    r4 = run_reproduction("tiny", only="C1", out=out, device="cpu", progress=False, force=True)
-    assert r4["experiments"]["C1"]["units_cached"] == 0
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One end-to-end run of every claim with the tiny preset, through the CLI."""
+    out = tmp_path_factory.mktemp("reproduce") / "tiny"
+    res = CliRunner().invoke(
+        main,
+        ["reproduce", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "report:" in res.output
+    return out
 
 
-def test_c1_identity_is_exact(tmp_path):
+def test_tiny_end_to_end_consistent(tiny_run):
+    results = _check_consistent(tiny_run, ["C1", "C2", "C3", "C4", "C5"])
+    assert results["preset"] == "tiny"
+    assert results["environment"]["device"] == "cpu"
+    c2 = results["experiments"]["C2"]
+    # every configuration × seed of the sweep was trained and measured
+    from vcreg.experiments._training import c2_specs
+
+    assert len(c2["numbers"]["runs"]) == len(c2_specs(resolve_settings("tiny")["C2"]))
+    for run in c2["numbers"]["runs"]:
+        assert 0.0 <= run["acc_id"] <= 1.0 and run["hsic"] >= 0.0
+        assert 0.0 <= run["nhsic"] <= 1.0 + 1e-9
+        assert [h["epoch"] for h in run["history"]][0] == 0  # curve starts before training
+    # C3/C4 reused C2's training runs from the cache instead of retraining
+    assert results["experiments"]["C3"]["units_computed"] == 0
+    assert results["experiments"]["C4"]["units_computed"] == 0
+    c5 = results["experiments"]["C5"]["numbers"]
+    for row in c5["linear"]:
+        for method in ("VCRegICA", "FastICA", "Picard"):
+            assert 0.0 <= row[method]["amari"] <= 1.0
+
+
+def test_c1_identity_is_exact(tiny_run):
     """The bridge identity holds to float64 precision (checked independently of the verdict)."""
-    res = run_reproduction("tiny", only="C1", out=tmp_path, device="cpu", progress=False)
+    res = json.loads((tiny_run / "results.json").read_text())
     nums = res["experiments"]["C1"]["numbers"]
     assert nums["identity_rel_error_f64_max"] < 1e-12
     assert 1e-9 < nums["identity_rel_error_f32_max"] < 1e-3
     parts = {p["name"]: p["status"] for p in res["experiments"]["C1"]["verdict"]["parts"]}
     assert parts["exact identity (κ̂)"] == "supported"
+
+
+def test_cache_resume(tiny_run):
+    """A second run reuses every cached unit; a lost unit is recomputed alone; --force redoes all."""
+    before = json.loads((tiny_run / "results.json").read_text())["experiments"]["C1"]
+    r2 = run_reproduction("tiny", only="C1", out=tiny_run, device="cpu", progress=False)
+    e2 = r2["experiments"]["C1"]
+    n_units = len(resolve_settings("tiny")["C1"]["dependence"])
+    assert e2["units_computed"] == 0 and e2["units_cached"] == n_units
+    assert e2["numbers"] == before["numbers"] and e2["verdict"] == before["verdict"]
+    files = sorted((tiny_run / "cache" / "C1").glob("*.json"))
+    assert len(files) == n_units
+    files[0].unlink()  # as if the run had been interrupted before this unit finished
+    r3 = run_reproduction("tiny", only="C1", out=tiny_run, device="cpu", progress=False)
+    assert r3["experiments"]["C1"]["units_computed"] == 1
+    assert r3["experiments"]["C1"]["numbers"] == before["numbers"]
 
 
 def test_cache_roundtrip_and_corruption(tmp_path):

@@ -52,7 +52,7 @@ def tiny(**over) -> dict:
 
 def _independence_available() -> bool:
     try:
-        import vcreg.independence  # noqa: F401
+        from vcreg.independence import dhsic, pairwise_hsic  # noqa: F401
     except ImportError:
         return False
     return True
@@ -105,7 +105,7 @@ def test_resume_after_epoch_is_exact(reference, tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     # a different process-wide RNG state must not matter: the checkpoint restores it
     torch.manual_seed(12345)
-    np.random.seed(7)
+    np.random.seed(7)  # noqa: NPY002
     done = train(tiny_monitored(), out_dir=tmp_path, resume=True, progress=False)
     assert done.status == "completed"
     _assert_same_weights(
@@ -401,3 +401,11 @@ def test_warmup_cosine_schedule():
         t = (s - 10) / 29
         assert lrs[s] == pytest.approx(0.02 + (2.0 - 0.02) * 0.5 * (1 + math.cos(math.pi * t)))
     assert lrs[-1] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(__import__("pathlib").Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+)
+def test_shipped_configs_are_valid(path):
+    cfg = TrainConfig.from_yaml(path)
+    assert cfg.name == path.stem

@@ -33,6 +33,11 @@ _EXPORTS: dict[str, str] = {
     "make_augmentation": "vcreg.data",
     "TwoViewDataset": "vcreg.data",
     "build_encoder": "vcreg.models",
+    # training + evaluation
+    "TrainConfig": "vcreg.training",
+    "LARS": "vcreg.training",
+    "linear_probe": "vcreg.evaluation",
+    "evaluate_run": "vcreg.evaluation",
 }
 
 _SUBMODULES = (

@@ -6,7 +6,8 @@ Conventions (``docs/sections/losses.md`` and ``shared/PAPER.md``):
   dimensions ``(n, ..., k)`` are flattened to ``(n * ..., k)``: every leading position counts as a
   sample (a dense/patch embedding contributes one row per position).
 * ``C(Z) = Z̄ᵀZ̄ / (n − 1)`` is the unbiased covariance, ``Z̄`` the batch-centred embeddings.
-* float16 / bfloat16 inputs are computed in float32; results are float32 (float64 stays float64).
+* float16 / bfloat16 inputs are computed in float32 (also inside ``torch.autocast`` regions, which
+  the losses switch off locally); results are float32 (float64 stays float64).
 * Bad input (not a tensor, non-floating dtype, < 2 dims, fewer than 2 samples, NaN/Inf,
   mismatched views) raises ``ValueError`` / ``TypeError`` with a message naming the problem.
 
@@ -16,8 +17,11 @@ Each loss returns a 0-d tensor; the multi-term losses attach ``.terms``, a dict 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import warnings
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +42,24 @@ __all__ = [
 
 CovMethod = Literal["auto", "cov", "gram"]
 _METHODS = ("auto", "cov", "gram")
+
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def _float32_compute(fn: _F) -> _F:
+    """Run ``fn`` with autocast disabled, so the statistics are never computed in fp16/bf16
+    inside a user's ``torch.autocast`` region (inputs are upcast by :func:`as_embeddings`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            for device in ("cpu", "cuda"):
+                if torch.is_autocast_enabled(device):
+                    stack.enter_context(torch.autocast(device, enabled=False))
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def as_embeddings(
@@ -105,49 +127,70 @@ def _with_terms(loss: Tensor, terms: dict[str, Tensor]) -> Tensor:
     return loss
 
 
-class _OffDiagSquaredSum(torch.autograd.Function):
-    """``Σ_{i≠j} (Z̄ᵀZ̄)_ij²`` of the batch-centred ``Z̄``, with a one-matmul backward.
+class _CovarianceStats(torch.autograd.Function):
+    """``(Σ_{i≠j} (Z̄ᵀZ̄)_ij², d)`` of the batch-centred ``Z̄``, ``d_j = Σ_a Z̄_aj²``, fused.
 
-    Autograd through ``Z̄ᵀZ̄`` would spend two matmuls in the backward (one per operand, as it
-    does not know both operands are the same tensor) plus the centring's backward; the
-    closed-form gradient needs one matmul, and it already has zero column means, so the
-    centring's backward (a projection onto zero-mean columns) is the identity.
-    Gram path: ``‖Z̄Z̄ᵀ‖_F² − Σ_j d_j²`` (``d_j = Σ_a Z̄_aj²``), gradient ``4(G Z̄ − Z̄·d)``.
-    Covariance path: the diagonal is zeroed before squaring (no cancellation), gradient
-    ``4·Z̄·M_off``. Not twice differentiable (double backward raises).
+    ``d/(n−1)`` are the feature variances (the variance term reuses them), the first output is
+    ``(n−1)²·k·c(Z)``. The backward is closed-form with a single matmul: autograd through
+    ``Z̄ᵀZ̄`` would spend two (one per operand) plus the centring's backward, which is the
+    identity here because the gradient below already has zero column means.
+
+    * Gram path: ``off = ‖Z̄Z̄ᵀ‖_F² − Σ_j d_j²``; ``∂/∂Z = 4·g_off·(G Z̄ − Z̄·d) + 2·Z̄·g_d``.
+    * Covariance path: ``M = Z̄ᵀZ̄`` with its diagonal (= d) zeroed before squaring (no
+      cancellation); ``∂/∂Z = Z̄ (4·g_off·M_off + 2·diag(g_d))``.
+
+    Not twice differentiable (double backward raises).
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, gram: bool) -> Tensor:
+    def forward(ctx, z: Tensor, gram: bool):
+        ctx.set_materialize_grads(False)
         zc = z - z.mean(dim=0, keepdim=True)
         if gram:
             g = zc @ zc.T
-            d = zc.pow(2).sum(dim=0)
-            out = g.pow(2).sum() - d.pow(2).sum()
+            d = zc.pow(2).sum(dim=0)  # (a column reduction; vector_norm is ~2x slower on CPU)
+            off = g.pow(2).sum() - d.pow(2).sum()
             ctx.save_for_backward(zc, g, d)
         else:
             m = zc.T @ zc
+            d = m.diagonal().clone()
             m.diagonal().zero_()
-            out = m.pow(2).sum()
+            off = m.pow(2).sum()
             ctx.save_for_backward(zc, m)
         ctx.gram = gram
-        return out
+        return off, d
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, g_off: Tensor | None, g_d: Tensor | None):
         if ctx.gram:
             zc, g, d = ctx.saved_tensors
-            grad = torch.addcmul(g @ zc, zc, d, value=-1.0)
-        else:
-            zc, m = ctx.saved_tensors
-            grad = zc @ m
-        return grad.mul_(4.0 * grad_out), None
+            col = zc.new_zeros(d.shape)
+            if g_d is not None:
+                col = col + 2.0 * g_d
+            if g_off is None:
+                return zc * col, None
+            col = col - 4.0 * g_off * d
+            return torch.addmm(zc * col, g * (4.0 * g_off), zc), None
+        zc, m = ctx.saved_tensors
+        right = m * (4.0 * g_off) if g_off is not None else torch.zeros_like(m)
+        if g_d is not None:
+            right.diagonal().add_(2.0 * g_d)
+        return zc @ right, None
+
+
+def _vc_terms(z: Tensor, gamma: float, eps: float, method: str) -> tuple[Tensor, Tensor]:
+    """(v(Z), c(Z)) for a validated 2-D ``z``, sharing one pass over the data."""
+    n, k = z.shape
+    off, d = _CovarianceStats.apply(z, _use_gram(method, n, k))
+    var = F.relu(gamma - torch.sqrt(d / (n - 1) + eps)).mean()
+    return var, off / ((n - 1) ** 2 * k)
 
 
 # --------------------------------------------------------------------------- VCReg terms
 
 
+@_float32_compute
 def variance_loss(
     z: Tensor, gamma: float = 1.0, eps: float = 1e-4, *, check_finite: bool = True
 ) -> Tensor:
@@ -160,6 +203,7 @@ def variance_loss(
     return F.relu(gamma - std).mean()
 
 
+@_float32_compute
 def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool = True) -> Tensor:
     """Off-diagonal covariance penalty ``c(Z) = (1/k) Σ_{i≠j} C(Z)_ij²``.
 
@@ -171,16 +215,18 @@ def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool
     _check_method(method)
     z = as_embeddings(z, check_finite=check_finite)
     n, k = z.shape
-    off = _OffDiagSquaredSum.apply(z, _use_gram(method, n, k))
+    off, _ = _CovarianceStats.apply(z, _use_gram(method, n, k))
     return off / ((n - 1) ** 2 * k)
 
 
+@_float32_compute
 def invariance_loss(z_a: Tensor, z_b: Tensor, *, check_finite: bool = True) -> Tensor:
     """Mean squared error between the two views, averaged over batch and dimension."""
     z_a, z_b = _pair(z_a, z_b, check_finite, min_samples=1)
     return F.mse_loss(z_a, z_b)
 
 
+@_float32_compute
 def vcreg_loss(
     z: Tensor,
     mu: float = 25.0,
@@ -192,12 +238,13 @@ def vcreg_loss(
     check_finite: bool = True,
 ) -> Tensor:
     """Single-view VCReg ``μ·v(Z) + ν·c(Z)``; ``.terms = {"variance", "covariance"}``."""
+    _check_method(method)
     z = as_embeddings(z, check_finite=check_finite)
-    var = variance_loss(z, gamma=gamma, eps=eps, check_finite=False)
-    cov = covariance_loss(z, method=method, check_finite=False)
+    var, cov = _vc_terms(z, gamma, eps, method)
     return _with_terms(mu * var + nu * cov, {"variance": var, "covariance": cov})
 
 
+@_float32_compute
 def vicreg_loss(
     z_a: Tensor,
     z_b: Tensor,
@@ -217,15 +264,13 @@ def vicreg_loss(
     (``[v_a + v_b]/2``) and ``"covariance"`` (``c_a + c_b``), i.e. the quantities that
     ``λ``, ``μ`` and ``ν`` multiply.
     """
+    _check_method(method)
     z_a, z_b = _pair(z_a, z_b, check_finite)
     inv = F.mse_loss(z_a, z_b)
-    var = 0.5 * (
-        variance_loss(z_a, gamma, eps, check_finite=False)
-        + variance_loss(z_b, gamma, eps, check_finite=False)
-    )
-    cov = covariance_loss(z_a, method, check_finite=False) + covariance_loss(
-        z_b, method, check_finite=False
-    )
+    var_a, cov_a = _vc_terms(z_a, gamma, eps, method)
+    var_b, cov_b = _vc_terms(z_b, gamma, eps, method)
+    var = 0.5 * (var_a + var_b)
+    cov = cov_a + cov_b
     loss = lambda_ * inv + mu * var + nu * cov
     return _with_terms(loss, {"invariance": inv, "variance": var, "covariance": cov})
 
@@ -240,6 +285,7 @@ def _batch_standardize(z: Tensor, eps: float) -> Tensor:
     return (z - mean) / torch.sqrt(var + eps)
 
 
+@_float32_compute
 def barlow_twins_loss(
     z_a: Tensor,
     z_b: Tensor,
@@ -278,6 +324,7 @@ def barlow_twins_loss(
 _SHRINK_FALLBACK = (1e-6, 1e-4, 1e-2, 1e-1, 0.5)
 
 
+@_float32_compute
 def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Tensor:
     """Cholesky-whiten a sub-batch: ``(z − mean) L⁻ᵀ`` with ``L Lᵀ = (1−ε)·C + ε·I``.
 
@@ -321,6 +368,7 @@ def _norm_mse(x: Tensor, y: Tensor) -> Tensor:
     return 2.0 - 2.0 * F.cosine_similarity(x, y, dim=-1, eps=1e-12).mean()
 
 
+@_float32_compute
 def wmse_loss(
     z_a: Tensor,
     z_b: Tensor,

@@ -22,12 +22,28 @@ if "torch" not in sys.modules:
 
 
 @click.command("train")
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
-              help="YAML config (configs/*.yaml). Optional with --resume (the run's own config).")
-@click.option("--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set optimizer.lr=3e-3 --set epochs=10.")
-@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False),
-              help="Run folder (default runs/<config name>).")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML config (configs/*.yaml). Optional with --resume (the run's own config).",
+)
+@click.option(
+    "--set",
+    "-s",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set optimizer.lr=3e-3 --set epochs=10.",
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Run folder (default runs/<config name>).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(config_path, overrides, out_dir, resume, no_progress) -> None:
@@ -50,19 +66,29 @@ def train(config_path, overrides, out_dir, resume, no_progress) -> None:
             name = cfg.name or (Path(config_path).stem if config_path else "run")
             out_dir = str(Path("runs") / name)
         result = run_train(cfg, out_dir=out_dir, resume=resume, progress=not no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError,
-            TrainingDivergedError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        TrainingDivergedError,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     if result.extra.get("world_size", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
         return
     final = result.final_metrics
     if result.status == "interrupted":
-        click.echo(f"interrupted after {result.epochs_completed}/{cfg.epochs} epochs; resume "
-                   f"with: vcreg train --out {out_dir} --resume", err=True)
+        click.echo(
+            f"interrupted after {result.epochs_completed}/{cfg.epochs} epochs; resume "
+            f"with: vcreg train --out {out_dir} --resume",
+            err=True,
+        )
         sys.exit(130)
-    click.echo(f"done: {result.epochs_completed} epochs in {result.wall_time_s:.1f} s on "
-               f"{result.device}; final loss {final.get('loss', float('nan')):.4f}; run folder "
-               f"{out_dir} (evaluate with: vcreg evaluate {out_dir})")
+    click.echo(
+        f"done: {result.epochs_completed} epochs in {result.wall_time_s:.1f} s on "
+        f"{result.device}; final loss {final.get('loss', float('nan')):.4f}; run folder "
+        f"{out_dir} (evaluate with: vcreg evaluate {out_dir})"
+    )
 
 
 @click.command("evaluate")
@@ -82,5 +108,8 @@ def evaluate(run_dir, device, no_ood) -> None:
     for name, acc in res["ood_acc"].items():
         click.echo(f"  OOD {name:<24} {acc:.4f}")
     ind = res["independence"]
-    click.echo("independence: " + json.dumps({k: round(v, 6) for k, v in ind.items()}))
+    click.echo(
+        "independence: "
+        + json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in ind.items()})
+    )
     click.echo(f"wrote {Path(run_dir) / 'eval.json'}")

@@ -87,8 +87,13 @@ def ood_set_names(name: str, **options: Any) -> list[str]:
         return [] if not ood else ([ood] if isinstance(ood, str) else list(ood))
     from vcreg.data.images import corruption_set_names
 
+    default_ood = key == "fashion-mnist"  # CIFAR corruptions are opt-in; ImageFolder: on disk
+    if key == "imagefolder":
+        raise ValueError("imagefolder OOD sets are the extra folders under root: load the dataset")
     return corruption_set_names(
-        options.get("ood", True), options.get("ood_corruptions"), options.get("ood_severities")
+        options.get("ood", default_ood),
+        options.get("ood_corruptions"),
+        options.get("ood_severities"),
     )
 
 

@@ -280,9 +280,9 @@ class ImageAugmentation:
 
     def _batched(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         """Vectorized batch path: same operations and parameter distributions as the
-        torchvision pipeline, each sample with its own parameters (jitter order is drawn once
-        per batch; crop boxes too large for the aspect ratio are clipped to the image instead
-        of torchvision's rejection sampling)."""
+        torchvision pipeline, each sample with its own parameters. Differences: the colour
+        jitter order is drawn once per batch (torchvision: per call), and the crop is resampled
+        bilinearly without antialiasing (crops are never smaller than the output here)."""
         b, c, h, w = x.shape
         dev, dt = x.device, x.dtype
         mean, std = self._mean.to(dev, dt), self._std.to(dev, dt)

@@ -20,6 +20,7 @@ Tensors: x float32 of shape (N, 1, 40) (one channel, for ``Conv1d``), y int64 in
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,10 @@ def _cached(path: Path, make, use_cache: bool) -> dict[str, np.ndarray]:
             return hit
     arrays = make()
     if use_cache:
-        save_npz_atomic(path, arrays)
+        try:
+            save_npz_atomic(path, arrays)
+        except OSError as exc:  # read-only or full disk: the data are still usable
+            warnings.warn(f"could not write MNIST-1D cache {path}: {exc}", stacklevel=3)
     return arrays
 
 

@@ -10,6 +10,7 @@ the run's configuration, C3 and C4 reuse the runs C2 trained.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +111,11 @@ def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
             "dhsic": True,
             "probe": "none",
         },
-        "evaluation": {"ood": True, "independence_samples": s["n_eval"], "max_iter": s["probe_iter"]},
+        "evaluation": {
+            "ood": True,
+            "independence_samples": s["n_eval"],
+            "max_iter": s["probe_iter"],
+        },
     }
 
 
@@ -123,7 +128,12 @@ def train_unit(r: RunSpec, s: dict[str, Any]) -> Unit:
     weight = steps * per_step + 2.0
     return Unit(
         "train",
-        {"config": cfg, "spec": r.__dict__, "version": TRAIN_VERSION},
+        {
+            "config": cfg,
+            "spec": r.__dict__,
+            "probe_train": s["probe_train"],
+            "version": TRAIN_VERSION,
+        },
         r.label,
         weight=weight,
     )
@@ -148,6 +158,8 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     seeded initialisation); independence is measured with ``vcreg.evaluation.independence_metrics``
     on the first ``n_eval`` test signals, the subset the trainer's monitor uses every epoch.
     """
+    from sklearn.exceptions import ConvergenceWarning
+
     from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
     from vcreg.training import TrainConfig, train
     from vcreg.training.trainer import load_bundle
@@ -161,14 +173,18 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     init_ind = independence_metrics(encode(init.encoder, x_eval, device=ctx.device))
     result = train(cfg, out_dir=None, progress=False, bundle=bundle)
     final_ind = independence_metrics(encode(result.encoder, x_eval, device=ctx.device))
-    probe = linear_probe(
-        result.encoder,
-        bundle,
-        C=cfg.evaluation.C,
-        max_iter=cfg.evaluation.max_iter,
-        ood=True,
-        device=ctx.device,
-    )
+    with warnings.catch_warnings():
+        # a capped L-BFGS budget (tiny/quick presets) is a stated setting, not a problem
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        probe = linear_probe(
+            result.encoder,
+            bundle,
+            C=cfg.evaluation.C,
+            max_iter=cfg.evaluation.max_iter,
+            ood=True,
+            train_samples=unit.params["probe_train"],
+            device=ctx.device,
+        )
     history = [{"epoch": 0, **{k: _num(init_ind.get(k)) for k in _IND_KEYS}}]
     for h in result.history:
         row: dict[str, Any] = {"epoch": h.get("epoch"), "loss": _num(h.get("loss"))}

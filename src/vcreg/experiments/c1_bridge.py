@@ -122,7 +122,12 @@ def _identity_terms(x: torch.Tensor, m: int, bandwidth: float, seed: int) -> dic
         cov = phic[:, i].T @ phic[:, i]
         marginal += float(cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / (n - 1) ** 2
     direct = _pair_sum(_rf_kernels(phi))
-    return {"vcreg_total": total, "marginal": marginal, "via_vcreg": total - marginal, "direct": direct}
+    return {
+        "vcreg_total": total,
+        "marginal": marginal,
+        "via_vcreg": total - marginal,
+        "direct": direct,
+    }
 
 
 def plan(settings: dict[str, Any]) -> list[Unit]:
@@ -188,8 +193,16 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     lams = [v["lam"] for v in values]
     ms = np.array(settings["m_grid"], dtype=float)
     # exact identity
-    err64 = [_rel(t["via_vcreg"], t["direct"], t["vcreg_total"]) for v in values for t in v["identity_f64"]]
-    err32 = [_rel(t["via_vcreg"], t["direct"], t["vcreg_total"]) for v in values for t in v["identity_f32"]]
+    err64 = [
+        _rel(t["via_vcreg"], t["direct"], t["vcreg_total"])
+        for v in values
+        for t in v["identity_f64"]
+    ]
+    err32 = [
+        _rel(t["via_vcreg"], t["direct"], t["vcreg_total"])
+        for v in values
+        for t in v["identity_f32"]
+    ]
     v_ident = identity_verdict(err64, _TOL_F64, "relative error (float64)")
     v_ident.name = "exact identity (κ̂)"
     # library cross-check of the exact Gaussian HSIC
@@ -203,7 +216,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     for v in values:
         exact = v["exact_gaussian"]
         rms = np.array(
-            [math.sqrt(np.mean((np.array(v["rf_sums"][str(int(m))]) - exact) ** 2)) / exact for m in ms]
+            [
+                math.sqrt(np.mean((np.array(v["rf_sums"][str(int(m))]) - exact) ** 2)) / exact
+                for m in ms
+            ]
         )
         curves[v["lam"]] = rms
         if v["lam"] > 0:
@@ -211,7 +227,15 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
             sv.name = f"convergence λ={v['lam']:g}"
             slopes.append(sv)
             conv_rows.append(
-                [v["lam"], sv.values["slope"], sv.values["ci_low"], sv.values["ci_high"], sv.values["r2"], rms[0], rms[-1]]
+                [
+                    v["lam"],
+                    sv.values["slope"],
+                    sv.values["ci_low"],
+                    sv.values["ci_high"],
+                    sv.values["r2"],
+                    rms[0],
+                    rms[-1],
+                ]
             )
     v_conv = combine_verdicts(slopes, name="convergence κ̂ → κ (all λ > 0)")
     n_match = sum(s.values["matches_expected_rate"] for s in slopes)
@@ -221,7 +245,9 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         for t in v["identity_f64"]:
             xs.append(v["lam"])
             ys.append(t["via_vcreg"])
-    v_trend = trend_verdict(xs, ys, "increasing", xname="λ", yname="c(g(X))·dm − marginal", n_boot=1000)
+    v_trend = trend_verdict(
+        xs, ys, "increasing", xname="λ", yname="c(g(X))·dm − marginal", n_boot=1000
+    )
     v_trend.name = "tracks dependence"
     slope_vals = [s.values["slope"] for s in slopes]
     headline = (
@@ -237,7 +263,9 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     a = [t["via_vcreg"] for v in values for t in v["identity_f64"]]
     b = [t["direct"] for v in values for t in v["identity_f64"]]
-    ax[0].scatter(b, a, c=[v["lam"] for v in values for _ in v["identity_f64"]], cmap="viridis", s=18)
+    ax[0].scatter(
+        b, a, c=[v["lam"] for v in values for _ in v["identity_f64"]], cmap="viridis", s=18
+    )
     lim = [0, max(max(a), max(b)) * 1.05]
     ax[0].plot(lim, lim, "k--", lw=1, label="y = x")
     ax[0].set_xlabel("Σ pairwise HSIC_κ̂ (kernel matrices)")
@@ -266,9 +294,13 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     via = [np.mean([t["via_vcreg"] for t in v["identity_f64"]]) for v in values]
-    ax.plot(lams, via, "o-", label=f"VCReg on g(X): d·m·c − marginal (m = {settings['m_identity']})")
+    ax.plot(
+        lams, via, "o-", label=f"VCReg on g(X): d·m·c − marginal (m = {settings['m_identity']})"
+    )
     ax.plot(lams, [v["exact_gaussian"] for v in values], "s--", label="Σ HSIC, Gaussian kernel")
-    ax.plot(lams, [v["linear_cov"] for v in values], "^:", label="VCReg on X (no projector): Σ C_ij²")
+    ax.plot(
+        lams, [v["linear_cov"] for v in values], "^:", label="VCReg on X (no projector): Σ C_ij²"
+    )
     ax.set_xlabel("dependence strength λ")
     ax.set_ylabel("value")
     ax.legend(fontsize=8)
@@ -317,7 +349,15 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         ),
         Figure(f_ident, "Left: VCReg side vs HSIC side (every λ and seed). Right: relative error."),
         Table(
-            ["λ", "slope", "CI low", "CI high", "R²", f"error m={int(ms[0])}", f"error m={int(ms[-1])}"],
+            [
+                "λ",
+                "slope",
+                "CI low",
+                "CI high",
+                "R²",
+                f"error m={int(ms[0])}",
+                f"error m={int(ms[-1])}",
+            ],
             conv_rows,
             caption="Log-log fit of the relative RMS error of Σ HSIC_κ̂ vs Σ HSIC_κ against m",
         ),

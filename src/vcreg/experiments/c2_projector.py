@@ -45,7 +45,11 @@ CLAIM = (
     "HSIC); random frozen projectors also enforce it; depth changes it."
 )
 
-KIND_NAMES = {"trained": "trained MLP", "frozen": "frozen random MLP", "random_features": "random features"}
+KIND_NAMES = {
+    "trained": "trained MLP",
+    "frozen": "frozen random MLP",
+    "random_features": "random features",
+}
 
 
 def plan(settings: dict[str, Any]) -> list[Unit]:
@@ -61,7 +65,10 @@ def records(settings: dict[str, Any], values: list[dict[str, Any]]) -> list[dict
     specs = c2_specs(settings)
     if len(specs) != len(values):
         raise ValueError(f"expected {len(specs)} runs, got {len(values)}")
-    return [{**r.__dict__, "config_id": r.config_id, **run_metrics(v)} for r, v in zip(specs, values, strict=True)]
+    return [
+        {**r.__dict__, "config_id": r.config_id, **run_metrics(v)}
+        for r, v in zip(specs, values, strict=True)
+    ]
 
 
 def _agg(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
@@ -112,7 +119,9 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
             bname="initial HSIC",
         )
     else:
-        v_frozen = Verdict(INCONCLUSIVE, f"{len(fz)} frozen runs with an initial measurement", "need ≥ 2 seeds")
+        v_frozen = Verdict(
+            INCONCLUSIVE, f"{len(fz)} frozen runs with an initial measurement", "need ≥ 2 seeds"
+        )
     v_frozen.name = "frozen random projector lowers HSIC"
     # (c) depth
     by_depth: dict[str, list[float]] = defaultdict(list)
@@ -125,8 +134,11 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     v_depth.name = "depth changes HSIC"
     parts = [*trend_parts, v_frozen, v_depth]
     headline = "; ".join(
-        [f"ρ(width, HSIC) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
-         f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]" for p in trend_parts]
+        [
+            f"ρ(width, HSIC) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
+            f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
+            for p in trend_parts
+        ]
         + [f"frozen: {v_frozen.statistic}", f"depth: {v_depth.statistic.split(' (')[0]}"]
     )
     verdict = combine_verdicts(parts, name="C2", statistic=headline)
@@ -157,10 +169,23 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
 
     # figures
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, name in ((axes[0], "hsic", "mean pairwise HSIC"), (axes[1], "nhsic", "mean pairwise normalized HSIC")):
+    for ax, key, name in (
+        (axes[0], "hsic", "mean pairwise HSIC"),
+        (axes[1], "nhsic", "mean pairwise normalized HSIC"),
+    ):
         for kind in settings["kinds"]:
             ws = sorted({r["width"] for r in width_recs if r["kind"] == kind})
-            ms, ss = zip(*[_agg([r for r in width_recs if r["kind"] == kind and r["width"] == w], key) for w in ws], strict=True) if ws else ((), ())
+            ms, ss = (
+                zip(
+                    *[
+                        _agg([r for r in width_recs if r["kind"] == kind and r["width"] == w], key)
+                        for w in ws
+                    ],
+                    strict=True,
+                )
+                if ws
+                else ((), ())
+            )
             ax.errorbar(ws, ms, yerr=ss, marker="o", capsize=3, label=KIND_NAMES[kind])
         init = [r["hsic_initial" if key == "hsic" else "nhsic_initial"] for r in width_recs]
         init = [x for x in init if x is not None]
@@ -176,7 +201,9 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     if depth_rows:
         dps = sorted({r["depth"] for r in depth_recs})
-        ms, ss = zip(*[_agg([r for r in depth_recs if r["depth"] == dp], "hsic") for dp in dps], strict=True)
+        ms, ss = zip(
+            *[_agg([r for r in depth_recs if r["depth"] == dp], "hsic") for dp in dps], strict=True
+        )
         axes[0].errorbar(dps, ms, yerr=ss, marker="o", capsize=3)
         axes[0].set_xticks(dps)
         axes[0].set_xlabel(f"projector depth (width {settings['depth_width']})")
@@ -198,28 +225,64 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         f"at width {settings['depth_width']}; losses {settings['losses']} with projector "
         f"{settings['loss_spec']}. Independence of the representation: mean over feature pairs of "
         f"HSIC (biased, Gaussian kernels, median bandwidth) and of normalized HSIC, and dHSIC, on "
-        f"{settings['n_eval']} held-out test signals; linear-probe accuracies from "
-        "`vcreg.evaluation.evaluate_run`."
+        f"{settings['n_eval']} held-out test signals (encoder before training: same measure). "
+        "Linear probe (`vcreg.evaluation.linear_probe`): logistic regression on the frozen "
+        + (
+            "representation of the whole training split"
+            if settings["probe_train"] is None
+            else f"representation of {settings['probe_train']} training signals"
+        )
+        + f" ({settings['probe_iter']} L-BFGS iterations), in-domain test accuracy and mean "
+        f"accuracy over the shifted MNIST-1D OOD sets ({settings['ood_samples']} signals each)."
     )
     blocks = [
-        Table(["projector", "width k", *hdr], width_rows, caption="Width sweep (mean and sd over seeds)"),
-        Figure(f_width, "Mean pairwise HSIC / normalized HSIC of the representation vs projector width."),
-        Table(["depth", *hdr], depth_rows, caption=f"Depth sweep (trained MLP, width {settings['depth_width']})"),
-        Table(["loss", *hdr], loss_rows, caption=f"Losses at a common projector {settings['loss_spec']}"),
+        Table(
+            ["projector", "width k", *hdr],
+            width_rows,
+            caption="Width sweep (mean and sd over seeds)",
+        ),
+        Figure(
+            f_width,
+            "Mean pairwise HSIC / normalized HSIC of the representation vs projector width.",
+        ),
+        Table(
+            ["depth", *hdr],
+            depth_rows,
+            caption=f"Depth sweep (trained MLP, width {settings['depth_width']})",
+        ),
+        Table(
+            ["loss", *hdr],
+            loss_rows,
+            caption=f"Losses at a common projector {settings['loss_spec']}",
+        ),
         Figure(f_depth, "Pairwise HSIC vs projector depth, and across VCReg-family losses."),
     ]
-    nh = [p for p in trend_parts]
     if width_recs:
         nh_rows = []
         for kind in settings["kinds"]:
             rows = [r for r in width_recs if r["kind"] == kind]
             if len({r["width"] for r in rows}) >= 2 and len(rows) >= 3:
-                t = trend_verdict([r["width"] for r in rows], [r["nhsic"] for r in rows], "decreasing", n_boot=1000)
-                nh_rows.append(f"{KIND_NAMES[kind]} {t.statistic.split('=', 1)[1].strip()} ({t.status})")
+                t = trend_verdict(
+                    [r["width"] for r in rows],
+                    [r["nhsic"] for r in rows],
+                    "decreasing",
+                    n_boot=1000,
+                )
+                nh_rows.append(
+                    f"{KIND_NAMES[kind]} {t.statistic.split('=', 1)[1].strip()} ({t.status})"
+                )
         if nh_rows:
             blocks.append(
-                Paragraph("Same trend with the normalized HSIC, ρ(width, nHSIC): " + "; ".join(nh_rows) + ".")
+                Paragraph(
+                    "Same trend with the normalized HSIC, ρ(width, nHSIC): "
+                    + "; ".join(nh_rows)
+                    + "."
+                )
             )
-    numbers = {"runs": recs, "width_table": width_rows, "depth_table": depth_rows, "loss_table": loss_rows}
-    del nh
+    numbers = {
+        "runs": recs,
+        "width_table": width_rows,
+        "depth_table": depth_rows,
+        "loss_table": loss_rows,
+    }
     return Summary(measurement, verdict, numbers, blocks)

@@ -128,10 +128,24 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         f"configuration `{cid}` over {len(sel)} seeds; statistics over all {len(r_h)} runs."
     )
     blocks = [
-        Figure(f_curves, "Pairwise HSIC, normalized HSIC and dHSIC along training (mean ± sd over seeds)."),
-        Figure(f_scatter, "Relative change over training of pairwise HSIC vs dHSIC, one point per run."),
+        Figure(
+            f_curves,
+            "Pairwise HSIC, normalized HSIC and dHSIC along training (mean ± sd over seeds).",
+        ),
+        Figure(
+            f_scatter, "Relative change over training of pairwise HSIC vs dHSIC, one point per run."
+        ),
         Table(
-            ["run", "seed", "HSIC start", "HSIC end", "r_HSIC", "dHSIC start", "dHSIC end", "r_dHSIC"],
+            [
+                "run",
+                "seed",
+                "HSIC start",
+                "HSIC end",
+                "r_HSIC",
+                "dHSIC start",
+                "dHSIC end",
+                "r_dHSIC",
+            ],
             rows,
             caption="Per-run start/end values (start = first monitored point)",
         ),

@@ -70,8 +70,18 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     per_set = []
     for name in ood_names:
         rows = [r for r in recs if name in r["ood"]]
-        s = spearman_bootstrap([r["hsic"] for r in rows], [r["ood"][name] for r in rows], n_boot=n_boot)
-        per_set.append([name, float(np.mean([r["ood"][name] for r in rows])), s["rho"], s["ci_low"], s["ci_high"]])
+        s = spearman_bootstrap(
+            [r["hsic"] for r in rows], [r["ood"][name] for r in rows], n_boot=n_boot
+        )
+        per_set.append(
+            [
+                name,
+                float(np.mean([r["ood"][name] for r in rows])),
+                s["rho"],
+                s["ci_low"],
+                s["ci_high"],
+            ]
+        )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for kind in sorted({r["kind"] for r in recs}):
@@ -79,13 +89,27 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
             rows = [r for r in recs if r["kind"] == kind and r["group"] == group]
             if rows:
                 lab = f"{KIND_NAMES[kind]} ({group})"
-                axes[0].scatter([r["hsic"] for r in rows], [r["acc_ood"] for r in rows], marker=marker, s=22, label=lab)
-                axes[1].scatter([r["hsic"] for r in rows], [r["acc_id"] for r in rows], marker=marker, s=22, label=lab)
+                axes[0].scatter(
+                    [r["hsic"] for r in rows],
+                    [r["acc_ood"] for r in rows],
+                    marker=marker,
+                    s=22,
+                    label=lab,
+                )
+                axes[1].scatter(
+                    [r["hsic"] for r in rows],
+                    [r["acc_id"] for r in rows],
+                    marker=marker,
+                    s=22,
+                    label=lab,
+                )
     axes[0].set_ylabel("mean OOD linear-probe accuracy")
     axes[1].set_ylabel("in-domain linear-probe accuracy")
     for ax in axes:
         ax.set_xlabel("mean pairwise HSIC of the representation")
-    axes[0].set_title(f"ρ = {verdict.values['rho']:+.2f} [{verdict.values['ci_low']:+.2f}, {verdict.values['ci_high']:+.2f}]")
+    axes[0].set_title(
+        f"ρ = {verdict.values['rho']:+.2f} [{verdict.values['ci_low']:+.2f}, {verdict.values['ci_high']:+.2f}]"
+    )
     e = extra["in-domain accuracy"]
     axes[1].set_title(f"ρ = {e['rho']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]")
     axes[0].legend(fontsize=7)
@@ -126,7 +150,19 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     )
     numbers = {
         "points": [
-            {k: r[k] for k in ("config_id", "seed", "kind", "group", "hsic", "nhsic", "acc_id", "acc_ood")}
+            {
+                k: r[k]
+                for k in (
+                    "config_id",
+                    "seed",
+                    "kind",
+                    "group",
+                    "hsic",
+                    "nhsic",
+                    "acc_id",
+                    "acc_ood",
+                )
+            }
             for r in recs
         ],
         "companions": extra,

@@ -28,7 +28,11 @@ __all__ = [
     "fmt",
 ]
 
-_BADGE = {SUPPORTED: "✅ supported", NOT_SUPPORTED: "❌ not supported", INCONCLUSIVE: "❔ inconclusive"}
+_BADGE = {
+    SUPPORTED: "✅ supported",
+    NOT_SUPPORTED: "❌ not supported",
+    INCONCLUSIVE: "❔ inconclusive",
+}
 _COLOR = {SUPPORTED: "#1a7f37", NOT_SUPPORTED: "#cf222e", INCONCLUSIVE: "#9a6700"}
 
 

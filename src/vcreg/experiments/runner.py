@@ -200,7 +200,9 @@ def parse_only(only: str | Sequence[str] | None) -> list[str]:
     claims = [c.strip().upper() for c in items if c.strip()]
     unknown = [c for c in claims if c not in CLAIM_IDS]
     if unknown or not claims:
-        raise ValueError(f"unknown claim(s) {unknown or only!r}; choose from {', '.join(CLAIM_IDS)}")
+        raise ValueError(
+            f"unknown claim(s) {unknown or only!r}; choose from {', '.join(CLAIM_IDS)}"
+        )
     return [c for c in CLAIM_IDS if c in claims]
 
 
@@ -259,7 +261,11 @@ def run_reproduction(
             mod = modules[claim]
             t0 = time.time()
             computed = cached = 0
-            entry: dict[str, Any] = {"title": mod.TITLE, "claim": mod.CLAIM, "settings": settings[claim]}
+            entry: dict[str, Any] = {
+                "title": mod.TITLE,
+                "claim": mod.CLAIM,
+                "settings": settings[claim],
+            }
             try:
                 values = []
                 for unit in plans[claim]:
@@ -291,9 +297,7 @@ def run_reproduction(
                 entry["error"] = f"{type(exc).__name__}: {exc}"
                 entry["traceback"] = traceback.format_exc()
                 say(f"{claim} FAILED: {entry['error']}")
-            entry.update(
-                wall_time_s=time.time() - t0, units_computed=computed, units_cached=cached
-            )
+            entry.update(wall_time_s=time.time() - t0, units_computed=computed, units_cached=cached)
             experiments[claim] = entry
     finally:
         bar.close()
@@ -351,7 +355,9 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
         if "error" in e:
             rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
         else:
-            rows.append([claim, e["title"], badge(e["verdict"]["status"]), e["verdict"]["statistic"]])
+            rows.append(
+                [claim, e["title"], badge(e["verdict"]["status"]), e["verdict"]["statistic"]]
+            )
     blocks.append(Table(["claim", "title", "verdict", "statistic"], rows))
     for claim, e in results["experiments"].items():
         blocks.append(Heading(f"{claim} — {e['title']}", 2))
@@ -388,9 +394,7 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
         )
     blocks.append(Heading("Settings", 2))
     blocks.append(
-        Paragraph(
-            "Per-claim settings of this run (the preset, after `--seeds` / overrides):"
-        )
+        Paragraph("Per-claim settings of this run (the preset, after `--seeds` / overrides):")
     )
     for claim, e in results["experiments"].items():
         items = ", ".join(f"{k}={_short(val)}" for k, val in e["settings"].items())
@@ -407,4 +411,3 @@ def _load_str(load: Any) -> str:
     if not load:
         return "n/a"
     return "/".join(f"{x:.1f}" for x in load)
-

@@ -93,9 +93,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
 
 
-def _side_rule(
-    lo: float, hi: float, expected: str, margin: float
-) -> tuple[Status, str]:
+def _side_rule(lo: float, hi: float, expected: str, margin: float) -> tuple[Status, str]:
     """Decide from an interval [lo, hi] of an effect whose expected sign is ``expected``."""
     want_pos = expected in ("positive", "increasing", "greater")
     if (lo > 0 and want_pos) or (hi < 0 and not want_pos):
@@ -324,8 +322,16 @@ def threshold_verdict(
         f"threshold {_fmt(threshold)}, n = {v.size}"
     )
     status, why = _side_rule(lo - threshold, hi - threshold, expected, 0.0)
-    values_d = {"median": med, "ci_low": lo, "ci_high": hi, "threshold": threshold, "n": int(v.size)}
-    return Verdict(status, statistic, f"expected {name} {expected} than {_fmt(threshold)}; {why}", values_d)
+    values_d = {
+        "median": med,
+        "ci_low": lo,
+        "ci_high": hi,
+        "threshold": threshold,
+        "n": int(v.size),
+    }
+    return Verdict(
+        status, statistic, f"expected {name} {expected} than {_fmt(threshold)}; {why}", values_d
+    )
 
 
 def group_difference_verdict(
@@ -358,7 +364,9 @@ def group_difference_verdict(
         if p < alpha
         else f"no significant difference at level {alpha:g}"
     )
-    return Verdict(status, statistic, reason, {"H": float(h), "p_value": float(p), "medians": medians})
+    return Verdict(
+        status, statistic, reason, {"H": float(h), "p_value": float(p), "medians": medians}
+    )
 
 
 def combine_verdicts(

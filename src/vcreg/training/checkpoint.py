@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -83,13 +84,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is corrupted or truncated, or not a torch "
+            f"checkpoint at all"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" (found {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"refusing to load {path}: it is not a plain vcreg checkpoint (it contains Python "
-            f"objects that only an unsafe pickle load could create; nothing was executed). "
-            f"Details: {str(exc).splitlines()[0]}"
+            f"refusing to load {path}: it is not a plain vcreg checkpoint — it contains Python "
+            f"objects{what} that only an unsafe pickle load could create; nothing was executed"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         raise CheckpointError(
@@ -111,7 +118,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def get_rng_state() -> dict[str, Any]:
     """RNG states of python, numpy, torch (CPU and CUDA) as tensors / plain numbers."""
     py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002
     out: dict[str, Any] = {
         "python": torch.tensor(py_state, dtype=torch.int64),
         "python_version": int(py_version),
@@ -131,12 +138,20 @@ def get_rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`get_rng_state` returned."""
     random.setstate(
-        (state["python_version"], tuple(int(v) for v in state["python"].tolist()),
-         state["python_gauss"])
+        (
+            state["python_version"],
+            tuple(int(v) for v in state["python"].tolist()),
+            state["python_gauss"],
+        )
     )
-    np.random.set_state(
-        (state["numpy_name"], state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
-         state["numpy_has_gauss"], state["numpy_gauss"])
+    np.random.set_state(  # noqa: NPY002
+        (
+            state["numpy_name"],
+            state["numpy_keys"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
     )
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():

@@ -205,7 +205,9 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    def from_yaml(
+        cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+    ) -> TrainConfig:
         """Load ``path`` (YAML) and apply ``key.sub=value`` overrides."""
         path = Path(path)
         if not path.is_file():
@@ -255,7 +257,12 @@ class TrainConfig:
             p.append(f"device: must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         d = self.data
         if d.name.lower().replace("_", "-") not in (
-            *DATASETS, "fashionmnist", "mnist-1d", "cifar-10", "cifar-100", "image-folder"
+            *DATASETS,
+            "fashionmnist",
+            "mnist-1d",
+            "cifar-10",
+            "cifar-100",
+            "image-folder",
         ):
             p.append(f"data.name: unknown dataset {d.name!r}; available: {list(DATASETS)}")
         if d.train_samples is not None and d.train_samples < 2:
@@ -314,7 +321,9 @@ class TrainConfig:
         if ev.max_iter < 1:
             p.append(f"evaluation.max_iter: must be >= 1, got {ev.max_iter}")
         if ev.independence_samples < 10:
-            p.append(f"evaluation.independence_samples: must be >= 10, got {ev.independence_samples}")
+            p.append(
+                f"evaluation.independence_samples: must be >= 10, got {ev.independence_samples}"
+            )
         if ev.batch_size < 1:
             p.append(f"evaluation.batch_size: must be >= 1, got {ev.batch_size}")
         return p
@@ -348,14 +357,20 @@ class TrainConfig:
         lo, p = self.loss, []
         cls = _loss_class(lo.name)
         valid = set(inspect.signature(cls.__init__).parameters) - {
-            "self", "gather_distributed", "check_finite", "generator", "method",
+            "self",
+            "gather_distributed",
+            "check_finite",
+            "generator",
+            "method",
         }
         if lo.name == "vcreg":
             valid.add("invariance")
         bad = sorted(set(lo.params) - valid)
         if bad:
-            p.append(f"loss.params: unknown parameter(s) {bad} for loss {lo.name!r}; "
-                     f"valid: {sorted(valid)}")
+            p.append(
+                f"loss.params: unknown parameter(s) {bad} for loss {lo.name!r}; "
+                f"valid: {sorted(valid)}"
+            )
         for key, val in lo.params.items():
             if key in valid and key != "w_size" and not _is_number(val):
                 p.append(f"loss.params.{key}: must be a number, got {val!r}")
@@ -364,7 +379,9 @@ class TrainConfig:
         if lo.name == "wmse" and not bad:
             w_size = lo.params.get("w_size", 128)
             k = projector_out_dim(self)
-            if w_size is not None and not (isinstance(w_size, int) and not isinstance(w_size, bool)):
+            if w_size is not None and not (
+                isinstance(w_size, int) and not isinstance(w_size, bool)
+            ):
                 p.append(f"loss.params.w_size: must be an int or null, got {w_size!r}")
             elif k is not None:
                 size = self.batch_size if w_size is None else w_size
@@ -414,6 +431,7 @@ def _is_number(v: Any) -> bool:
 
 
 # -- generic typed construction ------------------------------------------------------------------
+
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -503,6 +521,7 @@ def _format_errors(errors: list[str]) -> str:
 
 
 # -- YAML + overrides ----------------------------------------------------------------------------
+
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-3`` (no dot) as a float, as users expect."""

@@ -86,9 +86,7 @@ def _is_bias_or_norm(name: str, p: nn.Parameter, norm_params: set[int]) -> bool:
     return p.ndim <= 1 or id(p) in norm_params
 
 
-def param_groups(
-    modules: Iterable[nn.Module], cfg: OptimizerConfig
-) -> list[dict]:
+def param_groups(modules: Iterable[nn.Module], cfg: OptimizerConfig) -> list[dict]:
     """Trainable parameters split into (weights) and (biases + normalization parameters)."""
     norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
     norm_params: set[int] = set()
@@ -118,9 +116,7 @@ def build_optimizer(modules: Iterable[nn.Module], cfg: OptimizerConfig) -> torch
     """The configured optimizer over the trainable parameters of ``modules``."""
     groups = param_groups(list(modules), cfg)
     if not groups:
-        raise ValueError(
-            "nothing to train: the encoder and projector have no trainable parameters"
-        )
+        raise ValueError("nothing to train: the encoder and projector have no trainable parameters")
     if cfg.name != "lars":
         for g in groups:
             g.pop("lars_adaptation")
@@ -135,8 +131,9 @@ def build_optimizer(modules: Iterable[nn.Module], cfg: OptimizerConfig) -> torch
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
-def lr_at(step: int, total_steps: int, steps_per_epoch: int, base_lr: float,
-          sched: ScheduleConfig) -> float:
+def lr_at(
+    step: int, total_steps: int, steps_per_epoch: int, base_lr: float, sched: ScheduleConfig
+) -> float:
     """Learning rate of optimizer step ``step`` (0-based): linear warm-up from ``base_lr/W`` to
     ``base_lr`` over ``W = warmup_epochs·steps_per_epoch`` steps, then cosine from ``base_lr`` to
     ``final_lr_ratio·base_lr`` at the last step (or constant)."""

@@ -107,6 +107,7 @@ class SSLModel(nn.Module):
 
 # -- building blocks -----------------------------------------------------------------------------
 
+
 def mix_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (numpy SeedSequence)."""
     state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(
@@ -141,12 +142,19 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> SSLModel:
     projector: nn.Module
     if pr.kind == "mlp":
         projector = MLPProjector(
-            d, pr.spec, batch_norm=pr.batch_norm, activation=pr.activation, frozen=pr.frozen,
+            d,
+            pr.spec,
+            batch_norm=pr.batch_norm,
+            activation=pr.activation,
+            frozen=pr.frozen,
             seed=mix_seed(cfg.seed, 2) % 2**62,
         )
     elif pr.kind == "random_features":
         projector = RandomFeatureProjector(
-            d, pr.features_per_dim, kernel=pr.kernel, bandwidth=pr.bandwidth,
+            d,
+            pr.features_per_dim,
+            kernel=pr.kernel,
+            bandwidth=pr.bandwidth,
             seed=mix_seed(cfg.seed, 3) % 2**31,
         )
     else:
@@ -192,8 +200,9 @@ def build_loss(cfg: TrainConfig) -> nn.Module:
     params = dict(cfg.loss.params)
     if cfg.loss.name == "vcreg":
         return _TwoViewVCReg(**params)
-    cls = {"vicreg": losses.VICRegLoss, "barlow": losses.BarlowTwinsLoss,
-           "wmse": losses.WMSELoss}[cfg.loss.name]
+    cls = {"vicreg": losses.VICRegLoss, "barlow": losses.BarlowTwinsLoss, "wmse": losses.WMSELoss}[
+        cfg.loss.name
+    ]
     return cls(**params, check_finite=False)
 
 
@@ -222,9 +231,14 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
                 if self.momentum is None:
                     momentum = 1.0 / float(self.num_batches_tracked)
             return F.batch_norm(
-                x, self.running_mean if not self.training or self.track_running_stats else None,
+                x,
+                self.running_mean if not self.training or self.track_running_stats else None,
                 self.running_var if not self.training or self.track_running_stats else None,
-                self.weight, self.bias, use_batch, momentum, self.eps,
+                self.weight,
+                self.bias,
+                use_batch,
+                momentum,
+                self.eps,
             )
         from torch.distributed.nn.functional import all_reduce
 
@@ -240,8 +254,11 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(
-                    self.num_batches_tracked)
+                m = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
         y = centered / torch.sqrt(var.view(shape) + self.eps)
@@ -259,7 +276,10 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         module, AllReduceBatchNorm
     ):
         out = AllReduceBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine,
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
             module.track_running_stats,
         )
         if module.affine:
@@ -280,6 +300,7 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
 
 # -- data ----------------------------------------------------------------------------------------
 
+
 class _Batches:
     """Per-epoch batches of (view_a, view_b) for this rank; deterministic in (seed, epoch, step)."""
 
@@ -299,7 +320,11 @@ class _Batches:
 
             self.ds = TwoViewDataset(train_ds, aug, seed=mix_seed(cfg.seed, 5) % 2**31)
             self.sampler = DistributedSampler(
-                self.ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                self.ds,
+                num_replicas=world,
+                rank=rank,
+                shuffle=True,
+                seed=cfg.seed,
                 drop_last=True,
             )
             self.n = len(train_ds)
@@ -311,7 +336,7 @@ class _Batches:
             perm = torch.randperm(self.n, generator=g)
             lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
             for step in range(start_step, self.steps):
-                idx = perm[step * self.global_batch:(step + 1) * self.global_batch]
+                idx = perm[step * self.global_batch : (step + 1) * self.global_batch]
                 xb = self.x[idx]
                 ga = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 6, epoch, step))
                 va, vb = self.aug(xb, generator=ga), self.aug(xb, generator=ga)
@@ -321,10 +346,14 @@ class _Batches:
 
         self.sampler.set_epoch(epoch)
         self.ds.set_epoch(epoch)
-        indices = list(self.sampler)[start_step * self.local_batch:self.steps * self.local_batch]
+        indices = list(self.sampler)[start_step * self.local_batch : self.steps * self.local_batch]
         loader = DataLoader(
-            self.ds, batch_size=self.local_batch, sampler=indices, drop_last=True,
-            num_workers=self.cfg.data.num_workers, pin_memory=pin,
+            self.ds,
+            batch_size=self.local_batch,
+            sampler=indices,
+            drop_last=True,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=pin,
         )
         for va, vb, _y in loader:
             yield va, vb
@@ -352,12 +381,16 @@ def load_bundle(cfg: TrainConfig):
 def make_views(cfg: TrainConfig, bundle) -> Callable[..., Tensor]:
     from vcreg.data import make_augmentation
 
-    name = bundle.default_augmentation if cfg.augmentation.name == "default" else (
-        cfg.augmentation.name)
+    name = (
+        bundle.default_augmentation
+        if cfg.augmentation.name == "default"
+        else (cfg.augmentation.name)
+    )
     return make_augmentation(name, bundle.input_shape, **cfg.augmentation.params)
 
 
 # -- signals -------------------------------------------------------------------------------------
+
 
 class _StopFlag:
     """Sets a flag on SIGINT/SIGTERM (a second SIGINT interrupts immediately)."""
@@ -386,6 +419,7 @@ class _StopFlag:
 
 # -- the loop ------------------------------------------------------------------------------------
 
+
 def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
@@ -393,8 +427,11 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         if path in _RESUME_FREE:
             continue
         va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict) and path not in (
-            "data.options", "encoder.options", "loss.params", "augmentation.params"
+        if (
+            isinstance(va, dict)
+            and isinstance(vb, dict)
+            and path
+            not in ("data.options", "encoder.options", "loss.params", "augmentation.params")
         ):
             out.extend(_config_diff(va, vb, path + "."))
         elif va != vb:
@@ -465,8 +502,19 @@ def train(
     device = resolve_device(cfg.device)
     world, rank, created_pg = _init_distributed(device)
     try:
-        return _train(cfg, out, state, progress and rank == 0, bundle, stop_after_epochs,
-                      on_step, device, world, rank, t_start)
+        return _train(
+            cfg,
+            out,
+            state,
+            progress and rank == 0,
+            bundle,
+            stop_after_epochs,
+            on_step,
+            device,
+            world,
+            rank,
+            t_start,
+        )
     finally:
         if created_pg:
             dist.destroy_process_group()
@@ -486,12 +534,13 @@ def _seed_all(seed: int) -> None:
     import random
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (global state is what we save)
     torch.manual_seed(seed)
 
 
-def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device, world, rank,
-           t_start) -> RunResult:
+def _train(
+    cfg, out, state, progress, bundle, stop_after_epochs, on_step, device, world, rank, t_start
+) -> RunResult:
     from tqdm.auto import tqdm
 
     if cfg.threads is not None:
@@ -541,7 +590,8 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
             from torch.nn.parallel import DistributedDataParallel
 
             net = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None,
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
                 broadcast_buffers=False,
             )
         else:
@@ -549,7 +599,8 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     amp_ctx = (
         (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if use_amp else contextlib.nullcontext
+        if use_amp
+        else contextlib.nullcontext
     )
 
     writer = _tensorboard(cfg, out) if rank == 0 else None
@@ -563,14 +614,24 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
     def checkpoint(epoch: int, step: int, acc: dict) -> None:
         if out is None or rank != 0:
             return
-        save_checkpoint(out / CHECKPOINT, {
-            "config": cfg.to_dict(), "epoch": epoch, "step": step,
-            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": {"global_step": epoch * steps_per_epoch + step,
-                          "steps_per_epoch": steps_per_epoch},
-            "rng": get_rng_state(), "history": history, "accum": acc,
-            "world_size": world,
-        })
+        save_checkpoint(
+            out / CHECKPOINT,
+            {
+                "config": cfg.to_dict(),
+                "epoch": epoch,
+                "step": step,
+                "model": _unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {
+                    "global_step": epoch * steps_per_epoch + step,
+                    "steps_per_epoch": steps_per_epoch,
+                },
+                "rng": get_rng_state(),
+                "history": history,
+                "accum": acc,
+                "world_size": world,
+            },
+        )
 
     status = "completed"
     net.train()
@@ -579,8 +640,14 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
             if stop_after_epochs is not None and epoch >= stop_after_epochs:
                 status = "interrupted"
                 break
-            bar = tqdm(total=steps_per_epoch, initial=start_step, disable=not progress,
-                       desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=start_step,
+                disable=not progress,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+            )
             t_epoch = time.time()
             step = start_step
             interrupted = False
@@ -600,8 +667,9 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
                 terms = {k: float(v) for k, v in loss.terms.items()}
                 if not math.isfinite(value):
                     bar.close()
-                    raise TrainingDivergedError(_diverged_message(epoch, step, value, terms, lr,
-                                                                  out, history))
+                    raise TrainingDivergedError(
+                        _diverged_message(epoch, step, value, terms, lr, out, history)
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -610,8 +678,10 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
                     accum["terms"][k] = accum["terms"].get(k, 0.0) + v
                 accum["steps"] += 1
                 bar.update(1)
-                bar.set_postfix({"loss": f"{value:.3f}",
-                                 **{k[:3]: f"{v:.3f}" for k, v in terms.items()}}, refresh=False)
+                bar.set_postfix(
+                    {"loss": f"{value:.3f}", **{k[:3]: f"{v:.3f}" for k, v in terms.items()}},
+                    refresh=False,
+                )
                 if on_step is not None:
                     on_step(epoch, step)
                 if _agree(stop.requested, device, world):
@@ -623,8 +693,10 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
                 status = "interrupted"
                 checkpoint(epoch, step + 1, accum)
                 if progress:
-                    tqdm.write(f"{stop.signal_name or 'stop'} received: checkpoint saved at epoch "
-                               f"{epoch + 1}, step {step + 1}" + (f" in {out}" if out else ""))
+                    tqdm.write(
+                        f"{stop.signal_name or 'stop'} received: checkpoint saved at epoch "
+                        f"{epoch + 1}, step {step + 1}" + (f" in {out}" if out else "")
+                    )
                 break
             start_step = 0
             metrics = _epoch_metrics(epoch, accum, steps_per_epoch, cfg, lr)
@@ -639,9 +711,7 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
                         if isinstance(v, int | float):
                             writer.add_scalar(k, v, epoch + 1)
                 if out is not None:
-                    atomic_write_text(
-                        out / METRICS, "".join(json.dumps(m) + "\n" for m in history)
-                    )
+                    atomic_write_text(out / METRICS, "".join(json.dumps(m) + "\n" for m in history))
                 if progress:
                     tqdm.write(_epoch_line(metrics, cfg.epochs))
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
@@ -654,13 +724,34 @@ def _train(cfg, out, state, progress, bundle, stop_after_epochs, on_step, device
     final = history[-1] if history else {}
     wall = time.time() - t_start
     if out is not None and rank == 0:
-        atomic_write_text(out / "run.json", json.dumps({
-            "status": status, "epochs_completed": len(history), "epochs": cfg.epochs,
-            "final_metrics": final, "device": str(device), "world_size": world,
-            "wall_time_s_last_session": wall,
-        }, indent=1))
-    return RunResult(out, status, final, history, enc, proj, cfg, len(history), str(device),
-                     wall, {"world_size": world, "steps_per_epoch": steps_per_epoch})
+        atomic_write_text(
+            out / "run.json",
+            json.dumps(
+                {
+                    "status": status,
+                    "epochs_completed": len(history),
+                    "epochs": cfg.epochs,
+                    "final_metrics": final,
+                    "device": str(device),
+                    "world_size": world,
+                    "wall_time_s_last_session": wall,
+                },
+                indent=1,
+            ),
+        )
+    return RunResult(
+        out,
+        status,
+        final,
+        history,
+        enc,
+        proj,
+        cfg,
+        len(history),
+        str(device),
+        wall,
+        {"world_size": world, "steps_per_epoch": steps_per_epoch},
+    )
 
 
 def _unwrap(m: nn.Module) -> SSLModel:
@@ -682,8 +773,12 @@ def _new_accum() -> dict[str, Any]:
 
 def _epoch_metrics(epoch: int, acc: dict, steps: int, cfg: TrainConfig, lr: float) -> dict:
     n = max(acc["steps"], 1)
-    m: dict[str, Any] = {"epoch": epoch + 1, "steps": acc["steps"], "lr": lr,
-                         "loss": acc["loss"] / n}
+    m: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "steps": acc["steps"],
+        "lr": lr,
+        "loss": acc["loss"] / n,
+    }
     for k, v in sorted(acc["terms"].items()):
         m[f"loss_{k}"] = v / n
     m["time_s"] = acc["time"]
@@ -704,9 +799,11 @@ def _epoch_line(m: dict, epochs: int) -> str:
 
 
 def _diverged_message(epoch, step, value, terms, lr, out, history) -> str:
-    where = (f"the last good checkpoint ({out / CHECKPOINT}, epoch {history[-1]['epoch']}) is "
-             f"kept" if out is not None and history and (out / CHECKPOINT).exists()
-             else "no checkpoint was written before the divergence")
+    where = (
+        f"the last good checkpoint ({out / CHECKPOINT}, epoch {history[-1]['epoch']}) is kept"
+        if out is not None and history and (out / CHECKPOINT).exists()
+        else "no checkpoint was written before the divergence"
+    )
     return (
         f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step + 1} "
         f"(terms {terms}, lr {lr:.3g}); {where}. Lower optimizer.lr, add warm-up "
@@ -721,8 +818,11 @@ def _tensorboard(cfg: TrainConfig, out: Path | None):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         if cfg.tensorboard is True:
-            warnings.warn("tensorboard=true but the tensorboard package is not installed",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                "tensorboard=true but the tensorboard package is not installed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return None
     return SummaryWriter(str(out / "tensorboard"))
 
@@ -735,6 +835,7 @@ class _Monitor:
 
         self.cfg, self.device = cfg, device
         m = cfg.monitor
+        self.independence_missing = False
         self.enabled = m.every > 0 and (m.hsic or m.dhsic or m.probe != "none")
         if not self.enabled:
             return
@@ -755,15 +856,21 @@ class _Monitor:
             bs = self.cfg.evaluation.batch_size
             f_eval = encode(model.encoder, self.x_eval, bs, self.device)
             out: dict[str, float] = {}
-            if m.hsic or m.dhsic:
-                out.update(independence_metrics(f_eval, hsic=m.hsic, dhsic=m.dhsic))
+            if (m.hsic or m.dhsic) and not self.independence_missing:
+                try:
+                    out.update(independence_metrics(f_eval, hsic=m.hsic, dhsic=m.dhsic))
+                except ImportError as exc:  # vcreg.independence absent: warn once, go on
+                    self.independence_missing = True
+                    warnings.warn(
+                        f"independence monitoring skipped: {exc}", RuntimeWarning, stacklevel=2
+                    )
             if m.probe != "none":
                 f_train = encode(model.encoder, self.x_probe, bs, self.device)
                 if m.probe == "knn":
-                    out["knn_acc"] = knn_accuracy(f_train, self.y_probe, f_eval, self.y_eval,
-                                                  k=m.knn_k)
+                    out["knn_acc"] = knn_accuracy(
+                        f_train, self.y_probe, f_eval, self.y_eval, k=m.knn_k
+                    )
                 else:
-                    out["linear_acc"] = ridge_accuracy(f_train, self.y_probe, f_eval,
-                                                       self.y_eval)
+                    out["linear_acc"] = ridge_accuracy(f_train, self.y_probe, f_eval, self.y_eval)
             out["repr_std_mean"] = float(f_eval.std(0).mean())
         return out
