@@ -10,6 +10,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch.utils.data import TensorDataset
 
 from vcreg.evaluation import (
+    LogisticProbe,
     encode,
     independence_metrics,
     knn_accuracy,
@@ -71,6 +72,7 @@ def test_linear_probe_matches_sklearn_pipeline():
 
     enc = torch.nn.Linear(5, 3)
     res = linear_probe(enc, B, C=0.5, max_iter=500)
+    assert "shear" not in res["ood_acc"]
     with torch.no_grad():
         f = [enc(x).numpy() for x in (xtr, xte, xood)]
     mu, sd = f[0].mean(0), f[0].std(0)
@@ -78,6 +80,20 @@ def test_linear_probe_matches_sklearn_pipeline():
     assert res["in_domain_acc"] == pytest.approx(clf.score((f[1] - mu) / sd, yte.numpy()))
     assert res["ood_acc"]["scaled"] == pytest.approx(clf.score((f[2] - mu) / sd, yood.numpy()))
     assert res["ood_acc_mean"] == res["ood_acc"]["scaled"]
+
+
+def test_logistic_probe_matches_sklearn_solution():
+    xtr, ytr = _blobs(300, d=4)
+    x = xtr.double().numpy()
+    probe = LogisticProbe(C=0.3, max_iter=500, tol=1e-10).fit(xtr, ytr)
+    mu, sd = x.mean(0), x.std(0)
+    ref = LogisticRegression(C=0.3, tol=1e-10, max_iter=5000).fit((x - mu) / sd, ytr.numpy())
+    np.testing.assert_allclose(probe.coef_.numpy(), ref.coef_.T, atol=1e-4)
+    np.testing.assert_allclose(
+        probe.intercept_.numpy() - probe.intercept_.numpy().mean(),
+        ref.intercept_ - ref.intercept_.mean(),
+        atol=1e-4,
+    )
 
 
 def test_encode_restores_mode_and_batches():

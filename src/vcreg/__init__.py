@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "RandomFeatureProjector": "vcreg.projectors",
     # ICA
     "VCRegICA": "vcreg.ica",
+    "amari_distance": "vcreg.ica",
+    "mean_corr_coef": "vcreg.ica",
     # data + encoders
     "load_dataset": "vcreg.data",
     "make_augmentation": "vcreg.data",

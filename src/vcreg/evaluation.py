@@ -1,8 +1,8 @@
 """Evaluation of SSL representations: linear probes, k-NN, independence measures, run folders.
 
-- :func:`linear_probe` — multinomial logistic regression (scikit-learn, L-BFGS) on standardized
-  frozen representations of the in-domain training set; accuracy on the test set and on every
-  out-of-domain set of the bundle.
+- :func:`linear_probe` — multinomial logistic regression (:class:`LogisticProbe`: torch L-BFGS,
+  scikit-learn's objective) on standardized frozen representations of the in-domain training
+  set; accuracy on the test set and on every out-of-domain set of the bundle.
 - :func:`knn_accuracy` (cosine similarity, similarity-weighted vote with temperature 0.07 as in
   Wu et al. 2018 / DINO) and :func:`ridge_accuracy` (closed-form ridge classifier on one-hot
   targets): the cheap online probes of the trainer.
@@ -30,6 +30,7 @@ __all__ = [
     "ridge_accuracy",
     "independence_metrics",
     "linear_probe",
+    "LogisticProbe",
     "load_run",
     "evaluate_run",
 ]
@@ -153,11 +154,74 @@ def independence_metrics(
     if hsic:
         raw = np.asarray(pairwise_hsic(z, normalized=False))
         out["pairwise_hsic_mean"] = float(raw[iu].mean())
-        nrm = np.asarray(pairwise_hsic(z, normalized=True))
-        out["pairwise_nhsic_mean"] = float(nrm[iu].mean())
+        # normalized HSIC_ij / sqrt(HSIC_ii HSIC_jj) from the same matrix (one kernel pass)
+        diag = np.sqrt(np.clip(np.diag(raw), 1e-300, None))
+        out["pairwise_nhsic_mean"] = float((raw / np.outer(diag, diag))[iu].mean())
     if dhsic:
         out["dhsic"] = float(_dhsic(z))
     return out
+
+
+class LogisticProbe:
+    """Multinomial logistic regression on standardized features, fitted by full-batch L-BFGS.
+
+    Minimizes ``Σ_i CE(W x_i + b, y_i) + ||W||² / (2C)`` (intercept not penalized) — the same
+    objective as scikit-learn's ``LogisticRegression(C=C)`` on ``StandardScaler`` features —
+    in float64 with ``torch.optim.LBFGS`` (strong-Wolfe line search). Standardization uses the
+    training features' mean and (biased) std.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-5) -> None:
+        if not C > 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        self.C, self.max_iter, self.tol = float(C), int(max_iter), float(tol)
+
+    def fit(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> LogisticProbe:
+        x = torch.as_tensor(x).double()
+        y = torch.as_tensor(y).long()
+        if x.ndim != 2 or len(x) != len(y) or len(x) < 2:
+            raise ValueError(
+                f"need features (n >= 2, d) and n labels, got {tuple(x.shape)}, {tuple(y.shape)}"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError("features contain NaN/Inf; cannot fit a probe")
+        self.mean_, self.std_ = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-12)
+        x = (x - self.mean_) / self.std_
+        self.n_classes_ = int(y.max()) + 1
+        n = len(x)
+        w = torch.zeros(x.shape[1], self.n_classes_, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(self.n_classes_, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS(
+            [w, b],
+            lr=1.0,
+            max_iter=self.max_iter,
+            history_size=20,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            # divided by n: same minimizer, better-scaled tolerances
+            loss = (
+                nn.functional.cross_entropy(x @ w + b, y, reduction="sum")
+                + (w * w).sum() / (2 * self.C)
+            ) / n
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        self.coef_, self.intercept_ = w.detach(), b.detach()
+        return self
+
+    def predict(self, x: Tensor | np.ndarray) -> Tensor:
+        x = (torch.as_tensor(x).double() - self.mean_) / self.std_
+        return (x @ self.coef_ + self.intercept_).argmax(1)
+
+    def score(self, x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> float:
+        return float((self.predict(x) == torch.as_tensor(y).long()).double().mean())
 
 
 def linear_probe(
@@ -170,44 +234,33 @@ def linear_probe(
     train_samples: int | None = None,
     batch_size: int = 1024,
     device: str | torch.device | None = None,
-    return_features: bool = False,
 ) -> dict[str, Any]:
-    """Logistic-regression probe on frozen representations.
+    """Logistic-regression probe on frozen representations (:class:`LogisticProbe`).
 
-    Fits ``StandardScaler`` + multinomial ``LogisticRegression(C, lbfgs)`` on the encoder's
-    representations of ``bundle.train`` (first ``train_samples`` if given) and reports accuracy
-    on ``bundle.train`` (``train_acc``), ``bundle.test`` (``in_domain_acc``) and each OOD set
-    (``ood_acc[name]``, plus ``ood_acc_mean``).
+    Fits on the encoder's representations of ``bundle.train`` (first ``train_samples`` if
+    given) and reports accuracy on ``bundle.train`` (``train_acc``), ``bundle.test``
+    (``in_domain_acc``) and each OOD set (``ood_acc[name]``, plus ``ood_acc_mean``).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     x_tr, y_tr = dataset_tensors(bundle.train, train_samples)
-    f_tr = encode(encoder, x_tr, batch_size, device).numpy()
+    f_tr = encode(encoder, x_tr, batch_size, device)
     x_te, y_te = dataset_tensors(bundle.test)
-    f_te = encode(encoder, x_te, batch_size, device).numpy()
-    if not (np.isfinite(f_tr).all() and np.isfinite(f_te).all()):
+    f_te = encode(encoder, x_te, batch_size, device)
+    if not (torch.isfinite(f_tr).all() and torch.isfinite(f_te).all()):
         raise ValueError("the encoder produces NaN/Inf representations; cannot fit a probe")
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    clf.fit(f_tr, y_tr.numpy())
+    clf = LogisticProbe(C=C, max_iter=max_iter).fit(f_tr, y_tr)
     res: dict[str, Any] = {
-        "train_acc": float(clf.score(f_tr, y_tr.numpy())),
-        "in_domain_acc": float(clf.score(f_te, y_te.numpy())),
+        "train_acc": clf.score(f_tr, y_tr),
+        "in_domain_acc": clf.score(f_te, y_te),
         "n_train": len(f_tr),
         "n_test": len(f_te),
         "ood_acc": {},
     }
-    feats = {"train": f_tr, "test": f_te}
     if ood:
         for name, ds in bundle.ood.items():
             x_o, y_o = dataset_tensors(ds)
-            f_o = encode(encoder, x_o, batch_size, device).numpy()
-            res["ood_acc"][name] = float(clf.score(f_o, y_o.numpy()))
+            res["ood_acc"][name] = clf.score(encode(encoder, x_o, batch_size, device), y_o)
         if res["ood_acc"]:
             res["ood_acc_mean"] = float(np.mean(list(res["ood_acc"].values())))
-    if return_features:
-        res["features"] = feats
     return res
 
 

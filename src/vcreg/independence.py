@@ -13,7 +13,7 @@ Conventions (all functions):
 - Bandwidth sigma (per variable): ``"median"`` = median of the pairwise Euclidean distances
   |x_a - x_b|, a < b (Gretton et al. 2005; also hyppo's convention); ``"dhsic"`` =
   sqrt(median(|x_a - x_b|^2) / 2), the convention of the R package dHSIC (Pfister et al. 2018);
-  or a positive number (fixed). The median uses at most ``median_samples`` (default 512) rows,
+  or a positive number (fixed). The median uses at most ``median_samples`` (default 256) rows,
   drawn without replacement with a fixed seed (0) when n is larger; an even number of pairs
   averages the two middle values. If more than half of the distances are 0 (discrete data),
   the median of the non-zero distances is used.
@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "hsic_test",
     "pairwise_hsic",
     "pairwise_summary",
+    "normalize_hsic_matrix",
     "dhsic",
     "dhsic_test",
     "parse_memory",
@@ -62,7 +63,7 @@ ESTIMATORS = ("biased", "unbiased")
 BANDWIDTH_RULES = ("median", "dhsic")
 TEST_METHODS = ("gamma", "permutation")
 PAIRWISE_METHODS = ("exact", "lowrank")
-MEDIAN_SAMPLES = 512
+MEDIAN_SAMPLES = 256
 DEFAULT_DTYPE = torch.float64
 
 
@@ -197,16 +198,20 @@ def _out(value: Tensor, like: Any) -> Tensor | np.ndarray:
 
 
 def _median_of_pairs(values: Tensor) -> Tensor:
-    """Median along dim 0 of (T, c) values, averaging the two middle ones for even T."""
-    t = values.shape[0]
-    lower = values.median(dim=0).values
+    """Median along the last dim of (c, T) values, averaging the two middle ones for even T."""
+    t = values.shape[-1]
+    k = (t - 1) // 2
+    if values.device.type == "cpu":  # one partial sort yields both middle values
+        part = np.partition(values.contiguous().numpy(), [k, t // 2], axis=-1)
+        return torch.from_numpy(part[..., [k, t // 2]].mean(-1)).to(values.dtype)
+    lower = values.median(dim=-1, keepdim=True).values
     if t % 2 == 1:
-        return lower
+        return lower[..., 0]
     # the upper middle value is the smallest value above the lower median, unless it repeats
-    n_le = (values <= lower).sum(0)
-    above = torch.where(values > lower, values, torch.full_like(values, math.inf)).amin(0)
-    upper = torch.where(n_le > t // 2, lower, above)
-    return (lower + upper) / 2
+    n_le = (values <= lower).sum(-1)
+    above = torch.where(values > lower, values, torch.full_like(values, math.inf)).amin(-1)
+    upper = torch.where(n_le > t // 2, lower[..., 0], above)
+    return (lower[..., 0] + upper) / 2
 
 
 def _subsample_rows(x: Tensor, median_samples: int) -> Tensor:
@@ -226,18 +231,19 @@ def _column_sigmas(
     constant = (z == z[:1]).all(0)
     if not isinstance(rule, str):
         return torch.full((d,), float(rule), dtype=z.dtype, device=z.device), constant
-    zs = _subsample_rows(z, median_samples)
-    m = zs.shape[0]
+    zs = _subsample_rows(z, median_samples).T.contiguous()  # (d, m)
+    m = zs.shape[1]
     i0, i1 = torch.triu_indices(m, m, 1, device=z.device)
     step = max(1, chunk_elems // max(1, i0.numel()))
     med = torch.empty(d, dtype=z.dtype, device=z.device)
     for c0 in range(0, d, step):
-        dist = (zs[i0, c0 : c0 + step] - zs[i1, c0 : c0 + step]).abs()
-        mc = _median_of_pairs(dist)
+        blk = zs[c0 : c0 + step]
+        dist = (blk[:, i0] - blk[:, i1]).abs_()  # (c, T)
+        mc = _median_of_pairs(dist).to(z.device)
         zero = mc <= 0
         if bool(zero.any()):  # ties: median of the non-zero distances
             nz = torch.where(dist > 0, dist, torch.full_like(dist, math.nan))
-            mc = torch.where(zero, nz.nanmedian(dim=0).values.nan_to_num(1.0), mc)
+            mc = torch.where(zero, nz.nanmedian(dim=1).values.nan_to_num(1.0), mc)
         med[c0 : c0 + step] = mc
     med = torch.where(constant, torch.ones_like(med), med)
     if rule == "dhsic":
@@ -252,8 +258,8 @@ def _sigma(x: Tensor, rule: str | float, median_samples: int) -> float:
     xs = _subsample_rows(x, median_samples)
     m = xs.shape[0]
     i0, i1 = torch.triu_indices(m, m, 1, device=x.device)
-    dist = (xs[i0] - xs[i1]).pow(2).sum(1).sqrt()[:, None]
-    med = _median_of_pairs(dist)
+    dist = (xs[i0] - xs[i1]).pow(2).sum(1).sqrt()
+    med = _median_of_pairs(dist[None, :])[0]
     if float(med) <= 0:
         nz = dist[dist > 0]
         med = nz.median() if nz.numel() else torch.ones((), dtype=x.dtype, device=x.device)
@@ -271,9 +277,7 @@ def _check_bandwidth(bw: Any, kernel: str) -> str | float:
     return float(bw)
 
 
-def bandwidth(
-    x: Any, rule: str | float = "median", median_samples: int = MEDIAN_SAMPLES
-) -> float:
+def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN_SAMPLES) -> float:
     """Kernel bandwidth sigma of one variable x (n,) or (n, p) under ``rule`` (module docs)."""
     rule = _check_bandwidth(rule, "gaussian")
     t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None))
@@ -396,20 +400,23 @@ def _gamma_pvalue(
     total = (signs * torch.exp(logs_t - top)).sum()
     j = torch.arange(0, 2 * d - 2, dtype=torch.float64)
     log_factor = (
-        torch.log(n - 2 * d - j).sum()
-        - math.log(n)
-        - math.log(n - 1)
-        - torch.log(n - 2 - j).sum()
+        torch.log(n - 2 * d - j).sum() - math.log(n) - math.log(n - 1) - torch.log(n - 2 - j).sum()
     )
     exp_est = float(exp_est)
     if not (float(total) > 0 and exp_est > 0):
-        raise ValueError("gamma approximation is degenerate for these data; use method='permutation'")
+        raise ValueError(
+            "gamma approximation is degenerate for these data; use method='permutation'"
+        )
     log_var = math.log(2.0) + float(log_factor) + float(top) + math.log(float(total))
     shape = math.exp(2 * math.log(exp_est) - log_var)
     scale = math.exp(math.log(n) + log_var - math.log(exp_est))
     p = float(stats.gamma.sf(n * stat, shape, scale=scale))
-    return p, {"gamma_shape": shape, "gamma_scale": scale, "null_mean": exp_est,
-               "null_var": math.exp(log_var)}
+    return p, {
+        "gamma_shape": shape,
+        "gamma_scale": scale,
+        "null_mean": exp_est,
+        "null_var": math.exp(log_var),
+    }
 
 
 def _perm_pvalue(stat: float, null: np.ndarray) -> float:
@@ -420,7 +427,8 @@ def _perm_pvalue(stat: float, null: np.ndarray) -> float:
 def _check_test_args(method: str, n_permutations: int) -> str:
     method = _check_choice(method, "test method", TEST_METHODS)
     if method == "permutation" and (
-        isinstance(n_permutations, bool) or not isinstance(n_permutations, int | np.integer)
+        isinstance(n_permutations, bool)
+        or not isinstance(n_permutations, int | np.integer)
         or n_permutations < 1
     ):
         raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
@@ -488,7 +496,11 @@ def hsic_test(
         lp = lc[perms[:, :, None], perms[:, None, :]]
         null[b0 : b0 + b] = ((lp * kc).sum((1, 2)) * scale).cpu().numpy()
     return IndependenceTestResult(
-        stat, _perm_pvalue(stat, null), "permutation", n, n_permutations,
+        stat,
+        _perm_pvalue(stat, null),
+        "permutation",
+        n,
+        n_permutations,
         {"null_mean": float(null.mean()), "null_std": float(null.std())},
     )
 
@@ -561,7 +573,7 @@ def _exact_pairwise(
                 bar.update()
         if bar is not None:
             bar.close()
-        g = 2 * (v_all.T @ v_all) + vd_all.T @ vd_all
+        g = (v_all.T @ v_all).mul_(2) + vd_all.T @ vd_all
         return g
     c = avail // 5  # two resident chunks + building temporaries
     if c < 1:
@@ -671,8 +683,12 @@ def _lowrank_pairwise(
         del parts
     seg = torch.repeat_interleave(torch.arange(d, device=z.device), ranks)
     big_d = feats.shape[1]
-    info = {"mean_rank": float(ranks.double().mean()), "max_rank": int(ranks.max()),
-            "max_residual": resid, "n_features": big_d}
+    info = {
+        "mean_rank": float(ranks.double().mean()),
+        "max_rank": int(ranks.max()),
+        "max_residual": resid,
+        "n_features": big_d,
+    }
     if estimator == "biased":
         f = feats - feats.mean(0)
     else:
@@ -681,9 +697,9 @@ def _lowrank_pairwise(
             1, seg, f.square()
         )  # diagonal of each approximated kernel matrix
         colsum = f.sum(0)
-        rows = torch.zeros(n, d, dtype=z.dtype, device=z.device).index_add_(
-            1, seg, f * colsum
-        ) - delta  # off-diagonal row sums
+        rows = (
+            torch.zeros(n, d, dtype=z.dtype, device=z.device).index_add_(1, seg, f * colsum) - delta
+        )  # off-diagonal row sums
         s = rows.sum(0)
     g = torch.empty(d, d, dtype=z.dtype, device=z.device)
     # rows of F^T F in slabs of whole variables that fit the budget
@@ -705,8 +721,11 @@ def _lowrank_pairwise(
         )
         v0 = v1
     if estimator == "unbiased":
-        g = g - delta.T @ delta + torch.outer(s, s) / ((n - 1) * (n - 2)) - (2.0 / (n - 2)) * (
-            rows.T @ rows
+        g = (
+            g
+            - delta.T @ delta
+            + torch.outer(s, s) / ((n - 1) * (n - 2))
+            - (2.0 / (n - 2)) * (rows.T @ rows)
         )
         g = (g + g.T) / 2
     return g, info
@@ -765,29 +784,42 @@ def pairwise_hsic(
     if method == "exact":
         g = _exact_pairwise(z, sig, kernel, estimator, budget, progress)
     else:
-        g, _ = _lowrank_pairwise(z, sig, kernel, estimator, budget, rank_tol, int(max_rank), progress)
+        g, _ = _lowrank_pairwise(
+            z, sig, kernel, estimator, budget, rank_tol, int(max_rank), progress
+        )
     g[constant] = 0
     g[:, constant] = 0
-    if normalized:
-        dg = torch.diagonal(g).clamp_min(0).sqrt()
-        inv = torch.where(dg > 0, 1.0 / dg, torch.zeros_like(dg))
-        g = g * inv[:, None] * inv[None, :]
-        g.diagonal().copy_((dg > 0).to(g.dtype))
-    else:
-        g = g * _scale(n, estimator)
+    g = _normalize(g) if normalized else g * _scale(n, estimator)
     return _out(g, Z)
 
 
-def pairwise_summary(
-    M: Any, top_k: int = 10, names: Sequence[str] | None = None
-) -> dict[str, Any]:
+def _normalize(g: Tensor) -> Tensor:
+    dg = torch.diagonal(g).clamp_min(0).sqrt()
+    inv = torch.where(dg > 0, 1.0 / dg, torch.zeros_like(dg))
+    g = g * inv[:, None] * inv[None, :]
+    g.diagonal().copy_((dg > 0).to(g.dtype))
+    return g
+
+
+def normalize_hsic_matrix(M: Any) -> Tensor | np.ndarray:
+    """Normalized HSIC M_ij / sqrt(M_ii M_jj) from a raw pairwise matrix (zero diagonal -> 0).
+
+    Same result as ``pairwise_hsic(Z, normalized=True)``, without recomputing the kernels.
+    """
+    g = M.detach() if isinstance(M, Tensor) else torch.as_tensor(np.asarray(M, dtype=np.float64))
+    if g.ndim != 2 or g.shape[0] != g.shape[1]:
+        raise ValueError(f"expected a square (d, d) matrix, got shape {tuple(g.shape)}")
+    return _out(_normalize(g.clone()), M)
+
+
+def pairwise_summary(M: Any, top_k: int = 10, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Summary of the off-diagonal (i < j) entries of a symmetric (d, d) pairwise matrix.
 
     Returns ``{"n_variables", "n_pairs", "mean", "median", "std", "min", "max", "q05", "q95",
     "top_pairs"}``; ``top_pairs`` lists the ``top_k`` largest entries as
     ``{"i", "j", "value"}`` (plus ``"names"`` when ``names`` is given), most dependent first.
     """
-    m = (M.detach().cpu().double().numpy() if isinstance(M, Tensor) else np.asarray(M, float))
+    m = M.detach().cpu().double().numpy() if isinstance(M, Tensor) else np.asarray(M, float)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"expected a square (d, d) matrix, got shape {m.shape}")
     d = m.shape[0]
@@ -903,7 +935,9 @@ def _dhsic_parts(
         constant = const.tolist()
     else:
         constant = [_is_constant(v) for v in xs]
-        sigmas = [1.0 if c else _sigma(v, bw, median_samples) for v, c in zip(xs, constant, strict=True)]
+        sigmas = [
+            1.0 if c else _sigma(v, bw, median_samples) for v, c in zip(xs, constant, strict=True)
+        ]
     if any(constant):
         _warn_constant(f"variable {j}" for j, c in enumerate(constant) if c)
     log_rm = torch.empty(d, n, dtype=dt, device=dev)
@@ -913,29 +947,24 @@ def _dhsic_parts(
     chunk = max(1, budget // (3 * n * n * xs[0].element_size()))
     ln = math.log(n)
     for j0 in range(0, d, chunk):
-        group = range(j0, min(d, j0 + chunk))
+        j1 = min(d, j0 + chunk)
+        sg = torch.tensor(sigmas[j0:j1], dtype=dt, device=dev)[:, None, None]
         if scalar:
-            x = torch.cat([xs[j] for j in group], 1).T  # (c, n)
-            diff = x[:, :, None] - x[:, None, :]
+            x = torch.cat(xs[j0:j1], 1).T  # (c, n)
+            k = x[:, :, None] - x[:, None, :]
+            k = k.square_() if kernel == "gaussian" else k.abs_()
         else:
-            diff = None
-        logk = torch.empty(len(group), n, n, dtype=dt, device=dev)
-        for g, j in enumerate(group):
-            sg = sigmas[j]
-            if diff is not None:
-                sq = diff[g].square()
-            else:
-                sq = (xs[j][:, None, :] - xs[j][None, :, :]).square().sum(-1)
-            logk[g] = sq / (-2 * sg * sg) if kernel == "gaussian" else sq.sqrt() / (-sg)
-        del diff
-        lr = torch.logsumexp(logk, 2)  # (c, n)
-        log_rm[j0 : j0 + len(group)] = lr - ln
-        log_a[j0 : j0 + len(group)] = torch.logsumexp(lr, 1) - 2 * ln
+            k = torch.stack([(v[:, None, :] - v[None, :, :]).square().sum(-1) for v in xs[j0:j1]])
+            k = k if kernel == "gaussian" else k.sqrt_()
+        # kernel values are in (0, 1] with a unit diagonal: row means >= 1/n never underflow
+        k = k.mul_(-0.5 / sg.square()).exp_() if kernel == "gaussian" else k.div_(-sg).exp_()
+        rm = k.mean(2)  # (c, n)
+        log_rm[j0:j1] = rm.log()
+        log_a[j0:j1] = rm.mean(1).log()
         if gamma_stats:
-            k = logk.exp_()
-            est_b[j0 : j0 + len(group)] = k.square().mean((1, 2))
-            est_c[j0 : j0 + len(group)] = (lr - ln).exp().square().mean(1)
-        del logk
+            est_b[j0:j1] = k.square_().mean((1, 2))
+            est_c[j0:j1] = rm.square().mean(1)
+        del k
     blocks, pos = [], 0
     for v in xs:
         blocks.append((pos, pos + v.shape[1]))
@@ -1013,7 +1042,9 @@ def dhsic_test(
     bw = _check_bandwidth(bandwidth, kernel)
     xs, _ = _dhsic_inputs(variables, dtype, device)
     n, d = xs[0].shape[0], len(xs)
-    parts = _dhsic_parts(xs, kernel, bw, median_samples, method == "gamma", parse_memory(max_memory))
+    parts = _dhsic_parts(
+        xs, kernel, bw, median_samples, method == "gamma", parse_memory(max_memory)
+    )
     stat = parts.value
     if method == "gamma":
         p, det = _gamma_pvalue(n, stat, parts.log_a.exp(), parts.est_b, parts.est_c)
@@ -1038,6 +1069,10 @@ def dhsic_test(
     if bar is not None:
         bar.close()
     return IndependenceTestResult(
-        stat, _perm_pvalue(stat, null), "permutation", n, n_permutations,
+        stat,
+        _perm_pvalue(stat, null),
+        "permutation",
+        n,
+        n_permutations,
         {"n_variables": d, "null_mean": float(null.mean()), "null_std": float(null.std())},
     )

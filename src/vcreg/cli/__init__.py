@@ -15,7 +15,6 @@ from vcreg import __version__
 
 # command name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
-    "demo": "vcreg.cli.demo:demo",
     "measure": "vcreg.cli.measure:measure",
     "ica": "vcreg.cli.ica:ica",
     "train": "vcreg.cli.train:train",

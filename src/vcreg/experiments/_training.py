@@ -58,6 +58,9 @@ def c2_specs(s: dict[str, Any]) -> list[RunSpec]:
     for seed in s["seeds"]:
         for kind in s["kinds"]:
             for w in s["widths"]:
+                cap = s.get("mlp_max_width")
+                if kind != "random_features" and cap is not None and w > cap:
+                    continue
                 if kind == "random_features":
                     m = max(1, w // d)
                     out.append(RunSpec("width", kind, d * m, 1, "vicreg", seed))
@@ -122,10 +125,11 @@ def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
 def train_unit(r: RunSpec, s: dict[str, Any]) -> Unit:
     """The cache unit of one run; its key is the full training configuration."""
     cfg = _train_config(r, s)
-    k = r.width if r.kind != "random_features" else r.width
-    per_step = 2e-9 * s["batch_size"] * (k * k * max(r.depth - 1, 0) + 64 * k) + 0.02
+    # rough seconds on 2 CPU cores: encoder steps + projector matmuls + probe/monitoring
+    k = r.width
+    per_step = 6e-9 * s["batch_size"] * (k * k * max(r.depth - 1, 0) + 64 * k) + 0.15
     steps = s["epochs"] * math.ceil(s["n_train"] / s["batch_size"])
-    weight = steps * per_step + 2.0
+    weight = steps * per_step + 8.0 + 0.5 * s["epochs"] * (s["n_eval"] / 256) ** 2
     return Unit(
         "train",
         {
@@ -172,6 +176,10 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     init = train(cfg, out_dir=None, progress=False, bundle=bundle, stop_after_epochs=0)
     init_ind = independence_metrics(encode(init.encoder, x_eval, device=ctx.device))
     result = train(cfg, out_dir=None, progress=False, bundle=bundle)
+    if result.status != "completed":
+        # the trainer turns SIGINT/SIGTERM into a clean stop; a partial run must not be cached
+        # as a finished unit, and the whole reproduction stops (it resumes from the cache)
+        raise KeyboardInterrupt(f"training of {unit.label} was interrupted ({result.status})")
     final_ind = independence_metrics(encode(result.encoder, x_eval, device=ctx.device))
     with warnings.catch_warnings():
         # a capped L-BFGS budget (tiny/quick presets) is a stated setting, not a problem

@@ -137,7 +137,7 @@ def plan(settings: dict[str, Any]) -> list[Unit]:
     return [
         Unit(
             "C1",
-            {"lam": float(lam), **{k: settings[k] for k in keys}, "version": 1},
+            {"lam": float(lam), **{k: settings[k] for k in keys}, "version": 2},
             f"λ={lam:g}",
             weight=cost,
         )
@@ -162,10 +162,13 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
     conv: dict[str, list[float]] = {}
     from vcreg.projectors import RandomFeatureProjector
 
-    for m in p["m_grid"]:
+    for mi, m in enumerate(p["m_grid"]):
         vals = []
         for r in range(p["rf_seeds"]):
-            proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=bw, seed=1000 + r)
+            # fresh frequencies for every m (not nested prefixes): independent errors across m,
+            # as the least-squares CI of the log-log slope assumes
+            seed = 100_000 * (mi + 1) + r
+            proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=bw, seed=seed)
             phi = proj.feature_map(x64)
             vals.append(_rf_pair_sum(phi))
         conv[str(m)] = vals

@@ -7,10 +7,11 @@ Twins vs W-MSE with a common ``loss_spec`` projector; every configuration × ``s
 Measured per run on held-out test samples: mean pairwise HSIC and mean normalized HSIC between
 the representation's features (``vcreg.evaluation.evaluate_run``).
 
-Verdict parts: (a) wider → lower mean pairwise HSIC, for each projector kind (Spearman ρ between
-width and HSIC over configs × seeds, bootstrap CI); (b) a frozen random projector lowers the
-pairwise HSIC during training (paired over seeds, widest frozen projector: final − initial
-HSIC); (c) depth changes it (Kruskal-Wallis across depths).
+Verdict parts: (a) wider → lower mean pairwise HSIC, for each projector kind — trained MLP,
+frozen random MLP ("random frozen projectors also enforce it") and random features (Spearman ρ
+between width and HSIC over configs × seeds, bootstrap CI); (b) depth changes it
+(Kruskal-Wallis across depths). Reported alongside: frozen − trained HSIC at equal width and the
+change from the encoder at initialization (paired t-CIs).
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ def records(settings: dict[str, Any], values: list[dict[str, Any]]) -> list[dict
     ]
 
 
+def unique_runs(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per distinct training run (a run can serve several sweeps, e.g. the 2-layer
+    MLP of the width sweep is also the depth-2 point): for statistics over runs (C3, C4)."""
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in recs:
+        seen.setdefault((r["config_id"], r["seed"]), r)
+    return list(seen.values())
+
+
+def _ci(v: Verdict) -> list[Any]:
+    return [v.values["mean_diff"], v.values["ci_low"], v.values["ci_high"], v.values["n"]]
+
+
 def _agg(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
     return seeds_mean_sd([r[key] for r in rows])
 
@@ -103,26 +117,24 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         )
         v.name = f"wider → lower HSIC ({KIND_NAMES[kind]})"
         trend_parts.append(v)
-    # (b) frozen random projector lowers HSIC during training
-    frozen = [r for r in width_recs if r["kind"] == "frozen"]
-    if frozen:
-        kmax = max(r["width"] for r in frozen)
-        fz = [r for r in frozen if r["width"] == kmax and r["hsic_initial"] is not None]
-    else:
-        fz = []
-    if len(fz) >= 2:
-        v_frozen = difference_verdict(
-            [r["hsic"] for r in fz],
-            [r["hsic_initial"] for r in fz],
-            "less",
-            aname="final HSIC",
-            bname="initial HSIC",
-        )
-    else:
-        v_frozen = Verdict(
-            INCONCLUSIVE, f"{len(fz)} frozen runs with an initial measurement", "need ≥ 2 seeds"
-        )
-    v_frozen.name = "frozen random projector lowers HSIC"
+    # companions (not verdict parts): frozen vs trained at equal width and seed, and the
+    # change from the encoder at initialization
+    companions: list[list[Any]] = []
+    trained = {(r["width"], r["seed"]): r["hsic"] for r in width_recs if r["kind"] == "trained"}
+    pairs = [
+        (r["hsic"], trained[(r["width"], r["seed"])])
+        for r in width_recs
+        if r["kind"] == "frozen" and (r["width"], r["seed"]) in trained
+    ]
+    if len(pairs) >= 2:
+        d = difference_verdict(*zip(*pairs, strict=True), "less", aname="frozen", bname="trained")
+        companions.append(["HSIC frozen − trained (same width, seed)", *_ci(d)])
+    init_pairs = [
+        (r["hsic"], r["hsic_initial"]) for r in unique_runs(recs) if r["hsic_initial"] is not None
+    ]
+    if len(init_pairs) >= 2:
+        d = difference_verdict(*zip(*init_pairs, strict=True), "less", aname="final", bname="init")
+        companions.append(["HSIC after training − at initialization (all runs)", *_ci(d)])
     # (c) depth
     by_depth: dict[str, list[float]] = defaultdict(list)
     for r in depth_recs:
@@ -132,14 +144,14 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     else:
         v_depth = Verdict(INCONCLUSIVE, "fewer than 2 depths", "depth sweep not run")
     v_depth.name = "depth changes HSIC"
-    parts = [*trend_parts, v_frozen, v_depth]
+    parts = [*trend_parts, v_depth]
     headline = "; ".join(
         [
             f"ρ(width, HSIC) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
             f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
             for p in trend_parts
         ]
-        + [f"frozen: {v_frozen.statistic}", f"depth: {v_depth.statistic.split(' (')[0]}"]
+        + [f"depth: {v_depth.statistic.split(' (')[0]}"]
     )
     verdict = combine_verdicts(parts, name="C2", statistic=headline)
 
@@ -279,7 +291,16 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                     + "."
                 )
             )
+    if companions:
+        blocks.append(
+            Table(
+                ["paired difference", "mean", "CI low", "CI high", "pairs"],
+                companions,
+                caption="Companion comparisons (95% t-CI; not part of the verdict)",
+            )
+        )
     numbers = {
+        "companions": companions,
         "runs": recs,
         "width_table": width_rows,
         "depth_table": depth_rows,

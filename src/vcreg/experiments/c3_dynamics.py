@@ -50,9 +50,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = c2_projector.records(settings["train"], values)
+    recs = c2_projector.unique_runs(c2_projector.records(settings["train"], values))
     # relative changes over training, one pair per run
     r_h, r_d, rows = [], [], []
+    r_h1, r_n = [], []  # companions: from the end of epoch 1; normalized HSIC
     for r in recs:
         _, hs = _curve(r["history"], "pairwise_hsic_mean")
         _, ds = _curve(r["history"], "dhsic")
@@ -62,6 +63,11 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         r_h.append(rh)
         r_d.append(rd)
         rows.append([r["config_id"], r["seed"], hs[0], hs[-1], rh, ds[0], ds[-1], rd])
+        if len(hs) >= 3 and hs[1] > 0:
+            r_h1.append((hs[-1] - hs[1]) / hs[1])
+        _, ns = _curve(r["history"], "pairwise_nhsic_mean")
+        if len(ns) >= 2 and ns[0] > 0:
+            r_n.append((ns[-1] - ns[0]) / ns[0])
     if len(r_h) >= 2:
         v_fall = difference_verdict(r_h, [0.0] * len(r_h), "less", aname="r_HSIC", bname="0")
         v_stag = difference_verdict(r_h, r_d, "less", aname="r_HSIC", bname="r_dHSIC")
@@ -147,9 +153,33 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                 "r_dHSIC",
             ],
             rows,
-            caption="Per-run start/end values (start = first monitored point)",
+            caption="Per-run values before training (start) and after the last epoch (end)",
         ),
     ]
+    companions = []
+    for name, vals in (
+        ("pairwise HSIC, from the end of epoch 1 to the end", r_h1),
+        ("normalized pairwise HSIC, from initialization", r_n),
+    ):
+        if len(vals) >= 2:
+            dv = difference_verdict(vals, [0.0] * len(vals), "less", aname="r", bname="0")
+            companions.append(
+                [
+                    name,
+                    dv.values["mean_diff"],
+                    dv.values["ci_low"],
+                    dv.values["ci_high"],
+                    dv.values["n"],
+                ]
+            )
+    if companions:
+        blocks.append(
+            Table(
+                ["relative change of", "mean", "CI low", "CI high", "runs"],
+                companions,
+                caption="Companion statistics (not part of the verdict; 95% t-CI over runs)",
+            )
+        )
     if r_d:
         blocks.append(
             Paragraph(
@@ -158,5 +188,5 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                 "pairwise HSIC."
             )
         )
-    numbers = {"per_run": rows, "curves": curve_numbers, "config": cid}
+    numbers = {"per_run": rows, "curves": curve_numbers, "config": cid, "companions": companions}
     return Summary(measurement, verdict, numbers, blocks)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vcreg.experiments.cache import UnitCache, atomic_write_text, to_jsonable
-from vcreg.experiments.presets import CLAIM_IDS, resolve_settings
+from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
 from vcreg.experiments.report import (
     Block,
     Heading,
@@ -233,8 +233,8 @@ def run_reproduction(
     Returns the content of ``results.json`` as a dict.
     """
     claims = parse_only(only)
-    settings = resolve_settings(preset, seeds=seeds, overrides=overrides)
     device = resolve_device(device)
+    settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = UnitCache(out_dir / "cache", force=force)
@@ -256,11 +256,13 @@ def run_reproduction(
 
     experiments: dict[str, Any] = {}
     summaries: dict[str, Summary] = {}
+    unit_seconds: dict[Path, float] = {}  # compute time of every unit used (shared ones once)
     try:
         for claim in claims:
             mod = modules[claim]
             t0 = time.time()
             computed = cached = 0
+            seconds = 0.0
             entry: dict[str, Any] = {
                 "title": mod.TITLE,
                 "claim": mod.CLAIM,
@@ -280,6 +282,10 @@ def run_reproduction(
                     else:
                         cached += 1
                     values.append(record["value"])
+                    seconds += float(record.get("seconds", 0.0))
+                    unit_seconds[cache.path(unit.namespace, unit.params)] = float(
+                        record.get("seconds", 0.0)
+                    )
                 bar.describe(f"{claim} summarizing")
                 ctx.figures = []
                 summary = mod.summarize(settings[claim], values, ctx)
@@ -297,7 +303,12 @@ def run_reproduction(
                 entry["error"] = f"{type(exc).__name__}: {exc}"
                 entry["traceback"] = traceback.format_exc()
                 say(f"{claim} FAILED: {entry['error']}")
-            entry.update(wall_time_s=time.time() - t0, units_computed=computed, units_cached=cached)
+            entry.update(
+                wall_time_s=time.time() - t0,
+                units_computed=computed,
+                units_cached=cached,
+                unit_compute_s=seconds,
+            )
             experiments[claim] = entry
     finally:
         bar.close()
@@ -310,6 +321,8 @@ def run_reproduction(
         "force": force,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": time.time() - started,
+        # time spent computing the units this report uses, in this or earlier (resumed) runs
+        "unit_compute_s": sum(unit_seconds.values()),
         "versions": _versions(),
         "environment": _environment(device),
         "experiments": experiments,
@@ -345,8 +358,15 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
             f"Command: `{results.get('command') or 'vcreg reproduce --preset ' + results['preset']}`"
             f" · device `{env['device']}` · {env['cpu_count']} CPUs · torch {v.get('torch')} · "
             f"vcreg {v.get('vcreg')} (commit `{(v.get('git_commit') or 'unknown')[:10]}`) · "
-            f"started {results['started']} · wall time {results['wall_time_s'] / 60:.1f} min · "
+            f"started {results['started']} · wall time {results['wall_time_s'] / 60:.1f} min "
+            f"(compute time of all units, including cached ones from earlier runs: "
+            f"{results.get('unit_compute_s', 0.0) / 60:.1f} min) · "
             f"load average at start {_load_str(env.get('load_average_at_start'))}."
+        ),
+        Paragraph(
+            PRESET_NOTES.get(results["preset"], "")
+            + " Scale of this run: "
+            + describe_scale({c: e["settings"] for c, e in results["experiments"].items()})
         ),
         Heading("Verdicts", 2),
     ]
@@ -389,7 +409,8 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
         blocks.append(
             Paragraph(
                 f"_{e['units_computed']} units computed, {e['units_cached']} reused from the "
-                f"cache; {e['wall_time_s']:.1f} s._"
+                f"cache; {e['wall_time_s']:.1f} s in this invocation, "
+                f"{e['unit_compute_s'] / 60:.1f} min of unit compute time in total._"
             )
         )
     blocks.append(Heading("Settings", 2))

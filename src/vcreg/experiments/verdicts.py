@@ -93,16 +93,18 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
 
 
-def _side_rule(lo: float, hi: float, expected: str, margin: float) -> tuple[Status, str]:
+def _side_rule(
+    lo: float, hi: float, expected: str, margin: float, ref: str = "0"
+) -> tuple[Status, str]:
     """Decide from an interval [lo, hi] of an effect whose expected sign is ``expected``."""
     want_pos = expected in ("positive", "increasing", "greater")
     if (lo > 0 and want_pos) or (hi < 0 and not want_pos):
-        return SUPPORTED, "the interval lies entirely on the expected side of 0"
+        return SUPPORTED, f"the interval lies entirely on the expected side of {ref}"
     if (hi < 0 and want_pos) or (lo > 0 and not want_pos):
-        return NOT_SUPPORTED, "the interval lies entirely on the opposite side of 0"
+        return NOT_SUPPORTED, f"the interval lies entirely on the opposite side of {ref}"
     if margin > 0 and -margin < lo and hi < margin:
         return NOT_SUPPORTED, f"the interval lies inside ±{_fmt(margin)} (no effect)"
-    return INCONCLUSIVE, "the interval contains 0"
+    return INCONCLUSIVE, f"the interval contains {ref}"
 
 
 def _check_expected(expected: str) -> None:
@@ -210,7 +212,7 @@ def trend_verdict(
     if not (np.isfinite(s["ci_low"]) and np.isfinite(s["ci_high"])):
         return Verdict(INCONCLUSIVE, statistic, "the correlation is undefined (constant data)", s)
     status, why = _side_rule(s["ci_low"], s["ci_high"], expected, margin)
-    return Verdict(status, statistic, f"expected a {expected} relation; {why}", s)
+    return Verdict(status, statistic, f"expected relation: {expected}; {why}", s)
 
 
 def difference_verdict(
@@ -321,7 +323,9 @@ def threshold_verdict(
         f"median {name} = {_fmt(med)}, {level}% bootstrap CI [{_fmt(lo)}, {_fmt(hi)}] vs "
         f"threshold {_fmt(threshold)}, n = {v.size}"
     )
-    status, why = _side_rule(lo - threshold, hi - threshold, expected, 0.0)
+    status, why = _side_rule(
+        lo - threshold, hi - threshold, expected, 0.0, ref=f"the threshold {_fmt(threshold)}"
+    )
     values_d = {
         "median": med,
         "ci_low": lo,

@@ -13,6 +13,7 @@ from vcreg.training.trainer import (
     TrainingDivergedError,
     build_loss,
     build_model,
+    load_bundle,
     train,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "build_loss",
     "build_model",
     "build_optimizer",
+    "load_bundle",
     "load_checkpoint",
     "lr_at",
     "save_checkpoint",

@@ -146,7 +146,7 @@ class MonitorConfig:
 
 @dataclass
 class EvaluationConfig:
-    """``vcreg evaluate``: multinomial logistic regression (sklearn, L-BFGS, on standardized
+    """``vcreg evaluate``: multinomial logistic regression (torch L-BFGS, on standardized
     frozen representations of the whole training set, ``C`` inverse regularization) scored on the
     test set and every OOD set, plus independence measures on ``independence_samples`` test
     samples."""

@@ -444,6 +444,8 @@ def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return dist.get_world_size(), dist.get_rank(), True
     return 1, 0, False

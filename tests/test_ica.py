@@ -1,0 +1,248 @@
+"""Tests for vcreg.ica (VCRegICA, metrics, problems) and the `vcreg ica` CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from picard import amari_distance as picard_amari
+from sklearn.decomposition import FastICA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from vcreg.functional import covariance_loss
+from vcreg.ica import (
+    SOURCE_FAMILIES,
+    VCRegICA,
+    _pairwise_blocks,
+    amari_distance,
+    make_ica_problem,
+    mean_corr_coef,
+    whiten_unit_variance,
+)
+from vcreg.projectors import RandomFeatureProjector
+
+
+# ------------------------------------------------------------------------------------ metrics
+def _amari_classic_loops(W, A):
+    P = np.abs(np.asarray(W) @ np.asarray(A))
+    k = P.shape[0]
+    total = 0.0
+    for i in range(k):
+        total += sum(P[i, j] for j in range(k)) / max(P[i, j] for j in range(k)) - 1
+    for j in range(k):
+        total += sum(P[i, j] for i in range(k)) / max(P[i, j] for i in range(k)) - 1
+    return total / (2 * k * (k - 1))
+
+
+def test_amari_matches_formulas_and_picard():
+    rng = np.random.default_rng(0)
+    W, A = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    assert amari_distance(W, A) == pytest.approx(_amari_classic_loops(W, A), rel=1e-12)
+    assert amari_distance(W, A, kind="squared") == pytest.approx(picard_amari(W, A), rel=1e-12)
+    # zero for scaled permutations, regardless of sign
+    Pm = np.eye(4)[[2, 0, 3, 1]] * np.array([1.0, -2.0, 0.5, 3.0])[:, None]
+    assert amari_distance(Pm @ np.linalg.inv(A), A) == pytest.approx(0.0, abs=1e-10)
+    # maximal (=1) for the all-ones product
+    assert amari_distance(np.ones((3, 3)), np.eye(3)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="square product"):
+        amari_distance(np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="kind"):
+        amari_distance(W, A, kind="nope")
+
+
+def test_mean_corr_coef_hungarian_and_spearman():
+    rng = np.random.default_rng(1)
+    S = rng.laplace(size=(500, 3))
+    S_hat = S[:, [2, 0, 1]] * np.array([-2.0, 0.5, 3.0])
+    assert mean_corr_coef(S_hat, S) == pytest.approx(1.0)
+    # monotone distortion: Spearman stays 1, Pearson drops
+    assert mean_corr_coef(np.exp(S_hat), S, method="spearman") == pytest.approx(1.0)
+    assert mean_corr_coef(np.exp(S_hat), S) < 0.99
+    # plain formula: best assignment of |corr| for 2 columns
+    T = rng.normal(size=(500, 2))
+    C = np.abs(np.corrcoef(T.T, S[:, :2].T)[:2, 2:])
+    expected = max(C[0, 0] + C[1, 1], C[0, 1] + C[1, 0]) / 2
+    assert mean_corr_coef(T, S[:, :2]) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="same number of rows"):
+        mean_corr_coef(S[:10], S)
+    with pytest.raises(ValueError, match="NaN"):
+        mean_corr_coef(np.full((5, 2), np.nan), S[:5, :2])
+
+
+def test_whitening_is_unit_variance():
+    _, _, X = make_ica_problem("laplace", 300, 4, "ill", random_state=0)
+    Xw, K, mean = whiten_unit_variance(X, 3)
+    np.testing.assert_allclose(np.cov(Xw.T), np.eye(3), atol=1e-10)
+    np.testing.assert_allclose(mean, X.mean(0))
+    with pytest.raises(ValueError, match="rank"):
+        whiten_unit_variance(np.c_[X[:, :2], X[:, :2]], 4)
+
+
+def test_pairwise_objective_equals_cross_blocks_of_covariance_loss():
+    """Pairwise (non-debiased) contrast = c(g(Y)) − within-block terms, via covariance_loss."""
+    torch.manual_seed(0)
+    y = torch.randn(200, 3, dtype=torch.float64) ** 3
+    proj = RandomFeatureProjector(3, 8, seed=0)
+    z = proj(y)
+    k, m = 3, 8
+    total = covariance_loss(z, method="cov") * (k * m)
+    within = sum(covariance_loss(z[:, i * m : (i + 1) * m], method="cov") * m for i in range(k))
+    expected = (total - within) / (k * (k - 1))
+    got = _pairwise_blocks(z, k, m, debias=False)
+    assert float(got) == pytest.approx(float(expected), rel=1e-9)
+    # debiased version subtracts the same-sample terms of the Gram form (written with loops)
+    zc = (z - z.mean(0)).reshape(200, k, m)
+    diag = sum(
+        float((zc[:, i].pow(2).sum(1) * zc[:, j].pow(2).sum(1)).sum())
+        for i in range(k)
+        for j in range(k)
+        if i != j
+    )
+    deb = _pairwise_blocks(z, k, m, debias=True)
+    assert float(deb) == pytest.approx(float(got) - diag / (199**2 * k * (k - 1)), rel=1e-9)
+
+
+# -------------------------------------------------------------------------------- estimator
+@parametrize_with_checks([VCRegICA(random_state=0, max_iter=20)])
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize("family", ["laplace", "uniform"])
+def test_recovers_small_mixture_like_fastica(family):
+    S, A, X = make_ica_problem(family, 3000, 3, "well", random_state=3)
+    est = VCRegICA(random_state=0)
+    S_hat = est.fit_transform(X)
+    fast = FastICA(whiten="unit-variance", random_state=0, max_iter=1000).fit(X)
+    d_vc = amari_distance(est.components_, A)
+    d_fast = amari_distance(fast.components_, A)
+    # a random rotation gives ~0.4; VCReg's contrast is noisier than FastICA's at small n
+    assert d_vc < 0.08
+    assert d_vc < 3 * d_fast + 0.03
+    assert mean_corr_coef(S_hat, S) > 0.98
+    assert est.n_iter_ >= 1
+    np.testing.assert_allclose(np.cov(S_hat.T), np.eye(3), atol=1e-8)  # unit-variance outputs
+
+
+def test_deterministic_dtypes_and_roundtrip():
+    _, _, X = make_ica_problem("exponential", 600, 3, "well", random_state=1)
+    a = VCRegICA(random_state=7).fit(X)
+    b = VCRegICA(random_state=7).fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    S64 = a.transform(X)
+    np.testing.assert_allclose(a.inverse_transform(S64), X, atol=1e-8)
+    c = VCRegICA(random_state=7).fit(X.astype(np.float32))
+    S32 = c.transform(X.astype(np.float32))
+    assert S32.dtype == np.float32 and c.components_.dtype == np.float32
+    assert c.inverse_transform(S32).dtype == np.float32
+    np.testing.assert_allclose(S32, S64, atol=1e-3)
+    # fewer components: inverse_transform is the least-squares reconstruction
+    d = VCRegICA(n_components=2, random_state=0).fit(X)
+    assert d.transform(X).shape == (600, 2) and d.mixing_.shape == (3, 2)
+
+
+def test_convergence_warning_and_mlp_projector():
+    _, A, X = make_ica_problem("laplace", 500, 3, "well", random_state=2)
+    with pytest.warns(ConvergenceWarning):
+        est = VCRegICA(random_state=0, max_iter=1, bandwidth=1.0).fit(X)
+    assert not est.converged_ and est.n_iter_ == 1
+    mlp = VCRegICA(projector="mlp", width=64, random_state=0).fit(X)
+    assert mlp.components_.shape == (3, 3) and np.isfinite(mlp.components_).all()
+
+
+@pytest.mark.parametrize(
+    ("X", "params", "match"),
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0]]), {}, "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [0.0, 1.0]]), {}, "infinity"),
+        (np.ones((1, 3)), {}, "1 sample"),
+        (np.random.default_rng(0).normal(size=(20, 3)), {"n_components": 4}, "n_features=3"),
+        (np.random.default_rng(0).normal(size=(3, 3)), {}, "more samples than components"),
+        (np.random.default_rng(0).normal(size=(20, 3)), {"projector": "x"}, "unknown projector"),
+        (np.random.default_rng(0).normal(size=(20, 3)), {"bandwidth": -1.0}, "bandwidth"),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            {"projector": "mlp", "objective": "pairwise"},
+            "random-features",
+        ),
+    ],
+)
+def test_errors(X, params, match):
+    with pytest.raises(ValueError, match=match):
+        VCRegICA(**params).fit(X)
+
+
+def test_make_ica_problem_families():
+    for fam in SOURCE_FAMILIES:
+        S, A, X = make_ica_problem(fam, 400, 5, "ill", random_state=0)
+        assert S.shape == X.shape == (400, 5)
+        np.testing.assert_allclose(S.std(0, ddof=1), 1.0)
+        np.testing.assert_allclose(X, S @ A.T)
+        assert np.linalg.cond(A) == pytest.approx(1e3, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown source family"):
+        make_ica_problem("gauss", 10, 2)
+
+
+# -------------------------------------------------------------------------------------- CLI
+def test_cli_ica_npy_and_csv(tmp_path):
+    from vcreg.cli import main
+
+    S, A, X = make_ica_problem("laplace", 800, 3, "well", random_state=5)
+    np.save(tmp_path / "x.npy", X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    np.save(tmp_path / "s.npy", S)
+    np.save(tmp_path / "a.npy", A)
+    runner = CliRunner()
+    res = runner.invoke(
+        main,
+        [
+            "ica",
+            str(tmp_path / "x.npy"),
+            "--n-components",
+            "3",
+            "--out",
+            str(tmp_path / "o"),
+            "--sources",
+            str(tmp_path / "s.npy"),
+            "--mixing",
+            str(tmp_path / "a.npy"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "o"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mcc_pearson"] > 0.95 and metrics["amari_distance"] < 0.15
+    S_hat = np.load(out / "sources.npy")
+    np.testing.assert_allclose(np.loadtxt(out / "sources.csv", delimiter=","), S_hat, rtol=1e-8)
+    W = np.load(out / "unmixing.npy")
+    np.testing.assert_allclose((X - np.load(out / "mean.npy")) @ W.T, S_hat, atol=1e-8)
+    assert np.load(out / "mixing.npy").shape == (3, 3)
+
+    res = runner.invoke(main, ["ica", str(tmp_path / "x.csv"), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o2" / "sources.npy").exists()
+    assert not (tmp_path / "o2" / "metrics.json").exists()
+
+    res = runner.invoke(main, ["ica", str(tmp_path / "missing.npy"), "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "not found" in res.output
+    res = runner.invoke(
+        main, ["ica", str(tmp_path / "x.npy"), "-k", "5", "--out", str(tmp_path / "o3")]
+    )
+    assert res.exit_code != 0 and "n_components=5" in res.output
+
+
+@pytest.mark.slow
+def test_nonlinear_ica_experiment_negative_result():
+    from vcreg.ica import nonlinear_ica_experiment
+
+    out = nonlinear_ica_experiment(n_sources=3, n_samples=1500, epochs=150, random_state=0)
+    assert out["mcc_vcreg_ica_on_linear_mixture"] > 0.95  # positive control
+    assert out["mcc_vcreg_nonlinear_encoder"] < 0.8
+    assert out["mcc_vcreg_ica_linear"] < 0.8
