@@ -321,6 +321,17 @@ def _scale(n: int, estimator: str) -> float:
 # ----------------------------------------------------------------------------- HSIC of one pair
 
 
+def _prepare_pair(
+    x: Any, y: Any, dtype: torch.dtype, device: str | torch.device | None
+) -> tuple[Tensor, Tensor, int, list[str]]:
+    """Validated (n, p) and (n, q) tensors on one device, n, and the names of constant ones."""
+    dev = _resolve_device(x if isinstance(x, Tensor) else y, device)
+    xt = _as_variable(x, "x", dtype, dev)
+    yt = _as_variable(y, "y", dtype, dev)
+    n = _check_same_n([xt, yt], ["x", "y"])
+    return xt, yt, n, [nm for nm, t in (("x", xt), ("y", yt)) if _is_constant(t)]
+
+
 def hsic(
     x: Any,
     y: Any,
@@ -343,11 +354,7 @@ def hsic(
     kernel = _check_choice(kernel, "kernel", KERNELS)
     estimator = _check_choice(estimator, "estimator", ESTIMATORS)
     bw = _check_bandwidth(bandwidth, kernel)
-    dev = _resolve_device(x if isinstance(x, Tensor) else y, device)
-    xt = _as_variable(x, "x", dtype, dev)
-    yt = _as_variable(y, "y", dtype, dev)
-    n = _check_same_n([xt, yt], ["x", "y"])
-    const = [nm for nm, t in (("x", xt), ("y", yt)) if _is_constant(t)]
+    xt, yt, n, const = _prepare_pair(x, y, dtype, device)
     if const:
         _warn_constant(const)
         return 0.0
@@ -465,11 +472,7 @@ def hsic_test(
             "the gamma test needs estimator='biased' and a gaussian/laplacian kernel; "
             "use method='permutation'"
         )
-    dev = _resolve_device(x if isinstance(x, Tensor) else y, device)
-    xt = _as_variable(x, "x", dtype, dev)
-    yt = _as_variable(y, "y", dtype, dev)
-    n = _check_same_n([xt, yt], ["x", "y"])
-    const = [nm for nm, t in (("x", xt), ("y", yt)) if _is_constant(t)]
+    xt, yt, n, const = _prepare_pair(x, y, dtype, device)
     if const:
         _warn_constant(const)
         return IndependenceTestResult(0.0, 1.0, method, n, None, {"constant": const})
@@ -492,7 +495,9 @@ def hsic_test(
     null = np.empty(n_permutations)
     for b0 in range(0, n_permutations, batch):
         b = min(batch, n_permutations - b0)
-        perms = torch.as_tensor(rng.permuted(np.tile(np.arange(n), (b, 1)), axis=1), device=dev)
+        perms = torch.as_tensor(
+            rng.permuted(np.tile(np.arange(n), (b, 1)), axis=1), device=kc.device
+        )
         lp = lc[perms[:, :, None], perms[:, None, :]]
         null[b0 : b0 + b] = ((lp * kc).sum((1, 2)) * scale).cpu().numpy()
     return IndependenceTestResult(

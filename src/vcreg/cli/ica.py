@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 import numpy as np
+
+from vcreg._io import atomic_open
 
 
 def _load_matrix(path: Path, what: str) -> np.ndarray:
@@ -33,21 +34,17 @@ def _load_matrix(path: Path, what: str) -> np.ndarray:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``."""
+    with atomic_open(path, "wb") as fh:
+        write(fh)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
-
-    _atomic(path, write)
+    _atomic(path, lambda fh: np.save(fh, arr))
 
 
 def _save_csv(path: Path, arr: np.ndarray) -> None:
-    _atomic(path, lambda tmp: np.savetxt(tmp, arr, delimiter=",", fmt="%.10g"))
+    _atomic(path, lambda fh: np.savetxt(fh, arr, delimiter=",", fmt="%.10g"))
 
 
 @click.command("ica")
@@ -139,6 +136,6 @@ def ica(
             raise click.BadParameter(str(exc), param_hint="--mixing") from exc
     if S_true is not None or A_true is not None:
         text = json.dumps(info, indent=2)
-        _atomic(out_dir / "metrics.json", lambda tmp: tmp.write_text(text))
+        _atomic(out_dir / "metrics.json", lambda fh: fh.write(text.encode()))
     click.echo(json.dumps(info))
     click.echo(f"wrote sources/unmixing/mixing to {out_dir}")

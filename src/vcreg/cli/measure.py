@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+
+from vcreg._io import atomic_open
 
 if "torch" not in sys.modules:  # sleeping OpenMP waits: much faster on shared/oversubscribed CPUs
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -28,14 +29,8 @@ SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write via ``write(file)`` to a temporary file next to ``path``, then rename over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, mode) as fh:
+        write(fh)
 
 
 def _pick(container: dict, key: str | None, path: Path, what: str) -> Any:

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcreg.experiments.cache import UnitCache, atomic_write_text, to_jsonable
+from vcreg._io import atomic_open, atomic_write_text
+from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
 from vcreg.experiments.report import (
     Block,
@@ -95,11 +96,10 @@ class Context:
 
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         rel = f"figures/{name}.png"
-        tmp = self.out_dir / f"figures/.{name}.tmp.png"
         fig.tight_layout()  # one draw, cheaper than bbox_inches="tight"
-        fig.savefig(tmp, dpi=self.dpi)
+        with atomic_open(self.out_dir / rel, "wb") as fh:
+            fig.savefig(fh, dpi=self.dpi, format="png")
         plt.close(fig)
-        os.replace(tmp, self.out_dir / rel)
         self.figures.append(rel)
         return rel
 
