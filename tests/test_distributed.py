@@ -81,6 +81,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 dist.all_reduce(g)
                 g /= WORLD
             results[name] = (loss, grads)
+        # NaN on one rank only: every rank must raise (no rank left waiting in a collective)
+        z = torch.randn(8, K, dtype=torch.float64)
+        if rank == 1:
+            z[3, 2] = float("nan")
+        try:
+            VICRegLoss()(z, z.clone())
+            results["nan_error"] = None
+        except ValueError as exc:
+            results["nan_error"] = str(exc)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -122,3 +131,9 @@ def test_ddp_without_gather_uses_local_batch(ddp_results):
         ref, _ = _run(_model(), loss_fn, True, x_a[sl], x_b[sl])
         torch.testing.assert_close(ddp_results[rank]["vicreg_local"][0], ref)
     assert not torch.allclose(ddp_results[0]["vicreg_local"][0], ddp_results[1]["vicreg_local"][0])
+
+
+def test_nan_on_one_rank_raises_on_every_rank(ddp_results):
+    for rank in range(WORLD):
+        msg = ddp_results[rank]["nan_error"]
+        assert msg is not None and "NaN" in msg, msg

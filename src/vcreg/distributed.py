@@ -36,17 +36,32 @@ def should_gather(gather_distributed: bool | None) -> bool:
     return is_distributed()
 
 
+class _AllGather(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for each slice (all-reduce) and
+    returns this rank's slice. Equal-sized inputs (padding is done by the caller)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor) -> tuple[Tensor, ...]:
+        parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, z)
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor) -> Tensor:
+        g = torch.stack(grads)
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        return g[dist.get_rank()]
+
+
 def gather_with_grad(z: Tensor) -> Tensor:
     """Concatenate ``z`` from all ranks along dim 0, rank order, keeping the autograd graph.
 
     Identity without a (multi-rank) process group. Ranks may hold different batch sizes: the
     sizes are exchanged first and shorter batches are padded for the collective, then trimmed.
-    Uses :func:`torch.distributed.nn.functional.all_gather` (works with gloo and NCCL).
+    Works with gloo and NCCL.
     """
     if not is_distributed():
         return z
-    from torch.distributed.nn.functional import all_gather
-
     z = z.contiguous()
     size = torch.tensor([z.shape[0]], device=z.device, dtype=torch.long)
     sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
@@ -56,5 +71,5 @@ def gather_with_grad(z: Tensor) -> Tensor:
     if top != z.shape[0]:
         pad = z.new_zeros((top - z.shape[0], *z.shape[1:]))
         z = torch.cat([z, pad])
-    parts = all_gather(z)
+    parts = _AllGather.apply(z)
     return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])

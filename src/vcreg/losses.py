@@ -58,11 +58,14 @@ class _GatheringLoss(nn.Module):
         gather = should_gather(self.gather_distributed)
         out = []
         for z, name in zip(views, names, strict=True):
-            # per-rank batches may be of size 1 as long as the gathered batch has >= 2 samples
-            z = VF.as_embeddings(
-                z, name, check_finite=self.check_finite, min_samples=1 if gather else 2
-            )
-            out.append(gather_with_grad(z) if gather else z)
+            if not gather:
+                out.append(VF.as_embeddings(z, name, check_finite=self.check_finite))
+                continue
+            # Per-rank batches may hold 1 sample. NaN/Inf and the batch size are checked on the
+            # gathered batch, which every rank sees alike: all ranks raise together instead of
+            # one raising while the others wait forever in the collective.
+            z = gather_with_grad(VF.as_embeddings(z, name, check_finite=False, min_samples=1))
+            out.append(VF.as_embeddings(z, name, check_finite=self.check_finite))
         return tuple(out)
 
 
