@@ -75,28 +75,17 @@ def run_problem(family, n, d, cond, seed):
 
     record("VCRegICA", vc)
     record("FastICA-logcosh", lambda: _fastica(X, "logcosh", seed))
-    best = None
-    t0 = time.perf_counter()
-    for fun in ("logcosh", "exp", "cube"):
-        W, ok = _fastica(X, fun, seed)
-        a = amari_distance(W, A)
-        if best is None or a < best[0]:
-            best = (a, W, ok)
-    dt = time.perf_counter() - t0
-    rows.append(
-        dict(
-            family=family,
-            n=n,
-            d=d,
-            cond=cond,
-            seed=seed,
-            method="FastICA-best",
-            time=dt,
-            converged=bool(best[2]),
-            amari=best[0],
-            mcc=mean_corr_coef((X - X.mean(0)) @ best[1].T, S),
-        )
-    )
+
+    def fastica_best():  # oracle pick by Amari distance; timed over all three fits
+        best = None
+        for fun in ("logcosh", "exp", "cube"):
+            W, ok = _fastica(X, fun, seed)
+            a = amari_distance(W, A)
+            if best is None or a < best[0]:
+                best = (a, W, ok)
+        return best[1], best[2]
+
+    record("FastICA-best", fastica_best)
     record("Picard-ortho", lambda: (_picard(X, True, seed), True))
     record("Picard", lambda: (_picard(X, False, seed), True))
     return rows
