@@ -10,8 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from vcreg._io import atomic_write
 from vcreg.cli import main
-from vcreg.cli.measure import _atomic_write
 
 
 def run(*args: str):
@@ -160,6 +160,6 @@ def test_atomic_write_keeps_old_file_on_crash(tmp_path: Path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        _atomic_write(target, crash)
+        atomic_write(target, crash)
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_text"]
+__all__ = ["atomic_open", "atomic_write", "atomic_write_text"]
 
 
 @contextmanager
@@ -39,6 +39,12 @@ def atomic_open(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Ite
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], mode: str = "wb") -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it over ``path``."""
+    with atomic_open(path, mode) as fh:
+        write(fh)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

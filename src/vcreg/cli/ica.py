@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from vcreg._io import atomic_open
+from vcreg._io import atomic_write, atomic_write_text
 
 
 def _load_matrix(path: Path, what: str) -> np.ndarray:
@@ -33,18 +33,12 @@ def _load_matrix(path: Path, what: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _atomic(path: Path, write) -> None:
-    """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``."""
-    with atomic_open(path, "wb") as fh:
-        write(fh)
-
-
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    _atomic(path, lambda fh: np.save(fh, arr))
+    atomic_write(path, lambda fh: np.save(fh, arr))
 
 
 def _save_csv(path: Path, arr: np.ndarray) -> None:
-    _atomic(path, lambda fh: np.savetxt(fh, arr, delimiter=",", fmt="%.10g"))
+    atomic_write(path, lambda fh: np.savetxt(fh, arr, delimiter=",", fmt="%.10g"))
 
 
 @click.command("ica")
@@ -136,6 +130,6 @@ def ica(
             raise click.BadParameter(str(exc), param_hint="--mixing") from exc
     if S_true is not None or A_true is not None:
         text = json.dumps(info, indent=2)
-        _atomic(out_dir / "metrics.json", lambda fh: fh.write(text.encode()))
+        atomic_write_text(out_dir / "metrics.json", text)
     click.echo(json.dumps(info))
     click.echo(f"wrote sources/unmixing/mixing to {out_dir}")

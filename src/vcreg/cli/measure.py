@@ -13,24 +13,17 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vcreg._io import atomic_open
+from vcreg._io import atomic_write
 
 if "torch" not in sys.modules:  # sleeping OpenMP waits: much faster on shared/oversubscribed CPUs
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write via ``write(file)`` to a temporary file next to ``path``, then rename over it."""
-    with atomic_open(path, mode) as fh:
-        write(fh)
 
 
 def _pick(container: dict, key: str | None, path: Path, what: str) -> Any:
@@ -148,7 +141,7 @@ def _heatmap(path: Path, nrm, title: str) -> None:
     ax.set_ylabel("feature i")
     fig.colorbar(im, ax=ax, label="normalized HSIC (diagonal masked)")
     fig.tight_layout()
-    _atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
     plt.close(fig)
 
 
@@ -383,8 +376,8 @@ def measure(
         bar.update()
 
     bar.set_postfix_str("plots")
-    _atomic_write(out / "pairwise_hsic.npy", lambda fh: np.save(fh, raw_np))
-    _atomic_write(out / "pairwise_nhsic.npy", lambda fh: np.save(fh, nrm_np))
+    atomic_write(out / "pairwise_hsic.npy", lambda fh: np.save(fh, raw_np))
+    atomic_write(out / "pairwise_nhsic.npy", lambda fh: np.save(fh, nrm_np))
     _heatmap(
         out / "pairwise_hsic.png",
         nrm_np,
@@ -430,7 +423,7 @@ def measure(
         },
     }
     text = json.dumps(result, indent=1)
-    _atomic_write(out / "independence.json", lambda fh: fh.write(text), mode="w")
+    atomic_write(out / "independence.json", lambda fh: fh.write(text), mode="w")
     if constant:
         click.echo(f"note: {len(constant)} constant feature(s) excluded: {constant[:10]}")
     top = nsum["top_pairs"][0] if nsum["top_pairs"] else None
