@@ -14,12 +14,6 @@ from pathlib import Path
 
 import click
 
-# On a shared CPU machine OpenMP's busy-waiting threads slow torch down by an order of magnitude
-# when cores are oversubscribed; sleeping waits cost little otherwise. Only effective if torch is
-# not imported yet (true for the ``vcreg`` entry point, which loads commands lazily).
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 @click.command("train")
 @click.option(
@@ -97,8 +91,7 @@ def train(config_path, overrides, out_dir, resume, no_progress) -> None:
 @click.option("--no-ood", is_flag=True, help="Skip the out-of-domain test sets.")
 def evaluate(run_dir, device, no_ood) -> None:
     """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run."""
-    from vcreg.evaluation import evaluate_run
-    from vcreg.training import CheckpointError
+    from vcreg.training import CheckpointError, evaluate_run
 
     try:
         res = evaluate_run(run_dir, device=device, ood=False if no_ood else None, progress=True)
