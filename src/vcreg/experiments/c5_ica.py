@@ -209,7 +209,9 @@ def nonlinear_ica_experiment(
     X = _leaky_mlp_mixing(S, n_layers, slope, rng)
 
     gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
-    proj = RandomFeatureProjector(n_sources, features_per_dim, bandwidth=1.0, seed=random_state)
+    proj = RandomFeatureProjector(
+        n_sources, features_per_dim, bandwidth=1.0, seed=random_state, scale="kernel"
+    )
     H, losses = _train_vcreg_encoder(X, proj, hidden, epochs, lr, mu, nu, gen)
 
     seed = int(rng.integers(2**31 - 1))

@@ -99,7 +99,9 @@ def make_projector(
     """The frozen projector ``g`` of the contrast: element-wise random Fourier features (Gaussian
     kernel of ``bandwidth``) or a frozen random ReLU MLP applied to ``x / bandwidth``."""
     if kind == "random-features":
-        return RandomFeatureProjector(k, width, kernel="gaussian", bandwidth=bandwidth, seed=seed)
+        return RandomFeatureProjector(
+            k, width, kernel="gaussian", bandwidth=bandwidth, seed=seed, scale="kernel"
+        )
     # Frozen random MLP without batch-norm (its batch statistics would re-standardise the
     # features and hide the dependence); the bandwidth is a scale on its input.
     mlp = MLPProjector(k, [width] * depth, batch_norm=False, frozen=True, seed=seed, last_bias=True)

@@ -106,7 +106,7 @@ def jacobi_sweeps(
     dtype = x.dtype
     omega = proj.omega.to(dtype)
     phase = proj.phase.to(dtype)
-    amp = math.sqrt(2.0 / m)
+    amp = proj.amplitude  # the projector owns its feature scale
 
     def feats(v: torch.Tensor) -> torch.Tensor:  # (..., n) -> centred (..., n, m)
         return _centred_features(v, omega, phase, amp)
