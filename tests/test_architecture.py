@@ -35,18 +35,14 @@ LAYERS: list[set[str]] = [
 # Function-level imports of vcreg modules, each with the reason it is not at module level. Keep
 # this short: an import placed in a function to dodge a cycle is never a valid reason.
 LAZY_IMPORTS_ALLOWED: dict[str, str] = {
-    # ``vcreg --help`` builds the help of every subcommand: command modules import torch-heavy
-    # library code only when the command runs
-    "vcreg.cli.measure": "CLI: keep `vcreg --help` free of torch",
-    "vcreg.cli.ica": "CLI: keep `vcreg --help` free of torch",
-    "vcreg.cli.train": "CLI: keep `vcreg --help` free of torch",
-    "vcreg.cli.reproduce": "CLI: keep `vcreg --help` free of torch",
-    "vcreg.cli.export": "CLI: keep `vcreg --help` free of torch",
-    # being split by the ica package refactor (issue 14, ica part): the nonlinear experiment and
-    # its imports move to experiments/c5_ica.py, which then imports vcreg.ica at module level
-    "vcreg.ica": "nonlinear_ica_experiment moves to experiments/c5_ica.py (ica refactor)",
-    "vcreg.experiments.c5_ica": "imports vcreg.ica, being split into a package (ica refactor)",
+    # ``vcreg --help`` builds the help of every subcommand: command modules may import
+    # torch-heavy library code only when the command runs (a prefix: every CLI module)
+    "vcreg.cli.": "CLI: keep `vcreg --help` from importing torch",
 }
+
+
+def _lazy_allowed(name: str) -> bool:
+    return any(name == k or (k.endswith(".") and name.startswith(k)) for k in LAZY_IMPORTS_ALLOWED)
 
 
 def _module_name(path: Path) -> str:
@@ -184,12 +180,13 @@ def test_no_function_level_imports_of_vcreg_modules():
     bad = [
         f"{name}:{line} imports {target} inside a function"
         for name, path in sorted(MODULES.items())
-        if name not in LAZY_IMPORTS_ALLOWED
+        if not _lazy_allowed(name)
         for target, nested, line in _imports(path)
         if nested
     ]
     assert not bad, "\n".join(bad)
-    stale = [m for m in LAZY_IMPORTS_ALLOWED if m in MODULES and not _lazy(MODULES[m])]
+    exact = [m for m in LAZY_IMPORTS_ALLOWED if not m.endswith(".")]
+    stale = [m for m in exact if m not in MODULES or not _lazy(MODULES[m])]
     assert not stale, f"remove from LAZY_IMPORTS_ALLOWED (no lazy import left): {stale}"
 
 

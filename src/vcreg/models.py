@@ -207,6 +207,8 @@ def build_projector(cfg: TrainConfig) -> nn.Module:
             kernel=pr.kernel,
             bandwidth=pr.bandwidth,
             seed=mix_seed(cfg.seed, 3) % 2**31,
+            scale=pr.scale,
+            standardize=pr.standardize,
         )
     projector = nn.Identity()
     projector.out_dim = d  # type: ignore[assignment]

@@ -33,7 +33,7 @@ from vcreg.experiments.verdicts import (
     slope_verdict,
     trend_verdict,
 )
-from vcreg.functional import covariance_loss
+from vcreg.functional import block_covariance_norms, covariance_loss
 from vcreg.independence import hsic
 from vcreg.projectors import RandomFeatureProjector
 
@@ -85,9 +85,8 @@ def _rf_pair_sum(phi: torch.Tensor) -> float:
     n, d, m = phi.shape
     if d * m * m >= n * n:
         return _pair_sum(_rf_kernels(phi))
-    phic = (phi - phi.mean(0, keepdim=True)).reshape(n, d * m)
-    blocks = (phic.T @ phic).reshape(d, m, d, m).pow(2).sum((1, 3))
-    return float(blocks.sum() - blocks.diagonal().sum()) / (n - 1) ** 2
+    blocks = block_covariance_norms(phi)  # ‖Cov(φ_i, φ_j)‖_F², the ICA contrast's blocks
+    return float(blocks.sum() - blocks.diagonal().sum())
 
 
 def _gaussian_kernels(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
@@ -108,7 +107,9 @@ def _gaussian_pair_sum_library(x: np.ndarray, bandwidth: float) -> float:
 
 def _identity_terms(x: torch.Tensor, m: int, bandwidth: float, seed: int) -> dict[str, float]:
     n, d = x.shape
-    proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=bandwidth, seed=seed)
+    proj = RandomFeatureProjector(
+        d, features_per_dim=m, bandwidth=bandwidth, seed=seed, scale="kernel"
+    )
     z = proj(x)
     total = float(covariance_loss(z)) * d * m  # Σ_{a≠b} C_ab² over all d·m features
     phi = proj.feature_map(x)  # (n, d, m)
@@ -160,7 +161,9 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
             # fresh frequencies for every m (not nested prefixes): independent errors across m,
             # as the least-squares CI of the log-log slope assumes
             seed = 100_000 * (mi + 1) + r
-            proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=bw, seed=seed)
+            proj = RandomFeatureProjector(
+                d, features_per_dim=m, bandwidth=bw, seed=seed, scale="kernel"
+            )
             phi = proj.feature_map(x64)
             vals.append(_rf_pair_sum(phi))
         conv[str(m)] = vals
