@@ -89,7 +89,7 @@ def test_pairwise_objective_equals_cross_blocks_of_covariance_loss():
     """Pairwise (non-debiased) contrast = c(g(Y)) − within-block terms, via covariance_loss."""
     torch.manual_seed(0)
     y = torch.randn(200, 3, dtype=torch.float64) ** 3
-    proj = RandomFeatureProjector(3, 8, seed=0)
+    proj = RandomFeatureProjector(3, 8, seed=0, scale="kernel")
     z = proj(y)
     k, m = 3, 8
     total = covariance_loss(z, method="cov") * (k * m)
@@ -150,7 +150,7 @@ def test_jacobi_sweeps_total_cost_is_descent_and_pair_cost_escapes():
     _, A, X = make_ica_problem("uniform", 800, 4, "well", random_state=0)
     Xw, K, _ = whiten_unit_variance(X, 4)
     x = torch.as_tensor(Xw, dtype=torch.float64)
-    proj = RandomFeatureProjector(4, 16, seed=0)
+    proj = RandomFeatureProjector(4, 16, seed=0, scale="kernel")
     q0 = torch.as_tensor(_random_rotation(4, np.random.RandomState(0)), dtype=torch.float64)
 
     def f(w):

@@ -389,3 +389,50 @@ def test_bad_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ind.hsic(x, y)  # no spurious warnings on clean data
+
+
+# ----------------------------------------------------------------------------- representation health
+
+
+def rankme_ref(z: np.ndarray, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al. 2023, eq. 1) written with NumPy's SVD."""
+    s = np.linalg.svd(z, compute_uv=False)
+    p = s / s.sum() + eps
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def test_effective_rank_matches_formula_and_known_ranks():
+    rng = np.random.default_rng(20)
+    z = rng.standard_normal((300, 40)) @ np.diag(np.linspace(0.1, 3, 40))
+    assert ind.effective_rank(z) == pytest.approx(rankme_ref(z), rel=1e-10)
+    zc = z + 5.0
+    assert ind.effective_rank(zc, center=True) == pytest.approx(rankme_ref(zc - zc.mean(0)))
+    # k equal orthogonal directions -> effective rank k (up to eps)
+    q, _ = np.linalg.qr(rng.standard_normal((300, 7)))
+    assert ind.effective_rank(q, eps=0.0) == pytest.approx(7.0, rel=1e-9)
+    low = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 64))
+    assert ind.effective_rank(low) < 3.0 + 1e-3
+    assert ind.effective_rank(np.zeros((10, 4))) == 1.0
+    assert ind.effective_rank(torch.as_tensor(z)) == pytest.approx(rankme_ref(z), rel=1e-10)
+
+
+def test_feature_std_summary_flags_collapsed_features():
+    rng = np.random.default_rng(21)
+    z = rng.standard_normal((500, 16))
+    z[:, 3] *= 1e-4
+    z[:, 9] = 2.5
+    s = ind.feature_std_summary(z)
+    ref = z.std(0, ddof=1)
+    assert np.allclose(s["std"], ref)
+    assert s["std_min"] == pytest.approx(ref.min()) and s["std_max"] == pytest.approx(ref.max())
+    assert s["collapsed"] == [3, 9] and s["n_collapsed"] == 2
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    assert s["normalized_std"] == pytest.approx(zn.std(0, ddof=1).mean() * 4.0)
+    # a complete collapse to one point flags every feature, at any scale
+    point = np.tile(rng.standard_normal(16) * 1e6, (50, 1)) + 1e-3 * rng.standard_normal((50, 16))
+    assert ind.feature_std_summary(point)["n_collapsed"] == 16
+    assert ind.feature_std_summary(z * 1e-8)["collapsed"] == [3, 9]  # scale-free
+    with pytest.raises(ValueError, match="threshold"):
+        ind.feature_std_summary(z, threshold=-1)
+    with pytest.raises(ValueError, match="NaN"):
+        ind.feature_std_summary(np.full((5, 2), np.nan))

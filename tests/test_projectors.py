@@ -101,16 +101,19 @@ def test_projectors_reject_wrong_input_shape():
 
 
 # ----------------------------------------------------------------------------- random features
-def phi_numpy(x: np.ndarray, omega: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """φ(t) = sqrt(2/m)·cos(ω t + b) for every coordinate: (n, d) -> (n, d, m)."""
+def phi_numpy(
+    x: np.ndarray, omega: np.ndarray, phase: np.ndarray, scale: str = "kernel"
+) -> np.ndarray:
+    """φ(t) = a·cos(ω t + b), a = sqrt(2/m) ("kernel") or sqrt(2) ("unit"): (n, d) -> (n, d, m)."""
     m = omega.shape[0]
-    return np.sqrt(2.0 / m) * np.cos(x[:, :, None] * omega[None, None, :] + phase)
+    a = np.sqrt(2.0 / m) if scale == "kernel" else np.sqrt(2.0)
+    return a * np.cos(x[:, :, None] * omega[None, None, :] + phase)
 
 
 def test_random_features_deterministic_buffers_and_layout():
-    p1 = RandomFeatureProjector(3, features_per_dim=5, seed=7)
-    p2 = RandomFeatureProjector(3, features_per_dim=5, seed=7)
-    p3 = RandomFeatureProjector(3, features_per_dim=5, seed=8)
+    p1 = RandomFeatureProjector(3, features_per_dim=5, seed=7, scale="kernel")
+    p2 = RandomFeatureProjector(3, features_per_dim=5, seed=7, scale="kernel")
+    p3 = RandomFeatureProjector(3, features_per_dim=5, seed=8, scale="kernel")
     x = torch.randn(6, 3, dtype=torch.float64)
     assert torch.equal(p1(x), p2(x))
     assert not torch.equal(p1(x), p3(x))
@@ -133,7 +136,9 @@ def test_random_features_deterministic_buffers_and_layout():
 @pytest.mark.parametrize("kernel", ["gaussian", "laplacian"])
 def test_random_feature_kernel_approximation(kernel):
     bw = 0.8
-    p = RandomFeatureProjector(1, features_per_dim=40000, kernel=kernel, bandwidth=bw, seed=0)
+    p = RandomFeatureProjector(
+        1, features_per_dim=40000, kernel=kernel, bandwidth=bw, seed=0, scale="kernel"
+    )
     s = torch.linspace(-2, 2, 9, dtype=torch.float64).unsqueeze(1)
     f = p.feature_map(s)[:, 0]  # (9, m)
     approx = (f @ f.T).numpy()
@@ -157,7 +162,7 @@ def _dependent_sample(n: int, seed: int) -> np.ndarray:
 def test_bridge_identity_covariance_blocks_equal_random_feature_hsic():
     n, d, m = 30, 3, 16
     x = _dependent_sample(n, 0)
-    proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=1.0, seed=1)
+    proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=1.0, seed=1, scale="kernel")
     z = proj(torch.from_numpy(x)).numpy()  # (n, d·m), float64
     phi = phi_numpy(x, proj.omega.double().numpy(), proj.phase.double().numpy())
     cov = np.cov(z, rowvar=False)
@@ -193,7 +198,9 @@ def test_bridge_approaches_gaussian_kernel_hsic_as_m_grows():
     for m in (8, 128, 4096):
         errs = []
         for seed in range(3):
-            proj = RandomFeatureProjector(2, features_per_dim=m, bandwidth=bw, seed=seed)
+            proj = RandomFeatureProjector(
+                2, features_per_dim=m, bandwidth=bw, seed=seed, scale="kernel"
+            )
             z = proj(torch.from_numpy(x)).numpy()
             zc = z - z.mean(0)
             block = zc[:, :m].T @ zc[:, m:] / (n - 1)  # off-diagonal covariance block
@@ -201,3 +208,39 @@ def test_bridge_approaches_gaussian_kernel_hsic_as_m_grows():
         errors[m] = float(np.mean(errs))
     assert errors[4096] < errors[128] < errors[8]
     assert errors[4096] < 0.05
+
+
+def test_random_features_unit_scale_and_standardize_match_plain_formulas():
+    x = torch.randn(50, 3, dtype=torch.float64) * 4.0 + 2.0
+    unit = RandomFeatureProjector(3, features_per_dim=7, seed=3)  # default scale: "unit"
+    kern = RandomFeatureProjector(3, features_per_dim=7, seed=3, scale="kernel")
+    om, ph = unit.omega.double().numpy(), unit.phase.double().numpy()
+    np.testing.assert_allclose(
+        unit.feature_map(x).numpy(), phi_numpy(x.numpy(), om, ph, "unit"), rtol=1e-12
+    )
+    np.testing.assert_allclose(unit(x).numpy(), kern(x).numpy() * np.sqrt(7), rtol=1e-12)
+    std = RandomFeatureProjector(3, features_per_dim=7, seed=3, standardize=True)
+    xn = x.numpy()
+    xs = (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5)  # biased batch variance, no affine
+    np.testing.assert_allclose(
+        std.feature_map(x).numpy(), phi_numpy(xs, om, ph, "unit"), rtol=1e-10, atol=1e-12
+    )
+    # standardization makes the output invariant to an affine rescaling of each input
+    # (up to the 1e-5 epsilon in the variance)
+    np.testing.assert_allclose(std(3.0 * x - 5.0).numpy(), std(x).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="scale"):
+        RandomFeatureProjector(3, 4, scale="big")
+    with pytest.raises(ValueError, match="at least 2"):
+        std(x[:1])
+
+
+def test_unit_scale_features_can_meet_the_variance_hinge_kernel_scale_cannot():
+    """Why "unit" is the training default: per-feature std ≈ 1 vs ≈ 1/sqrt(m)."""
+    m = 256
+    x = torch.randn(4000, 2, dtype=torch.float64) * 3.0  # many periods of cos(ωt + b)
+    unit = RandomFeatureProjector(2, m, seed=0)(x).std(0)
+    kern = RandomFeatureProjector(2, m, seed=0, scale="kernel")(x).std(0)
+    # a feature with ω·std(x) ≫ 1 has std → 1 (unit) / sqrt(1/m) (kernel); low-ω features less
+    assert float(unit.max()) == pytest.approx(1.0, abs=0.05)
+    assert float(kern.max()) == pytest.approx(1.0 / np.sqrt(m), rel=0.05)
+    assert float((unit > 0.9).float().mean()) > 0.5

@@ -261,7 +261,7 @@ def _jacobi_sweeps(
     dtype = x.dtype
     omega = proj.omega.to(dtype)
     phase = proj.phase.to(dtype)
-    amp = math.sqrt(2.0 / m)
+    amp = proj.amplitude  # the projector owns its feature scale
 
     def feats(v: torch.Tensor) -> torch.Tensor:  # (..., n) -> centred (..., n, m)
         z = amp * torch.cos(v.unsqueeze(-1) * omega + phase)
@@ -496,7 +496,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     def _make_projector(self, k: int, width: int, bandwidth: float, seed: int):
         if self.projector == "random-features":
             return RandomFeatureProjector(
-                k, width, kernel="gaussian", bandwidth=bandwidth, seed=seed
+                k, width, kernel="gaussian", bandwidth=bandwidth, seed=seed, scale="kernel"
             )
         # Frozen random MLP without batch-norm (its batch statistics would re-standardise the
         # features and hide the dependence); the bandwidth is a scale on its input.
@@ -854,7 +854,9 @@ def nonlinear_ica_experiment(
     with torch.no_grad():
         for p in encoder.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / math.sqrt(max(p.shape[-1], 1))))
-    proj = RandomFeatureProjector(n_sources, features_per_dim, bandwidth=1.0, seed=random_state)
+    proj = RandomFeatureProjector(
+        n_sources, features_per_dim, bandwidth=1.0, seed=random_state, scale="kernel"
+    )
     opt = torch.optim.Adam(encoder.parameters(), lr=lr)
     losses = []
     for _ in range(epochs):

@@ -124,17 +124,36 @@ class MLPProjector(nn.Module):
 class RandomFeatureProjector(nn.Module):
     """Element-wise random Fourier features ``g(x) = [φ(x_1) | φ(x_2) | … | φ(x_d)]``.
 
-    ``φ(t) = sqrt(2/m)·cos(ω t + b)`` with ``m = features_per_dim`` frequencies ``ω`` drawn from
-    the spectral measure of a shift-invariant kernel and phases ``b ~ U[0, 2π]``, so that
-    ``φ(s)ᵀφ(t) → κ(s, t)`` as ``m → ∞`` (Rahimi & Recht 2007). The same ``(ω, b)`` are used for
-    every input coordinate (one kernel ``κ̂`` for all pairs, as in PAPER.md). Output
+    ``φ(t) = a·cos(ω t + b)`` with ``m = features_per_dim`` frequencies ``ω`` drawn from the
+    spectral measure of a shift-invariant kernel and phases ``b ~ U[0, 2π]``. The same ``(ω, b)``
+    are used for every input coordinate (one kernel ``κ̂`` for all pairs, as in PAPER.md). Output
     ``(n, d·m)`` is laid out in contiguous blocks: columns ``[i·m, (i+1)·m)`` are ``φ(x_i)``.
+
+    Feature scale ``a`` (``scale``):
+
+    * ``"unit"`` (default, for training): ``a = sqrt(2)``. Each feature ``sqrt(2)·cos(·)`` has
+      variance up to 1 (= 1 when ``ωt + b`` is spread over many periods), so VICReg's variance
+      hinge ``max(0, γ − std)`` with ``γ = 1`` can be met. With ``a = sqrt(2/m)`` every feature's
+      std is ≤ ``1/sqrt(m)`` and the hinge dominates the loss as ``m`` grows (PAPER.md,
+      "Practical conditions").
+    * ``"kernel"``: ``a = sqrt(2/m)``, the kernel approximation ``φ(s)ᵀφ(t) → κ(s, t)`` as
+      ``m → ∞`` (Rahimi & Recht 2007) — the scale of the bridge identity (C1) and of ICA. The
+      two scales differ by the constant ``sqrt(m)``: every covariance block, hence the bridge
+      identity, holds for both up to the factor ``m``.
+
+    ``standardize=True`` first standardizes each input coordinate with its batch mean and
+    (biased) std, no affine parameters — ``(x − mean)/sqrt(var + 1e-5)``, batch norm without
+    affine and without running statistics, so train and eval use the same rule — so that
+    ``bandwidth`` is in units of the representation's own scale instead of absolute units.
 
     Kernels (``σ = bandwidth``): ``"gaussian"`` ``exp(−(s−t)²/(2σ²))``, ω ~ N(0, 1/σ²);
     ``"laplacian"`` ``exp(−|s−t|/σ)``, ω ~ Cauchy(0, 1/σ).
     Frequencies and phases are buffers drawn once from ``seed`` (deterministic, no gradient,
     follow ``.to(device)``). Computation is in float32 at least.
     """
+
+    SCALES = ("unit", "kernel")
+    STANDARDIZE_EPS = 1e-5
 
     def __init__(
         self,
@@ -143,8 +162,14 @@ class RandomFeatureProjector(nn.Module):
         kernel: str = "gaussian",
         bandwidth: float = 1.0,
         seed: int = 0,
+        scale: str = "unit",
+        standardize: bool = False,
     ) -> None:
         super().__init__()
+        if scale not in self.SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose 'unit' or 'kernel'")
+        if not isinstance(standardize, bool):
+            raise TypeError(f"standardize must be True or False, got {standardize!r}")
         if int(in_dim) < 1 or int(features_per_dim) < 1:
             raise ValueError(
                 f"in_dim and features_per_dim must be positive, got {in_dim}, {features_per_dim}"
@@ -158,6 +183,9 @@ class RandomFeatureProjector(nn.Module):
         self.kernel = kernel
         self.bandwidth = float(bandwidth)
         self.seed = int(seed)
+        self.scale = scale
+        self.standardize = standardize
+        self.amplitude = math.sqrt(2.0 / m) if scale == "kernel" else math.sqrt(2.0)
         self.out_dim = self.in_dim * m
         gen = torch.Generator().manual_seed(self.seed)
         if kernel == "gaussian":
@@ -181,8 +209,13 @@ class RandomFeatureProjector(nn.Module):
         _check_input(x, self.in_dim, type(self).__name__)
         dtype = torch.promote_types(x.dtype, torch.float32)
         x = x.to(dtype)
+        if self.standardize:
+            if x.shape[0] < 2:
+                raise ValueError("standardize=True needs a batch of at least 2 samples")
+            mean, var = x.mean(0), x.var(0, unbiased=False)
+            x = (x - mean) / torch.sqrt(var + self.STANDARDIZE_EPS)
         arg = x.unsqueeze(-1) * self.omega.to(dtype) + self.phase.to(dtype)
-        return math.sqrt(2.0 / self.features_per_dim) * torch.cos(arg)
+        return self.amplitude * torch.cos(arg)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.feature_map(x).reshape(x.shape[0], self.out_dim)
@@ -190,5 +223,6 @@ class RandomFeatureProjector(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_dim={self.in_dim}, features_per_dim={self.features_per_dim}, "
-            f"kernel={self.kernel!r}, bandwidth={self.bandwidth}, seed={self.seed}"
+            f"kernel={self.kernel!r}, bandwidth={self.bandwidth}, seed={self.seed}, "
+            f"scale={self.scale!r}, standardize={self.standardize}"
         )

@@ -112,7 +112,9 @@ def _identity_terms(x: torch.Tensor, m: int, bandwidth: float, seed: int) -> dic
     from vcreg.projectors import RandomFeatureProjector
 
     n, d = x.shape
-    proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=bandwidth, seed=seed)
+    proj = RandomFeatureProjector(
+        d, features_per_dim=m, bandwidth=bandwidth, seed=seed, scale="kernel"
+    )
     z = proj(x)
     total = float(covariance_loss(z)) * d * m  # Σ_{a≠b} C_ab² over all d·m features
     phi = proj.feature_map(x)  # (n, d, m)
@@ -168,7 +170,9 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
             # fresh frequencies for every m (not nested prefixes): independent errors across m,
             # as the least-squares CI of the log-log slope assumes
             seed = 100_000 * (mi + 1) + r
-            proj = RandomFeatureProjector(d, features_per_dim=m, bandwidth=bw, seed=seed)
+            proj = RandomFeatureProjector(
+                d, features_per_dim=m, bandwidth=bw, seed=seed, scale="kernel"
+            )
             phi = proj.feature_map(x64)
             vals.append(_rf_pair_sum(phi))
         conv[str(m)] = vals

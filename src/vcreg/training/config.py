@@ -79,7 +79,9 @@ class EncoderConfig:
 class ProjectorConfig:
     """Projector ``g``: ``kind="mlp"`` (``spec`` widths, trainable or ``frozen`` at its random
     init, seeded from the run seed), ``"random_features"`` (element-wise random Fourier features,
-    ``features_per_dim``/``kernel``/``bandwidth``; never trained) or ``"identity"`` (Z = X)."""
+    ``features_per_dim``/``kernel``/``bandwidth``, feature ``scale`` "unit" (sqrt(2)·cos, the
+    training default) or "kernel" (sqrt(2/m)·cos), ``standardize`` the input per batch first;
+    never trained; see ``vcreg.projectors.RandomFeatureProjector``) or ``"identity"`` (Z = X)."""
 
     kind: Literal["mlp", "random_features", "identity"] = "mlp"
     spec: str | int | list[int] = "2048-2048"
@@ -89,6 +91,8 @@ class ProjectorConfig:
     features_per_dim: int = 64
     kernel: Literal["gaussian", "laplacian"] = "gaussian"
     bandwidth: float = 1.0
+    scale: Literal["unit", "kernel"] = "unit"
+    standardize: bool = False
 
 
 @dataclass

@@ -157,6 +157,8 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> SSLModel:
             kernel=pr.kernel,
             bandwidth=pr.bandwidth,
             seed=mix_seed(cfg.seed, 3) % 2**31,
+            scale=pr.scale,
+            standardize=pr.standardize,
         )
     else:
         projector = nn.Identity()
