@@ -24,7 +24,15 @@ from vcreg._io import remove_orphan_temps
 from vcreg._lock import LOCK_NAME, FolderLock
 from vcreg.training.checkpoint import load_for_resume, previous_path
 
-__all__ = ["CHECKPOINT", "EVAL", "open_run_folder", "resume_state", "retire_stale_eval"]
+__all__ = [
+    "CHECKPOINT",
+    "EVAL",
+    "check_eval_target",
+    "eval_provenance",
+    "open_run_folder",
+    "resume_state",
+    "retire_stale_eval",
+]
 
 CHECKPOINT = "checkpoint.pt"
 EVAL = "eval.json"
@@ -149,3 +157,35 @@ def retire_stale_eval(out: Path | None, epoch: int, step: int = 0) -> Path | Non
         stacklevel=2,
     )
     return target
+
+
+def check_eval_target(run_dir: Path, overwrite: bool) -> Path:
+    """``run_dir/eval.json``, refusing to replace an existing one unless ``overwrite``
+    (checked before any evaluation work)."""
+    path = run_dir / EVAL
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; pass overwrite=True (vcreg evaluate --overwrite) to replace it"
+        )
+    return path
+
+
+def eval_provenance(ckpt: Path, sha256: str, state: dict[str, Any], epochs: int) -> dict:
+    """What an evaluation records about the checkpoint it evaluated; warns if the run is
+    incomplete (fewer than ``epochs`` epochs, or a mid-epoch checkpoint)."""
+    epoch, step = int(state["epoch"]), int(state["step"])
+    complete = epoch >= epochs and step == 0
+    if not complete:
+        warnings.warn(
+            f"{ckpt.parent} is an incomplete run: evaluating its checkpoint at epoch "
+            f"{epoch}/{epochs}" + (f", step {step}" if step else ""),
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return {
+        "path": str(ckpt.resolve()),
+        "sha256": sha256,
+        "epoch": epoch,
+        "step": step,
+        "complete": complete,
+    }
