@@ -32,6 +32,7 @@ __all__ = [
     "as_embeddings",
     "variance_loss",
     "covariance_loss",
+    "block_covariance_norms",
     "invariance_loss",
     "vcreg_loss",
     "vicreg_loss",
@@ -90,9 +91,12 @@ def as_embeddings(
     if z.dtype in (torch.float16, torch.bfloat16):
         z = z.float()
     # one cheap reduction first; the element-wise test only runs if the sum is not finite
-    # (NaN/Inf, or — rarely — an overflowing sum of huge finite values)
+    # (NaN/Inf, or — rarely — an overflowing sum of huge finite values). Raising needs a host
+    # sync, a graph break under torch.compile: there the check is skipped and a NaN/Inf input
+    # yields a NaN/Inf loss, which the trainer's divergence guard stops on (module docstring).
     if (
         check_finite
+        and not torch.compiler.is_compiling()
         and not bool(torch.isfinite(z.detach().sum()))
         and not bool(torch.isfinite(z).all())
     ):
@@ -219,6 +223,28 @@ def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool
     return off / ((n - 1) ** 2 * k)
 
 
+def block_covariance_norms(z: Tensor, *, debias: bool = False) -> Tensor:
+    """Squared Frobenius norms of the blocks of the covariance of block-structured embeddings.
+
+    ``z`` is ``(n, k, m)``: ``k`` blocks of ``m`` features (e.g. the element-wise random-feature
+    projector ``[φ(x_1) | … | φ(x_k)]``). Returns the ``(k, k)`` matrix
+    ``B_ij = ‖Z̄_iᵀZ̄_j‖_F² / (n−1)² = ‖Cov(z_i, z_j)‖_F²`` (Z̄ batch-centred). By the bridge
+    identity ``Σ_{i≠j} B_ij`` is the sum of pairwise HSIC under the random-feature kernel, with
+    the ``1/(n−1)²`` normalisation. ``debias=True`` subtracts the same-sample terms
+    ``Σ_a ‖z̄_i(a)‖² ‖z̄_j(a)‖² / (n−1)²`` of the Gram form ``‖Σ_a z̄_i(a) z̄_j(a)ᵀ‖_F²``: their
+    ``O(1/n)`` bias ``≈ tr C_ii · tr C_jj / n`` depends only on the marginals (the debiased value
+    can be slightly negative). Differentiable; no input checks (an internal building block).
+    """
+    n, k, m = z.shape
+    zc = z - z.mean(dim=0, keepdim=True)
+    flat = zc.reshape(n, k * m)
+    blocks = (flat.T @ flat).reshape(k, m, k, m).pow(2).sum(dim=(1, 3))
+    if debias:
+        r = zc.pow(2).sum(dim=2)  # (n, k)
+        blocks = blocks - r.T @ r
+    return blocks / (n - 1) ** 2
+
+
 @_float32_compute
 def invariance_loss(z_a: Tensor, z_b: Tensor, *, check_finite: bool = True) -> Tensor:
     """Mean squared error between the two views, averaged over batch and dimension."""
@@ -343,6 +369,9 @@ def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Te
     # which would blow the whitened values up: treat pivots below tol as failures too
     scale = cov.diagonal().max().clamp_min(torch.finfo(z.dtype).tiny)
     tol = d * torch.finfo(z.dtype).eps
+    if torch.compiler.is_compiling():
+        chol = _first_good_cholesky(cov, eye, eps, tol * scale)
+        return _solve_whitened(chol, zc, detach_whitening)
     for shrink in (eps, *[s for s in _SHRINK_FALLBACK if s > eps]):
         chol, info = torch.linalg.cholesky_ex((1.0 - shrink) * cov + shrink * eye)
         ok = int(info) == 0 and bool(chol.diagonal().min() ** 2 > tol * scale)
@@ -357,6 +386,27 @@ def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Te
             break
     else:  # pragma: no cover - shrink 0.5 makes the matrix ≥ 0.5·I, always PD
         raise ValueError("could not factorize the whitening covariance")
+    return _solve_whitened(chol, zc, detach_whitening)
+
+
+def _first_good_cholesky(cov: Tensor, eye: Tensor, eps: float, min_pivot: Tensor) -> Tensor:
+    """:func:`whiten`'s shrinkage fallback without data-dependent branches (torch.compile):
+    all levels are factorized in one batch without autograd, the first good level is picked by
+    tensor ops and factorized again with autograd (so failed factors never enter the backward).
+    The chosen level is the eager loop's; no warning can be emitted from a compiled graph."""
+    levels = [eps, *[s for s in _SHRINK_FALLBACK if s > eps]]
+    shrink = torch.tensor(levels, dtype=cov.dtype, device=cov.device)
+    with torch.no_grad():
+        trial = (1.0 - shrink[:, None, None]) * cov + shrink[:, None, None] * eye
+        chols, info = torch.linalg.cholesky_ex(trial)
+        ok = (info == 0) & (chols.diagonal(dim1=-2, dim2=-1).amin(-1) ** 2 > min_pivot)
+        ok[-1] = True  # shrink 0.5 makes the matrix >= 0.5·I, always PD (eager loop's invariant)
+        first = ok & (ok.cumsum(0) == 1)
+        chosen = (shrink * first).sum()
+    return torch.linalg.cholesky_ex((1.0 - chosen) * cov + chosen * eye)[0]
+
+
+def _solve_whitened(chol: Tensor, zc: Tensor, detach_whitening: bool) -> Tensor:
     if detach_whitening:
         chol = chol.detach()
     # L⁻¹ Z̄ᵀ by a triangular solve (stabler than forming L⁻¹)
