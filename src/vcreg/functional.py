@@ -32,6 +32,7 @@ __all__ = [
     "as_embeddings",
     "variance_loss",
     "covariance_loss",
+    "block_covariance_norms",
     "invariance_loss",
     "vcreg_loss",
     "vicreg_loss",
@@ -220,6 +221,28 @@ def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool
     n, k = z.shape
     off, _ = _CovarianceStats.apply(z, _use_gram(method, n, k))
     return off / ((n - 1) ** 2 * k)
+
+
+def block_covariance_norms(z: Tensor, *, debias: bool = False) -> Tensor:
+    """Squared Frobenius norms of the blocks of the covariance of block-structured embeddings.
+
+    ``z`` is ``(n, k, m)``: ``k`` blocks of ``m`` features (e.g. the element-wise random-feature
+    projector ``[φ(x_1) | … | φ(x_k)]``). Returns the ``(k, k)`` matrix
+    ``B_ij = ‖Z̄_iᵀZ̄_j‖_F² / (n−1)² = ‖Cov(z_i, z_j)‖_F²`` (Z̄ batch-centred). By the bridge
+    identity ``Σ_{i≠j} B_ij`` is the sum of pairwise HSIC under the random-feature kernel, with
+    the ``1/(n−1)²`` normalisation. ``debias=True`` subtracts the same-sample terms
+    ``Σ_a ‖z̄_i(a)‖² ‖z̄_j(a)‖² / (n−1)²`` of the Gram form ``‖Σ_a z̄_i(a) z̄_j(a)ᵀ‖_F²``: their
+    ``O(1/n)`` bias ``≈ tr C_ii · tr C_jj / n`` depends only on the marginals (the debiased value
+    can be slightly negative). Differentiable; no input checks (an internal building block).
+    """
+    n, k, m = z.shape
+    zc = z - z.mean(dim=0, keepdim=True)
+    flat = zc.reshape(n, k * m)
+    blocks = (flat.T @ flat).reshape(k, m, k, m).pow(2).sum(dim=(1, 3))
+    if debias:
+        r = zc.pow(2).sum(dim=2)  # (n, k)
+        blocks = blocks - r.T @ r
+    return blocks / (n - 1) ** 2
 
 
 @_float32_compute
