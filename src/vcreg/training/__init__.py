@@ -14,7 +14,7 @@ from vcreg.training.config import TrainConfig
 from vcreg.training.evaluate import evaluate_run
 from vcreg.training.feeding import load_bundle
 from vcreg.training.optim import LARS, build_optimizer, lr_at
-from vcreg.training.rundir import load_run
+from vcreg.training.runfolder import load_run
 from vcreg.training.trainer import RunResult, TrainingDivergedError, build_loss, train
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Any
 from vcreg._device import resolve_device
 from vcreg._io import atomic_write_text
 from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
-from vcreg.training.rundir import EVAL, load_run
+from vcreg.training.runfolder import CHECKPOINT, check_eval_target, eval_provenance, load_run
 
 __all__ = ["evaluate_run"]
 
@@ -24,12 +24,19 @@ def evaluate_run(
     device: str = "auto",
     ood: bool | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Linear probe (in-domain + OOD accuracy) and independence measures of a trained run;
-    writes ``run_dir/eval.json`` atomically and returns its content."""
+    writes ``run_dir/eval.json`` atomically and returns its content.
+
+    An existing ``eval.json`` is replaced only with ``overwrite=True``; the result records the
+    checkpoint it evaluated (``checkpoint``: path, SHA-256, epoch, step, complete) and an
+    incomplete run gives a ``RuntimeWarning``."""
     t0 = time.time()
     dev = resolve_device(device)
+    target = check_eval_target(Path(run_dir), overwrite)
     cfg, model, state, bundle = load_run(run_dir, dev)
+    source = eval_provenance(Path(run_dir) / CHECKPOINT, state["sha256"], state, cfg.epochs)
     ev = cfg.evaluation
     say = print if progress else (lambda *_a, **_k: None)
     say(f"linear probe on {cfg.data.name} ({len(bundle.train)} train samples)...")
@@ -50,6 +57,7 @@ def evaluate_run(
         "dataset": cfg.data.name,
         "epochs_trained": int(state["epoch"]),
         "epochs": cfg.epochs,
+        "checkpoint": source,
         **probe,
         "independence": {"n_samples": len(feats), **independence_metrics(feats)},
         "settings": {
@@ -59,5 +67,5 @@ def evaluate_run(
         },
         "wall_time_s": time.time() - t0,
     }
-    atomic_write_text(Path(run_dir) / EVAL, json.dumps(result, indent=1))
+    atomic_write_text(target, json.dumps(result, indent=1))
     return result

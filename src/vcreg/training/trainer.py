@@ -3,7 +3,7 @@
 :func:`train` reads top to bottom: set up (config, resume state, device, process group, model,
 loss, optimizer, data, callbacks), the epoch loop, finish (``run.json``, :class:`RunResult`).
 The pieces live in their own modules: data feeding (:mod:`~vcreg.training.feeding`), the run
-folder (:mod:`~vcreg.training.rundir`), callbacks (:mod:`~vcreg.training.callbacks`; the online
+folder (:mod:`~vcreg.training.runfolder`; one writer, no overwrite), callbacks (:mod:`~vcreg.training.callbacks`; the online
 monitor and TensorBoard are callbacks), signals (:mod:`~vcreg.training.signals`), the model
 (:mod:`vcreg.models`), the loss registry (:mod:`vcreg.losses`), collectives
 (:mod:`vcreg.distributed`), the device rule (:mod:`vcreg._device`).
@@ -43,7 +43,7 @@ from vcreg._device import resolve_device
 from vcreg._seed import mix_seed
 from vcreg.distributed import any_rank, convert_sync_batchnorm, init_from_env
 from vcreg.models import SSLModel, build_model
-from vcreg.training import rundir
+from vcreg.training import runfolder
 from vcreg.training.callbacks import (
     Callback,
     StepCallback,
@@ -51,11 +51,17 @@ from vcreg.training.callbacks import (
     check_callbacks,
     run_hooks,
 )
-from vcreg.training.checkpoint import get_rng_state, save_checkpoint, set_rng_state
+from vcreg.training.checkpoint import (
+    get_rng_state,
+    load_model_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from vcreg.training.config import TrainConfig
 from vcreg.training.feeding import Batches, load_bundle, make_views, subset
 from vcreg.training.monitor import Monitor
 from vcreg.training.optim import build_optimizer, lr_at
+from vcreg.training.runfolder import open_run_folder, resume_state
 from vcreg.training.signals import StopFlag
 from vcreg.training.tensorboard import TensorBoardLogger, open_writer
 
@@ -108,7 +114,7 @@ def build_loss(cfg: TrainConfig) -> nn.Module:
 def train(
     config: TrainConfig | dict[str, Any] | str | Path,
     out_dir: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     progress: bool = True,
     *,
     bundle: Any = None,
@@ -123,7 +129,8 @@ def train(
         out_dir: run folder for ``checkpoint.pt``, ``metrics.jsonl``, ``config.yaml``,
             ``run.json`` (``None``: nothing is written, no checkpoints — cheapest for sweeps).
         resume: continue from ``out_dir/checkpoint.pt`` (same config required, except device,
-            threads, tensorboard, data.root/num_workers).
+            threads, tensorboard, data.root/num_workers); ``"previous"``: the same, but fall
+            back to ``checkpoint.prev.pt`` if ``checkpoint.pt`` is unreadable.
         progress: tqdm progress bar with the loss terms.
         bundle: an already loaded ``DatasetBundle`` for ``config.data`` (saves reloading).
         stop_after_epochs: stop as if interrupted once this many epochs are done (in total).
@@ -133,7 +140,9 @@ def train(
         on_step: shorthand for a callback calling ``on_step(epoch, step)`` after every step.
 
     Raises ``ValueError`` for an invalid config (before any work), :class:`TrainingDivergedError`
-    when the loss becomes NaN/Inf.
+    when the loss becomes NaN/Inf, ``FileExistsError`` for an ``out_dir`` holding another run
+    or files vcreg did not write, ``FolderLockedError`` if another process trains in it,
+    :class:`CheckpointError` for an unreadable checkpoint (see :mod:`.runfolder`).
     """
     t_start = time.time()
     cfg = _as_config(config)
@@ -141,19 +150,21 @@ def train(
     if on_step is not None:
         user_callbacks.append(StepCallback(on_step))
     out = Path(out_dir) if out_dir is not None else None
-    saved = rundir.saved_state(out, cfg, resume)
-    device = resolve_device(cfg.device)
-    world, rank, created_pg = init_from_env(device)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        lock = open_run_folder(out, resume=bool(resume))  # one writer; refuses a foreign folder
+        if lock is not None:
+            cleanup.callback(lock.release)
+        saved = resume_state(out, cfg.to_dict(), resume == "previous") if resume else None
+        device = resolve_device(cfg.device)
+        world, rank, created_pg = init_from_env(device)
+        if created_pg:
+            cleanup.callback(dist.destroy_process_group)
         run = _setup(cfg, out, saved, bundle, device, world, rank, progress and rank == 0)
         run.callbacks = _builtin_callbacks(run) + user_callbacks + _logging_callbacks(run)
         run_hooks(run.callbacks, "on_train_start", run.state)
         status = _epoch_loop(run, stop_after_epochs)
         run_hooks(run.callbacks, "on_train_end", run.state)
         return _finish(run, status, t_start)
-    finally:
-        if created_pg:
-            dist.destroy_process_group()
 
 
 # -- setup ---------------------------------------------------------------------------------------
@@ -227,12 +238,12 @@ def _setup(cfg, out, saved, bundle, device, world, rank, progress) -> _Run:
         _restore(run, saved)
     run.net = _wrap_ddp(model, device, world)
     if out is not None and rank == 0:
-        rundir.write_config(out, cfg)
+        runfolder.write_config(out, cfg)
     return run
 
 
 def _restore(run: _Run, saved: dict[str, Any]) -> None:
-    run.model.load_state_dict(saved["model"])
+    load_model_state(run.model, saved, run.out / runfolder.CHECKPOINT)
     run.optimizer.load_state_dict(saved["optimizer"])
     run.start_epoch, run.start_step = int(saved["epoch"]), int(saved["step"])
     run.state.history = list(saved["history"])
@@ -384,7 +395,7 @@ def _end_epoch(run: _Run, epoch: int) -> None:
     run.accum = _new_accum()
     if run.rank == 0:
         if run.out is not None:
-            rundir.write_metrics(run.out, st.history)
+            runfolder.write_metrics(run.out, st.history)
         if run.progress:
             tqdm.write(_epoch_line(metrics, cfg.epochs))
 
@@ -395,7 +406,7 @@ def _checkpoint(run: _Run, epoch: int, step: int, accum: dict[str, Any]) -> None
         return
     spe = run.steps_per_epoch
     save_checkpoint(
-        run.out / rundir.CHECKPOINT,
+        run.out / runfolder.CHECKPOINT,
         {
             "config": run.cfg.to_dict(),
             "epoch": epoch,
@@ -409,6 +420,7 @@ def _checkpoint(run: _Run, epoch: int, step: int, accum: dict[str, Any]) -> None
             "world_size": run.world,
         },
     )
+    runfolder.retire_stale_eval(run.out, epoch, step)  # an eval.json of an older one misleads
 
 
 # -- finish --------------------------------------------------------------------------------------
@@ -420,7 +432,7 @@ def _finish(run: _Run, status: str, t_start: float) -> RunResult:
     final = run.history[-1] if run.history else {}
     wall = time.time() - t_start
     if run.out is not None and run.rank == 0:
-        rundir.write_run_summary(
+        runfolder.write_run_summary(
             run.out,
             {
                 "status": status,
@@ -490,7 +502,7 @@ def _epoch_line(m: dict, epochs: int) -> str:
 
 
 def _diverged_message(epoch, step, value, terms, lr, out, history) -> str:
-    ckpt = out / rundir.CHECKPOINT if out is not None else None
+    ckpt = out / runfolder.CHECKPOINT if out is not None else None
     where = (
         f"the last good checkpoint ({ckpt}, epoch {history[-1]['epoch']}) is kept"
         if ckpt is not None and history and ckpt.exists()
