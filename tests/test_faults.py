@@ -279,6 +279,122 @@ def test_cli_disk_full_during_checkpoint(tmp_path, monkeypatch):
     assert _temps(run) == []
 
 
+# -- numeric overflow ------------------------------------------------------------------------------
+
+
+def _plain_cov_term(z: torch.Tensor) -> torch.Tensor:
+    """c(Z) = (1/k) Σ_{i≠j} C_ij², C the unbiased covariance — written out, in float64."""
+    z = z.double()
+    zc = z - z.mean(0)
+    c = zc.T @ zc / (len(z) - 1)
+    return (c.pow(2).sum() - c.diagonal().pow(2).sum()) / z.shape[1]
+
+
+@pytest.mark.parametrize("n,k", [(256, 16), (16, 64)])  # covariance and Gram paths
+def test_float32_losses_with_huge_embeddings_match_float64(n, k):
+    from vcreg import functional as VF
+
+    g = torch.Generator().manual_seed(0)
+    za = torch.randn(n, k, generator=g) * 1e9
+    zb = za + torch.randn(n, k, generator=g) * 1e8
+    ref_c = _plain_cov_term(za)
+    assert float(ref_c) < torch.finfo(torch.float32).max  # representable: must be returned
+    for method in ("cov", "gram"):
+        torch.testing.assert_close(
+            VF.covariance_loss(za, method=method).double(), ref_c, rtol=1e-4, atol=0
+        )
+        vc = VF.vcreg_loss(za, method=method)
+        torch.testing.assert_close(vc.double(), ref_c, rtol=1e-4, atol=0)  # variance term is 0
+        vic = VF.vicreg_loss(za, zb, method=method)
+        ref = 25 * (za.double() - zb.double()).pow(2).mean() + ref_c + _plain_cov_term(zb)
+        torch.testing.assert_close(vic.double(), ref, rtol=1e-4, atol=0)
+    z = za.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(VF.covariance_loss(z), z)
+    assert bool(torch.isfinite(grad).all())
+
+
+def test_float32_overflow_beyond_the_range_is_raised_with_the_reason():
+    from vcreg import functional as VF
+
+    z = torch.randn(64, 64, generator=torch.Generator().manual_seed(1)) * 1e15
+    assert float(_plain_cov_term(z)) > torch.finfo(torch.float32).max
+    for call in (
+        lambda: VF.covariance_loss(z),
+        lambda: VF.vcreg_loss(z),
+        lambda: VF.vicreg_loss(z, z.flip(0)),
+    ):
+        with pytest.raises(ValueError, match=r"overflows torch.float32.*\|z\| = .*float64"):
+            call()
+    torch.testing.assert_close(
+        VF.covariance_loss(z.double()), _plain_cov_term(z), rtol=1e-9, atol=0
+    )
+
+
+# -- data cache --------------------------------------------------------------------------------------
+
+
+def test_corrupt_mnist1d_cache_is_regenerated_with_a_warning(tmp_path):
+    from vcreg.data.mnist1d import load_mnist1d
+
+    first = load_mnist1d(str(tmp_path), ood=False, num_samples=200)
+    (cached,) = (tmp_path / "mnist1d").glob("*.npz")
+    _flip(cached, 0.5, 64)  # inside the arrays: the zip CRC-32 no longer matches
+    with pytest.warns(RuntimeWarning, match="unreadable.*regenerating"):
+        again = load_mnist1d(str(tmp_path), ood=False, num_samples=200)
+    for split in ("train", "test"):
+        for a, b in zip(first[split].tensors, again[split].tensors, strict=True):
+            assert torch.equal(a, b)
+    cached.write_bytes(b"PK\x03\x04 not a zip at all")
+    with pytest.warns(RuntimeWarning, match="BadZipFile"):
+        load_mnist1d(str(tmp_path), ood=False, num_samples=200)
+    import numpy as np
+
+    with np.load(cached, allow_pickle=False) as f:  # rewritten, readable again
+        assert len(f.files) > 0
+
+
+# -- API edges -------------------------------------------------------------------------------------
+
+
+def test_whiten_rejects_bad_input_by_name():
+    from vcreg.functional import whiten
+
+    nan = torch.randn(8, 3)
+    nan[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        whiten(nan)
+    with pytest.raises(ValueError, match=r"shape \(batch, dim\)"):
+        whiten(torch.randn(8))
+    with pytest.raises(TypeError, match="floating-point"):
+        whiten(torch.randint(0, 5, (8, 3)))
+
+
+@pytest.mark.parametrize("spec", [None, 3.5, True, [4, True]])
+def test_mlp_projector_spec_type_errors(spec):
+    from vcreg.projectors import MLPProjector
+
+    with pytest.raises(TypeError, match="projector spec"):
+        MLPProjector(8, spec)
+
+
+def test_double_backward_through_the_gram_path_says_not_twice_differentiable():
+    from vcreg import functional as VF
+
+    for method in ("gram", "cov"):
+        z = torch.randn(4, 16, requires_grad=True)
+        (grad,) = torch.autograd.grad(VF.covariance_loss(z, method=method), z, create_graph=True)
+        with pytest.raises(RuntimeError, match="not twice differentiable"):
+            grad.pow(2).sum().backward()
+
+
+def test_cifar_pickle_risk_is_documented_where_data_root_is():
+    for doc in ("training.md", "data.md"):
+        text = (ROOT / "docs" / "sections" / doc).read_text()
+        start = text.index("cifar-10-batches-py")
+        near = text[start : start + 700]
+        assert "pickle" in near and "untrusted" in near and "execute code" in near, doc
+
+
 # -- slow: real processes, kill -9 ------------------------------------------------------------------
 
 _ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT / "src")}
