@@ -20,13 +20,21 @@ projector's input, whose pairwise independence the paper measures) is the encode
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 ENCODERS = ("cnn1d", "smallcnn", "resnet18", "mlp")
+
+# `vcreg export` files: safetensors with SSLModel's key names ("encoder.<name>", optionally
+# "projector.<name>") and the metadata {"format": EXPORT_FORMAT, "version", "config": JSON}
+EXPORT_FORMAT = "vcreg-encoder"
+EXPORT_VERSION = 1
 
 
 class Encoder(nn.Module):
@@ -160,3 +168,53 @@ def build_encoder(name: str, input_shape: Sequence[int], repr_dim: int, **option
         raise ValueError(f"unknown option(s) {bad} for encoder {name!r}; valid: {sorted(valid)}")
     body = _BUILDERS[name](shape, repr_dim, **options)
     return Encoder(body, repr_dim, shape, strict_shape=name in ("cnn1d", "mlp"))
+
+
+def read_export_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in a ``vcreg export`` file (``{"encoder": {"name",
+    "input_shape", "repr_dim", "options"}, ...}``); ValueError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported encoder not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"cannot read {path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != EXPORT_FORMAT or "config" not in meta:
+        raise ValueError(
+            f"{path} is a safetensors file but not a vcreg export (no {EXPORT_FORMAT!r} "
+            f"metadata); write one with `vcreg export RUN --out {path.name}`"
+        )
+    if int(meta.get("version", 0)) > EXPORT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer vcreg (export version {meta['version']}); upgrade"
+        )
+    return json.loads(meta["config"])
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """The encoder of a ``vcreg export`` file, in eval mode, with bit-identical weights.
+
+    The architecture is rebuilt from the file's metadata with :func:`build_encoder` (without
+    touching the global RNG) and the ``encoder.*`` tensors are loaded strictly.
+    """
+    path = Path(path)
+    enc = read_export_config(path)["encoder"]
+    with torch.random.fork_rng(devices=[]):
+        encoder = build_encoder(
+            enc["name"], enc["input_shape"], int(enc["repr_dim"]), **enc.get("options", {})
+        )
+    with safe_open(str(path), framework="pt") as fh:
+        state = {
+            k[len("encoder.") :]: fh.get_tensor(k) for k in fh.keys() if k.startswith("encoder.")
+        }
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:2] or str(exc).splitlines()[:1]
+        raise ValueError(
+            f"{path}: the stored weights do not fit the {enc['name']!r} encoder its config "
+            f"describes ({' '.join(first).strip()[:300]})"
+        ) from None
+    return encoder.to(device).eval()
