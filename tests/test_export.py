@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from vcreg.cli import main
-from vcreg.evaluation import load_run
+from vcreg.training import load_run
 from vcreg.models import load_encoder, read_export_config
 
 CFG = {

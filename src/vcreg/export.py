@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from vcreg._io import atomic_write, atomic_write_text
-from vcreg.evaluation import load_run
+from vcreg.training.runfolder import load_run
 from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION
 
 __all__ = ["FORMATS", "export_run", "export_paths"]
