@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from vcreg.cli import main
-from vcreg.training import load_run
 from vcreg.models import load_encoder, read_export_config
+from vcreg.training import load_run
 
 CFG = {
     "epochs": 1,

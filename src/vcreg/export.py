@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from vcreg._io import atomic_write, atomic_write_text
-from vcreg.training.runfolder import load_run
 from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION
+from vcreg.training.runfolder import load_run
 
 __all__ = ["FORMATS", "export_run", "export_paths"]
 
