@@ -86,10 +86,11 @@ def open_run_folder(out: Path | None, resume: bool) -> FolderLock | None:
     """
     if out is None or int(os.environ.get("RANK", "0")) != 0:
         return None
-    _check_folder(out, resume)
-    lock = FolderLock(out, purpose="vcreg train").acquire()
+    if not (out / LOCK_NAME).exists():  # never create the lock file in a folder we refuse
+        _check_folder(out, resume)
+    lock = FolderLock(out, purpose="vcreg train").acquire()  # a live owner: refused here
     try:
-        _check_folder(out, resume)  # again under the lock: the folder may have changed
+        _check_folder(out, resume)  # (again) under the lock: the folder may have changed
         removed = remove_orphan_temps(out)
     except BaseException:
         lock.release()
