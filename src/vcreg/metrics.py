@@ -108,6 +108,11 @@ class _RepresentationBuffer(Metric):
         self.counts += z.shape[0]
         self._held += z.shape[0]
 
+    @property
+    def is_full(self) -> bool:
+        """True when this rank holds ``max_samples`` rows (further updates are ignored)."""
+        return self._held >= self.max_samples
+
     def reset(self) -> None:
         super().reset()
         self._held = 0
