@@ -23,8 +23,14 @@ from click.testing import CliRunner
 
 from vcreg._lock import FolderLock, FolderLockedError
 from vcreg.cli import main
-from vcreg.evaluation import evaluate_run, load_run
-from vcreg.training import CheckpointError, load_checkpoint, save_checkpoint, train
+from vcreg.training import (
+    CheckpointError,
+    evaluate_run,
+    load_checkpoint,
+    load_run,
+    save_checkpoint,
+    train,
+)
 from vcreg.training.checkpoint import previous_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +230,7 @@ def test_cli_errors_are_one_line_with_the_cause(tmp_path, monkeypatch):
         "Error: unknown device 'bogus'; choose auto, cpu, cuda or cuda:N"
     ]
     # an unexpected failure deep inside: one line naming it; --debug shows the traceback
-    import vcreg.evaluation as ev
+    import vcreg.training.evaluate as ev
 
     def boom(*a, **k):
         raise RuntimeError("simulated failure\nsecond line")

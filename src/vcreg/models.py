@@ -16,15 +16,28 @@ projector's input, whose pairwise independence the paper measures) is the encode
   Linear(512, repr_dim) is appended. Any (C, H, W) works (C sets the stem's input channels).
 - ``"mlp"``: vector data (input (D,)): Linear-BN-ReLU blocks of widths ``hidden`` (default
   256, 256), then Linear -> repr_dim.
+
+:class:`SSLModel` is ``projector(encoder(x))``; :func:`build_model` builds it from a training
+config (``TrainConfig``'s ``seed``, ``encoder`` and ``projector`` sections), initialised
+deterministically from the run seed.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+from vcreg._seed import mix_seed
+from vcreg.projectors import MLPProjector, RandomFeatureProjector
+
+if TYPE_CHECKING:  # type only: models sit below training in the layer order
+    from vcreg.training.config import TrainConfig
+
+__all__ = ["ENCODERS", "Encoder", "SSLModel", "build_encoder", "build_model", "build_projector"]
 
 ENCODERS = ("cnn1d", "smallcnn", "resnet18", "mlp")
 
@@ -152,11 +165,62 @@ def build_encoder(name: str, input_shape: Sequence[int], repr_dim: int, **option
         raise ValueError(f"input_shape must contain positive sizes, got {tuple(input_shape)}")
     if isinstance(repr_dim, bool) or not isinstance(repr_dim, int) or repr_dim < 1:
         raise ValueError(f"repr_dim must be a positive int, got {repr_dim!r}")
-    import inspect
-
     valid = set(inspect.signature(_BUILDERS[name]).parameters) - {"input_shape", "repr_dim"}
     bad = sorted(set(options) - valid)
     if bad:
         raise ValueError(f"unknown option(s) {bad} for encoder {name!r}; valid: {sorted(valid)}")
     body = _BUILDERS[name](shape, repr_dim, **options)
     return Encoder(body, repr_dim, shape, strict_shape=name in ("cnn1d", "mlp"))
+
+
+class SSLModel(nn.Module):
+    """``projector(encoder(x))``; ``encoder(x)`` is the representation (the paper's X)."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projector(self.encoder(x))
+
+
+def build_projector(cfg: TrainConfig) -> nn.Module:
+    """The projector of a config's ``projector`` section on ``encoder.repr_dim`` inputs.
+
+    Random weights (frozen MLP, random features) are seeded from ``mix_seed(cfg.seed, 2 | 3)``.
+    """
+    pr, d = cfg.projector, cfg.encoder.repr_dim
+    if pr.kind == "mlp":
+        return MLPProjector(
+            d,
+            pr.spec,
+            batch_norm=pr.batch_norm,
+            activation=pr.activation,
+            frozen=pr.frozen,
+            seed=mix_seed(cfg.seed, 2) % 2**62,
+        )
+    if pr.kind == "random_features":
+        return RandomFeatureProjector(
+            d,
+            pr.features_per_dim,
+            kernel=pr.kernel,
+            bandwidth=pr.bandwidth,
+            seed=mix_seed(cfg.seed, 3) % 2**31,
+            scale=pr.scale,
+            standardize=pr.standardize,
+        )
+    projector = nn.Identity()
+    projector.out_dim = d  # type: ignore[assignment]
+    return projector
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> SSLModel:
+    """Encoder + projector from a training config; the encoder is initialised from
+    ``mix_seed(cfg.seed, 1)`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(mix_seed(cfg.seed, 1))
+        encoder = build_encoder(
+            cfg.encoder.name, input_shape, cfg.encoder.repr_dim, **cfg.encoder.options
+        )
+    return SSLModel(encoder, build_projector(cfg))
