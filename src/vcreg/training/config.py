@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from vcreg import losses
+from vcreg._device import check_device_name
 from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
 from vcreg.functional import wmse_size_problems
 from vcreg.models import ENCODERS
@@ -249,7 +250,17 @@ class TrainConfig:
     # -- cross-field validation -----------------------------------------------------------------
     def problems(self) -> list[str]:
         """Value problems (types are checked by :meth:`from_dict`); empty when valid."""
+        return [
+            *self._run_problems(),
+            *self._data_problems(),
+            *self._model_problems(),
+            *self._projector_problems(),
+            *self._loss_problems(),
+            *self._optimizer_problems(),
+            *self._monitor_problems(),
+        ]
 
+    def _run_problems(self) -> list[str]:
         p: list[str] = []
         if self.epochs < 1:
             p.append(f"epochs: must be >= 1, got {self.epochs}")
@@ -262,10 +273,14 @@ class TrainConfig:
             p.append(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
         if self.threads is not None and self.threads < 1:
             p.append(f"threads: must be >= 1, got {self.threads}")
-        dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", dev)):
-            p.append(f"device: must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
-        d = self.data
+        try:
+            check_device_name(self.device)
+        except ValueError as exc:
+            p.append(f"device: {exc}")
+        return p
+
+    def _data_problems(self) -> list[str]:
+        d, a, p = self.data, self.augmentation, []
         try:
             canonical_dataset_name(d.name)
         except ValueError:
@@ -279,20 +294,23 @@ class TrainConfig:
             )
         if d.num_workers < 0:
             p.append(f"data.num_workers: must be >= 0, got {d.num_workers}")
-        a = self.augmentation
         if a.name != "default" and a.name.lower() not in (*AUGMENTATIONS, "identity"):
             p.append(
                 f"augmentation.name: unknown augmentation {a.name!r}; available: "
                 f"{['default', *AUGMENTATIONS]}"
             )
-        e = self.encoder
+        return p
+
+    def _model_problems(self) -> list[str]:
+        e, p = self.encoder, []
         if e.name not in ENCODERS:
             p.append(f"encoder.name: unknown encoder {e.name!r}; available: {list(ENCODERS)}")
         if e.repr_dim < 1:
             p.append(f"encoder.repr_dim: must be >= 1, got {e.repr_dim}")
-        p.extend(self._projector_problems())
-        p.extend(self._loss_problems())
-        o = self.optimizer
+        return p
+
+    def _optimizer_problems(self) -> list[str]:
+        o, s, p = self.optimizer, self.schedule, []
         if not (o.lr > 0 and math.isfinite(o.lr)):
             p.append(f"optimizer.lr: must be a positive finite number, got {o.lr}")
         if not o.weight_decay >= 0:
@@ -303,7 +321,6 @@ class TrainConfig:
             p.append(f"optimizer.betas: must be two numbers in [0, 1), got {o.betas}")
         if not o.eta > 0:
             p.append(f"optimizer.eta: LARS trust coefficient must be > 0, got {o.eta}")
-        s = self.schedule
         if not 0 <= s.warmup_epochs <= self.epochs:
             p.append(
                 f"schedule.warmup_epochs: must be in [0, epochs={self.epochs}], "
@@ -311,7 +328,10 @@ class TrainConfig:
             )
         if not 0 <= s.final_lr_ratio <= 1:
             p.append(f"schedule.final_lr_ratio: must be in [0, 1], got {s.final_lr_ratio}")
-        m = self.monitor
+        return p
+
+    def _monitor_problems(self) -> list[str]:
+        m, ev, p = self.monitor, self.evaluation, []
         if m.every < 0:
             p.append(f"monitor.every: must be >= 0 (0 = off), got {m.every}")
         if m.samples < 10:
@@ -320,7 +340,6 @@ class TrainConfig:
             p.append(f"monitor.knn_k: must be >= 1, got {m.knn_k}")
         if m.probe_train_samples < 10:
             p.append(f"monitor.probe_train_samples: must be >= 10, got {m.probe_train_samples}")
-        ev = self.evaluation
         if not ev.C > 0:
             p.append(f"evaluation.C: must be > 0, got {ev.C}")
         if ev.max_iter < 1:
