@@ -16,7 +16,17 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPProjector", "RandomFeatureProjector", "parse_spec"]
+__all__ = [
+    "PROJECTOR_KINDS",
+    "MLPProjector",
+    "RandomFeatureProjector",
+    "canonical_projector_kind",
+    "parse_spec",
+]
+
+# "random_features" (training config) and "random-features" (VCRegICA, `vcreg ica`) name the
+# same projector: canonical_projector_kind is the one spelling rule
+PROJECTOR_KINDS = ("mlp", "random_features", "identity")
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -26,6 +36,15 @@ _ACTIVATIONS = {
     "silu": nn.SiLU,
     "identity": nn.Identity,
 }
+
+
+def canonical_projector_kind(kind: str) -> str:
+    """The canonical name (one of ``PROJECTOR_KINDS``) of a projector kind: case-insensitive,
+    ``-`` and ``_`` alike; ``ValueError`` listing the kinds otherwise."""
+    key = kind.lower().replace("-", "_") if isinstance(kind, str) else kind
+    if key not in PROJECTOR_KINDS:
+        raise ValueError(f"unknown projector kind {kind!r}; choose one of {list(PROJECTOR_KINDS)}")
+    return key
 
 
 def parse_spec(spec: str | int | Sequence[int]) -> list[int]:

@@ -10,6 +10,7 @@ values are parsed as YAML (``true``, ``[1, 2]``, ``1e-3`` all work).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -28,7 +29,7 @@ from vcreg._device import check_device_name
 from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
 from vcreg.functional import wmse_size_problems
 from vcreg.models import ENCODERS
-from vcreg.projectors import _ACTIVATIONS, parse_spec
+from vcreg.projectors import _ACTIVATIONS, PROJECTOR_KINDS, canonical_projector_kind, parse_spec
 
 __all__ = [
     "TrainConfig",
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
-PROJECTOR_KINDS = ("mlp", "random_features", "identity")
 
 
 @dataclass
@@ -88,7 +88,7 @@ class ProjectorConfig:
     training default) or "kernel" (sqrt(2/m)·cos), ``standardize`` the input per batch first;
     never trained; see ``vcreg.projectors.RandomFeatureProjector``) or ``"identity"`` (Z = X)."""
 
-    kind: Literal["mlp", "random_features", "identity"] = "mlp"
+    kind: str = "mlp"
     spec: str | int | list[int] = "2048-2048"
     frozen: bool = False
     batch_norm: bool = True
@@ -98,6 +98,9 @@ class ProjectorConfig:
     bandwidth: float = 1.0
     scale: Literal["unit", "kernel"] = "unit"
     standardize: bool = False
+    # checked with the types; "random-features" (the ICA spelling) is read as "random_features"
+    _CHOICES: ClassVar[dict[str, Any]] = {"kind": lambda: PROJECTOR_KINDS}
+    _CANONICAL: ClassVar[dict[str, Any]] = {"kind": canonical_projector_kind}
 
 
 @dataclass
@@ -501,6 +504,10 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
             kwargs[name] = _build(tp, value, f"{prefix}{name}.", errors)
             continue
         ok, out = _coerce(value, tp)
+        canonical = getattr(cls, "_CANONICAL", {}).get(name)
+        if ok and canonical is not None:
+            with contextlib.suppress(ValueError):
+                out = canonical(out)
         choices = getattr(cls, "_CHOICES", {}).get(name)
         if ok and choices is not None and out not in choices():
             ok, tp = False, Literal[tuple(choices())]  # same message as a fixed Literal
