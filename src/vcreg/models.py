@@ -25,10 +25,13 @@ deterministically from the run seed.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from vcreg._seed import mix_seed
@@ -37,9 +40,23 @@ from vcreg.projectors import MLPProjector, RandomFeatureProjector
 if TYPE_CHECKING:  # type only: models sit below training in the layer order
     from vcreg.training.config import TrainConfig
 
-__all__ = ["ENCODERS", "Encoder", "SSLModel", "build_encoder", "build_model", "build_projector"]
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "SSLModel",
+    "build_encoder",
+    "build_model",
+    "build_projector",
+    "load_encoder",
+    "read_export_config",
+]
 
 ENCODERS = ("cnn1d", "smallcnn", "resnet18", "mlp")
+
+# `vcreg export` files: safetensors with SSLModel's key names ("encoder.<name>", optionally
+# "projector.<name>") and the metadata {"format": EXPORT_FORMAT, "version", "config": JSON}
+EXPORT_FORMAT = "vcreg-encoder"
+EXPORT_VERSION = 1
 
 
 class Encoder(nn.Module):
@@ -224,3 +241,53 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> SSLModel:
             cfg.encoder.name, input_shape, cfg.encoder.repr_dim, **cfg.encoder.options
         )
     return SSLModel(encoder, build_projector(cfg))
+
+
+def read_export_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in a ``vcreg export`` file (``{"encoder": {"name",
+    "input_shape", "repr_dim", "options"}, ...}``); ValueError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported encoder not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"cannot read {path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != EXPORT_FORMAT or "config" not in meta:
+        raise ValueError(
+            f"{path} is a safetensors file but not a vcreg export (no {EXPORT_FORMAT!r} "
+            f"metadata); write one with `vcreg export RUN --out {path.name}`"
+        )
+    if int(meta.get("version", 0)) > EXPORT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer vcreg (export version {meta['version']}); upgrade"
+        )
+    return json.loads(meta["config"])
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """The encoder of a ``vcreg export`` file, in eval mode, with bit-identical weights.
+
+    The architecture is rebuilt from the file's metadata with :func:`build_encoder` (without
+    touching the global RNG) and the ``encoder.*`` tensors are loaded strictly.
+    """
+    path = Path(path)
+    enc = read_export_config(path)["encoder"]
+    with torch.random.fork_rng(devices=[]):
+        encoder = build_encoder(
+            enc["name"], enc["input_shape"], int(enc["repr_dim"]), **enc.get("options", {})
+        )
+    with safe_open(str(path), framework="pt") as fh:
+        state = {
+            k[len("encoder.") :]: fh.get_tensor(k) for k in fh.keys() if k.startswith("encoder.")
+        }
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:2] or str(exc).splitlines()[:1]
+        raise ValueError(
+            f"{path}: the stored weights do not fit the {enc['name']!r} encoder its config "
+            f"describes ({' '.join(first).strip()[:300]})"
+        ) from None
+    return encoder.to(device).eval()
