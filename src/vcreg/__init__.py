@@ -40,6 +40,11 @@ _EXPORTS: dict[str, str] = {
     "LARS": "vcreg.training",
     "linear_probe": "vcreg.evaluation",
     "evaluate_run": "vcreg.evaluation",
+    # monitoring metrics (torchmetrics)
+    "PairwiseHSIC": "vcreg.metrics",
+    "EffectiveRank": "vcreg.metrics",
+    "FeatureStd": "vcreg.metrics",
+    "RepresentationMonitor": "vcreg.metrics",
 }
 
 _SUBMODULES = (
@@ -53,6 +58,7 @@ _SUBMODULES = (
     "models",
     "training",
     "evaluation",
+    "metrics",
     "experiments",
 )
 
