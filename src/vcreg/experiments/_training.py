@@ -2,7 +2,7 @@
 
 Each run is one cache unit in namespace ``"train"``: a VICReg/Barlow/W-MSE training on MNIST-1D
 (``vcreg.training.train``) with online independence monitoring every epoch, followed by
-``vcreg.evaluation.evaluate_run`` (linear probe in-domain + on every OOD set, and pairwise HSIC /
+``vcreg.training.evaluate_run`` (linear probe in-domain + on every OOD set, and pairwise HSIC /
 normalized HSIC / dHSIC of the representation on held-out test samples). Because the unit key is
 the run's configuration, C3 and C4 reuse the runs C2 trained.
 """
@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
 from vcreg.experiments.runner import Context, Unit
+from vcreg.training import TrainConfig, load_bundle, train
 
 __all__ = ["RunSpec", "c2_specs", "train_unit", "run_training", "spec_from_params"]
 
@@ -163,10 +165,6 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     on the first ``n_eval`` test signals, the subset the trainer's monitor uses every epoch.
     """
     from sklearn.exceptions import ConvergenceWarning
-
-    from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
-    from vcreg.training import TrainConfig, train
-    from vcreg.training.trainer import load_bundle
 
     cfg_dict = dict(unit.params["config"])
     cfg_dict["device"] = ctx.device

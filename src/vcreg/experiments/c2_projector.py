@@ -5,7 +5,7 @@ projector of width k ∈ ``widths`` (trained or frozen at its random init), elem
 Fourier features with k = d·m outputs, MLP depth 1–3 at ``depth_width``, and VICReg vs Barlow
 Twins vs W-MSE with a common ``loss_spec`` projector; every configuration × ``seeds``.
 Measured per run on held-out test samples: mean pairwise HSIC and mean normalized HSIC between
-the representation's features (``vcreg.evaluation.evaluate_run``).
+the representation's features (``vcreg.training.evaluate_run``).
 
 Verdict parts: (a) wider → lower mean pairwise HSIC, for each projector kind — trained MLP,
 frozen random MLP ("random frozen projectors also enforce it") and random features (Spearman ρ

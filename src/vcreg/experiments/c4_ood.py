@@ -2,7 +2,7 @@
 
 Uses the C2 runs (same cache units). For each run: mean pairwise HSIC of the representation
 (held-out in-domain test signals) and the linear-probe accuracy (logistic regression fitted on
-the in-domain training set, ``vcreg.evaluation.evaluate_run``) on the in-domain test set and on
+the in-domain training set, ``vcreg.training.evaluate_run``) on the in-domain test set and on
 every shifted MNIST-1D OOD set (``vcreg.data.MNIST1D_OOD_SETS``).
 
 Verdict: Spearman ρ between pairwise HSIC and the mean OOD accuracy across runs (configurations
