@@ -188,13 +188,17 @@ def _corrupted_sets(
     labels: np.ndarray,
     mean: Sequence[float],
     std: Sequence[float],
-    ood: bool | Sequence[str],
-    corruptions: Sequence[str] | None,
-    severities: Sequence[int] | None,
-    samples: int | None,
-    seed: int,
+    options: dict[str, Any],
+    default_ood: bool,
 ) -> tuple[dict[str, Dataset], dict[str, Any]]:
-    names = corruption_set_names(ood, corruptions, severities)
+    """The corrupted OOD sets the loader options ask for (``ood``, ``ood_corruptions``,
+    ``ood_severities``, ``ood_samples``, ``ood_seed``) and their parameters."""
+    names = corruption_set_names(
+        options.get("ood", default_ood),
+        options.get("ood_corruptions"),
+        options.get("ood_severities"),
+    )
+    samples, seed = options.get("ood_samples"), int(options.get("ood_seed", 0))
     if samples is not None:
         if not isinstance(samples, int) or not 1 <= samples:
             raise ValueError(f"ood_samples must be a positive int or None, got {samples!r}")
@@ -263,11 +267,8 @@ def load_fashion_mnist(
         arrays["test_labels"],
         mean,
         std,
-        options.get("ood", True),
-        options.get("ood_corruptions"),
-        options.get("ood_severities"),
-        options.get("ood_samples"),
-        int(options.get("ood_seed", 0)),
+        options,
+        default_ood=True,
     )
     return {
         "train": tensors(arrays["train_images"], arrays["train_labels"]),
@@ -312,11 +313,8 @@ def load_cifar(
         np.asarray(test.targets),
         mean,
         std,
-        options.get("ood", False),
-        options.get("ood_corruptions"),
-        options.get("ood_severities"),
-        options.get("ood_samples"),
-        int(options.get("ood_seed", 0)),
+        options,
+        default_ood=False,
     )
     return {
         "train": ArrayImageDataset(train_u8, np.asarray(train.targets), mean, std),
@@ -330,6 +328,25 @@ def load_cifar(
         "std": std,
         "info": {"path": str(folder), "ood_params": params},
     }
+
+
+def _imagefolder_splits(root: str | None) -> tuple[Path, Path, Path]:
+    """``(root, root/train, root/val or root/test)``; ``FileNotFoundError`` naming what is missing."""
+    if root is None:
+        raise FileNotFoundError(
+            "imagefolder needs root=PATH to a folder with train/<class>/ and val/<class>/ "
+            "(or test/<class>/) image folders"
+        )
+    folder = Path(root).expanduser()
+    train_dir = folder / "train"
+    test_dir = next((folder / s for s in ("val", "test") if (folder / s).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise FileNotFoundError(
+            f"imagefolder root {folder} must contain train/<class>/ and val/<class>/ (or "
+            f"test/<class>/) sub-folders of images; found: "
+            f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no such folder'}"
+        )
+    return folder, train_dir, test_dir
 
 
 def load_imagefolder(
@@ -346,23 +363,10 @@ def load_imagefolder(
     OOD sets: every other split folder present next to train/val (e.g. ``root/ood_sketch``).
     """
     _check_options("imagefolder", options, set())
-    if root is None:
-        raise FileNotFoundError(
-            "imagefolder needs root=PATH to a folder with train/<class>/ and val/<class>/ "
-            "(or test/<class>/) image folders"
-        )
+    folder, train_dir, test_dir = _imagefolder_splits(root)
     from torchvision import transforms as T
     from torchvision.datasets import ImageFolder
 
-    folder = Path(root).expanduser()
-    train_dir = folder / "train"
-    test_dir = next((folder / s for s in ("val", "test") if (folder / s).is_dir()), None)
-    if not train_dir.is_dir() or test_dir is None:
-        raise FileNotFoundError(
-            f"imagefolder root {folder} must contain train/<class>/ and val/<class>/ (or "
-            f"test/<class>/) sub-folders of images; found: "
-            f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no such folder'}"
-        )
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     m = tuple(mean) if mean is not None else NORMALIZATION["imagenet"][0]
