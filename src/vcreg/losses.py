@@ -1,4 +1,5 @@
-"""Loss modules of the VCReg family: VCReg, VICReg, Barlow Twins, W-MSE.
+"""Loss modules of the VCReg family (VCReg, VICReg, Barlow Twins, W-MSE) and InfoNCE, the
+contrastive control without a variance-covariance term.
 
 Every module returns a 0-d tensor (float32, or float64 for float64 input; fp16/bf16 inputs are
 computed in float32) that can be ``.backward()``-ed, with ``.terms``: a dict of detached 0-d
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from . import functional as VF
 from .distributed import gather_with_grad, should_gather
 
-__all__ = ["LossOutput", "VCRegLoss", "VICRegLoss", "BarlowTwinsLoss", "WMSELoss"]
+__all__ = ["LossOutput", "VCRegLoss", "VICRegLoss", "BarlowTwinsLoss", "WMSELoss", "InfoNCELoss"]
 
 
 @runtime_checkable
@@ -238,3 +239,29 @@ class WMSELoss(_GatheringLoss):
 
     def extra_repr(self) -> str:
         return f"w_size={self.w_size}, w_iter={self.w_iter}, eps={self.eps}"
+
+
+class InfoNCELoss(_GatheringLoss):
+    """SimCLR's NT-Xent / InfoNCE with temperature ``τ`` (default 0.5, lightly's default);
+    see :func:`vcreg.functional.info_nce_loss`. Under DDP the negatives are the whole global
+    batch (gathered with gradients, as the other losses). ``.terms``: ``"contrastive"``,
+    ``"positive_cosine"``.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        gather_distributed: bool | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        if not (isinstance(temperature, int | float) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        z_a, z_b = self._prepare(z_a, z_b)
+        return VF.info_nce_loss(z_a, z_b, self.temperature, check_finite=False)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"

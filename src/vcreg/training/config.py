@@ -39,7 +39,7 @@ __all__ = [
     "projector_out_dim",
 ]
 
-LOSSES = ("vicreg", "vcreg", "barlow", "wmse")
+LOSSES = ("vicreg", "vcreg", "barlow", "wmse", "infonce")
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 PROJECTOR_KINDS = ("mlp", "random_features", "identity")
 
@@ -100,9 +100,10 @@ class LossConfig:
     """Loss and its weights. ``params`` are keyword arguments of the loss module:
     vicreg ``lambda_, mu, nu, gamma, eps`` (official 25/25/1); vcreg ``mu, nu, gamma, eps`` plus
     ``invariance`` (weight of an MSE between views, default 0 = pure VCReg on each view, averaged);
-    barlow ``lambda_`` (0.0051); wmse ``w_size`` (≥ 2·embedding dim, divides the batch), ``w_iter``."""
+    barlow ``lambda_`` (0.0051); wmse ``w_size`` (≥ 2·embedding dim, divides the batch), ``w_iter``;
+    infonce ``temperature`` (0.5; SimCLR's NT-Xent, the contrastive control without VCReg)."""
 
-    name: Literal["vicreg", "vcreg", "barlow", "wmse"] = "vicreg"
+    name: Literal["vicreg", "vcreg", "barlow", "wmse", "infonce"] = "vicreg"
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -427,6 +428,7 @@ def _loss_class(name: str) -> type:
         "vcreg": losses.VCRegLoss,
         "barlow": losses.BarlowTwinsLoss,
         "wmse": losses.WMSELoss,
+        "infonce": losses.InfoNCELoss,
     }[name]
 
 

@@ -202,9 +202,12 @@ def build_loss(cfg: TrainConfig) -> nn.Module:
     params = dict(cfg.loss.params)
     if cfg.loss.name == "vcreg":
         return _TwoViewVCReg(**params)
-    cls = {"vicreg": losses.VICRegLoss, "barlow": losses.BarlowTwinsLoss, "wmse": losses.WMSELoss}[
-        cfg.loss.name
-    ]
+    cls = {
+        "vicreg": losses.VICRegLoss,
+        "barlow": losses.BarlowTwinsLoss,
+        "wmse": losses.WMSELoss,
+        "infonce": losses.InfoNCELoss,
+    }[cfg.loss.name]
     return cls(**params, check_finite=False)
 
 
