@@ -18,14 +18,14 @@ from vcreg.functional import covariance_loss
 from vcreg.ica import (
     SOURCE_FAMILIES,
     VCRegICA,
-    _jacobi_sweeps,
-    _pairwise_blocks,
-    _random_rotation,
     amari_distance,
     make_ica_problem,
     mean_corr_coef,
     whiten_unit_variance,
 )
+from vcreg.ica.contrast import pairwise_blocks as _pairwise_blocks
+from vcreg.ica.problems import random_rotation as _random_rotation
+from vcreg.ica.solver import jacobi_sweeps as _jacobi_sweeps
 from vcreg.projectors import RandomFeatureProjector
 
 
@@ -109,7 +109,44 @@ def test_pairwise_objective_equals_cross_blocks_of_covariance_loss():
     assert float(deb) == pytest.approx(float(got) - diag / (199**2 * k * (k - 1)), rel=1e-9)
 
 
+def test_block_covariance_norms_against_numpy_cov():
+    """The helper shared by the ICA contrast and C1: ‖Cov(z_i, z_j)‖_F² from numpy's cov."""
+    from vcreg.functional import block_covariance_norms
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(50, 3, 4)) ** 3
+    C = np.cov(z.reshape(50, 12), rowvar=False)
+    expected = np.array(
+        [[(C[4 * i : 4 * i + 4, 4 * j : 4 * j + 4] ** 2).sum() for j in range(3)] for i in range(3)]
+    )
+    got = block_covariance_norms(torch.as_tensor(z)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    zc = z - z.mean(0)
+    r = (zc**2).sum(2)  # same-sample norms
+    deb = block_covariance_norms(torch.as_tensor(z), debias=True).numpy()
+    np.testing.assert_allclose(deb, expected - r.T @ r / 49**2, rtol=1e-9, atol=1e-12)
+
+
 # -------------------------------------------------------------------------------- estimator
+def test_parameter_constraints_match_sklearn_checker():
+    """Declarative constraints: scikit-learn's own param-validation check (invalid values of
+    every parameter raise InvalidParameterError naming it) and the device rule."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation("VCRegICA", VCRegICA())
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        VCRegICA(device="gpu0").fit(X)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            VCRegICA(device="cuda").fit(X)
+    for bad in ([], [1.0, float("inf")], [1.0, True]):
+        with pytest.raises(ValueError, match="bandwidth"):
+            VCRegICA(bandwidth=bad).fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        VCRegICA(n_components=True).fit(X)
+
+
 @parametrize_with_checks([VCRegICA(random_state=0, max_iter=20)])
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
@@ -201,14 +238,22 @@ def test_convergence_warning_and_mlp_projector():
         (np.ones((1, 3)), {}, "1 sample"),
         (np.random.default_rng(0).normal(size=(20, 3)), {"n_components": 4}, "n_features=3"),
         (np.random.default_rng(0).normal(size=(3, 3)), {}, "more samples than components"),
-        (np.random.default_rng(0).normal(size=(20, 3)), {"projector": "x"}, "unknown projector"),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            {"projector": "x"},
+            "'projector' parameter",
+        ),
         (np.random.default_rng(0).normal(size=(20, 3)), {"bandwidth": -1.0}, "bandwidth"),
         (
             np.random.default_rng(0).normal(size=(20, 3)),
             {"projector": "mlp", "objective": "pairwise"},
             "random-features",
         ),
-        (np.random.default_rng(0).normal(size=(20, 3)), {"optimizer": "x"}, "unknown optimizer"),
+        (
+            np.random.default_rng(0).normal(size=(20, 3)),
+            {"optimizer": "x"},
+            "'optimizer' parameter",
+        ),
         (
             np.random.default_rng(0).normal(size=(20, 3)),
             {"projector": "mlp", "optimizer": "jacobi"},
@@ -284,7 +329,7 @@ def test_cli_ica_npy_and_csv(tmp_path):
 
 @pytest.mark.slow
 def test_nonlinear_ica_experiment_negative_result():
-    from vcreg.ica import nonlinear_ica_experiment
+    from vcreg.experiments.c5_ica import nonlinear_ica_experiment
 
     out = nonlinear_ica_experiment(n_sources=3, n_samples=1500, epochs=150, random_state=0)
     assert out["mcc_vcreg_ica_on_linear_mixture"] > 0.95  # positive control

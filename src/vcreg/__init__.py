@@ -41,6 +41,11 @@ _EXPORTS: dict[str, str] = {
     "LARS": "vcreg.training",
     "linear_probe": "vcreg.evaluation",
     "evaluate_run": "vcreg.evaluation",
+    # monitoring metrics (torchmetrics)
+    "PairwiseHSIC": "vcreg.metrics",
+    "EffectiveRank": "vcreg.metrics",
+    "FeatureStd": "vcreg.metrics",
+    "RepresentationMonitor": "vcreg.metrics",
 }
 
 _SUBMODULES = (
@@ -54,6 +59,7 @@ _SUBMODULES = (
     "models",
     "training",
     "evaluation",
+    "metrics",
     "experiments",
 )
 

@@ -8,13 +8,17 @@ never a truncated mix.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write", "atomic_write_text"]
+__all__ = ["atomic_open", "atomic_write", "atomic_write_text", "remove_orphan_temps"]
+
+# what mkstemp(prefix=".<name>.", suffix=".tmp") creates: 8 random characters from [a-z0-9_]
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 @contextmanager
@@ -51,3 +55,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path, "w") as fh:
         fh.write(text)
+
+
+def remove_orphan_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_open` leaves when its process is killed
+    mid-write (``.<name>.XXXXXXXX.tmp``); returns what was removed.
+
+    Only call this while holding the folder's lock (``vcreg._lock.FolderLock``): a live
+    writer's temp file looks exactly like an orphan.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if _TEMP.match(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

@@ -265,20 +265,26 @@ def linear_probe(
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """``(config, model, checkpoint_state)`` of a run folder (weights from ``checkpoint.pt``,
-    loaded with ``weights_only=True``)."""
-    from vcreg.training import TrainConfig, build_model, load_checkpoint
+    """``(config, model, checkpoint_state, bundle)`` of a run folder (weights from the verified
+    ``checkpoint.pt``, loaded with ``weights_only=True``; ``state["sha256"]`` is the file's
+    SHA-256)."""
+    from vcreg.training import CheckpointError, TrainConfig, build_model
+    from vcreg.training.checkpoint import load_model_state, read_checkpoint
     from vcreg.training.trainer import load_bundle
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: {run_dir}")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    cfg = TrainConfig.from_dict(state["config"])
+    ckpt = run_dir / "checkpoint.pt"
+    state, sha256 = read_checkpoint(ckpt)
+    try:
+        cfg = TrainConfig.from_dict(dict(state["config"]))
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt} holds an invalid config: {exc}") from None
     bundle = load_bundle(cfg)
     model = build_model(cfg, bundle.input_shape)
-    model.load_state_dict(state["model"])
-    return cfg, model.to(device).eval(), state, bundle
+    load_model_state(model, state, ckpt)
+    return cfg, model.to(device).eval(), {**state, "sha256": sha256}, bundle
 
 
 def evaluate_run(
@@ -286,15 +292,23 @@ def evaluate_run(
     device: str = "auto",
     ood: bool | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Linear probe (in-domain + OOD accuracy) and independence measures of a trained run;
-    writes ``run_dir/eval.json`` atomically and returns its content."""
+    writes ``run_dir/eval.json`` atomically and returns its content.
+
+    An existing ``eval.json`` is replaced only with ``overwrite=True``; the result records the
+    checkpoint it evaluated (``checkpoint``: path, SHA-256, epoch, step, complete) and an
+    incomplete run gives a ``RuntimeWarning``."""
+    from vcreg._device import resolve_device
     from vcreg.training.checkpoint import atomic_write_text
-    from vcreg.training.trainer import resolve_device
+    from vcreg.training.runfolder import check_eval_target, eval_provenance
 
     t0 = time.time()
     dev = resolve_device(device)
+    target = check_eval_target(Path(run_dir), overwrite)
     cfg, model, state, bundle = load_run(run_dir, dev)
+    source = eval_provenance(Path(run_dir) / "checkpoint.pt", state["sha256"], state, cfg.epochs)
     ev = cfg.evaluation
     say = print if progress else (lambda *_a, **_k: None)
     say(f"linear probe on {cfg.data.name} ({len(bundle.train)} train samples)...")
@@ -320,6 +334,7 @@ def evaluate_run(
         "dataset": cfg.data.name,
         "epochs_trained": int(state["epoch"]),
         "epochs": cfg.epochs,
+        "checkpoint": source,
         **probe,
         "independence": independence,
         "settings": {
@@ -329,5 +344,5 @@ def evaluate_run(
         },
         "wall_time_s": time.time() - t0,
     }
-    atomic_write_text(Path(run_dir) / "eval.json", json.dumps(result, indent=1))
+    atomic_write_text(target, json.dumps(result, indent=1))
     return result

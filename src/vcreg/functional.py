@@ -10,6 +10,11 @@ Conventions (``docs/sections/losses.md`` and ``shared/PAPER.md``):
   the losses switch off locally); results are float32 (float64 stays float64).
 * Bad input (not a tensor, non-floating dtype, < 2 dims, fewer than 2 samples, NaN/Inf,
   mismatched views) raises ``ValueError`` / ``TypeError`` with a message naming the problem.
+* Magnitude: the covariance statistics are computed on ``Z̄ / s`` for a power of two ``s``
+  (exact, so results are unchanged) and scaled back, so float32 embeddings of any finite size
+  (``|z| ≳ 1e9`` used to give inf/NaN) give the correctly rounded value whenever it is
+  representable; a loss beyond the dtype's range raises ``ValueError`` saying so (with
+  ``check_finite``; otherwise it is inf, which the trainer stops on).
 
 Each loss returns a 0-d tensor; the multi-term losses attach ``.terms``, a dict of detached
 0-d tensors for logging.
@@ -26,12 +31,12 @@ from typing import Literal, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 __all__ = [
     "as_embeddings",
     "variance_loss",
     "covariance_loss",
+    "block_covariance_norms",
     "invariance_loss",
     "vcreg_loss",
     "vicreg_loss",
@@ -91,9 +96,12 @@ def as_embeddings(
     if z.dtype in (torch.float16, torch.bfloat16):
         z = z.float()
     # one cheap reduction first; the element-wise test only runs if the sum is not finite
-    # (NaN/Inf, or — rarely — an overflowing sum of huge finite values)
+    # (NaN/Inf, or — rarely — an overflowing sum of huge finite values). Raising needs a host
+    # sync, a graph break under torch.compile: there the check is skipped and a NaN/Inf input
+    # yields a NaN/Inf loss, which the trainer's divergence guard stops on (module docstring).
     if (
         check_finite
+        and not torch.compiler.is_compiling()
         and not bool(torch.isfinite(z.detach().sum()))
         and not bool(torch.isfinite(z).all())
     ):
@@ -128,64 +136,128 @@ def _with_terms(loss: Tensor, terms: dict[str, Tensor]) -> Tensor:
     return loss
 
 
+def _pow2_scale(zc: Tensor) -> Tensor:
+    """The power of two ``s ≥ max|zc|`` (1 for an all-zero batch), as a 0-d tensor.
+
+    Dividing by a power of two is exact, so statistics computed on ``zc / s`` and scaled back
+    are bit-identical to the direct ones whenever the latter do not overflow — and they do not
+    overflow (or cancel ``inf − inf``) for embeddings of any finite magnitude (``|z| ≳ 1e9`` in
+    float32 would: ``Σ C_ij²`` grows like ``|z|⁴``).
+    """
+    amax = zc.detach().abs().amax()
+    _, exponent = torch.frexp(torch.where(torch.isfinite(amax), amax, torch.zeros_like(amax)))
+    return torch.ldexp(torch.ones_like(amax), exponent)
+
+
+_NOT_TWICE = (
+    b"vcreg's covariance statistics (covariance_loss / vcreg_loss / vicreg_loss) are not twice "
+    b"differentiable: their fused backward cannot be differentiated again (e.g. for a gradient "
+    b"penalty); compute the loss with plain autograd ops instead"
+)
+
+
+def _not_twice_differentiable(grad: Tensor) -> Tensor:
+    """Make differentiating ``grad`` (from a ``create_graph=True`` backward) raise a clear error;
+    ``once_differentiable`` only does so when an incoming gradient itself requires grad."""
+    if not torch.is_grad_enabled():
+        return grad
+    grad = grad.detach().requires_grad_(True)
+    return torch._C._functions.DelayedError(_NOT_TWICE, 1)(grad)
+
+
 class _CovarianceStats(torch.autograd.Function):
-    """``(Σ_{i≠j} (Z̄ᵀZ̄)_ij², d)`` of the batch-centred ``Z̄``, ``d_j = Σ_a Z̄_aj²``, fused.
+    """``(Σ_{i≠j} (Z̃ᵀZ̃)_ij², d̃, s)`` of ``Z̃ = Z̄ / s``, ``Z̄`` batch-centred, ``d̃_j = Σ_a Z̃_aj²``.
 
-    ``d/(n−1)`` are the feature variances (the variance term reuses them), the first output is
-    ``(n−1)²·k·c(Z)``. The backward is closed-form with a single matmul: autograd through
-    ``Z̄ᵀZ̄`` would spend two (one per operand) plus the centring's backward, which is the
-    identity here because the gradient below already has zero column means.
+    ``s`` is the power of two of :func:`_pow2_scale` (a constant for autograd): the unscaled
+    statistics are ``off = s⁴·off̃`` and ``d = s²·d̃``; ``d/(n−1)`` are the feature variances
+    (the variance term reuses them) and ``off = (n−1)²·k·c(Z)``. The backward is closed-form
+    with a single matmul: autograd through ``Z̃ᵀZ̃`` would spend two (one per operand) plus the
+    centring's backward, which is the identity here because the gradient below already has zero
+    column means. With ``g_off``, ``g_d`` the incoming gradients of ``off̃``, ``d̃``:
 
-    * Gram path: ``off = ‖Z̄Z̄ᵀ‖_F² − Σ_j d_j²``; ``∂/∂Z = 4·g_off·(G Z̄ − Z̄·d) + 2·Z̄·g_d``.
-    * Covariance path: ``M = Z̄ᵀZ̄`` with its diagonal (= d) zeroed before squaring (no
-      cancellation); ``∂/∂Z = Z̄ (4·g_off·M_off + 2·diag(g_d))``.
+    * Gram path: ``off̃ = ‖Z̃Z̃ᵀ‖_F² − Σ_j d̃_j²``; ``∂/∂Z = [4·g_off·(G̃ Z̃ − Z̃·d̃) + 2·Z̃·g_d] / s``.
+    * Covariance path: ``M̃ = Z̃ᵀZ̃`` with its diagonal (= d̃) zeroed before squaring (no
+      cancellation); ``∂/∂Z = Z̃ (4·g_off·M̃_off + 2·diag(g_d)) / s``.
 
-    Not twice differentiable (double backward raises).
+    Not twice differentiable (double backward raises saying so).
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, gram: bool):
         ctx.set_materialize_grads(False)
         zc = z - z.mean(dim=0, keepdim=True)
+        scale = _pow2_scale(zc)
+        zc = zc / scale
         if gram:
             g = zc @ zc.T
             d = zc.pow(2).sum(dim=0)  # (a column reduction; vector_norm is ~2x slower on CPU)
             off = g.pow(2).sum() - d.pow(2).sum()
-            ctx.save_for_backward(zc, g, d)
+            ctx.save_for_backward(zc, scale, g, d)
         else:
             m = zc.T @ zc
             d = m.diagonal().clone()
             m.diagonal().zero_()
             off = m.pow(2).sum()
-            ctx.save_for_backward(zc, m)
+            ctx.save_for_backward(zc, scale, m)
         ctx.gram = gram
-        return off, d
+        ctx.mark_non_differentiable(scale)
+        return off, d, scale
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, g_off: Tensor | None, g_d: Tensor | None):
+    def backward(ctx, g_off: Tensor | None, g_d: Tensor | None, _g_scale: Tensor | None):
+        with torch.no_grad():
+            grad = _CovarianceStats._grad(ctx, g_off, g_d)
+        return _not_twice_differentiable(grad), None
+
+    @staticmethod
+    def _grad(ctx, g_off: Tensor | None, g_d: Tensor | None) -> Tensor:
         if ctx.gram:
-            zc, g, d = ctx.saved_tensors
+            zc, scale, g, d = ctx.saved_tensors
             col = zc.new_zeros(d.shape)
             if g_d is not None:
                 col = col + 2.0 * g_d
             if g_off is None:
-                return zc * col, None
+                return zc * col / scale
             col = col - 4.0 * g_off * d
-            return torch.addmm(zc * col, g * (4.0 * g_off), zc), None
-        zc, m = ctx.saved_tensors
+            return torch.addmm(zc * col, g * (4.0 * g_off), zc) / scale
+        zc, scale, m = ctx.saved_tensors
         right = m * (4.0 * g_off) if g_off is not None else torch.zeros_like(m)
         if g_d is not None:
             right.diagonal().add_(2.0 * g_d)
-        return zc @ right, None
+        return zc @ right / scale
+
+
+def _cov_stats(z: Tensor, method: str) -> tuple[Tensor, Tensor]:
+    """``(c(Z), d)`` with ``d_j = Σ_a Z̄_aj²``: the scaled statistics scaled back, dividing
+    before multiplying so that ``c`` is finite whenever its value is representable."""
+    n, k = z.shape
+    off, d, scale = _CovarianceStats.apply(z, _use_gram(method, n, k))
+    s2 = scale * scale
+    # off / (N / s²) · s² is off·s⁴/N rounded exactly as off/N (powers of two), and keeps the
+    # backward's factors (s², s²/N) finite wherever the value is
+    return off / ((n - 1) ** 2 * k / s2) * s2, d * s2
 
 
 def _vc_terms(z: Tensor, gamma: float, eps: float, method: str) -> tuple[Tensor, Tensor]:
     """(v(Z), c(Z)) for a validated 2-D ``z``, sharing one pass over the data."""
-    n, k = z.shape
-    off, d = _CovarianceStats.apply(z, _use_gram(method, n, k))
+    n, _ = z.shape
+    cov, d = _cov_stats(z, method)
     var = F.relu(gamma - torch.sqrt(d / (n - 1) + eps)).mean()
-    return var, off / ((n - 1) ** 2 * k)
+    return var, cov
+
+
+def _check_overflow(terms: dict[str, Tensor], z: Tensor, check_finite: bool) -> None:
+    """A term that is not finite although its finite input was validated has overflowed its
+    dtype: say so (with the input's magnitude) instead of returning inf/NaN."""
+    if not check_finite or torch.compiler.is_compiling():
+        return
+    bad = [name for name, value in terms.items() if not bool(torch.isfinite(value))]
+    if bad:
+        raise ValueError(
+            f"the {'/'.join(bad)} term overflows {z.dtype}: the embeddings reach "
+            f"|z| = {float(z.detach().abs().max()):.3g}, so the statistics exceed "
+            f"{torch.finfo(z.dtype).max:.3g}; normalise the embeddings or compute in float64"
+        )
 
 
 # --------------------------------------------------------------------------- VCReg terms
@@ -215,9 +287,31 @@ def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool
     """
     _check_method(method)
     z = as_embeddings(z, check_finite=check_finite)
-    n, k = z.shape
-    off, _ = _CovarianceStats.apply(z, _use_gram(method, n, k))
-    return off / ((n - 1) ** 2 * k)
+    cov, _ = _cov_stats(z, method)
+    _check_overflow({"covariance": cov}, z, check_finite)
+    return cov
+
+
+def block_covariance_norms(z: Tensor, *, debias: bool = False) -> Tensor:
+    """Squared Frobenius norms of the blocks of the covariance of block-structured embeddings.
+
+    ``z`` is ``(n, k, m)``: ``k`` blocks of ``m`` features (e.g. the element-wise random-feature
+    projector ``[φ(x_1) | … | φ(x_k)]``). Returns the ``(k, k)`` matrix
+    ``B_ij = ‖Z̄_iᵀZ̄_j‖_F² / (n−1)² = ‖Cov(z_i, z_j)‖_F²`` (Z̄ batch-centred). By the bridge
+    identity ``Σ_{i≠j} B_ij`` is the sum of pairwise HSIC under the random-feature kernel, with
+    the ``1/(n−1)²`` normalisation. ``debias=True`` subtracts the same-sample terms
+    ``Σ_a ‖z̄_i(a)‖² ‖z̄_j(a)‖² / (n−1)²`` of the Gram form ``‖Σ_a z̄_i(a) z̄_j(a)ᵀ‖_F²``: their
+    ``O(1/n)`` bias ``≈ tr C_ii · tr C_jj / n`` depends only on the marginals (the debiased value
+    can be slightly negative). Differentiable; no input checks (an internal building block).
+    """
+    n, k, m = z.shape
+    zc = z - z.mean(dim=0, keepdim=True)
+    flat = zc.reshape(n, k * m)
+    blocks = (flat.T @ flat).reshape(k, m, k, m).pow(2).sum(dim=(1, 3))
+    if debias:
+        r = zc.pow(2).sum(dim=2)  # (n, k)
+        blocks = blocks - r.T @ r
+    return blocks / (n - 1) ** 2
 
 
 @_float32_compute
@@ -242,7 +336,9 @@ def vcreg_loss(
     _check_method(method)
     z = as_embeddings(z, check_finite=check_finite)
     var, cov = _vc_terms(z, gamma, eps, method)
-    return _with_terms(mu * var + nu * cov, {"variance": var, "covariance": cov})
+    loss = mu * var + nu * cov
+    _check_overflow({"covariance": cov, "total": loss}, z, check_finite)
+    return _with_terms(loss, {"variance": var, "covariance": cov})
 
 
 @_float32_compute
@@ -273,6 +369,7 @@ def vicreg_loss(
     var = 0.5 * (var_a + var_b)
     cov = cov_a + cov_b
     loss = lambda_ * inv + mu * var + nu * cov
+    _check_overflow({"invariance": inv, "covariance": cov, "total": loss}, z_a, check_finite)
     return _with_terms(loss, {"invariance": inv, "variance": var, "covariance": cov})
 
 
@@ -326,7 +423,9 @@ _SHRINK_FALLBACK = (1e-6, 1e-4, 1e-2, 1e-1, 0.5)
 
 
 @_float32_compute
-def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Tensor:
+def whiten(
+    z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False, check_finite: bool = True
+) -> Tensor:
     """Cholesky-whiten a sub-batch: ``(z − mean) L⁻ᵀ`` with ``L Lᵀ = (1−ε)·C + ε·I``.
 
     ``C`` is the unbiased covariance (as in the W-MSE code, htdt/self-supervised), so the output
@@ -335,7 +434,10 @@ def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Te
     shrinkage ``ε`` is raised step by step (1e-6 … 0.5) and a ``RuntimeWarning`` is emitted,
     instead of crashing or returning huge values. ``detach_whitening=True`` stops the gradient through ``L`` (the
     whitening matrix is treated as a constant, gradients flow only through the centred input).
+    ``z`` is validated like every loss input (:func:`as_embeddings`: floating point, ``(n, d)``
+    with ``n ≥ 2``, finite unless ``check_finite=False``).
     """
+    z = as_embeddings(z, check_finite=check_finite)
     n, d = z.shape
     zc = z - z.mean(dim=0, keepdim=True)
     cov = zc.T @ zc / (n - 1)
@@ -344,6 +446,9 @@ def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Te
     # which would blow the whitened values up: treat pivots below tol as failures too
     scale = cov.diagonal().max().clamp_min(torch.finfo(z.dtype).tiny)
     tol = d * torch.finfo(z.dtype).eps
+    if torch.compiler.is_compiling():
+        chol = _first_good_cholesky(cov, eye, eps, tol * scale)
+        return _solve_whitened(chol, zc, detach_whitening)
     for shrink in (eps, *[s for s in _SHRINK_FALLBACK if s > eps]):
         chol, info = torch.linalg.cholesky_ex((1.0 - shrink) * cov + shrink * eye)
         ok = int(info) == 0 and bool(chol.diagonal().min() ** 2 > tol * scale)
@@ -358,6 +463,27 @@ def whiten(z: Tensor, eps: float = 0.0, *, detach_whitening: bool = False) -> Te
             break
     else:  # pragma: no cover - shrink 0.5 makes the matrix ≥ 0.5·I, always PD
         raise ValueError("could not factorize the whitening covariance")
+    return _solve_whitened(chol, zc, detach_whitening)
+
+
+def _first_good_cholesky(cov: Tensor, eye: Tensor, eps: float, min_pivot: Tensor) -> Tensor:
+    """:func:`whiten`'s shrinkage fallback without data-dependent branches (torch.compile):
+    all levels are factorized in one batch without autograd, the first good level is picked by
+    tensor ops and factorized again with autograd (so failed factors never enter the backward).
+    The chosen level is the eager loop's; no warning can be emitted from a compiled graph."""
+    levels = [eps, *[s for s in _SHRINK_FALLBACK if s > eps]]
+    shrink = torch.tensor(levels, dtype=cov.dtype, device=cov.device)
+    with torch.no_grad():
+        trial = (1.0 - shrink[:, None, None]) * cov + shrink[:, None, None] * eye
+        chols, info = torch.linalg.cholesky_ex(trial)
+        ok = (info == 0) & (chols.diagonal(dim1=-2, dim2=-1).amin(-1) ** 2 > min_pivot)
+        ok[-1] = True  # shrink 0.5 makes the matrix >= 0.5·I, always PD (eager loop's invariant)
+        first = ok & (ok.cumsum(0) == 1)
+        chosen = (shrink * first).sum()
+    return torch.linalg.cholesky_ex((1.0 - chosen) * cov + chosen * eye)[0]
+
+
+def _solve_whitened(chol: Tensor, zc: Tensor, detach_whitening: bool) -> Tensor:
     if detach_whitening:
         chol = chol.detach()
     # L⁻¹ Z̄ᵀ by a triangular solve (stabler than forming L⁻¹)
@@ -411,8 +537,8 @@ def wmse_loss(
             order = torch.randperm(n, generator=generator).to(z_a.device)
         wa, wb = [], []
         for idx in order.view(-1, size):
-            wa.append(whiten(z_a[idx], eps, detach_whitening=detach_whitening))
-            wb.append(whiten(z_b[idx], eps, detach_whitening=detach_whitening))
+            wa.append(whiten(z_a[idx], eps, detach_whitening=detach_whitening, check_finite=False))
+            wb.append(whiten(z_b[idx], eps, detach_whitening=detach_whitening, check_finite=False))
         total = total + _norm_mse(torch.cat(wa), torch.cat(wb))
     loss = total / w_iter
     return _with_terms(loss, {"invariance": loss})

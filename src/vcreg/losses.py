@@ -11,6 +11,10 @@ ranks automatically when a multi-rank ``torch.distributed`` process group is ini
 gathering, the *whole* loss (all terms, including VICReg's invariance MSE) is computed on the
 global batch with an autograd-aware all-gather, so every rank gets the same value as a single
 process on the concatenated batch, and, after DDP's gradient averaging, the same gradients.
+
+``check_finite=True`` raises on NaN/Inf input in eager mode (one host sync per call); under
+``torch.compile`` the check is skipped so the forward stays one graph, and a NaN/Inf input gives a
+NaN/Inf loss for the trainer's divergence guard (docs/sections/losses.md, "torch.compile").
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ class VCRegLoss(_GatheringLoss):
         gamma, eps: target std and numerical epsilon of ``v``.
         method: covariance path, "auto" (Gram trick when n < k), "cov" or "gram".
         gather_distributed: see module docstring.
-        check_finite: raise ValueError on NaN/Inf input (one device sync per call).
+        check_finite: raise ValueError on NaN/Inf input (eager: one device sync per call;
+            skipped under torch.compile, see the module docstring).
     """
 
     def __init__(

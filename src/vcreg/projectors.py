@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from numbers import Integral
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +30,11 @@ _ACTIVATIONS = {
 
 def parse_spec(spec: str | int | Sequence[int]) -> list[int]:
     """Parse a layer spec: ``"8192-8192-8192"``, ``2048``, or ``[8192, 8192]`` -> list of widths."""
+    if isinstance(spec, bool) or not isinstance(spec, str | Integral | Sequence):
+        raise TypeError(
+            f"projector spec must be widths joined by '-' (e.g. '8192-8192-8192'), an int or a "
+            f"list of ints, got {spec!r} ({type(spec).__name__})"
+        )
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split("-")]
         try:
@@ -37,9 +43,11 @@ def parse_spec(spec: str | int | Sequence[int]) -> list[int]:
             raise ValueError(
                 f"projector spec {spec!r} must be layer widths joined by '-', e.g. '8192-8192-8192'"
             ) from None
-    elif isinstance(spec, int):
-        widths = [spec]
+    elif isinstance(spec, Integral):
+        widths = [int(spec)]
     else:
+        if any(isinstance(w, bool) or not isinstance(w, Integral) for w in spec):
+            raise TypeError(f"projector spec {spec!r} must list integer widths")
         widths = [int(w) for w in spec]
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"projector spec {spec!r} must list at least one positive width")

@@ -12,6 +12,7 @@ import importlib.util
 import click
 
 from vcreg import __version__
+from vcreg.cli._errors import as_click_error, one_line_warnings
 
 # command name -> "module:attribute" of a click.Command
 _COMMANDS: dict[str, str] = {
@@ -37,8 +38,21 @@ class _LazyGroup(click.Group):
         module_name, attr = _COMMANDS[cmd_name].split(":")
         return getattr(importlib.import_module(module_name), attr)
 
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # one line with the cause; the traceback with --debug
+            if ctx.params.get("debug"):
+                raise
+            raise as_click_error(exc) from None
+
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="vcreg")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """vcreg: Variance-Covariance Regularization for self-supervised learning."""
+    one_line_warnings(ctx)

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from vcreg._io import atomic_write, atomic_write_text
+from vcreg.ica import VCRegICA, amari_distance, mean_corr_coef
 
 
 def _load_matrix(path: Path, what: str) -> np.ndarray:
@@ -90,8 +91,6 @@ def ica(
     k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, and, with --sources,
     metrics.json (MCC Pearson/Spearman; Amari distance when --mixing is given too).
     """
-    from vcreg.ica import VCRegICA, amari_distance, mean_corr_coef
-
     X = _load_matrix(data, "DATA")
     S_true = _load_matrix(sources_path, "--sources") if sources_path is not None else None
     if S_true is not None and S_true.shape[0] != X.shape[0]:

@@ -45,19 +45,33 @@ if "torch" not in sys.modules:
     help="Run folder (default runs/<config name>).",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option(
+    "--use-previous",
+    is_flag=True,
+    help="With --resume: if checkpoint.pt is unreadable, resume from checkpoint.prev.pt.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(config_path, overrides, out_dir, resume, no_progress) -> None:
+def train(config_path, overrides, out_dir, resume, use_previous, no_progress) -> None:
     """Self-supervised training of an encoder + projector (VICReg/VCReg/Barlow/W-MSE)."""
+    from vcreg._lock import FolderLockedError
     from vcreg.training import CheckpointError, TrainConfig, TrainingDivergedError
     from vcreg.training import train as run_train
-    from vcreg.training.checkpoint import load_checkpoint
+    from vcreg.training.checkpoint import load_checkpoint, previous_path
 
+    if use_previous and not resume:
+        raise click.UsageError("--use-previous only makes sense with --resume")
     try:
         if config_path is None:
             if not (resume and out_dir):
                 raise click.UsageError("--config is required (or --resume with --out RUN_DIR)")
-            state = load_checkpoint(Path(out_dir) / "checkpoint.pt")
-            cfg = TrainConfig.from_dict(state["config"])
+            ckpt = Path(out_dir) / "checkpoint.pt"
+            try:
+                state = load_checkpoint(ckpt)
+            except CheckpointError:  # train() says whether checkpoint.prev.pt can be used
+                if not use_previous:
+                    raise
+                state = load_checkpoint(previous_path(ckpt))
+            cfg = TrainConfig.from_dict(dict(state["config"]))
             if overrides:
                 cfg = cfg.replace(list(overrides))
         else:
@@ -65,6 +79,7 @@ def train(config_path, overrides, out_dir, resume, no_progress) -> None:
         if out_dir is None:
             name = cfg.name or (Path(config_path).stem if config_path else "run")
             out_dir = str(Path("runs") / name)
+        resume = "previous" if use_previous else resume
         result = run_train(cfg, out_dir=out_dir, resume=resume, progress=not no_progress)
     except (
         ValueError,
@@ -72,6 +87,7 @@ def train(config_path, overrides, out_dir, resume, no_progress) -> None:
         FileExistsError,
         CheckpointError,
         TrainingDivergedError,
+        FolderLockedError,
     ) as exc:
         raise click.ClickException(str(exc)) from None
     if result.extra.get("world_size", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
@@ -95,14 +111,21 @@ def train(config_path, overrides, out_dir, resume, no_progress) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--no-ood", is_flag=True, help="Skip the out-of-domain test sets.")
-def evaluate(run_dir, device, no_ood) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing RUN_DIR/eval.json.")
+def evaluate(run_dir, device, no_ood, overwrite) -> None:
     """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run."""
     from vcreg.evaluation import evaluate_run
     from vcreg.training import CheckpointError
 
     try:
-        res = evaluate_run(run_dir, device=device, ood=False if no_ood else None, progress=True)
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        res = evaluate_run(
+            run_dir,
+            device=device,
+            ood=False if no_ood else None,
+            progress=True,
+            overwrite=overwrite,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"in-domain accuracy: {res['in_domain_acc']:.4f} (train {res['train_acc']:.4f})")
     for name, acc in res["ood_acc"].items():

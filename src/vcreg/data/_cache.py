@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +37,20 @@ def cache_key(spec: dict[str, Any]) -> str:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """Load a cached archive; ``None`` if missing or unreadable (then it is regenerated)."""
+    """Load a cached archive; ``None`` if missing or unreadable (then it is regenerated — an
+    unreadable file with a ``RuntimeWarning`` saying so)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):  # truncated/corrupted file from an old crash
+    # truncated/corrupted file (an old crash, a full disk, bit rot): zip errors incl. bad CRC-32
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        warnings.warn(
+            f"cache file {path} is unreadable ({type(exc).__name__}: {exc}); regenerating it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
 
 

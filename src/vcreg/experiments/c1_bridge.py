@@ -35,6 +35,7 @@ from vcreg.experiments.verdicts import (
     slope_verdict,
     trend_verdict,
 )
+from vcreg.functional import block_covariance_norms
 
 CLAIM_ID = "C1"
 TITLE = "Bridge: VCReg covariance term = Σ pairwise HSIC"
@@ -87,9 +88,8 @@ def _rf_pair_sum(phi: torch.Tensor) -> float:
     n, d, m = phi.shape
     if d * m * m >= n * n:
         return _pair_sum(_rf_kernels(phi))
-    phic = (phi - phi.mean(0, keepdim=True)).reshape(n, d * m)
-    blocks = (phic.T @ phic).reshape(d, m, d, m).pow(2).sum((1, 3))
-    return float(blocks.sum() - blocks.diagonal().sum()) / (n - 1) ** 2
+    blocks = block_covariance_norms(phi)  # ‖Cov(φ_i, φ_j)‖_F², the ICA contrast's blocks
+    return float(blocks.sum() - blocks.diagonal().sum())
 
 
 def _gaussian_kernels(x: torch.Tensor, bandwidth: float) -> torch.Tensor:

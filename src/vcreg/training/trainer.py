@@ -43,12 +43,13 @@ from torch import Tensor, nn
 from vcreg.training.checkpoint import (
     atomic_write_text,
     get_rng_state,
-    load_checkpoint,
+    load_model_state,
     save_checkpoint,
     set_rng_state,
 )
 from vcreg.training.config import TrainConfig
 from vcreg.training.optim import build_optimizer, lr_at
+from vcreg.training.runfolder import open_run_folder, resume_state, retire_stale_eval
 
 __all__ = [
     "RunResult",
@@ -459,7 +460,7 @@ def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
 def train(
     config: TrainConfig | dict[str, Any] | str | Path,
     out_dir: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     progress: bool = True,
     *,
     bundle: Any = None,
@@ -473,7 +474,8 @@ def train(
         out_dir: run folder for ``checkpoint.pt``, ``metrics.jsonl``, ``config.yaml``,
             ``run.json`` (``None``: nothing is written, no checkpoints — cheapest for sweeps).
         resume: continue from ``out_dir/checkpoint.pt`` (same config required, except device,
-            threads, tensorboard, data.root/num_workers).
+            threads, tensorboard, data.root/num_workers); ``"previous"``: the same, but fall
+            back to ``checkpoint.prev.pt`` if ``checkpoint.pt`` is unreadable.
         progress: tqdm progress bar with the loss terms.
         bundle: an already loaded ``DatasetBundle`` for ``config.data`` (saves reloading).
         stop_after_epochs: stop as if interrupted once this many epochs are done (in total).
@@ -481,50 +483,40 @@ def train(
             tests).
 
     Raises ``ValueError`` for an invalid config (before any work), :class:`TrainingDivergedError`
-    when the loss becomes NaN/Inf.
+    when the loss becomes NaN/Inf, ``FileExistsError`` for an ``out_dir`` holding another run
+    or files vcreg did not write, ``FolderLockedError`` if another process trains in it,
+    :class:`CheckpointError` for an unreadable checkpoint (see :mod:`.runfolder`).
     """
     t_start = time.time()
     cfg = _as_config(config)
     out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / CHECKPOINT if out is not None else None
-    state = None
-    if resume:
-        if ckpt_path is None:
-            raise ValueError("resume=True needs out_dir (the run folder to resume)")
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
-        state = load_checkpoint(ckpt_path)
-        diff = _config_diff(state["config"], cfg.to_dict())
-        if diff:
-            raise ValueError(
-                "cannot resume: the config differs from the checkpoint's:\n  - "
-                + "\n  - ".join(diff)
-            )
-    elif ckpt_path is not None and ckpt_path.exists():
-        raise FileExistsError(
-            f"{out} already holds a run ({CHECKPOINT}); pass resume=True (--resume) to continue "
-            f"it or choose another output folder"
-        )
-
-    device = resolve_device(cfg.device)
-    world, rank, created_pg = _init_distributed(device)
+    lock = open_run_folder(out, resume=bool(resume))  # one writer; refuses a foreign folder
     try:
-        return _train(
-            cfg,
-            out,
-            state,
-            progress and rank == 0,
-            bundle,
-            stop_after_epochs,
-            on_step,
-            device,
-            world,
-            rank,
-            t_start,
+        state = (
+            resume_state(out, cfg.to_dict(), resume == "previous", _config_diff) if resume else None
         )
+        device = resolve_device(cfg.device)
+        world, rank, created_pg = _init_distributed(device)
+        try:
+            return _train(
+                cfg,
+                out,
+                state,
+                progress and rank == 0,
+                bundle,
+                stop_after_epochs,
+                on_step,
+                device,
+                world,
+                rank,
+                t_start,
+            )
+        finally:
+            if created_pg:
+                dist.destroy_process_group()
     finally:
-        if created_pg:
-            dist.destroy_process_group()
+        if lock is not None:
+            lock.release()
 
 
 def _as_config(config: Any) -> TrainConfig:
@@ -583,7 +575,7 @@ def _train(
 
     start_epoch, start_step, history, accum = 0, 0, [], _new_accum()
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_model_state(model, state, out / CHECKPOINT)
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, start_step = int(state["epoch"]), int(state["step"])
         history = list(state["history"])
@@ -639,6 +631,7 @@ def _train(
                 "world_size": world,
             },
         )
+        retire_stale_eval(out, epoch, step)  # an eval.json of an older checkpoint would mislead
 
     status = "completed"
     net.train()

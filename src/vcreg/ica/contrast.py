@@ -1,0 +1,108 @@
+"""The VCReg ICA contrast: whitening, the frozen projector, and the cross-output covariance blocks.
+
+Conventions: ``X_w`` (n, k) is PCA-whitened data of unit (n−1) covariance; outputs
+``Y = X_w·W`` with ``W`` orthogonal; ``g`` a frozen projector whose bandwidth is in units of the
+whitened data. The pairwise contrast is the mean off-diagonal block of VCReg's covariance term of
+``g(Y)`` (:func:`vcreg.functional.block_covariance_norms`), i.e. the mean pairwise HSIC of the
+outputs under the random-feature kernel κ̂ (the paper's bridge), debiased.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vcreg.functional import block_covariance_norms, covariance_loss
+from vcreg.projectors import MLPProjector, RandomFeatureProjector
+
+__all__ = ["OBJECTIVES", "PROJECTORS", "ica_objective", "make_projector", "whiten_unit_variance"]
+
+PROJECTORS = ("random-features", "mlp")
+OBJECTIVES = ("auto", "pairwise", "covariance")
+
+
+def whiten_unit_variance(
+    X: np.ndarray, n_components: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA whitening: returns ``(X_w, K, mean)`` with ``X_w = (X − mean) K`` of unit (n−1) covariance.
+
+    ``K`` (p, k) keeps the top ``k`` principal axes. Computed in float64 by an SVD of the centred
+    data (no squared condition number). Raises ``ValueError`` if the kept axes have zero variance
+    (rank-deficient data: reduce ``n_components``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+    s = s[:n_components]
+    tol = max(X.shape) * np.finfo(np.float64).eps * (s[0] if s.size and s[0] > 0 else 1.0)
+    if s.size < n_components or s[-1] <= tol:
+        rank = int((s > tol).sum())
+        raise ValueError(
+            f"X has rank {rank} after centring, less than n_components={n_components}; "
+            "reduce n_components (constant or collinear features, or too few samples)"
+        )
+    K = Vt[:n_components].T * (math.sqrt(n - 1) / s)
+    return Xc @ K, K, mean
+
+
+def pairwise_blocks(z: torch.Tensor, k: int, m: int, debias: bool = True) -> torch.Tensor:
+    """``Σ_{i≠j} ‖Cov(z_i-block, z_j-block)‖_F² / (k(k−1))`` for ``z`` (n, k·m) in blocks of m.
+
+    ``debias`` removes the same-sample terms of the Gram form (see
+    :func:`vcreg.functional.block_covariance_norms`); left in, their ``O(1/n)`` bias, which
+    depends on each output's marginal, lets small samples prefer mixtures.
+    """
+    blocks = block_covariance_norms(z.reshape(z.shape[0], k, m), debias=debias)
+    return (blocks.sum() - blocks.diagonal().sum()) / (k * (k - 1))
+
+
+def ica_objective(y: torch.Tensor, projector: torch.nn.Module, objective: str) -> torch.Tensor:
+    """VCReg ICA contrast of outputs ``y`` (n, k) through a frozen projector.
+
+    ``"pairwise"`` (element-wise random-feature projector only): cross-output blocks of the
+    covariance of ``g(y)`` — equal to ``c(g(y))·k·m − Σ_i c(φ(y_i))·m`` up to the factor
+    ``1/(k(k−1))``, i.e. the mean pairwise HSIC_κ̂ / (n−1)². ``"covariance"``: VCReg's full
+    covariance term ``c(g(y))`` (:func:`vcreg.functional.covariance_loss`).
+    """
+    z = projector(y)
+    if objective == "covariance":
+        return covariance_loss(z, method="auto", check_finite=False)
+    if objective == "pairwise":
+        k = y.shape[1]
+        if not isinstance(projector, RandomFeatureProjector):
+            raise ValueError("objective='pairwise' needs the element-wise random-feature projector")
+        if k < 2:
+            return z.sum() * 0.0
+        return pairwise_blocks(z, k, projector.features_per_dim)
+    raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+
+
+class _Scaled(torch.nn.Module):
+    """``x ↦ g(x·s)``: applies a bandwidth (input scale) to a projector without one."""
+
+    def __init__(self, module: torch.nn.Module, scale: float) -> None:
+        super().__init__()
+        self.module = module
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x * self.scale)
+
+
+def make_projector(
+    kind: str, k: int, width: int, bandwidth: float, seed: int, depth: int = 2
+) -> torch.nn.Module:
+    """The frozen projector ``g`` of the contrast: element-wise random Fourier features (Gaussian
+    kernel of ``bandwidth``) or a frozen random ReLU MLP applied to ``x / bandwidth``."""
+    if kind == "random-features":
+        return RandomFeatureProjector(
+            k, width, kernel="gaussian", bandwidth=bandwidth, seed=seed, scale="kernel"
+        )
+    # Frozen random MLP without batch-norm (its batch statistics would re-standardise the
+    # features and hide the dependence); the bandwidth is a scale on its input.
+    mlp = MLPProjector(k, [width] * depth, batch_norm=False, frozen=True, seed=seed, last_bias=True)
+    return _Scaled(mlp, 1.0 / bandwidth)

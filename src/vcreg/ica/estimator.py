@@ -1,0 +1,317 @@
+"""The scikit-learn estimator :class:`VCRegICA` (FastICA's interface; method in :mod:`vcreg.ica`)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from vcreg._device import resolve_device
+from vcreg.ica.contrast import OBJECTIVES, PROJECTORS, whiten_unit_variance
+from vcreg.ica.problems import random_rotation
+from vcreg.ica.solver import OPTIMIZERS, SolverConfig, SolverResult, optimise
+
+__all__ = ["VCRegICA"]
+
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+
+
+class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Linear ICA by minimising VCReg's covariance term through a frozen random projector.
+
+    Drop-in for :class:`sklearn.decomposition.FastICA` (``fit``, ``transform``,
+    ``inverse_transform``, ``components_``, ``mixing_``, ``mean_``, ``whitening_``, ``n_iter_``).
+    The method and its conventions are described in the module docstring: unit-variance PCA
+    whitening, orthogonal unmixing ``W = Q₀·expm(A − Aᵀ)``, contrast = pairwise blocks of the
+    covariance of ``g(X_w W)`` (debiased pairwise HSIC under the random-feature kernel), Jacobi
+    sweeps of Givens-angle grid searches followed by an L-BFGS polish.
+
+    Parameters:
+        n_components: number of sources ``k`` (default: number of features).
+        projector: ``"random-features"`` (element-wise random Fourier features,
+            :class:`vcreg.projectors.RandomFeatureProjector`, Gaussian kernel) or ``"mlp"``
+            (frozen random ReLU MLP, :class:`vcreg.projectors.MLPProjector`, no batch-norm).
+        width: random features per output (random-features; default 16) or hidden/output width
+            of the MLP (default 512).
+        depth: number of Linear layers of the MLP projector (ignored for random features).
+        bandwidth: Gaussian-kernel bandwidth(s) in units of the whitened (unit-variance) data; a
+            sequence is a continuation schedule, optimised in order (default 1.0).
+        objective: ``"pairwise"`` (cross-output blocks only), ``"covariance"`` (full ``c(g(Y))``)
+            or ``"auto"`` (pairwise for random features, covariance for the MLP).
+        whiten: ``"unit-variance"`` (PCA whitening) or ``False`` (X is already white: only
+            centred, and ``n_components`` must equal the number of features).
+        optimizer: ``"jacobi+lbfgs"`` (Jacobi sweeps of global Givens-angle searches, then an
+            L-BFGS polish on all samples), ``"jacobi"`` (sweeps only), ``"lbfgs"`` (L-BFGS from
+            the random rotation, the pre-Jacobi method) or ``"auto"`` (``"jacobi+lbfgs"`` for the
+            pairwise objective, ``"lbfgs"`` otherwise; the sweeps need the pairwise blocks).
+        n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step (default 16).
+        max_sweeps: maximum Jacobi sweeps per bandwidth stage.
+        angle_tol: stop the sweeps when no rotation of a sweep exceeds ``angle_tol`` radians
+            (default 0.1 ≈ 5.7°; the L-BFGS polish does the fine adjustment).
+        max_iter: maximum L-BFGS iterations per bandwidth stage.
+        tol: stop a stage when the relative loss change (or step) falls below ``tol``.
+        n_restarts: random initial rotations; the one with the lowest final loss is kept (the
+            loss is a noisy estimate, so the lowest loss is not always the best unmixing).
+        max_warmup_samples: the Jacobi sweeps, and the L-BFGS stages before the last, use at
+            most this many samples (a random subset; ``None`` = all). The last L-BFGS stage
+            always uses every sample.
+        device: torch device, resolved by :func:`vcreg._device.resolve_device` (``None`` or
+            ``"auto"``: CUDA when available, else the CPU; an unavailable or unknown device is
+            a ``ValueError``).
+        random_state: seed for the projector, the initial rotations and the warm-up subset.
+
+    Attributes:
+        components_ (k, p): unmixing matrix, ``S = (X − mean_) @ components_.T``.
+        mixing_ (p, k): pseudo-inverse of ``components_``.
+        mean_ (p,), whitening_ (k, p), unmixing_ (k, k) orthogonal: ``components_ = unmixing_ @
+        whitening_``.
+        n_iter_: L-BFGS iterations of the kept restart (all stages; Jacobi sweeps for
+        ``optimizer="jacobi"``). ``n_sweeps_``: its Jacobi sweeps (0 for L-BFGS only).
+        ``loss_``: its final contrast value. ``converged_``: whether its last stage's sweeps
+        stopped before ``max_sweeps`` and its L-BFGS on ``tol`` (not on ``max_iter``).
+    """
+
+    # Declarative constraints, checked by scikit-learn's parameter validation at fit time;
+    # the rules that couple several parameters are in _resolve_params.
+    _parameter_constraints: dict = {
+        "n_components": [_POSITIVE_INT, None],
+        "projector": [StrOptions(set(PROJECTORS))],
+        "width": [_POSITIVE_INT, None],
+        "depth": [_POSITIVE_INT],
+        "bandwidth": [Interval(Real, 0, None, closed="neither"), "array-like"],
+        "objective": [StrOptions(set(OBJECTIVES))],
+        "whiten": [StrOptions({"unit-variance"}), Options(bool, {False})],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "n_angles": [_POSITIVE_INT],
+        "max_sweeps": [_POSITIVE_INT],
+        "angle_tol": [_NON_NEGATIVE],
+        "max_iter": [_POSITIVE_INT],
+        "tol": [_NON_NEGATIVE],
+        "n_restarts": [_POSITIVE_INT],
+        "max_warmup_samples": [Interval(Integral, 2, None, closed="left"), None],
+        "device": [str, torch.device, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        projector: str = "random-features",
+        width: int | None = None,
+        depth: int = 2,
+        bandwidth: float | Sequence[float] = 1.0,
+        objective: str = "auto",
+        whiten: str | bool = "unit-variance",
+        optimizer: str = "auto",
+        n_angles: int = 16,
+        max_sweeps: int = 15,
+        angle_tol: float = 0.1,
+        max_iter: int = 200,
+        tol: float = 1e-6,
+        n_restarts: int = 1,
+        max_warmup_samples: int | None = 2000,
+        device: str | None = None,
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.projector = projector
+        self.width = width
+        self.depth = depth
+        self.bandwidth = bandwidth
+        self.objective = objective
+        self.whiten = whiten
+        self.optimizer = optimizer
+        self.n_angles = n_angles
+        self.max_sweeps = max_sweeps
+        self.angle_tol = angle_tol
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_restarts = n_restarts
+        self.max_warmup_samples = max_warmup_samples
+        self.device = device
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------------ parameter validation
+    def _resolve_params(self, n_features: int) -> tuple[int, SolverConfig]:
+        """The rules coupling several parameters (the single ones are in
+        ``_parameter_constraints``); returns ``k`` and the resolved solver settings."""
+        for name in ("n_components", "width", "depth", "n_angles", "max_sweeps", "max_iter"):
+            if isinstance(getattr(self, name), bool):  # bool passes sklearn's Integral interval
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        k = n_features if self.n_components is None else int(self.n_components)
+        if k > n_features:
+            raise ValueError(
+                f"n_components={k} must be <= n_features={n_features} (ICA cannot recover more "
+                "sources than observed mixtures)"
+            )
+        if self.whiten is False and k != n_features:
+            raise ValueError("whiten=False requires n_components == n_features")
+        objective = self.objective
+        if objective == "auto":
+            objective = "pairwise" if self.projector == "random-features" else "covariance"
+        if objective == "pairwise" and self.projector != "random-features":
+            raise ValueError(
+                "objective='pairwise' needs projector='random-features' (the MLP projector mixes "
+                "outputs, so its covariance has no per-output blocks); use objective='covariance'"
+            )
+        optimizer = self.optimizer
+        if optimizer == "auto":
+            optimizer = "jacobi+lbfgs" if objective == "pairwise" else "lbfgs"
+        if optimizer != "lbfgs" and objective != "pairwise":
+            raise ValueError(
+                f"optimizer={optimizer!r} needs objective='pairwise' (random-feature projector); "
+                "use optimizer='lbfgs'"
+            )
+        width = self.width
+        if width is None:
+            width = 16 if self.projector == "random-features" else 512
+        cfg = SolverConfig(
+            projector=self.projector,
+            width=int(width),
+            depth=int(self.depth),
+            bandwidths=_bandwidths(self.bandwidth),
+            objective=objective,
+            optimizer=optimizer,
+            n_angles=int(self.n_angles),
+            max_sweeps=int(self.max_sweeps),
+            angle_tol=float(self.angle_tol),
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+        )
+        return k, cfg
+
+    # ------------------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> VCRegICA:
+        """Fit the unmixing matrix on ``X`` (n_samples, n_features); ``y`` is ignored."""
+        self._fit(X)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit and return the estimated sources (n_samples, n_components)."""
+        Xv = self._fit(X)
+        return self._transform_validated(Xv)
+
+    def _fit(self, X: Any) -> np.ndarray:
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=True
+        )
+        n, p = X.shape
+        k, cfg = self._resolve_params(p)
+        if n <= k:
+            raise ValueError(
+                f"VCRegICA needs more samples than components to whiten, got n_samples={n} and "
+                f"n_components={k}"
+            )
+        rng = check_random_state(self.random_state)
+        if self.whiten == "unit-variance":
+            Xw, K, mean = whiten_unit_variance(X, k)
+        else:
+            mean = X.astype(np.float64).mean(axis=0)
+            Xw, K = X.astype(np.float64) - mean, np.eye(p)
+        device = resolve_device(self.device)
+        # the contrast is a smooth average: float32 is accurate and 2x faster
+        x_full = torch.as_tensor(Xw, dtype=torch.float32, device=device)
+        warm_idx = None
+        if self.max_warmup_samples is not None and n > self.max_warmup_samples:
+            warm_idx = torch.as_tensor(
+                np.sort(rng.choice(n, self.max_warmup_samples, replace=False)), device=device
+            )
+        seeds = rng.randint(0, 2**31 - 1, size=len(cfg.bandwidths))
+        best: SolverResult | None = None
+        for _ in range(self.n_restarts):
+            result = optimise(x_full, warm_idx, random_rotation(k, rng), seeds, cfg)
+            if best is None or result.loss < best.loss:
+                best = result
+        self._store(best, K, mean, X.dtype)
+        if not best.converged:
+            self._warn_not_converged(cfg.optimizer)
+        return X
+
+    def _store(self, best: SolverResult, K: np.ndarray, mean: np.ndarray, dtype) -> None:
+        components = (K @ best.w).T  # (k, p) in float64
+        self.mean_ = mean.astype(dtype)
+        self.whitening_ = K.T.astype(dtype)
+        self.unmixing_ = best.w.T.astype(dtype)
+        self.components_ = components.astype(dtype)
+        self.mixing_ = np.linalg.pinv(components).astype(dtype)
+        self.n_iter_ = int(best.n_iter)
+        self.n_sweeps_ = int(best.n_sweeps)
+        self.loss_ = float(best.loss)
+        self.converged_ = bool(best.converged)
+
+    def _warn_not_converged(self, optimizer: str) -> None:
+        limits = []
+        if optimizer != "lbfgs":
+            limits.append(f"max_sweeps={self.max_sweeps} Jacobi sweeps")
+        if optimizer != "jacobi":
+            limits.append(f"max_iter={self.max_iter} L-BFGS iterations (tol={self.tol})")
+        warnings.warn(
+            f"VCRegICA did not converge within {' / '.join(limits)}; increase them.",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
+
+    # ---------------------------------------------------------------------------- transforms
+    def _transform_validated(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) @ self.components_.T).astype(X.dtype, copy=False)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Estimated sources ``(X − mean_) @ components_.T`` (n_samples, n_components)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._transform_validated(X)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Map sources back to the data space: ``S @ mixing_.T + mean_``."""
+        check_is_fitted(self)
+        S = check_array(X, dtype=[np.float64, np.float32])
+        if S.shape[1] != self.components_.shape[0]:
+            raise ValueError(
+                f"X has {S.shape[1]} components, but VCRegICA was fitted with "
+                f"{self.components_.shape[0]}"
+            )
+        return (S @ self.mixing_.T + self.mean_).astype(S.dtype, copy=False)
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+
+def _bandwidths(bandwidth: Any) -> tuple[float, ...]:
+    """``bandwidth`` as a non-empty tuple of positive finite floats (a number or a sequence)."""
+    values = [bandwidth] if isinstance(bandwidth, Real) else None
+    if values is None and isinstance(bandwidth, Sequence | np.ndarray) and len(bandwidth):
+        values = list(np.asarray(bandwidth, dtype=object).ravel())
+    if not values or any(
+        isinstance(b, bool) or not isinstance(b, Real) or not (b > 0 and math.isfinite(b))
+        for b in values
+    ):
+        raise ValueError(
+            f"bandwidth must be a positive number or a non-empty sequence of them, got "
+            f"{bandwidth!r}"
+        )
+    return tuple(float(b) for b in values)

@@ -1,0 +1,156 @@
+"""Shared conventions of vcreg.independence: input validation, result type, small helpers."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+KERNELS = ("gaussian", "laplacian", "linear")
+ESTIMATORS = ("biased", "unbiased")
+BANDWIDTH_RULES = ("median", "dhsic")
+TEST_METHODS = ("gamma", "permutation")
+PAIRWISE_METHODS = ("exact", "lowrank")
+MEDIAN_SAMPLES = 256
+DEFAULT_DTYPE = torch.float64
+
+
+class ConstantVariableWarning(RuntimeWarning):
+    """A variable is constant: its HSIC with anything is defined as 0."""
+
+
+@dataclass(frozen=True)
+class IndependenceTestResult:
+    """Result of :func:`hsic_test` / :func:`dhsic_test`.
+
+    ``statistic`` is the HSIC (or dHSIC) estimate itself (not multiplied by n); ``p_value`` the
+    test's p-value; unpacks as ``stat, p = result``.
+    """
+
+    statistic: float
+    p_value: float
+    method: str
+    n_samples: int
+    n_permutations: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self):
+        yield self.statistic
+        yield self.p_value
+
+
+# ----------------------------------------------------------------------------- input handling
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _resolve_device(x: Any, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if isinstance(x, Tensor):
+        return x.device
+    return torch.device("cpu")
+
+
+def _as_variable(
+    x: Any, name: str, dtype: torch.dtype, device: torch.device, allow_matrix: bool = True
+) -> Tensor:
+    """Convert to a finite (n, p) tensor of ``dtype`` on ``device``."""
+    if isinstance(x, Tensor):
+        t = x.detach()
+        if t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name}: expected a real-valued tensor, got dtype {t.dtype}")
+    else:
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected numeric data, got array of dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2 or (not allow_matrix and t.shape[1] != 1):
+        raise ValueError(f"{name}: expected shape (n,) or (n, p), got {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name}: has 0 columns (shape {tuple(t.shape)})")
+    t = t.to(device=device, dtype=dtype)
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or Inf value(s); remove or impute them first")
+    return t
+
+
+def _check_n(n: int, what: str = "input") -> None:
+    if n < 4:
+        raise ValueError(
+            f"{what} has n = {n} samples; HSIC estimators need at least 4 samples (rows)"
+        )
+
+
+def _check_same_n(tensors: Sequence[Tensor], names: Sequence[str]) -> int:
+    ns = {int(t.shape[0]) for t in tensors}
+    if len(ns) != 1:
+        desc = ", ".join(f"{nm}: {int(t.shape[0])}" for nm, t in zip(names, tensors, strict=True))
+        raise ValueError(f"all variables need the same number of samples (rows); got {desc}")
+    n = ns.pop()
+    _check_n(n)
+    return n
+
+
+def _is_constant(x: Tensor) -> bool:
+    return bool((x == x[:1]).all())
+
+
+def _warn_constant(names: Iterable[str]) -> None:
+    names = list(names)
+    if names:
+        shown = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
+        warnings.warn(
+            f"constant variable(s) {shown}: HSIC with a constant is defined as 0",
+            ConstantVariableWarning,
+            stacklevel=3,
+        )
+
+
+def parse_memory(value: int | float | str) -> int:
+    """Bytes from ``4GB``/``512MB``/``1.5GiB``/an int. KB/MB/GB/TB are binary (1024) multiples."""
+    if isinstance(value, bool):
+        raise TypeError(f"max_memory: expected bytes or a string like '4GB', got {value!r}")
+    if isinstance(value, int | float):
+        out = int(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:i?B)?\s*", value, re.IGNORECASE)
+        if m is None:
+            raise ValueError(f"max_memory: cannot parse {value!r}; use e.g. '4GB' or '512MB'")
+        out = int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+    else:
+        raise TypeError(f"max_memory: expected bytes or a string like '4GB', got {value!r}")
+    if out <= 0:
+        raise ValueError(f"max_memory must be positive, got {value!r}")
+    return out
+
+
+def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(random_state)
+
+
+def _out(value: Tensor, like: Any) -> Tensor | np.ndarray:
+    return value if isinstance(like, Tensor) else value.cpu().numpy()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="block", leave=False)

@@ -1,0 +1,141 @@
+"""Bandwidth rules and kernel matrices (conventions: :mod:`vcreg.independence`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vcreg.independence._common import (
+    BANDWIDTH_RULES,
+    DEFAULT_DTYPE,
+    MEDIAN_SAMPLES,
+    _as_variable,
+    _check_choice,
+    _check_n,
+    _resolve_device,
+)
+
+
+def _median_of_pairs(values: Tensor) -> Tensor:
+    """Median along the last dim of (c, T) values, averaging the two middle ones for even T."""
+    t = values.shape[-1]
+    k = (t - 1) // 2
+    if values.device.type == "cpu":  # one partial sort yields both middle values
+        part = np.partition(values.contiguous().numpy(), [k, t // 2], axis=-1)
+        return torch.from_numpy(part[..., [k, t // 2]].mean(-1)).to(values.dtype)
+    lower = values.median(dim=-1, keepdim=True).values
+    if t % 2 == 1:
+        return lower[..., 0]
+    # the upper middle value is the smallest value above the lower median, unless it repeats
+    n_le = (values <= lower).sum(-1)
+    above = torch.where(values > lower, values, torch.full_like(values, math.inf)).amin(-1)
+    upper = torch.where(n_le > t // 2, lower[..., 0], above)
+    return (lower[..., 0] + upper) / 2
+
+
+def _subsample_rows(x: Tensor, median_samples: int) -> Tensor:
+    n = x.shape[0]
+    if n <= median_samples:
+        return x
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(n, generator=g)[:median_samples].to(x.device)
+    return x[idx]
+
+
+def _column_sigmas(
+    z: Tensor, rule: str | float, median_samples: int, chunk_elems: int = 2**25
+) -> tuple[Tensor, Tensor]:
+    """Bandwidth of every scalar column of z (n, d); returns (sigma, constant_mask)."""
+    d = z.shape[1]
+    constant = (z == z[:1]).all(0)
+    if not isinstance(rule, str):
+        return torch.full((d,), float(rule), dtype=z.dtype, device=z.device), constant
+    zs = _subsample_rows(z, median_samples).T.contiguous()  # (d, m)
+    m = zs.shape[1]
+    i0, i1 = torch.triu_indices(m, m, 1, device=z.device)
+    step = max(1, chunk_elems // max(1, i0.numel()))
+    med = torch.empty(d, dtype=z.dtype, device=z.device)
+    for c0 in range(0, d, step):
+        blk = zs[c0 : c0 + step]
+        dist = (blk[:, i0] - blk[:, i1]).abs_()  # (c, T)
+        mc = _median_of_pairs(dist).to(z.device)
+        zero = mc <= 0
+        if bool(zero.any()):  # ties: median of the non-zero distances
+            nz = torch.where(dist > 0, dist, torch.full_like(dist, math.nan))
+            mc = torch.where(zero, nz.nanmedian(dim=1).values.nan_to_num(1.0), mc)
+        med[c0 : c0 + step] = mc
+    med = torch.where(constant, torch.ones_like(med), med)
+    if rule == "dhsic":
+        med = med / math.sqrt(2.0)
+    return med, constant
+
+
+def _sigma(x: Tensor, rule: str | float, median_samples: int) -> float:
+    """Bandwidth of one (n, p) variable (1.0 for a constant one)."""
+    if not isinstance(rule, str):
+        return float(rule)
+    xs = _subsample_rows(x, median_samples)
+    m = xs.shape[0]
+    i0, i1 = torch.triu_indices(m, m, 1, device=x.device)
+    dist = (xs[i0] - xs[i1]).pow(2).sum(1).sqrt()
+    med = _median_of_pairs(dist[None, :])[0]
+    if float(med) <= 0:
+        nz = dist[dist > 0]
+        med = nz.median() if nz.numel() else torch.ones((), dtype=x.dtype, device=x.device)
+    med = float(med)
+    return med / math.sqrt(2.0) if rule == "dhsic" else med
+
+
+def _check_bandwidth(bw: Any, kernel: str) -> str | float:
+    if isinstance(bw, str):
+        return _check_choice(bw, "bandwidth rule", BANDWIDTH_RULES)
+    if isinstance(bw, bool) or not isinstance(bw, int | float | np.floating | np.integer):
+        raise TypeError(f"bandwidth must be 'median', 'dhsic' or a positive number, got {bw!r}")
+    if not (math.isfinite(float(bw)) and float(bw) > 0):
+        raise ValueError(f"bandwidth must be a positive finite number, got {bw!r}")
+    return float(bw)
+
+
+def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN_SAMPLES) -> float:
+    """Kernel bandwidth sigma of one variable x (n,) or (n, p) under ``rule`` (module docs)."""
+    rule = _check_bandwidth(rule, "gaussian")
+    t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None))
+    _check_n(t.shape[0], "x")
+    return _sigma(t, rule, median_samples)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _gram(x: Tensor, kernel: str, sigma: float) -> Tensor:
+    """Full (n, n) kernel matrix of x (n, p)."""
+    if kernel == "linear":
+        return x @ x.T
+    sq = (x[:, None, :] - x[None, :, :]).pow(2).sum(-1) if x.shape[1] <= 8 else None
+    if sq is None:
+        sq = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    if kernel == "gaussian":
+        return torch.exp(sq / (-2.0 * sigma * sigma))
+    return torch.exp(sq.sqrt() / (-sigma))
+
+
+def _centre(k: Tensor, estimator: str) -> Tensor:
+    """H K H (biased) or the U-centred matrix with zero diagonal (unbiased)."""
+    n = k.shape[-1]
+    if estimator == "biased":
+        r = k.mean(-1, keepdim=True)
+        c = k.mean(-2, keepdim=True)
+        return k - r - c + r.mean(-2, keepdim=True)
+    kt = k - torch.diag_embed(torch.diagonal(k, dim1=-2, dim2=-1))
+    r = kt.sum(-1, keepdim=True)
+    s = r.sum(-2, keepdim=True)
+    u = kt - r / (n - 2) - r.transpose(-1, -2) / (n - 2) + s / ((n - 1) * (n - 2))
+    return u - torch.diag_embed(torch.diagonal(u, dim1=-2, dim2=-1))
+
+
+def _scale(n: int, estimator: str) -> float:
+    return 1.0 / (n * n) if estimator == "biased" else 1.0 / (n * (n - 3))
