@@ -50,7 +50,7 @@ def test_controls_train_from_a_config(over):
     res = train(_cfg(**over), progress=False)
     assert res.status == "completed" and math.isfinite(res.final_metrics["loss"])
     if over.get("loss.name") == "infonce":
-        assert "positive_cosine" in res.final_metrics
+        assert "loss_positive_cosine" in res.final_metrics
     if over.get("projector.kind") == "random_features":
         assert isinstance(res.projector, RandomFeatureProjector)
         assert res.projector.scale == "unit" and res.projector.standardize
