@@ -24,8 +24,7 @@ if "torch" not in sys.modules:
 
 import torch  # noqa: E402
 
-from vcreg.training import TrainConfig, build_loss, build_model, train  # noqa: E402
-from vcreg.training.trainer import load_bundle  # noqa: E402
+from vcreg.training import TrainConfig, build_loss, build_model, load_bundle, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,15 +16,13 @@ from vcreg import losses as L
 
 
 def _cases():
-    return [
-        ("vcreg", L.VCRegLoss, 1, {}),
-        ("vicreg", L.VICRegLoss, 2, {}),
-        ("barlow", L.BarlowTwinsLoss, 2, {}),
-        ("wmse", L.WMSELoss, 2, {"w_size": 32}),
-    ]
+    # the single-view VCReg loss and every registered (two-view) loss, default configuration
+    # (n = 128 rows: W-MSE's default w_size)
+    registered = [(name, L.loss_class(name), 2, {}) for name in L.available_losses()]
+    return [("vcreg_single_view", L.VCRegLoss, 1, {}), *registered]
 
 
-def _views(n_views: int, n: int = 64, k: int = 16, seed: int = 0):
+def _views(n_views: int, n: int = 128, k: int = 16, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(n, k, generator=g, dtype=torch.float64) for _ in range(n_views)]
 

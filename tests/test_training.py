@@ -13,6 +13,7 @@ import torch
 
 from vcreg.training import (
     LARS,
+    Callback,
     CheckpointError,
     TrainConfig,
     TrainingDivergedError,
@@ -127,11 +128,12 @@ def test_resume_after_epoch_is_exact(reference, tmp_path):
 def test_sigint_mid_epoch_then_resume_is_exact(reference, tmp_path):
     ref_out, ref = reference
 
-    def interrupt(epoch, step):
-        if (epoch, step) == (0, 3):
-            os.kill(os.getpid(), signal.SIGINT)
+    class Interrupt(Callback):
+        def on_step_end(self, state):
+            if (state.epoch, state.step) == (0, 3):
+                os.kill(os.getpid(), signal.SIGINT)
 
-    part = train(tiny_monitored(), out_dir=tmp_path, progress=False, on_step=interrupt)
+    part = train(tiny_monitored(), out_dir=tmp_path, progress=False, callbacks=[Interrupt()])
     assert part.status == "interrupted"
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (state["epoch"], state["step"]) == (0, 4)
@@ -156,28 +158,14 @@ def test_resume_refuses_other_config_and_overwrite(reference, tmp_path):
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = tiny(**{"monitor.every": 0})
 
-    def poison(epoch, step):
-        if (epoch, step) == (1, 2):
-            with torch.no_grad():
-                next(iter(holder["params"])).fill_(float("nan"))
+    class Poison(Callback):  # poisons the live model after epoch 1 was checkpointed
+        def on_step_end(self, state):
+            if (state.epoch, state.step) == (1, 2):
+                with torch.no_grad():
+                    next(iter(state.model.encoder.parameters())).fill_(float("nan"))
 
-    # grab the live model's parameters through the hook's closure: poison after epoch 1 saved
-    holder: dict = {}
-    import vcreg.training.trainer as trainer_mod
-
-    orig = trainer_mod.build_optimizer
-
-    def spy(modules, ocfg):
-        modules = list(modules)
-        holder["params"] = list(modules[0].encoder.parameters())
-        return orig(modules, ocfg)
-
-    trainer_mod.build_optimizer = spy
-    try:
-        with pytest.raises(TrainingDivergedError, match=r"epoch 2, step 4.*last good checkpoint"):
-            train(cfg, out_dir=tmp_path, progress=False, on_step=poison)
-    finally:
-        trainer_mod.build_optimizer = orig
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2, step 4.*last good checkpoint"):
+        train(cfg, out_dir=tmp_path, progress=False, callbacks=[Poison()])
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

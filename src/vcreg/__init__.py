@@ -40,7 +40,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "vcreg.training",
     "LARS": "vcreg.training",
     "linear_probe": "vcreg.evaluation",
-    "evaluate_run": "vcreg.evaluation",
+    "evaluate_run": "vcreg.training",
     # monitoring metrics (torchmetrics)
     "PairwiseHSIC": "vcreg.metrics",
     "EffectiveRank": "vcreg.metrics",

@@ -1,8 +1,8 @@
 """Atomic file writes shared by checkpoints, caches, reports and the CLI.
 
 A file is written to a temporary file in the same folder, flushed and fsync-ed, then
-``os.replace``-d over the target: a crash or Ctrl-C leaves either the old file or the new one,
-never a truncated mix.
+``os.replace``-d over the target and the folder fsync-ed: a crash or Ctrl-C leaves either the old
+file or the new one, never a truncated mix, and a completed write survives a power loss.
 """
 
 from __future__ import annotations
@@ -40,9 +40,24 @@ def atomic_open(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Ite
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable too (POSIX: a rename is on disk once its folder is fsync-ed)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on folders; the data itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], mode: str = "wb") -> None:

@@ -1,18 +1,35 @@
-"""Autograd-aware gathering of embeddings across DDP ranks.
+"""Autograd-aware collectives across DDP ranks: embedding gathering and global batch norm.
 
 Under DDP every rank computes the loss on the *global* batch gathered from all ranks. The
 backward of the gather sums the gradients that every rank computed for each slice and returns to
 each rank the slice of its own samples; after DDP's gradient averaging (÷ world size) the
 parameter gradients equal those of a single process on the concatenated batch.
+
+:func:`convert_sync_batchnorm` makes a model's batch norms use global-batch statistics:
+``nn.SyncBatchNorm`` on CUDA, :class:`AllReduceBatchNorm` on CPU/gloo (where ``SyncBatchNorm``
+is unsupported).
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-__all__ = ["is_distributed", "world_size", "rank", "gather_with_grad", "should_gather"]
+__all__ = [
+    "is_distributed",
+    "world_size",
+    "rank",
+    "gather_with_grad",
+    "should_gather",
+    "init_from_env",
+    "any_rank",
+    "AllReduceBatchNorm",
+    "convert_sync_batchnorm",
+]
 
 
 def is_distributed() -> bool:
@@ -34,6 +51,31 @@ def should_gather(gather_distributed: bool | None) -> bool:
     if gather_distributed is False:
         return False
     return is_distributed()
+
+
+def init_from_env(device: torch.device) -> tuple[int, int, bool]:
+    """``(world, rank, created)``: joins the process group set up by ``torchrun``.
+
+    An initialised group is reused (``created`` False); ``WORLD_SIZE > 1`` in the environment
+    creates one (NCCL on CUDA, gloo on CPU; the caller destroys it); otherwise ``(1, 0, False)``.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return dist.get_world_size(), dist.get_rank(), True
+    return 1, 0, False
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is True on any rank (all ranks stop at the same step)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
 
 
 class _AllGather(torch.autograd.Function):
@@ -73,3 +115,99 @@ def gather_with_grad(z: Tensor) -> Tensor:
         z = torch.cat([z, pad])
     parts = _AllGather.apply(z)
     return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
+
+
+def _all_reduce_with_grad(t: Tensor) -> Tensor:
+    # torch's autograd-aware all-reduce (sum); imported here because torch.distributed.nn is
+    # absent from builds without distributed support, where this path is never reached
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(t)
+
+
+class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the global batch across ranks.
+
+    A CPU/gloo-capable replacement for ``nn.SyncBatchNorm`` (which needs GPUs): the per-channel
+    sum and sum of squared deviations are all-reduced with autograd
+    (``torch.distributed.nn.functional.all_reduce``), so outputs and gradients equal single-process
+    batch norm on the concatenated batch. Running statistics use the unbiased global variance.
+    """
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-d input, got {x.dim()}-d")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        use_batch = self.training or not self.track_running_stats
+        if not (self.training and is_distributed()):
+            momentum = self.momentum if self.momentum is not None else 0.0
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked.add_(1)
+                if self.momentum is None:
+                    momentum = 1.0 / float(self.num_batches_tracked)
+            return F.batch_norm(
+                x,
+                self.running_mean if not self.training or self.track_running_stats else None,
+                self.running_var if not self.training or self.track_running_stats else None,
+                self.weight,
+                self.bias,
+                use_batch,
+                momentum,
+                self.eps,
+            )
+        c = x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        shape = [1, c] + [1] * (x.dim() - 2)
+        count = x.new_tensor([x.numel() / c], dtype=torch.float32)
+        s = _all_reduce_with_grad(torch.cat([x.float().sum(dims), count]))
+        n = s[c]
+        mean = s[:c] / n
+        centered = x.float() - mean.view(shape)
+        var = _all_reduce_with_grad((centered * centered).sum(dims)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
+        y = centered / torch.sqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Batch norms -> ``nn.SyncBatchNorm`` (CUDA) or :class:`AllReduceBatchNorm` (CPU)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, AllReduceBatchNorm
+    ):
+        out = AllReduceBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+        )
+        if module.affine:
+            with torch.no_grad():
+                out.weight.copy_(module.weight)
+                out.bias.copy_(module.bias)
+            out.weight.requires_grad_(module.weight.requires_grad)
+            out.bias.requires_grad_(module.bias.requires_grad)
+        if module.track_running_stats:
+            out.running_mean.copy_(module.running_mean)
+            out.running_var.copy_(module.running_var)
+            out.num_batches_tracked.copy_(module.num_batches_tracked)
+        out.training = module.training
+    for name, child in module.named_children():
+        out.add_module(name, convert_sync_batchnorm(child, device))
+    return out

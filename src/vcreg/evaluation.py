@@ -1,4 +1,4 @@
-"""Evaluation of SSL representations: linear probes, k-NN, independence measures, run folders.
+"""Evaluation of SSL representations: linear probes, k-NN, independence measures.
 
 - :func:`linear_probe` — multinomial logistic regression (:class:`LogisticProbe`: torch L-BFGS,
   scikit-learn's objective) on standardized frozen representations of the in-domain training
@@ -9,19 +9,22 @@
 - :func:`independence_metrics` — mean pairwise HSIC (biased V-statistic, Gaussian kernels,
   median-heuristic bandwidth), mean normalized HSIC and dHSIC of a representation, via
   :mod:`vcreg.independence`.
-- :func:`evaluate_run` — all of the above for a training run folder, written to ``eval.json``.
+
+This module knows nothing of training (it sits below :mod:`vcreg.training` in the layer order);
+evaluating a training run folder is :func:`vcreg.training.evaluate_run`.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from vcreg.independence import dhsic as _dhsic
+from vcreg.independence import pairwise_hsic
 
 __all__ = [
     "dataset_tensors",
@@ -31,8 +34,6 @@ __all__ = [
     "independence_metrics",
     "linear_probe",
     "LogisticProbe",
-    "load_run",
-    "evaluate_run",
 ]
 
 
@@ -73,8 +74,6 @@ def encode(
             for i in range(0, len(data), batch_size):
                 outs.append(encoder(data[i : i + batch_size].to(device)).float().cpu())
         else:
-            from torch.utils.data import DataLoader
-
             for x, _y in DataLoader(data, batch_size=batch_size, shuffle=False):
                 outs.append(encoder(x.to(device)).float().cpu())
         if not outs:
@@ -139,9 +138,6 @@ def independence_metrics(
     conventions of :mod:`vcreg.independence`). Constant features are dropped (their HSIC is 0 and
     normalized HSIC undefined); ``n_constant_features`` reports how many.
     """
-    from vcreg.independence import dhsic as _dhsic
-    from vcreg.independence import pairwise_hsic
-
     z = np.asarray(torch.as_tensor(feats).double().cpu().numpy())
     if z.ndim != 2 or z.shape[0] < 4:
         raise ValueError(f"need a (n >= 4, d) representation matrix, got shape {z.shape}")
@@ -262,87 +258,3 @@ def linear_probe(
         if res["ood_acc"]:
             res["ood_acc_mean"] = float(np.mean(list(res["ood_acc"].values())))
     return res
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """``(config, model, checkpoint_state, bundle)`` of a run folder (weights from the verified
-    ``checkpoint.pt``, loaded with ``weights_only=True``; ``state["sha256"]`` is the file's
-    SHA-256)."""
-    from vcreg.training import CheckpointError, TrainConfig, build_model
-    from vcreg.training.checkpoint import load_model_state, read_checkpoint
-    from vcreg.training.trainer import load_bundle
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
-    ckpt = run_dir / "checkpoint.pt"
-    state, sha256 = read_checkpoint(ckpt)
-    try:
-        cfg = TrainConfig.from_dict(dict(state["config"]))
-    except ValueError as exc:
-        raise CheckpointError(f"{ckpt} holds an invalid config: {exc}") from None
-    bundle = load_bundle(cfg)
-    model = build_model(cfg, bundle.input_shape)
-    load_model_state(model, state, ckpt)
-    return cfg, model.to(device).eval(), {**state, "sha256": sha256}, bundle
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    device: str = "auto",
-    ood: bool | None = None,
-    progress: bool = False,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Linear probe (in-domain + OOD accuracy) and independence measures of a trained run;
-    writes ``run_dir/eval.json`` atomically and returns its content.
-
-    An existing ``eval.json`` is replaced only with ``overwrite=True``; the result records the
-    checkpoint it evaluated (``checkpoint``: path, SHA-256, epoch, step, complete) and an
-    incomplete run gives a ``RuntimeWarning``."""
-    from vcreg._device import resolve_device
-    from vcreg.training.checkpoint import atomic_write_text
-    from vcreg.training.runfolder import check_eval_target, eval_provenance
-
-    t0 = time.time()
-    dev = resolve_device(device)
-    target = check_eval_target(Path(run_dir), overwrite)
-    cfg, model, state, bundle = load_run(run_dir, dev)
-    source = eval_provenance(Path(run_dir) / "checkpoint.pt", state["sha256"], state, cfg.epochs)
-    ev = cfg.evaluation
-    say = print if progress else (lambda *_a, **_k: None)
-    say(f"linear probe on {cfg.data.name} ({len(bundle.train)} train samples)...")
-    probe = linear_probe(
-        model.encoder,
-        bundle,
-        C=ev.C,
-        max_iter=ev.max_iter,
-        ood=ev.ood if ood is None else ood,
-        batch_size=ev.batch_size,
-        device=dev,
-    )
-    say("independence measures...")
-    x_ind, _ = dataset_tensors(bundle.test, ev.independence_samples)
-    feats = encode(model.encoder, x_ind, ev.batch_size, dev)
-    try:
-        independence = {"n_samples": len(feats), **independence_metrics(feats)}
-    except ImportError as exc:  # vcreg.independence missing from this installation
-        independence = {"n_samples": len(feats), "unavailable": f"{exc}"}
-        say(f"independence measures unavailable: {exc}")
-    result = {
-        "run_dir": str(run_dir),
-        "dataset": cfg.data.name,
-        "epochs_trained": int(state["epoch"]),
-        "epochs": cfg.epochs,
-        "checkpoint": source,
-        **probe,
-        "independence": independence,
-        "settings": {
-            "C": ev.C,
-            "max_iter": ev.max_iter,
-            "independence_samples": ev.independence_samples,
-        },
-        "wall_time_s": time.time() - t0,
-    }
-    atomic_write_text(target, json.dumps(result, indent=1))
-    return result

@@ -1,6 +1,6 @@
 """Functional forms of the VCReg family of losses (Mialon, Balestriero & LeCun, arXiv 2209.14905).
 
-Conventions (``docs/sections/losses.md`` and ``shared/PAPER.md``):
+Conventions (``docs/sections/losses.md`` and ``docs/PAPER.md``):
 
 * Embeddings ``z`` are ``(n, k)``: ``n`` samples, ``k`` features. Inputs with more than two
   dimensions ``(n, ..., k)`` are flattened to ``(n * ..., k)``: every leading position counts as a
@@ -42,6 +42,7 @@ __all__ = [
     "vicreg_loss",
     "barlow_twins_loss",
     "wmse_loss",
+    "wmse_size_problems",
     "whiten",
     "info_nce_loss",
 ]
@@ -495,6 +496,23 @@ def _norm_mse(x: Tensor, y: Tensor) -> Tensor:
     return 2.0 - 2.0 * F.cosine_similarity(x, y, dim=-1, eps=1e-12).mean()
 
 
+def wmse_size_problems(w_size: int | None, batch_size: int, dim: int) -> list[str]:
+    """The W-MSE sub-batch rule (empty list when it holds): whitening a sub-batch of ``w_size``
+    rows (``None``: the whole batch) needs ``w_size ≥ 2·dim`` (the W-MSE paper's stability
+    condition), and the batch must split into whole sub-batches. The config validator and
+    :func:`wmse_loss` both apply this one rule."""
+    size = batch_size if w_size is None else int(w_size)
+    out = []
+    if size < 2 * dim:
+        out.append(
+            f"W-MSE w_size={size} is too small for embedding dimension {dim}: whitening needs "
+            f"w_size >= 2*embedding dim = {2 * dim} (use a smaller embedding or a larger w_size)"
+        )
+    if batch_size < size or batch_size % size != 0:
+        out.append(f"W-MSE batch size {batch_size} must be a positive multiple of w_size={size}")
+    return out
+
+
 @_float32_compute
 def wmse_loss(
     z_a: Tensor,
@@ -519,14 +537,10 @@ def wmse_loss(
     """
     z_a, z_b = _pair(z_a, z_b, check_finite)
     n, k = z_a.shape
+    problems = wmse_size_problems(w_size, n, k)
+    if problems:
+        raise ValueError(problems[0])
     size = n if w_size is None else int(w_size)
-    if size < 2 * k:
-        raise ValueError(
-            f"W-MSE w_size={size} is too small for embedding dimension {k}: whitening needs "
-            f"w_size >= 2*dim = {2 * k} (use a smaller embedding or a larger w_size)"
-        )
-    if n < size or n % size != 0:
-        raise ValueError(f"W-MSE batch size {n} must be a positive multiple of w_size={size}")
     if w_iter < 1:
         raise ValueError(f"w_iter must be >= 1, got {w_iter}")
     total = z_a.new_zeros(())

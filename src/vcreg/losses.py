@@ -1,5 +1,5 @@
-"""Loss modules of the VCReg family (VCReg, VICReg, Barlow Twins, W-MSE) and InfoNCE, the
-contrastive control without a variance-covariance term.
+"""Loss modules of the VCReg family (VCReg, VICReg, Barlow Twins, W-MSE), InfoNCE (the
+contrastive control without VCReg), and the loss registry.
 
 Every module returns a 0-d tensor (float32, or float64 for float64 input; fp16/bf16 inputs are
 computed in float32) that can be ``.backward()``-ed, with ``.terms``: a dict of detached 0-d
@@ -15,19 +15,42 @@ process on the concatenated batch, and, after DDP's gradient averaging, the same
 ``check_finite=True`` raises on NaN/Inf input in eager mode (one host sync per call); under
 ``torch.compile`` the check is skipped so the forward stays one graph, and a NaN/Inf input gives a
 NaN/Inf loss for the trainer's divergence guard (docs/sections/losses.md, "torch.compile").
+
+Registry: the two-view losses that ``vcreg train`` (config ``loss.name``) can use, name -> class.
+:func:`register_loss` adds one (the trainer and the config validator both read the registry);
+:func:`loss_class`, :func:`loss_params`, :func:`available_losses` and :func:`build_loss` read it.
+A registered class is an ``nn.Module`` whose ``forward(z_a, z_b)`` returns a :class:`LossOutput`;
+its keyword arguments (minus :data:`INFRASTRUCTURE_PARAMS`) are the config's ``loss.params``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import inspect
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import functional as VF
 from .distributed import gather_with_grad, should_gather
 
-__all__ = ["LossOutput", "VCRegLoss", "VICRegLoss", "BarlowTwinsLoss", "WMSELoss", "InfoNCELoss"]
+__all__ = [
+    "LossOutput",
+    "VCRegLoss",
+    "TwoViewVCRegLoss",
+    "VICRegLoss",
+    "BarlowTwinsLoss",
+    "WMSELoss",
+    "InfoNCELoss",
+    "INFRASTRUCTURE_PARAMS",
+    "register_loss",
+    "loss_class",
+    "loss_params",
+    "available_losses",
+    "build_loss",
+]
 
 
 @runtime_checkable
@@ -108,6 +131,50 @@ class VCRegLoss(_GatheringLoss):
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, nu={self.nu}, gamma={self.gamma}, eps={self.eps}"
+
+
+class TwoViewVCRegLoss(_GatheringLoss):
+    """VCReg of a two-view batch: ``[VCReg(Z_a) + VCReg(Z_b)]/2 + invariance·MSE(Z_a, Z_b)``.
+
+    The trainer's ``loss.name = "vcreg"``. ``invariance`` (default 0) weighs an MSE between the
+    views; 0 is pure VCReg on each view, averaged. Other arguments as :class:`VCRegLoss`. Under
+    DDP both views are gathered first (the same path as every loss here), so all terms are those
+    of the global batch. ``.terms``: "variance", "covariance" (averaged over the views,
+    unweighted), "invariance" (the unweighted MSE).
+    """
+
+    def __init__(
+        self,
+        invariance: float = 0.0,
+        mu: float = 25.0,
+        nu: float = 1.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        gather_distributed: bool | None = None,
+        method: VF.CovMethod = "auto",
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        VF._check_method(method)
+        self.invariance = float(invariance)
+        self.mu, self.nu, self.gamma, self.eps, self.method = mu, nu, gamma, eps, method
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        z_a, z_b = self._prepare(z_a, z_b)
+        args = (self.mu, self.nu, self.gamma, self.eps, self.method)
+        la = VF.vcreg_loss(z_a, *args, check_finite=False)
+        lb = VF.vcreg_loss(z_b, *args, check_finite=False)
+        inv = F.mse_loss(z_a.float(), z_b.float())
+        loss = (la + lb) / 2 + self.invariance * inv
+        loss.terms = {  # type: ignore[attr-defined]
+            "invariance": inv.detach(),
+            "variance": (la.terms["variance"] + lb.terms["variance"]) / 2,
+            "covariance": (la.terms["covariance"] + lb.terms["covariance"]) / 2,
+        }
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"invariance={self.invariance}, mu={self.mu}, nu={self.nu}, gamma={self.gamma}"
 
 
 class VICRegLoss(_GatheringLoss):
@@ -222,8 +289,6 @@ class WMSELoss(_GatheringLoss):
         z_a, z_b = self._prepare(z_a, z_b)
         perm = None
         if gathered:
-            import torch.distributed as dist
-
             n = z_a.shape[0]
             perm = torch.stack(
                 [torch.randperm(n, generator=self.generator) for _ in range(self.w_iter)]
@@ -247,9 +312,10 @@ class WMSELoss(_GatheringLoss):
 
 
 class InfoNCELoss(_GatheringLoss):
-    """SimCLR's NT-Xent / InfoNCE with temperature ``τ`` (default 0.5, lightly's default);
-    see :func:`vcreg.functional.info_nce_loss`. Under DDP the negatives are the whole global
-    batch (gathered with gradients, as the other losses). ``.terms``: ``"contrastive"``,
+    """SimCLR's NT-Xent / InfoNCE with temperature ``τ`` (default 0.5, lightly's default), the
+    contrastive control without a variance-covariance term; see
+    :func:`vcreg.functional.info_nce_loss`. Under DDP the negatives are the whole global batch
+    (gathered with gradients, as the other losses). ``.terms``: ``"contrastive"``,
     ``"positive_cosine"``.
     """
 
@@ -270,3 +336,75 @@ class InfoNCELoss(_GatheringLoss):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+#: constructor arguments the trainer sets itself; never part of a config's ``loss.params``
+INFRASTRUCTURE_PARAMS = frozenset(
+    {"self", "gather_distributed", "check_finite", "generator", "method"}
+)
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+_L = TypeVar("_L", bound=type[nn.Module])
+
+
+def register_loss(name: str, cls: _L | None = None, *, replace: bool = False) -> Any:
+    """Register a two-view loss class under ``name`` (usable as ``loss.name`` in a config).
+
+    ``register_loss("mine", MyLoss)`` or as a class decorator ``@register_loss("mine")``.
+    Re-registering a taken name raises ``ValueError`` unless ``replace=True``.
+    """
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"a loss name must be a non-empty string without spaces, got {name!r}")
+
+    def _add(c: _L) -> _L:
+        if not (isinstance(c, type) and issubclass(c, nn.Module)):
+            raise TypeError(f"register_loss({name!r}) needs an nn.Module subclass, got {c!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not c and not replace:
+            raise ValueError(
+                f"loss {name!r} is already registered ({_REGISTRY[name].__name__}); "
+                "pass replace=True to replace it"
+            )
+        _REGISTRY[name] = c
+        return c
+
+    return _add if cls is None else _add(cls)
+
+
+def available_losses() -> tuple[str, ...]:
+    """Registered loss names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def loss_class(name: str) -> type[nn.Module]:
+    """The class registered under ``name``; ``ValueError`` listing the names otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown loss {name!r}; available: {list(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def loss_params(name: str) -> set[str]:
+    """The keyword arguments of loss ``name`` a config may set (``loss.params``)."""
+    sig = inspect.signature(loss_class(name).__init__)
+    return {
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    } - INFRASTRUCTURE_PARAMS
+
+
+def build_loss(name: str, params: dict[str, Any] | None = None, **fixed: Any) -> nn.Module:
+    """Instantiate loss ``name`` with ``params``; ``fixed`` infrastructure arguments (e.g.
+    ``check_finite=False``) are passed only where the class accepts them."""
+    cls = loss_class(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    extra = {k: v for k, v in fixed.items() if k in accepted}
+    return cls(**dict(params or {}), **extra)
+
+
+register_loss("vicreg", VICRegLoss)
+register_loss("vcreg", TwoViewVCRegLoss)
+register_loss("barlow", BarlowTwinsLoss)
+register_loss("wmse", WMSELoss)
+register_loss("infonce", InfoNCELoss)

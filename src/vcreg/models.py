@@ -16,17 +16,47 @@ projector's input, whose pairwise independence the paper measures) is the encode
   Linear(512, repr_dim) is appended. Any (C, H, W) works (C sets the stem's input channels).
 - ``"mlp"``: vector data (input (D,)): Linear-BN-ReLU blocks of widths ``hidden`` (default
   256, 256), then Linear -> repr_dim.
+
+:class:`SSLModel` is ``projector(encoder(x))``; :func:`build_model` builds it from a training
+config (``TrainConfig``'s ``seed``, ``encoder`` and ``projector`` sections), initialised
+deterministically from the run seed.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
+from vcreg._seed import mix_seed
+from vcreg.projectors import MLPProjector, RandomFeatureProjector
+
+if TYPE_CHECKING:  # type only: models sit below training in the layer order
+    from vcreg.training.config import TrainConfig
+
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "SSLModel",
+    "build_encoder",
+    "build_model",
+    "build_projector",
+    "load_encoder",
+    "read_export_config",
+]
+
 ENCODERS = ("cnn1d", "smallcnn", "resnet18", "mlp")
+
+# `vcreg export` files: safetensors with SSLModel's key names ("encoder.<name>", optionally
+# "projector.<name>") and the metadata {"format": EXPORT_FORMAT, "version", "config": JSON}
+EXPORT_FORMAT = "vcreg-encoder"
+EXPORT_VERSION = 1
 
 
 class Encoder(nn.Module):
@@ -152,11 +182,112 @@ def build_encoder(name: str, input_shape: Sequence[int], repr_dim: int, **option
         raise ValueError(f"input_shape must contain positive sizes, got {tuple(input_shape)}")
     if isinstance(repr_dim, bool) or not isinstance(repr_dim, int) or repr_dim < 1:
         raise ValueError(f"repr_dim must be a positive int, got {repr_dim!r}")
-    import inspect
-
     valid = set(inspect.signature(_BUILDERS[name]).parameters) - {"input_shape", "repr_dim"}
     bad = sorted(set(options) - valid)
     if bad:
         raise ValueError(f"unknown option(s) {bad} for encoder {name!r}; valid: {sorted(valid)}")
     body = _BUILDERS[name](shape, repr_dim, **options)
     return Encoder(body, repr_dim, shape, strict_shape=name in ("cnn1d", "mlp"))
+
+
+class SSLModel(nn.Module):
+    """``projector(encoder(x))``; ``encoder(x)`` is the representation (the paper's X)."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projector(self.encoder(x))
+
+
+def build_projector(cfg: TrainConfig) -> nn.Module:
+    """The projector of a config's ``projector`` section on ``encoder.repr_dim`` inputs.
+
+    Random weights (frozen MLP, random features) are seeded from ``mix_seed(cfg.seed, 2 | 3)``.
+    """
+    pr, d = cfg.projector, cfg.encoder.repr_dim
+    if pr.kind == "mlp":
+        return MLPProjector(
+            d,
+            pr.spec,
+            batch_norm=pr.batch_norm,
+            activation=pr.activation,
+            frozen=pr.frozen,
+            seed=mix_seed(cfg.seed, 2) % 2**62,
+        )
+    if pr.kind == "random_features":
+        return RandomFeatureProjector(
+            d,
+            pr.features_per_dim,
+            kernel=pr.kernel,
+            bandwidth=pr.bandwidth,
+            seed=mix_seed(cfg.seed, 3) % 2**31,
+            scale=pr.scale,
+            standardize=pr.standardize,
+        )
+    projector = nn.Identity()
+    projector.out_dim = d  # type: ignore[assignment]
+    return projector
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> SSLModel:
+    """Encoder + projector from a training config; the encoder is initialised from
+    ``mix_seed(cfg.seed, 1)`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(mix_seed(cfg.seed, 1))
+        encoder = build_encoder(
+            cfg.encoder.name, input_shape, cfg.encoder.repr_dim, **cfg.encoder.options
+        )
+    return SSLModel(encoder, build_projector(cfg))
+
+
+def read_export_config(path: str | Path) -> dict[str, Any]:
+    """The model config stored in a ``vcreg export`` file (``{"encoder": {"name",
+    "input_shape", "repr_dim", "options"}, ...}``); ValueError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported encoder not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"cannot read {path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != EXPORT_FORMAT or "config" not in meta:
+        raise ValueError(
+            f"{path} is a safetensors file but not a vcreg export (no {EXPORT_FORMAT!r} "
+            f"metadata); write one with `vcreg export RUN --out {path.name}`"
+        )
+    if int(meta.get("version", 0)) > EXPORT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer vcreg (export version {meta['version']}); upgrade"
+        )
+    return json.loads(meta["config"])
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """The encoder of a ``vcreg export`` file, in eval mode, with bit-identical weights.
+
+    The architecture is rebuilt from the file's metadata with :func:`build_encoder` (without
+    touching the global RNG) and the ``encoder.*`` tensors are loaded strictly.
+    """
+    path = Path(path)
+    enc = read_export_config(path)["encoder"]
+    with torch.random.fork_rng(devices=[]):
+        encoder = build_encoder(
+            enc["name"], enc["input_shape"], int(enc["repr_dim"]), **enc.get("options", {})
+        )
+    with safe_open(str(path), framework="pt") as fh:
+        state = {
+            k[len("encoder.") :]: fh.get_tensor(k) for k in fh.keys() if k.startswith("encoder.")
+        }
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:2] or str(exc).splitlines()[:1]
+        raise ValueError(
+            f"{path}: the stored weights do not fit the {enc['name']!r} encoder its config "
+            f"describes ({' '.join(first).strip()[:300]})"
+        ) from None
+    return encoder.to(device).eval()

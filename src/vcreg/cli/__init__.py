@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "train": "vcreg.cli.train:train",
     "evaluate": "vcreg.cli.train:evaluate",
     "reproduce": "vcreg.cli.reproduce:reproduce",
+    "export": "vcreg.cli.export:export",
 }
 
 

@@ -10,8 +10,6 @@ as ``.npy``. Every file is written atomically (temporary file + ``os.replace``).
 from __future__ import annotations
 
 import json
-import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,6 @@ from typing import Any
 import click
 
 from vcreg._io import atomic_write
-
-if "torch" not in sys.modules:  # sleeping OpenMP waits: much faster on shared/oversubscribed CPUs
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
 
@@ -240,20 +235,17 @@ def measure(
 
     from vcreg import __version__
     from vcreg import independence as ind
+    from vcreg._device import resolve_device
 
     bw = _bandwidth(bandwidth)
     try:
         budget = ind.parse_memory(max_memory)
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--max-memory") from None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
+        dev = resolve_device(device)
+    except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine", param_hint="--device")
 
     arr, names, others = load_array(embeddings, key)
     z = _as_matrix(arr, "embeddings")

@@ -14,12 +14,6 @@ from pathlib import Path
 
 import click
 
-# On a shared CPU machine OpenMP's busy-waiting threads slow torch down by an order of magnitude
-# when cores are oversubscribed; sleeping waits cost little otherwise. Only effective if torch is
-# not imported yet (true for the ``vcreg`` entry point, which loads commands lazily).
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 @click.command("train")
 @click.option(
@@ -114,8 +108,7 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
 @click.option("--overwrite", is_flag=True, help="Replace an existing RUN_DIR/eval.json.")
 def evaluate(run_dir, device, no_ood, overwrite) -> None:
     """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run."""
-    from vcreg.evaluation import evaluate_run
-    from vcreg.training import CheckpointError
+    from vcreg.training import CheckpointError, evaluate_run
 
     try:
         res = evaluate_run(

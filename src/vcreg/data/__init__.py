@@ -1,9 +1,11 @@
 """Datasets, out-of-domain test sets and augmentations for SSL training and evaluation.
 
-API (CONTRACTS.md, "Data + models"):
+API (docs/sections/data.md):
 
 - ``load_dataset(name, root=None, **options) -> DatasetBundle`` with names
-  ``"mnist1d"``, ``"fashion-mnist"``, ``"cifar10"``, ``"cifar100"``, ``"imagefolder"``.
+  ``"mnist1d"``, ``"fashion-mnist"``, ``"cifar10"``, ``"cifar100"``, ``"imagefolder"``
+  (case-insensitive, ``_`` = ``-``, and the aliases of ``DATASET_ALIASES``;
+  :func:`canonical_dataset_name` is the one rule, used by the config validator too).
   Datasets yield ``(x, y)``: un-augmented standardized float32 tensors and int labels.
   ``bundle.ood`` maps OOD-set names to datasets (MNIST-1D: shifted generator parameters,
   ``MNIST1D_OOD_SETS``; image datasets: MNIST-C-style corruptions ``"<corruption>-<severity>"``,
@@ -32,14 +34,30 @@ from vcreg.data.augment import (
     make_augmentation,
 )
 from vcreg.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from vcreg.data.images import (
+    corruption_set_names,
+    load_cifar,
+    load_fashion_mnist,
+    load_imagefolder,
+)
 from vcreg.data.mnist1d import OOD_SETS as MNIST1D_OOD_SETS
+from vcreg.data.mnist1d import load_mnist1d
 
 DATASETS = ("mnist1d", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
+# other spellings users type (after lower-casing and "_" -> "-")
+DATASET_ALIASES = {
+    "fashionmnist": "fashion-mnist",
+    "mnist-1d": "mnist1d",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+    "image-folder": "imagefolder",
+}
 
 __all__ = [
     "AUGMENTATIONS",
     "CORRUPTIONS",
     "DATASETS",
+    "DATASET_ALIASES",
     "MNIST1D_OOD_SETS",
     "NORMALIZATION",
     "SEVERITIES",
@@ -47,6 +65,7 @@ __all__ = [
     "ImageAugmentation",
     "SignalAugmentation",
     "TwoViewDataset",
+    "canonical_dataset_name",
     "corrupt",
     "load_dataset",
     "make_augmentation",
@@ -79,14 +98,12 @@ class DatasetBundle:
 
 def ood_set_names(name: str, **options: Any) -> list[str]:
     """Names of the OOD sets ``load_dataset(name, **options)`` would return (no data loaded)."""
-    key = _canonical(name)
+    key = canonical_dataset_name(name)
     if key == "mnist1d":
         ood = options.get("ood", True)
         if ood is True:
             return list(MNIST1D_OOD_SETS)
         return [] if not ood else ([ood] if isinstance(ood, str) else list(ood))
-    from vcreg.data.images import corruption_set_names
-
     default_ood = key == "fashion-mnist"  # CIFAR corruptions are opt-in; ImageFolder: on disk
     if key == "imagefolder":
         raise ValueError("imagefolder OOD sets are the extra folders under root: load the dataset")
@@ -97,18 +114,13 @@ def ood_set_names(name: str, **options: Any) -> list[str]:
     )
 
 
-def _canonical(name: str) -> str:
+def canonical_dataset_name(name: str) -> str:
+    """The canonical name (one of ``DATASETS``) of a dataset name or alias; ``ValueError``
+    listing the names otherwise."""
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
     key = name.lower().replace("_", "-")
-    key = {
-        "fashion-mnist": "fashion-mnist",
-        "fashionmnist": "fashion-mnist",
-        "mnist-1d": "mnist1d",
-        "cifar-10": "cifar10",
-        "cifar-100": "cifar100",
-        "image-folder": "imagefolder",
-    }.get(key, key)
+    key = DATASET_ALIASES.get(key, key)
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {list(DATASETS)}")
     return key
@@ -129,21 +141,13 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> DatasetB
       imagefolder: root with ``train/`` and ``val/`` (or ``test/``) class folders,
         image_size=224, mean/std (default ImageNet).
     """
-    key = _canonical(name)
+    key = canonical_dataset_name(name)
     if key == "mnist1d":
-        from vcreg.data.mnist1d import load_mnist1d
-
         fields_ = load_mnist1d(root, **options)
     elif key == "fashion-mnist":
-        from vcreg.data.images import load_fashion_mnist
-
         fields_ = load_fashion_mnist(root, **options)
     elif key in ("cifar10", "cifar100"):
-        from vcreg.data.images import load_cifar
-
         fields_ = load_cifar(key, root, **options)
     else:
-        from vcreg.data.images import load_imagefolder
-
         fields_ = load_imagefolder(root, **options)
     return DatasetBundle(name=key, **fields_)

@@ -1,6 +1,6 @@
 """Random augmentations for joint-embedding SSL and the two-view dataset wrapper.
 
-API (as in CONTRACTS.md):
+API (docs/sections/data.md):
 
 - ``make_augmentation(name, input_shape, **params) -> Augmentation``: a callable returning ONE
   random view. ``aug(x)`` accepts one sample (shape ``input_shape``) or a batch

@@ -20,8 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from vcreg.evaluation import dataset_tensors, encode, linear_probe
 from vcreg.experiments.measures import embedding_diagnostics, independence_variants
 from vcreg.experiments.runner import Context, Unit
-from vcreg.training import TrainConfig, train
-from vcreg.training.trainer import load_bundle
+from vcreg.training import TrainConfig, load_bundle, train
 
 __all__ = [
     "RunSpec",
@@ -301,7 +300,13 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
 
 
 _IND_KEYS = ("pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic", "n_constant_features")
-_MONITOR_KEYS = ("linear_acc", "repr_std_mean")
+_MONITOR_KEYS = (
+    "linear_acc",
+    "repr_std_mean",
+    "emb_std_mean",
+    "emb_hinge_frac",
+    "rf_scale_over_bw",
+)
 
 
 # flat record key -> key of the stored measures (final / initial)

@@ -35,7 +35,9 @@ from vcreg.experiments.verdicts import (
     slope_verdict,
     trend_verdict,
 )
-from vcreg.functional import block_covariance_norms
+from vcreg.functional import block_covariance_norms, covariance_loss
+from vcreg.independence import hsic
+from vcreg.projectors import RandomFeatureProjector
 
 CLAIM_ID = "C1"
 TITLE = "Bridge: VCReg covariance term = Σ pairwise HSIC"
@@ -97,12 +99,8 @@ def _gaussian_kernels(x: torch.Tensor, bandwidth: float) -> torch.Tensor:
     return torch.exp(-(diff**2) / (2 * bandwidth**2))
 
 
-def _gaussian_pair_sum_library(x: np.ndarray, bandwidth: float) -> float | None:
-    """The same exact-Gaussian sum through ``vcreg.independence.hsic`` (None if unavailable)."""
-    try:
-        from vcreg.independence import hsic
-    except ImportError:
-        return None
+def _gaussian_pair_sum_library(x: np.ndarray, bandwidth: float) -> float:
+    """The same exact-Gaussian sum through ``vcreg.independence.hsic``."""
     n, d = x.shape
     total = 0.0
     for i in range(d):
@@ -113,9 +111,6 @@ def _gaussian_pair_sum_library(x: np.ndarray, bandwidth: float) -> float | None:
 
 
 def _identity_terms(x: torch.Tensor, m: int, bandwidth: float, seed: int) -> dict[str, float]:
-    from vcreg.functional import covariance_loss
-    from vcreg.projectors import RandomFeatureProjector
-
     n, d = x.shape
     proj = RandomFeatureProjector(
         d, features_per_dim=m, bandwidth=bandwidth, seed=seed, scale="kernel"
@@ -163,12 +158,8 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
         ident32.append(_identity_terms(x64.float(), p["m_identity"], bw, seed=1000 + r))
     exact = _pair_sum(_gaussian_kernels(x64, bw))
     exact_lib = _gaussian_pair_sum_library(x_np, bw)
-    from vcreg.functional import covariance_loss
-
     linear_c = float(covariance_loss(x64)) * d  # Σ_{i≠j} C(X)_ij²: VCReg without a projector
     conv: dict[str, list[float]] = {}
-    from vcreg.projectors import RandomFeatureProjector
-
     for mi, m in enumerate(p["m_grid"]):
         vals = []
         for r in range(p["rf_seeds"]):

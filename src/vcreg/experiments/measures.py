@@ -6,29 +6,23 @@ embedding diagnostics that tell whether a run's VCReg constraint could be met at
   dHSIC with the independence module's default rule) plus the alternative analysis choices of the
   sensitivity table: the unbiased HSIC estimator and a fixed bandwidth σ = 1 on standardized
   features (``hsic_unbiased``, ``hsic_fixed_bw``).
-* :func:`embedding_diagnostics` — per-dimension std of the embedding ``Z = g(X)``, the fraction
-  of dimensions meeting VICReg's variance hinge ``sqrt(Var + ε) ≥ γ`` (γ = 1, ε = 1e-4, the
-  official values), the representation's std and, for random-feature projectors, the scale of
-  the projector's input relative to its kernel bandwidth (``≫ 1``: the kernel only sees noise).
+* :func:`vcreg.diagnostics.embedding_diagnostics` (re-exported) — embedding std, fraction of
+  dimensions meeting VICReg's variance hinge, representation scale relative to the bandwidth.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from vcreg.diagnostics import embedding_diagnostics
 from vcreg.evaluation import independence_metrics
 from vcreg.independence import pairwise_hsic
-from vcreg.projectors import RandomFeatureProjector
 
-__all__ = ["HINGE_GAMMA", "HINGE_EPS", "independence_variants", "embedding_diagnostics"]
-
-HINGE_GAMMA = 1.0  # VICReg's target std γ
-HINGE_EPS = 1e-4  # VICReg's ε inside the square root
+__all__ = ["independence_variants", "embedding_diagnostics"]
 
 
 def _pair_mean(z: np.ndarray, **kwargs: Any) -> float:
@@ -47,29 +41,3 @@ def independence_variants(feats: Tensor | np.ndarray) -> dict[str, float]:
         zs = (z - z.mean(0)) / z.std(0)
         out["hsic_fixed_bw"] = _pair_mean(zs, bandwidth=1.0)
     return out
-
-
-def _projector_input_scale(projector: nn.Module, x: Tensor) -> float | None:
-    """Median feature std of what the random-feature cosines see, in units of the bandwidth."""
-    if not isinstance(projector, RandomFeatureProjector):
-        return None
-    std = 1.0 if projector.standardize else float(x.std(0).median())
-    return std / projector.bandwidth
-
-
-@torch.no_grad()
-def embedding_diagnostics(projector: nn.Module, feats: Tensor) -> dict[str, float | None]:
-    """Diagnostics of ``Z = projector(feats)`` on a held-out batch (module docstring).
-
-    The projector runs in training mode on a copy (batch statistics, as in the loss; the
-    caller's modules and BN running statistics are untouched).
-    """
-    x = feats.detach().float().cpu()
-    z = copy.deepcopy(projector).cpu().train()(x).float()
-    std = torch.sqrt(z.var(0) + HINGE_EPS)
-    return {
-        "emb_std_mean": float(std.mean()),
-        "emb_hinge_frac": float((std >= HINGE_GAMMA).float().mean()),
-        "repr_std_median": float(x.std(0).median()),
-        "rf_scale_over_bw": _projector_input_scale(projector, x),
-    }

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vcreg import __version__
+from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
@@ -45,7 +47,7 @@ from vcreg.experiments.report import (
 )
 from vcreg.experiments.verdicts import Verdict
 
-__all__ = ["Unit", "Summary", "Context", "run_reproduction", "EXPERIMENT_MODULES", "resolve_device"]
+__all__ = ["Unit", "Summary", "Context", "run_reproduction", "EXPERIMENT_MODULES"]
 
 EXPERIMENT_MODULES: dict[str, str] = {
     "C1": "vcreg.experiments.c1_bridge",
@@ -108,26 +110,11 @@ class Context:
         return rel
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; validates explicit choices."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; choose cpu, cuda or auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available on this machine")
-    return device
-
-
 def _versions() -> dict[str, Any]:
     import importlib.metadata as md
 
-    import vcreg
-
     pkgs = ["torch", "numpy", "scipy", "scikit-learn", "matplotlib", "mnist1d", "python-picard"]
-    versions: dict[str, Any] = {"vcreg": vcreg.__version__, "python": sys.version.split()[0]}
+    versions: dict[str, Any] = {"vcreg": __version__, "python": sys.version.split()[0]}
     for p in pkgs:
         try:
             versions[p] = md.version(p)
@@ -139,7 +126,7 @@ def _versions() -> dict[str, Any]:
             capture_output=True,
             text=True,
             timeout=5,
-            cwd=Path(vcreg.__file__).parent,
+            cwd=Path(__file__).parent,
         )
         versions["git_commit"] = commit.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -300,7 +287,7 @@ def run_reproduction(
     Returns the content of ``results.json`` as a dict.
     """
     claims = parse_only(only)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
     out_dir.mkdir(parents=True, exist_ok=True)

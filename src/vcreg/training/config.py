@@ -19,9 +19,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
+
+from vcreg import losses
+from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
+from vcreg.functional import wmse_size_problems
+from vcreg.models import ENCODERS
+from vcreg.projectors import _ACTIVATIONS, parse_spec
 
 __all__ = [
     "TrainConfig",
@@ -34,12 +40,10 @@ __all__ = [
     "ScheduleConfig",
     "MonitorConfig",
     "EvaluationConfig",
-    "LOSSES",
     "OPTIMIZERS",
     "projector_out_dim",
 ]
 
-LOSSES = ("vicreg", "vcreg", "barlow", "wmse", "infonce")
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 PROJECTOR_KINDS = ("mlp", "random_features", "identity")
 
@@ -97,14 +101,18 @@ class ProjectorConfig:
 
 @dataclass
 class LossConfig:
-    """Loss and its weights. ``params`` are keyword arguments of the loss module:
-    vicreg ``lambda_, mu, nu, gamma, eps`` (official 25/25/1); vcreg ``mu, nu, gamma, eps`` plus
-    ``invariance`` (weight of an MSE between views, default 0 = pure VCReg on each view, averaged);
-    barlow ``lambda_`` (0.0051); wmse ``w_size`` (≥ 2·embedding dim, divides the batch), ``w_iter``;
-    infonce ``temperature`` (0.5; SimCLR's NT-Xent, the contrastive control without VCReg)."""
+    """Loss and its weights: ``name`` is a name of the loss registry
+    (``vcreg.losses.available_losses()``; more via ``vcreg.losses.register_loss``), ``params``
+    keyword arguments of its class: vicreg ``lambda_, mu, nu, gamma, eps`` (official 25/25/1);
+    vcreg ``mu, nu, gamma, eps`` plus ``invariance`` (weight of an MSE between views, default 0 =
+    pure VCReg on each view, averaged); barlow ``lambda_`` (0.0051); wmse ``w_size``
+    (≥ 2·embedding dim, divides the batch), ``w_iter``; infonce ``temperature`` (0.5; SimCLR's
+    NT-Xent, the reproduction's contrastive control without VCReg)."""
 
-    name: Literal["vicreg", "vcreg", "barlow", "wmse", "infonce"] = "vicreg"
+    name: str = "vicreg"
     params: dict[str, Any] = field(default_factory=dict)
+    # checked with the types: the registry is the one list of names
+    _CHOICES: ClassVar[dict[str, Any]] = {"name": losses.available_losses}
 
 
 @dataclass
@@ -242,8 +250,6 @@ class TrainConfig:
     # -- cross-field validation -----------------------------------------------------------------
     def problems(self) -> list[str]:
         """Value problems (types are checked by :meth:`from_dict`); empty when valid."""
-        from vcreg.data import AUGMENTATIONS, DATASETS
-        from vcreg.models import ENCODERS
 
         p: list[str] = []
         if self.epochs < 1:
@@ -261,14 +267,9 @@ class TrainConfig:
         if not (dev in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", dev)):
             p.append(f"device: must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         d = self.data
-        if d.name.lower().replace("_", "-") not in (
-            *DATASETS,
-            "fashionmnist",
-            "mnist-1d",
-            "cifar-10",
-            "cifar-100",
-            "image-folder",
-        ):
+        try:
+            canonical_dataset_name(d.name)
+        except ValueError:
             p.append(f"data.name: unknown dataset {d.name!r}; available: {list(DATASETS)}")
         if d.train_samples is not None and d.train_samples < 2:
             p.append(f"data.train_samples: must be >= 2, got {d.train_samples}")
@@ -334,8 +335,6 @@ class TrainConfig:
         return p
 
     def _projector_problems(self) -> list[str]:
-        from vcreg.projectors import _ACTIVATIONS, parse_spec
-
         pr, p = self.projector, []
         if pr.kind == "mlp":
             try:
@@ -357,19 +356,8 @@ class TrainConfig:
         return p
 
     def _loss_problems(self) -> list[str]:
-        import inspect
-
         lo, p = self.loss, []
-        cls = _loss_class(lo.name)
-        valid = set(inspect.signature(cls.__init__).parameters) - {
-            "self",
-            "gather_distributed",
-            "check_finite",
-            "generator",
-            "method",
-        }
-        if lo.name == "vcreg":
-            valid.add("invariance")
+        valid = losses.loss_params(lo.name)
         bad = sorted(set(lo.params) - valid)
         if bad:
             p.append(
@@ -382,33 +370,27 @@ class TrainConfig:
             elif key in valid and _is_number(val) and val < 0:
                 p.append(f"loss.params.{key}: must be >= 0, got {val}")
         if lo.name == "wmse" and not bad:
-            w_size = lo.params.get("w_size", 128)
-            k = projector_out_dim(self)
-            if w_size is not None and not (
-                isinstance(w_size, int) and not isinstance(w_size, bool)
-            ):
-                p.append(f"loss.params.w_size: must be an int or null, got {w_size!r}")
-            elif k is not None:
-                size = self.batch_size if w_size is None else w_size
-                if size < 2 * k:
-                    p.append(
-                        f"loss.params.w_size: W-MSE whitening needs w_size >= 2*embedding dim "
-                        f"= {2 * k} (embedding dim {k} from the projector), got {size}"
-                    )
-                if self.batch_size % size != 0:
-                    p.append(
-                        f"loss.params.w_size: batch_size={self.batch_size} must be a multiple "
-                        f"of w_size={size}"
-                    )
-            if int(lo.params.get("w_iter", 1)) < 1:
-                p.append(f"loss.params.w_iter: must be >= 1, got {lo.params['w_iter']}")
+            p.extend(self._wmse_problems())
+        return p
+
+    def _wmse_problems(self) -> list[str]:
+        params, p = self.loss.params, []
+        w_size = params.get("w_size", 128)
+        k = projector_out_dim(self)
+        if w_size is not None and not (isinstance(w_size, int) and not isinstance(w_size, bool)):
+            p.append(f"loss.params.w_size: must be an int or null, got {w_size!r}")
+        elif k is not None:
+            p.extend(
+                f"loss.params.w_size: {msg} (embedding dim {k} from the projector)"
+                for msg in wmse_size_problems(w_size, self.batch_size, k)
+            )
+        if int(params.get("w_iter", 1)) < 1:
+            p.append(f"loss.params.w_iter: must be >= 1, got {params['w_iter']}")
         return p
 
 
 def projector_out_dim(cfg: TrainConfig) -> int | None:
     """Embedding dimension k implied by the config (None if the spec is invalid)."""
-    from vcreg.projectors import parse_spec
-
     pr = cfg.projector
     if pr.kind == "identity":
         return cfg.encoder.repr_dim
@@ -418,18 +400,6 @@ def projector_out_dim(cfg: TrainConfig) -> int | None:
         return parse_spec(pr.spec)[-1]
     except (ValueError, TypeError):
         return None
-
-
-def _loss_class(name: str) -> type:
-    from vcreg import losses
-
-    return {
-        "vicreg": losses.VICRegLoss,
-        "vcreg": losses.VCRegLoss,
-        "barlow": losses.BarlowTwinsLoss,
-        "wmse": losses.WMSELoss,
-        "infonce": losses.InfoNCELoss,
-    }[name]
 
 
 def _is_number(v: Any) -> bool:
@@ -513,6 +483,9 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
             kwargs[name] = _build(tp, value, f"{prefix}{name}.", errors)
             continue
         ok, out = _coerce(value, tp)
+        choices = getattr(cls, "_CHOICES", {}).get(name)
+        if ok and choices is not None and out not in choices():
+            ok, tp = False, Literal[tuple(choices())]  # same message as a fixed Literal
         if ok:
             kwargs[name] = out
         else:

@@ -1,4 +1,9 @@
-"""The run folder's rules: what may be written where, by whom.
+"""The run folder: its files, who may write what there, and loading a run back.
+
+A run folder holds ``config.yaml`` (the validated config), ``checkpoint.pt`` and
+``checkpoint.prev.pt`` (:mod:`vcreg.training.checkpoint`), ``metrics.jsonl`` (one JSON line per
+finished epoch), ``run.json`` (status and final metrics of the last session), the lock file,
+optionally ``tensorboard/`` and ``eval.json`` (``vcreg evaluate``). Files are written atomically.
 
 * One writer: :func:`open_run_folder` takes the folder's exclusive lock (:mod:`vcreg._lock`)
   for the whole run, so a second ``train`` on the same folder fails at once.
@@ -20,26 +25,54 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vcreg._io import remove_orphan_temps
+import torch
+import yaml
+
+from vcreg._io import atomic_write_text, remove_orphan_temps
 from vcreg._lock import LOCK_NAME, FolderLock
-from vcreg.training.checkpoint import load_for_resume, previous_path
+from vcreg.data import DatasetBundle
+from vcreg.models import SSLModel, build_model
+from vcreg.training.checkpoint import (
+    CheckpointError,
+    load_for_resume,
+    load_model_state,
+    previous_path,
+    read_checkpoint,
+)
+from vcreg.training.config import TrainConfig
+from vcreg.training.feeding import load_bundle
 
 __all__ = [
     "CHECKPOINT",
+    "CONFIG",
     "EVAL",
+    "METRICS",
+    "RUN_SUMMARY",
     "check_eval_target",
+    "config_diff",
     "eval_provenance",
+    "load_run",
     "open_run_folder",
     "resume_state",
     "retire_stale_eval",
+    "write_config",
+    "write_metrics",
+    "write_run_summary",
 ]
 
 CHECKPOINT = "checkpoint.pt"
 EVAL = "eval.json"
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"
+RUN_SUMMARY = "run.json"
+# config fields that may differ between the original run and its resumption
+RESUME_FREE = ("device", "threads", "tensorboard", "data.num_workers", "data.root")
+# free-form mappings compared as a whole
+_OPAQUE = ("data.options", "encoder.options", "loss.params", "augmentation.params")
 _RUN_FILES = {
-    "config.yaml",
-    "metrics.jsonl",
-    "run.json",
+    CONFIG,
+    METRICS,
+    RUN_SUMMARY,
     "tensorboard",
     EVAL,
     CHECKPOINT,
@@ -86,10 +119,13 @@ def open_run_folder(out: Path | None, resume: bool) -> FolderLock | None:
     """
     if out is None or int(os.environ.get("RANK", "0")) != 0:
         return None
-    _check_folder(out, resume)
+    # a folder with a lock file is vcreg's: try the lock first, so that a run in progress there
+    # is reported as such (not as "holds a run", whatever its files are at this instant)
+    if not (out / LOCK_NAME).is_file():
+        _check_folder(out, resume)
     lock = FolderLock(out, purpose="vcreg train").acquire()
     try:
-        _check_folder(out, resume)  # again under the lock: the folder may have changed
+        _check_folder(out, resume)  # (again) under the lock: the folder may have changed
         removed = remove_orphan_temps(out)
     except BaseException:
         lock.release()
@@ -108,7 +144,7 @@ def resume_state(
     out: Path | None,
     config: dict[str, Any],
     use_previous: bool,
-    config_diff: Callable[[dict, dict], list[str]],
+    config_diff: Callable[[dict, dict], list[str]] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint state to resume ``out`` from (see :func:`load_for_resume`), refusing a
     config that differs from the checkpoint's (``config_diff`` lists the differences)."""
@@ -118,7 +154,7 @@ def resume_state(
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
     state, _ = load_for_resume(ckpt, use_previous=use_previous)
-    diff = config_diff(state["config"], config)
+    diff = (config_diff or _config_diff)(state["config"], config)
     if diff:
         raise ValueError(
             "cannot resume: the config differs from the checkpoint's:\n  - " + "\n  - ".join(diff)
@@ -189,3 +225,58 @@ def eval_provenance(ckpt: Path, sha256: str, state: dict[str, Any], epochs: int)
         "step": step,
         "complete": complete,
     }
+
+
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two config dicts, ignoring :data:`RESUME_FREE`."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        path = f"{prefix}{key}"
+        if path in RESUME_FREE:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict) and path not in _OPAQUE:
+            out.extend(config_diff(va, vb, path + "."))
+        elif va != vb:
+            out.append(f"{path}: checkpoint has {va!r}, config has {vb!r}")
+    return out
+
+
+_config_diff = config_diff  # the default of resume_state
+
+
+def write_config(out: Path, cfg: TrainConfig) -> None:
+    """``config.yaml`` (creates the folder)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl``: one line per finished epoch (rewritten whole, atomically)."""
+    atomic_write_text(out / METRICS, "".join(json.dumps(m) + "\n" for m in history))
+
+
+def write_run_summary(out: Path, summary: dict[str, Any]) -> None:
+    """``run.json``."""
+    atomic_write_text(out / RUN_SUMMARY, json.dumps(summary, indent=1))
+
+
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TrainConfig, SSLModel, dict[str, Any], DatasetBundle]:
+    """``(config, model, checkpoint_state, bundle)`` of a run folder: the model (eval mode, on
+    ``device``) with the weights of the verified ``checkpoint.pt`` (loaded ``weights_only``;
+    ``state["sha256"]`` is the file's SHA-256), and the config's dataset bundle."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    ckpt = run_dir / CHECKPOINT
+    state, sha256 = read_checkpoint(ckpt)
+    try:
+        cfg = TrainConfig.from_dict(dict(state["config"]))
+    except ValueError as exc:
+        raise CheckpointError(f"{ckpt} holds an invalid config: {exc}") from None
+    bundle = load_bundle(cfg)
+    model = build_model(cfg, bundle.input_shape)
+    load_model_state(model, state, ckpt)
+    return cfg, model.to(device).eval(), {**state, "sha256": sha256}, bundle

@@ -1,0 +1,71 @@
+"""Evaluation of a training run folder (``vcreg evaluate``): probe + independence -> ``eval.json``.
+
+The measures themselves live in :mod:`vcreg.evaluation` (which knows nothing of training); this
+module applies them to a run with the run's ``evaluation`` config section.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from vcreg._device import resolve_device
+from vcreg._io import atomic_write_text
+from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
+from vcreg.training.runfolder import CHECKPOINT, check_eval_target, eval_provenance, load_run
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    device: str = "auto",
+    ood: bool | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Linear probe (in-domain + OOD accuracy) and independence measures of a trained run;
+    writes ``run_dir/eval.json`` atomically and returns its content.
+
+    An existing ``eval.json`` is replaced only with ``overwrite=True``; the result records the
+    checkpoint it evaluated (``checkpoint``: path, SHA-256, epoch, step, complete) and an
+    incomplete run gives a ``RuntimeWarning``."""
+    t0 = time.time()
+    dev = resolve_device(device)
+    target = check_eval_target(Path(run_dir), overwrite)
+    cfg, model, state, bundle = load_run(run_dir, dev)
+    source = eval_provenance(Path(run_dir) / CHECKPOINT, state["sha256"], state, cfg.epochs)
+    ev = cfg.evaluation
+    say = print if progress else (lambda *_a, **_k: None)
+    say(f"linear probe on {cfg.data.name} ({len(bundle.train)} train samples)...")
+    probe = linear_probe(
+        model.encoder,
+        bundle,
+        C=ev.C,
+        max_iter=ev.max_iter,
+        ood=ev.ood if ood is None else ood,
+        batch_size=ev.batch_size,
+        device=dev,
+    )
+    say("independence measures...")
+    x_ind, _ = dataset_tensors(bundle.test, ev.independence_samples)
+    feats = encode(model.encoder, x_ind, ev.batch_size, dev)
+    result = {
+        "run_dir": str(run_dir),
+        "dataset": cfg.data.name,
+        "epochs_trained": int(state["epoch"]),
+        "epochs": cfg.epochs,
+        "checkpoint": source,
+        **probe,
+        "independence": {"n_samples": len(feats), **independence_metrics(feats)},
+        "settings": {
+            "C": ev.C,
+            "max_iter": ev.max_iter,
+            "independence_samples": ev.independence_samples,
+        },
+        "wall_time_s": time.time() - t0,
+    }
+    atomic_write_text(target, json.dumps(result, indent=1))
+    return result
