@@ -285,6 +285,33 @@ def test_cli_disk_full_during_checkpoint(tmp_path, monkeypatch):
     assert _temps(run) == []
 
 
+def test_cli_resume_offers_and_uses_the_previous_checkpoint(tmp_path, reference):
+    train(tiny(3), out_dir=tmp_path, progress=False, stop_after_epochs=2)
+    _flip(tmp_path / "checkpoint.pt")
+    res = _cli("train", "--out", str(tmp_path), "--resume", "--no-progress")
+    (err,) = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert res.exit_code == 1 and "CRC-32" in err and "--resume --use-previous" in err
+    res = _cli("train", "--out", str(tmp_path), "--resume", "--use-previous", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "warning: checkpoint.pt was unreadable" in res.output
+    assert _same(_weights(tmp_path / "checkpoint.pt"), _weights(reference / "checkpoint.pt"))
+    res = _cli("train", "--out", str(tmp_path), "--use-previous")
+    assert res.exit_code == 2 and "only makes sense with --resume" in res.output
+
+
+def test_cli_evaluate_warns_on_an_incomplete_run_and_names_its_checkpoint(tmp_path):
+    train(tiny(2), out_dir=tmp_path, progress=False, stop_after_epochs=1)
+    res = _cli("evaluate", str(tmp_path), "--device", "cpu", "--no-ood")
+    assert res.exit_code == 0, res.output
+    assert "warning: " in res.output and "incomplete run" in res.output
+    sha = hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest()
+    assert f"(checkpoint at epoch 1, run incomplete; sha256 {sha[:12]}" in res.output
+    res = _cli("evaluate", str(tmp_path), "--device", "cpu", "--no-ood")
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    res = _cli("evaluate", str(tmp_path), "--device", "cpu", "--no-ood", "--overwrite")
+    assert res.exit_code == 0, res.output
+
+
 # -- numeric overflow ------------------------------------------------------------------------------
 
 

@@ -192,3 +192,82 @@ def test_infonce_errors_are_clear():
         InfoNCELoss()(torch.randn(8, 4), torch.randn(8, 5))
     with pytest.raises(ValueError, match="NaN"):
         InfoNCELoss()(torch.full((8, 4), float("nan")), torch.randn(8, 4))
+
+
+# ----------------------------------------------------------------------------- two-view VCReg
+def _plain_vcreg(z: torch.Tensor, mu: float, nu: float, gamma: float = 1.0, eps: float = 1e-4):
+    # the paper's formula written out: hinge on the per-feature std, mean squared off-diagonal
+    n, k = z.shape
+    zc = z - z.mean(0)
+    std = torch.sqrt(zc.var(0, unbiased=True) + eps)
+    v = torch.relu(gamma - std).mean()
+    cov = zc.T @ zc / (n - 1)
+    c = (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / k
+    return mu * v + nu * c
+
+
+def test_two_view_vcreg_equals_plain_formula():
+    from vcreg.losses import TwoViewVCRegLoss
+
+    a, b = _views(40, 12, torch.float64, seed=7)
+    a = a * 0.6  # some features below the std target: the hinge is active
+    out = TwoViewVCRegLoss(invariance=3.0, mu=5.0, nu=2.0)(a, b)
+    want = (_plain_vcreg(a, 5.0, 2.0) + _plain_vcreg(b, 5.0, 2.0)) / 2 + 3.0 * (a - b).pow(2).mean()
+    np.testing.assert_allclose(out.item(), want.item(), rtol=1e-10)
+    np.testing.assert_allclose(out.terms["invariance"].item(), (a - b).pow(2).mean().item())
+    # invariance 0 (the trainer's default) is VCReg on each view, averaged
+    pure = TwoViewVCRegLoss(mu=5.0, nu=2.0)(a, b).item()
+    np.testing.assert_allclose(
+        pure, ((VCRegLoss(mu=5.0, nu=2.0)(a) + VCRegLoss(mu=5.0, nu=2.0)(b)) / 2).item()
+    )
+
+
+# ----------------------------------------------------------------------------- registry
+def test_registry_is_what_trainer_and_config_use():
+    from vcreg import losses
+    from vcreg.training import TrainConfig, build_loss
+
+    assert losses.available_losses()[:4] == ("vicreg", "vcreg", "barlow", "wmse")
+    assert losses.loss_class("vcreg") is losses.TwoViewVCRegLoss
+    assert losses.loss_params("vcreg") == {"invariance", "mu", "nu", "gamma", "eps"}
+    cfg = TrainConfig.from_dict({"loss": {"name": "barlow", "params": {"lambda_": 0.01}}})
+    built = build_loss(cfg)
+    assert type(built) is BarlowTwinsLoss and built.lambda_ == 0.01 and not built.check_finite
+    with pytest.raises(ValueError, match="unknown loss 'simclr'; available"):
+        losses.loss_class("simclr")
+
+
+def test_register_loss_extends_trainer_and_config():
+    from vcreg import losses
+    from vcreg.training import TrainConfig, build_loss
+
+    class Cosine(torch.nn.Module):
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, z_a, z_b):
+            loss = self.scale * (1 - torch.nn.functional.cosine_similarity(z_a, z_b).mean())
+            loss.terms = {"invariance": loss.detach()}
+            return loss
+
+    with pytest.raises(ValueError, match="loss.name: expected"):
+        TrainConfig.from_dict({"loss": {"name": "cosine-test"}})
+    losses.register_loss("cosine-test", Cosine)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            losses.register_loss("cosine-test", VICRegLoss)
+        losses.register_loss("cosine-test", Cosine)  # the same class again is a no-op
+        cfg = TrainConfig.from_dict({"loss": {"name": "cosine-test", "params": {"scale": 2.0}}})
+        fn = build_loss(cfg)  # no check_finite argument: not passed
+        assert isinstance(fn, Cosine) and fn.scale == 2.0
+        with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['mu'\]"):
+            TrainConfig.from_dict({"loss": {"name": "cosine-test", "params": {"mu": 1.0}}})
+        a, b = _views(16, 4, torch.float32, seed=1)
+        assert fn(a, b).item() == pytest.approx(
+            2 * (1 - torch.cosine_similarity(a, b).mean().item())
+        )
+    finally:
+        losses._REGISTRY.pop("cosine-test")
+    with pytest.raises(TypeError, match="nn.Module subclass"):
+        losses.register_loss("bad", object)

@@ -12,9 +12,17 @@ import os
 
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["check_device_name", "resolve_device"]
 
 _KINDS = ("cpu", "cuda", "mps")
+
+
+def check_device_name(device: str) -> None:
+    """``ValueError`` unless ``device`` is a device name this rule knows ("auto", "cpu",
+    "cuda", "cuda:N", "mps") — the syntax only, whatever this machine has (config validation)."""
+    kind, _, index = device.partition(":")
+    if device != "auto" and (kind not in _KINDS or (index and not index.isdigit())):
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -25,9 +33,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if not isinstance(device, str):
         raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+    check_device_name(device)
     kind, _, index = device.partition(":")
-    if kind not in _KINDS or (index and not index.isdigit()):
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available here")

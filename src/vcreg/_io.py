@@ -1,4 +1,4 @@
-"""Atomic file writes shared by checkpoints, caches, reports and the CLI.
+"""Atomic file writes shared by checkpoints, caches, reports and the CLI; cache keys.
 
 A file is written to a temporary file in the same folder, flushed and fsync-ed, then
 ``os.replace``-d over the target and the folder fsync-ed: a crash or Ctrl-C leaves either the old
@@ -7,6 +7,8 @@ file or the new one, never a truncated mix, and a completed write survives a pow
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tempfile
@@ -15,7 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write", "atomic_write_text", "remove_orphan_temps"]
+__all__ = [
+    "atomic_open",
+    "atomic_write",
+    "atomic_write_text",
+    "json_digest",
+    "remove_orphan_temps",
+]
 
 # what mkstemp(prefix=".<name>.", suffix=".tmp") creates: 8 random characters from [a-z0-9_]
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
@@ -88,3 +96,10 @@ def remove_orphan_temps(folder: str | Path) -> list[Path]:
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+def json_digest(obj: Any, length: int, **dumps: Any) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``json.dumps(obj, sort_keys=True,
+    **dumps)`` — the one rule behind every cache key (data caches, reproduction units)."""
+    blob = json.dumps(obj, sort_keys=True, **dumps).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

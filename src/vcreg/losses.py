@@ -98,7 +98,7 @@ class _GatheringLoss(nn.Module):
 
 
 class VCRegLoss(_GatheringLoss):
-    """Single-view VCReg ``μ·v(Z) + ν·c(Z)`` (PAPER.md); ``.terms = {"variance", "covariance"}``.
+    """Single-view VCReg ``μ·v(Z) + ν·c(Z)`` (docs/PAPER.md); ``.terms = {"variance", "covariance"}``.
 
     Args:
         mu: weight of the variance hinge ``v``. nu: weight of the covariance term ``c``.
@@ -164,7 +164,7 @@ class TwoViewVCRegLoss(_GatheringLoss):
         args = (self.mu, self.nu, self.gamma, self.eps, self.method)
         la = VF.vcreg_loss(z_a, *args, check_finite=False)
         lb = VF.vcreg_loss(z_b, *args, check_finite=False)
-        inv = F.mse_loss(z_a.float(), z_b.float())
+        inv = F.mse_loss(z_a, z_b)  # float32/float64 after _prepare
         loss = (la + lb) / 2 + self.invariance * inv
         loss.terms = {  # type: ignore[attr-defined]
             "invariance": inv.detach(),

@@ -3,7 +3,7 @@
 * :class:`MLPProjector` — the VICReg-style MLP (Linear-BN-ReLU blocks, last Linear plain),
   trainable or frozen at its random initialisation.
 * :class:`RandomFeatureProjector` — element-wise random Fourier features, the projector of the
-  paper's bridge between VCReg and pairwise HSIC (PAPER.md, "Why VCReg gives pairwise
+  paper's bridge between VCReg and pairwise HSIC (docs/PAPER.md, "Why VCReg gives pairwise
   independence").
 """
 
@@ -16,7 +16,17 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPProjector", "RandomFeatureProjector", "parse_spec"]
+__all__ = [
+    "PROJECTOR_KINDS",
+    "MLPProjector",
+    "RandomFeatureProjector",
+    "canonical_projector_kind",
+    "parse_spec",
+]
+
+# "random_features" (training config) and "random-features" (VCRegICA, `vcreg ica`) name the
+# same projector: canonical_projector_kind is the one spelling rule
+PROJECTOR_KINDS = ("mlp", "random_features", "identity")
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -26,6 +36,15 @@ _ACTIVATIONS = {
     "silu": nn.SiLU,
     "identity": nn.Identity,
 }
+
+
+def canonical_projector_kind(kind: str) -> str:
+    """The canonical name (one of ``PROJECTOR_KINDS``) of a projector kind: case-insensitive,
+    ``-`` and ``_`` alike; ``ValueError`` listing the kinds otherwise."""
+    key = kind.lower().replace("-", "_") if isinstance(kind, str) else kind
+    if key not in PROJECTOR_KINDS:
+        raise ValueError(f"unknown projector kind {kind!r}; choose one of {list(PROJECTOR_KINDS)}")
+    return key
 
 
 def parse_spec(spec: str | int | Sequence[int]) -> list[int]:
@@ -134,7 +153,7 @@ class RandomFeatureProjector(nn.Module):
 
     ``φ(t) = a·cos(ω t + b)`` with ``m = features_per_dim`` frequencies ``ω`` drawn from the
     spectral measure of a shift-invariant kernel and phases ``b ~ U[0, 2π]``. The same ``(ω, b)``
-    are used for every input coordinate (one kernel ``κ̂`` for all pairs, as in PAPER.md). Output
+    are used for every input coordinate (one kernel ``κ̂`` for all pairs, as in docs/PAPER.md). Output
     ``(n, d·m)`` is laid out in contiguous blocks: columns ``[i·m, (i+1)·m)`` are ``φ(x_i)``.
 
     Feature scale ``a`` (``scale``):
@@ -142,7 +161,7 @@ class RandomFeatureProjector(nn.Module):
     * ``"unit"`` (default, for training): ``a = sqrt(2)``. Each feature ``sqrt(2)·cos(·)`` has
       variance up to 1 (= 1 when ``ωt + b`` is spread over many periods), so VICReg's variance
       hinge ``max(0, γ − std)`` with ``γ = 1`` can be met. With ``a = sqrt(2/m)`` every feature's
-      std is ≤ ``1/sqrt(m)`` and the hinge dominates the loss as ``m`` grows (PAPER.md,
+      std is ≤ ``1/sqrt(m)`` and the hinge dominates the loss as ``m`` grows (docs/PAPER.md,
       "Practical conditions").
     * ``"kernel"``: ``a = sqrt(2/m)``, the kernel approximation ``φ(s)ᵀφ(t) → κ(s, t)`` as
       ``m → ∞`` (Rahimi & Recht 2007) — the scale of the bridge identity (C1) and of ICA. The

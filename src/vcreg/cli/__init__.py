@@ -1,17 +1,28 @@
 """The ``vcreg`` command line.
 
-Subcommands live in their own modules under ``vcreg/cli/`` and are loaded lazily,
-so ``vcreg --help`` does not import torch.
+Subcommands live in their own modules under ``vcreg/cli/`` and are loaded lazily.
+
+Threads: every command runs with OpenMP's passive (sleeping) wait policy unless the user set
+``OMP_WAIT_POLICY``. Busy-waiting OpenMP threads slow torch down several-fold when the cores
+are shared with other processes, and passive waits cost little on an idle machine. The setting
+is read by the OpenMP runtime when torch is first imported, so it is set here, in the entry
+point, before any command module imports torch (``vcreg`` and ``python -m vcreg`` both start
+here; a library user who imports torch first sets it themselves).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 
-import click
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from vcreg import __version__
+import click  # noqa: E402 (after the OpenMP setting, see the module docstring)
+
+from vcreg import __version__  # noqa: E402
 from vcreg.cli._errors import as_click_error, one_line_warnings
 
 # command name -> "module:attribute" of a click.Command

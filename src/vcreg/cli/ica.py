@@ -8,13 +8,26 @@ from pathlib import Path
 import click
 import numpy as np
 
-from vcreg._io import atomic_write, atomic_write_text
+from vcreg._results import check_results_folder, write_results_folder
 from vcreg.ica import VCRegICA, amari_distance, mean_corr_coef
+from vcreg.ica.metrics import check_sources
+
+# every file `vcreg ica` may write: a folder holding any of them holds an earlier result
+RESULT_FILES = (
+    "sources.npy",
+    "sources.csv",
+    "unmixing.npy",
+    "mixing.npy",
+    "mean.npy",
+    "metrics.json",
+)
 
 
 def _load_matrix(path: Path, what: str) -> np.ndarray:
     if not path.exists():
         raise click.BadParameter(f"file not found: {path}", param_hint=what)
+    if path.is_file() and path.stat().st_size == 0:
+        raise click.BadParameter(f"{path} is empty (0 bytes)", param_hint=what)
     try:
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -24,22 +37,67 @@ def _load_matrix(path: Path, what: str) -> np.ndarray:
             raise click.BadParameter(
                 f"{path} must be a .npy or .csv file (got suffix {path.suffix!r})", param_hint=what
             )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=what) from exc
     if arr.ndim != 2:
         raise click.BadParameter(
             f"{path} must hold a 2-D (n_samples, n_features) matrix, got shape {arr.shape}",
             param_hint=what,
         )
+    if arr.size == 0:
+        raise click.BadParameter(
+            f"{path} holds an empty matrix (shape {arr.shape})", param_hint=what
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise click.BadParameter(f"{path} must hold real numbers, got {arr.dtype}", param_hint=what)
     return arr.astype(np.float64)
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    atomic_write(path, lambda fh: np.save(fh, arr))
+def _load_references(sources_path, mixing_path, X, n_components):
+    """The true sources / mixing matrix, validated against DATA before the (long) fit."""
+    S_true = A_true = None
+    if sources_path is not None:
+        S_true = _load_matrix(sources_path, "--sources")
+        if S_true.shape[0] != X.shape[0]:
+            raise click.BadParameter(
+                f"--sources has {S_true.shape[0]} rows but DATA has {X.shape[0]}",
+                param_hint="--sources",
+            )
+        try:
+            check_sources(S_true, str(sources_path))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sources") from exc
+    if mixing_path is not None:
+        A_true = _load_matrix(mixing_path, "--mixing")
+        k = X.shape[1] if n_components is None else n_components
+        if A_true.shape != (X.shape[1], k) or not np.isfinite(A_true).all():
+            raise click.BadParameter(
+                f"--mixing must be a finite (n_features, n_components) = ({X.shape[1]}, {k}) "
+                f"matrix, got shape {A_true.shape}",
+                param_hint="--mixing",
+            )
+    return S_true, A_true
 
 
-def _save_csv(path: Path, arr: np.ndarray) -> None:
-    atomic_write(path, lambda fh: np.savetxt(fh, arr, delimiter=",", fmt="%.10g"))
+def _npy(arr: np.ndarray):
+    return lambda fh: np.save(fh, arr)
+
+
+def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dict:
+    def csv(fh):
+        np.savetxt(fh, S_hat, delimiter=",", fmt="%.10g")
+
+    files = {
+        "sources.npy": _npy(S_hat),
+        "sources.csv": csv,
+        "unmixing.npy": _npy(est.components_),
+        "mixing.npy": _npy(est.mixing_),
+        "mean.npy": _npy(est.mean_),
+    }
+    if metrics is not None:
+        text = json.dumps(metrics, indent=2).encode()
+        files["metrics.json"] = lambda fh: fh.write(text)
+    return files
 
 
 @click.command("ica")
@@ -72,6 +130,9 @@ def _save_csv(path: Path, arr: np.ndarray) -> None:
 @click.option("--tol", type=float, default=1e-6, show_default=True)
 @click.option("--n-restarts", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT (all of them)."
+)
 def ica(
     data,
     n_components,
@@ -84,21 +145,22 @@ def ica(
     tol,
     n_restarts,
     seed,
+    overwrite,
 ) -> None:
     """Unmix DATA (.npy or .csv, rows = samples) with VCReg ICA.
 
     Writes to OUT: sources.npy + sources.csv (estimated sources), unmixing.npy (components_,
-    k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, and, with --sources,
-    metrics.json (MCC Pearson/Spearman; Amari distance when --mixing is given too).
+    k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, and, with --sources
+    and/or --mixing, metrics.json (MCC Pearson/Spearman; Amari distance). OUT, --sources and
+    --mixing are checked before the fit. Earlier results in OUT are replaced only with
+    --overwrite, all together (no file of the earlier run is left).
     """
     X = _load_matrix(data, "DATA")
-    S_true = _load_matrix(sources_path, "--sources") if sources_path is not None else None
-    if S_true is not None and S_true.shape[0] != X.shape[0]:
-        raise click.BadParameter(
-            f"--sources has {S_true.shape[0]} rows but DATA has {X.shape[0]}",
-            param_hint="--sources",
-        )
-    A_true = _load_matrix(mixing_path, "--mixing") if mixing_path is not None else None
+    try:
+        check_results_folder(out_dir, RESULT_FILES, overwrite)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
+    S_true, A_true = _load_references(sources_path, mixing_path, X, n_components)
     est = VCRegICA(
         n_components=n_components,
         projector=projector,
@@ -112,23 +174,15 @@ def ica(
         S_hat = est.fit_transform(X)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _save_npy(out_dir / "sources.npy", S_hat)
-    _save_csv(out_dir / "sources.csv", S_hat)
-    _save_npy(out_dir / "unmixing.npy", est.components_)
-    _save_npy(out_dir / "mixing.npy", est.mixing_)
-    _save_npy(out_dir / "mean.npy", est.mean_)
     info = {"n_iter": est.n_iter_, "converged": est.converged_, "loss": est.loss_}
     if S_true is not None:
         info["mcc_pearson"] = mean_corr_coef(S_hat, S_true)
         info["mcc_spearman"] = mean_corr_coef(S_hat, S_true, method="spearman")
     if A_true is not None:
-        try:
-            info["amari_distance"] = amari_distance(est.components_, A_true)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--mixing") from exc
-    if S_true is not None or A_true is not None:
-        text = json.dumps(info, indent=2)
-        atomic_write_text(out_dir / "metrics.json", text)
+        info["amari_distance"] = amari_distance(est.components_, A_true)
+    scored = S_true is not None or A_true is not None
+    write_results_folder(
+        out_dir, _result_files(est, S_hat, info if scored else None), RESULT_FILES, overwrite
+    )
     click.echo(json.dumps(info))
     click.echo(f"wrote sources/unmixing/mixing to {out_dir}")

@@ -50,7 +50,7 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
     from vcreg._lock import FolderLockedError
     from vcreg.training import CheckpointError, TrainConfig, TrainingDivergedError
     from vcreg.training import train as run_train
-    from vcreg.training.checkpoint import load_checkpoint, previous_path
+    from vcreg.training.checkpoint import peek_for_resume
 
     if use_previous and not resume:
         raise click.UsageError("--use-previous only makes sense with --resume")
@@ -58,13 +58,7 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
         if config_path is None:
             if not (resume and out_dir):
                 raise click.UsageError("--config is required (or --resume with --out RUN_DIR)")
-            ckpt = Path(out_dir) / "checkpoint.pt"
-            try:
-                state = load_checkpoint(ckpt)
-            except CheckpointError:  # train() says whether checkpoint.prev.pt can be used
-                if not use_previous:
-                    raise
-                state = load_checkpoint(previous_path(ckpt))
+            state = peek_for_resume(Path(out_dir) / "checkpoint.pt", use_previous)
             cfg = TrainConfig.from_dict(dict(state["config"]))
             if overrides:
                 cfg = cfg.replace(list(overrides))
@@ -128,4 +122,9 @@ def evaluate(run_dir, device, no_ood, overwrite) -> None:
         "independence: "
         + json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in ind.items()})
     )
-    click.echo(f"wrote {Path(run_dir) / 'eval.json'}")
+    ck = res["checkpoint"]
+    click.echo(
+        f"wrote {Path(run_dir) / 'eval.json'} (checkpoint at epoch {ck['epoch']}"
+        + (f", step {ck['step']}" if ck["step"] else "")
+        + f"{'' if ck['complete'] else ', run incomplete'}; sha256 {ck['sha256'][:12]}…)"
+    )

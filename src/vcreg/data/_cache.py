@@ -8,8 +8,6 @@ half-written cache file, and concurrent writers produce identical content).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 import zipfile
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vcreg._io import atomic_open
+from vcreg._io import atomic_open, json_digest
 
 
 def cache_dir(root: str | os.PathLike | None = None) -> Path:
@@ -32,8 +30,7 @@ def cache_dir(root: str | os.PathLike | None = None) -> Path:
 
 def cache_key(spec: dict[str, Any]) -> str:
     """Stable short hash of a JSON-serialisable spec."""
-    blob = json.dumps(spec, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return json_digest(spec, 16, default=str)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

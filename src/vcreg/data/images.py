@@ -188,13 +188,17 @@ def _corrupted_sets(
     labels: np.ndarray,
     mean: Sequence[float],
     std: Sequence[float],
-    ood: bool | Sequence[str],
-    corruptions: Sequence[str] | None,
-    severities: Sequence[int] | None,
-    samples: int | None,
-    seed: int,
+    options: dict[str, Any],
+    default_ood: bool,
 ) -> tuple[dict[str, Dataset], dict[str, Any]]:
-    names = corruption_set_names(ood, corruptions, severities)
+    """The corrupted OOD sets the loader options ask for (``ood``, ``ood_corruptions``,
+    ``ood_severities``, ``ood_samples``, ``ood_seed``) and their parameters."""
+    names = corruption_set_names(
+        options.get("ood", default_ood),
+        options.get("ood_corruptions"),
+        options.get("ood_severities"),
+    )
+    samples, seed = options.get("ood_samples"), int(options.get("ood_seed", 0))
     if samples is not None:
         if not isinstance(samples, int) or not 1 <= samples:
             raise ValueError(f"ood_samples must be a positive int or None, got {samples!r}")
@@ -263,11 +267,8 @@ def load_fashion_mnist(
         arrays["test_labels"],
         mean,
         std,
-        options.get("ood", True),
-        options.get("ood_corruptions"),
-        options.get("ood_severities"),
-        options.get("ood_samples"),
-        int(options.get("ood_seed", 0)),
+        options,
+        default_ood=True,
     )
     return {
         "train": tensors(arrays["train_images"], arrays["train_labels"]),
@@ -312,11 +313,8 @@ def load_cifar(
         np.asarray(test.targets),
         mean,
         std,
-        options.get("ood", False),
-        options.get("ood_corruptions"),
-        options.get("ood_severities"),
-        options.get("ood_samples"),
-        int(options.get("ood_seed", 0)),
+        options,
+        default_ood=False,
     )
     return {
         "train": ArrayImageDataset(train_u8, np.asarray(train.targets), mean, std),

@@ -1,6 +1,6 @@
 """C1 — the bridge: VCReg's covariance term on random features = Σ pairwise HSIC.
 
-For the element-wise random-feature projector ``g(x) = [φ(x_1) | … | φ(x_d)]`` (PAPER.md, "Why
+For the element-wise random-feature projector ``g(x) = [φ(x_1) | … | φ(x_d)]`` (docs/PAPER.md, "Why
 VCReg gives pairwise independence")::
 
     d·m·c(g(X)) − Σ_i ‖offdiag Cov(φ(X_i))‖_F²  =  Σ_{i≠j} tr(K_i H K_j H) / (n−1)²

@@ -9,13 +9,12 @@ as missing and recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from vcreg._io import atomic_write_text
+from vcreg._io import atomic_write_text, json_digest
 
 __all__ = ["UnitCache", "cache_key", "atomic_write_text", "to_jsonable"]
 
@@ -39,12 +38,8 @@ def to_jsonable(obj: Any) -> Any:
 
 def cache_key(namespace: str, params: dict[str, Any]) -> str:
     """Stable key of a unit: SHA-256 of the canonical JSON of its namespace and parameters."""
-    blob = json.dumps(
-        {"format": CACHE_FORMAT, "namespace": namespace, "params": to_jsonable(params)},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    unit = {"format": CACHE_FORMAT, "namespace": namespace, "params": to_jsonable(params)}
+    return json_digest(unit, 24, separators=(",", ":"))
 
 
 class UnitCache:

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
-__all__ = ["amari_distance", "mean_corr_coef"]
+__all__ = ["amari_distance", "check_sources", "mean_corr_coef"]
 
 
 def amari_distance(W: Any, A: Any, kind: str = "classic") -> float:
@@ -71,8 +71,8 @@ def mean_corr_coef(S_hat: Any, S: Any, method: str = "pearson") -> float:
         )
     if S.shape[0] < 2:
         raise ValueError(f"correlations need at least 2 samples, got n_samples={S.shape[0]}")
-    if not (np.isfinite(S_hat).all() and np.isfinite(S).all()):
-        raise ValueError("S_hat and S must not contain NaN or Inf")
+    check_sources(S_hat, "S_hat")
+    check_sources(S, "S")
     if method == "spearman":
         S_hat = rankdata(S_hat, axis=0)
         S = rankdata(S, axis=0)
@@ -80,8 +80,20 @@ def mean_corr_coef(S_hat: Any, S: Any, method: str = "pearson") -> float:
     b = S - S.mean(axis=0)
     na = np.linalg.norm(a, axis=0)
     nb = np.linalg.norm(b, axis=0)
-    if (na == 0).any() or (nb == 0).any():
-        raise ValueError("a column of S_hat or S is constant; its correlation is undefined")
     corr = np.abs((a / na).T @ (b / nb))
     rows, cols = linear_sum_assignment(corr, maximize=True)
     return float(corr[rows, cols].sum() / max(S_hat.shape[1], S.shape[1]))
+
+
+def check_sources(S: np.ndarray, name: str = "S") -> None:
+    """Raise ``ValueError`` unless ``S`` (n, k) can be scored by :func:`mean_corr_coef`: finite,
+    and no constant column (its correlation with anything is undefined)."""
+    S = np.asarray(S, dtype=np.float64)
+    if not np.isfinite(S).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    constant = np.flatnonzero(np.ptp(S, axis=0) == 0) if S.ndim == 2 and len(S) else []
+    if len(constant):
+        raise ValueError(
+            f"column(s) {list(map(int, constant))} of {name} are constant; their correlation is "
+            "undefined"
+        )

@@ -46,6 +46,7 @@ __all__ = [
     "previous_path",
     "load_model_state",
     "load_for_resume",
+    "peek_for_resume",
     "get_rng_state",
     "set_rng_state",
     "atomic_write_text",
@@ -207,9 +208,36 @@ def load_model_state(module: torch.nn.Module, state: Mapping[str, Any], path: st
         ) from None
 
 
+def _previous_instead(path: Path, exc: Exception, use_previous: bool) -> dict[str, Any]:
+    """After ``path`` failed with ``exc``: the previous checkpoint's state if it is intact and
+    ``use_previous``; otherwise ``exc``, extended with the offer when the previous is intact."""
+    prev = previous_path(path)
+    try:
+        state = load_checkpoint(prev)
+    except (CheckpointError, FileNotFoundError):
+        raise exc from None
+    if not use_previous:
+        raise CheckpointError(
+            f"{exc}. The previous checkpoint {prev.name} (epoch {state['epoch']}, step "
+            f"{state['step']}) is intact: resume from it with --resume --use-previous "
+            f"(train(..., resume='previous'))"
+        ) from None
+    return state
+
+
+def peek_for_resume(path: str | Path, use_previous: bool = False) -> dict[str, Any]:
+    """The state :func:`load_for_resume` would resume from, without changing any file."""
+    path = Path(path)
+    try:
+        return load_checkpoint(path)
+    except (CheckpointError, FileNotFoundError) as exc:
+        return _previous_instead(path, exc, use_previous)
+
+
 def load_for_resume(path: str | Path, use_previous: bool = False) -> tuple[dict[str, Any], Path]:
     """The checkpoint to resume from: ``path``, or — if it is unreadable and ``use_previous`` —
-    :func:`previous_path` (the unreadable file is kept as ``<stem>.corrupt<suffix>``).
+    :func:`previous_path` (the unreadable file is kept as ``<stem>.corrupt<suffix>`` and the
+    previous one becomes ``path``, so the next save keeps it as the previous again).
 
     Without ``use_previous`` an unreadable ``path`` raises :class:`CheckpointError` that says
     whether an intact previous checkpoint exists (and which epoch it holds).
@@ -217,23 +245,16 @@ def load_for_resume(path: str | Path, use_previous: bool = False) -> tuple[dict[
     path = Path(path)
     try:
         return load_checkpoint(path), path
-    except CheckpointError as exc:
-        prev = previous_path(path)
-        try:
-            state = load_checkpoint(prev)
-        except (CheckpointError, FileNotFoundError):
-            raise exc from None
-        where = f"epoch {state['epoch']}, step {state['step']}"
-        if not use_previous:
-            raise CheckpointError(
-                f"{exc}. The previous checkpoint {prev.name} ({where}) is intact: resume from "
-                f"it with --resume --use-previous (train(..., resume='previous'))"
-            ) from None
+    except (CheckpointError, FileNotFoundError) as exc:  # (missing: killed mid-swap below)
+        state = _previous_instead(path, exc, use_previous)
+    prev = previous_path(path)
     corrupt = path.with_name(f"{path.stem}.corrupt{path.suffix}")
-    os.replace(path, corrupt)
+    if path.exists():
+        os.replace(path, corrupt)
     _link_or_copy(prev, path)
     warnings.warn(
-        f"{path.name} was unreadable (kept as {corrupt.name}); resuming from {prev.name} ({where})",
+        f"{path.name} was unreadable (kept as {corrupt.name}); resuming from {prev.name} "
+        f"(epoch {state['epoch']}, step {state['step']})",
         RuntimeWarning,
         stacklevel=2,
     )

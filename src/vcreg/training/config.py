@@ -10,6 +10,7 @@ values are parsed as YAML (``true``, ``[1, 2]``, ``1e-3`` all work).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -24,10 +25,11 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from vcreg import losses
+from vcreg._device import check_device_name
 from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
 from vcreg.functional import wmse_size_problems
 from vcreg.models import ENCODERS
-from vcreg.projectors import _ACTIVATIONS, parse_spec
+from vcreg.projectors import _ACTIVATIONS, PROJECTOR_KINDS, canonical_projector_kind, parse_spec
 
 __all__ = [
     "TrainConfig",
@@ -45,7 +47,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
-PROJECTOR_KINDS = ("mlp", "random_features", "identity")
 
 
 @dataclass
@@ -87,7 +88,7 @@ class ProjectorConfig:
     training default) or "kernel" (sqrt(2/m)·cos), ``standardize`` the input per batch first;
     never trained; see ``vcreg.projectors.RandomFeatureProjector``) or ``"identity"`` (Z = X)."""
 
-    kind: Literal["mlp", "random_features", "identity"] = "mlp"
+    kind: str = "mlp"
     spec: str | int | list[int] = "2048-2048"
     frozen: bool = False
     batch_norm: bool = True
@@ -97,6 +98,9 @@ class ProjectorConfig:
     bandwidth: float = 1.0
     scale: Literal["unit", "kernel"] = "unit"
     standardize: bool = False
+    # checked with the types; "random-features" (the ICA spelling) is read as "random_features"
+    _CHOICES: ClassVar[dict[str, Any]] = {"kind": lambda: PROJECTOR_KINDS}
+    _CANONICAL: ClassVar[dict[str, Any]] = {"kind": canonical_projector_kind}
 
 
 @dataclass
@@ -250,7 +254,17 @@ class TrainConfig:
     # -- cross-field validation -----------------------------------------------------------------
     def problems(self) -> list[str]:
         """Value problems (types are checked by :meth:`from_dict`); empty when valid."""
+        return [
+            *self._run_problems(),
+            *self._data_problems(),
+            *self._model_problems(),
+            *self._projector_problems(),
+            *self._loss_problems(),
+            *self._optimizer_problems(),
+            *self._monitor_problems(),
+        ]
 
+    def _run_problems(self) -> list[str]:
         p: list[str] = []
         if self.epochs < 1:
             p.append(f"epochs: must be >= 1, got {self.epochs}")
@@ -263,10 +277,14 @@ class TrainConfig:
             p.append(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
         if self.threads is not None and self.threads < 1:
             p.append(f"threads: must be >= 1, got {self.threads}")
-        dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", dev)):
-            p.append(f"device: must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
-        d = self.data
+        try:
+            check_device_name(self.device)
+        except ValueError as exc:
+            p.append(f"device: {exc}")
+        return p
+
+    def _data_problems(self) -> list[str]:
+        d, a, p = self.data, self.augmentation, []
         try:
             canonical_dataset_name(d.name)
         except ValueError:
@@ -280,20 +298,23 @@ class TrainConfig:
             )
         if d.num_workers < 0:
             p.append(f"data.num_workers: must be >= 0, got {d.num_workers}")
-        a = self.augmentation
         if a.name != "default" and a.name.lower() not in (*AUGMENTATIONS, "identity"):
             p.append(
                 f"augmentation.name: unknown augmentation {a.name!r}; available: "
                 f"{['default', *AUGMENTATIONS]}"
             )
-        e = self.encoder
+        return p
+
+    def _model_problems(self) -> list[str]:
+        e, p = self.encoder, []
         if e.name not in ENCODERS:
             p.append(f"encoder.name: unknown encoder {e.name!r}; available: {list(ENCODERS)}")
         if e.repr_dim < 1:
             p.append(f"encoder.repr_dim: must be >= 1, got {e.repr_dim}")
-        p.extend(self._projector_problems())
-        p.extend(self._loss_problems())
-        o = self.optimizer
+        return p
+
+    def _optimizer_problems(self) -> list[str]:
+        o, s, p = self.optimizer, self.schedule, []
         if not (o.lr > 0 and math.isfinite(o.lr)):
             p.append(f"optimizer.lr: must be a positive finite number, got {o.lr}")
         if not o.weight_decay >= 0:
@@ -304,7 +325,6 @@ class TrainConfig:
             p.append(f"optimizer.betas: must be two numbers in [0, 1), got {o.betas}")
         if not o.eta > 0:
             p.append(f"optimizer.eta: LARS trust coefficient must be > 0, got {o.eta}")
-        s = self.schedule
         if not 0 <= s.warmup_epochs <= self.epochs:
             p.append(
                 f"schedule.warmup_epochs: must be in [0, epochs={self.epochs}], "
@@ -312,7 +332,10 @@ class TrainConfig:
             )
         if not 0 <= s.final_lr_ratio <= 1:
             p.append(f"schedule.final_lr_ratio: must be in [0, 1], got {s.final_lr_ratio}")
-        m = self.monitor
+        return p
+
+    def _monitor_problems(self) -> list[str]:
+        m, ev, p = self.monitor, self.evaluation, []
         if m.every < 0:
             p.append(f"monitor.every: must be >= 0 (0 = off), got {m.every}")
         if m.samples < 10:
@@ -321,7 +344,6 @@ class TrainConfig:
             p.append(f"monitor.knn_k: must be >= 1, got {m.knn_k}")
         if m.probe_train_samples < 10:
             p.append(f"monitor.probe_train_samples: must be >= 10, got {m.probe_train_samples}")
-        ev = self.evaluation
         if not ev.C > 0:
             p.append(f"evaluation.C: must be > 0, got {ev.C}")
         if ev.max_iter < 1:
@@ -483,6 +505,10 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
             kwargs[name] = _build(tp, value, f"{prefix}{name}.", errors)
             continue
         ok, out = _coerce(value, tp)
+        canonical = getattr(cls, "_CANONICAL", {}).get(name)
+        if ok and canonical is not None:
+            with contextlib.suppress(ValueError):
+                out = canonical(out)
         choices = getattr(cls, "_CHOICES", {}).get(name)
         if ok and choices is not None and out not in choices():
             ok, tp = False, Literal[tuple(choices())]  # same message as a fixed Literal
