@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from vcreg.independence import dhsic as _dhsic
-from vcreg.independence import pairwise_hsic
+from vcreg.independence import normalize_hsic_matrix, pairwise_hsic
 
 __all__ = [
     "dataset_tensors",
@@ -133,10 +133,13 @@ def independence_metrics(
     """Independence of a representation's features (rows = samples).
 
     ``pairwise_hsic_mean``: mean over pairs i < j of the biased HSIC between features i and j;
-    ``pairwise_nhsic_mean``: the same for normalized HSIC (in [0, 1]); ``dhsic``: the joint
-    dHSIC V-statistic of all features. Gaussian kernels, median-heuristic bandwidths (the
-    conventions of :mod:`vcreg.independence`). Constant features are dropped (their HSIC is 0 and
-    normalized HSIC undefined); ``n_constant_features`` reports how many.
+    ``pairwise_nhsic_mean``: the same for normalized HSIC (in [0, 1], via
+    :func:`vcreg.independence.normalize_hsic_matrix`); ``dhsic``: the joint dHSIC V-statistic of
+    all features with the ``"joint"`` bandwidth rule (per-variable median x sqrt(d): the median
+    rule saturates at 1/n for d >~ 16; one fixed rule so values are comparable across epochs;
+    NaN with a SaturationWarning if even that saturates). Gaussian kernels, median-heuristic
+    bandwidths otherwise (the conventions of :mod:`vcreg.independence`). Constant features are
+    dropped (their HSIC is 0 and normalized HSIC undefined); ``n_constant_features`` counts them.
     """
     z = np.asarray(torch.as_tensor(feats).double().cpu().numpy())
     if z.ndim != 2 or z.shape[0] < 4:
@@ -151,10 +154,9 @@ def independence_metrics(
         raw = np.asarray(pairwise_hsic(z, normalized=False))
         out["pairwise_hsic_mean"] = float(raw[iu].mean())
         # normalized HSIC_ij / sqrt(HSIC_ii HSIC_jj) from the same matrix (one kernel pass)
-        diag = np.sqrt(np.clip(np.diag(raw), 1e-300, None))
-        out["pairwise_nhsic_mean"] = float((raw / np.outer(diag, diag))[iu].mean())
+        out["pairwise_nhsic_mean"] = float(np.asarray(normalize_hsic_matrix(raw))[iu].mean())
     if dhsic:
-        out["dhsic"] = float(_dhsic(z))
+        out["dhsic"] = float(_dhsic(z, bandwidth="joint"))
     return out
 
 

@@ -45,7 +45,15 @@ from vcreg.independence._common import (
     IndependenceTestResult,
     parse_memory,
 )
-from vcreg.independence.dhsic import dhsic, dhsic_test
+from vcreg.independence.dhsic import (
+    AUTO_JOINT_MASS,
+    DHSIC_BANDWIDTH_RULES,
+    SATURATION_MASS,
+    SaturationWarning,
+    dhsic,
+    dhsic_test,
+    mutual_dependence,
+)
 from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
@@ -62,11 +70,16 @@ __all__ = [
     "normalize_hsic_matrix",
     "dhsic",
     "dhsic_test",
+    "mutual_dependence",
+    "SaturationWarning",
     "parse_memory",
     "effective_rank",
     "feature_std_summary",
     # conventions (documented constants)
+    "AUTO_JOINT_MASS",
     "BANDWIDTH_RULES",
+    "DHSIC_BANDWIDTH_RULES",
+    "SATURATION_MASS",
     "DEFAULT_DTYPE",
     "ESTIMATORS",
     "KERNELS",
