@@ -57,7 +57,14 @@ from vcreg.independence.dhsic import (
 from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
-from vcreg.independence.pairwise import normalize_hsic_matrix, pairwise_hsic, pairwise_summary
+from vcreg.independence.pairwise import (
+    CORRECTIONS,
+    adjust_pvalues,
+    normalize_hsic_matrix,
+    pairwise_hsic,
+    pairwise_hsic_test,
+    pairwise_summary,
+)
 
 __all__ = [
     "ConstantVariableWarning",
@@ -67,6 +74,8 @@ __all__ = [
     "hsic_test",
     "pairwise_hsic",
     "pairwise_summary",
+    "pairwise_hsic_test",
+    "adjust_pvalues",
     "normalize_hsic_matrix",
     "dhsic",
     "dhsic_test",
@@ -78,6 +87,7 @@ __all__ = [
     # conventions (documented constants)
     "AUTO_JOINT_MASS",
     "BANDWIDTH_RULES",
+    "CORRECTIONS",
     "DHSIC_BANDWIDTH_RULES",
     "SATURATION_MASS",
     "DEFAULT_DTYPE",
