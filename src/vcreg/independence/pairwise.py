@@ -19,9 +19,11 @@ from vcreg.independence._common import (
     PAIRWISE_METHODS,
     _as_variable,
     _check_choice,
+    _check_median_samples,
     _check_n,
     _out,
     _progress,
+    _rescale,
     _resolve_device,
     _warn_constant,
     parse_memory,
@@ -281,6 +283,7 @@ def pairwise_hsic(
     kernel = _check_choice(kernel, "kernel", KERNELS)
     estimator = _check_choice(estimator, "estimator", ESTIMATORS)
     bw = _check_bandwidth(bandwidth, kernel)
+    median_samples = _check_median_samples(median_samples)
     budget = parse_memory(max_memory)
     if not (0 < rank_tol < 1):
         raise ValueError(f"rank_tol must be in (0, 1), got {rank_tol!r}")
@@ -288,6 +291,7 @@ def pairwise_hsic(
         raise ValueError(f"max_rank must be >= 1, got {max_rank!r}")
     dev = _resolve_device(Z, device)
     z = _as_variable(Z, "Z", dtype, dev)
+    z, _ = _rescale(z, "Z", kernel != "linear" and isinstance(bw, str), per_column=True)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:
@@ -621,10 +625,12 @@ def pairwise_hsic_test(
     if kernel == "linear":
         raise ValueError("the gamma test needs a gaussian or laplacian kernel (k(x, x) = 1)")
     bw = _check_bandwidth(bandwidth, kernel)
+    median_samples = _check_median_samples(median_samples)
     if isinstance(n_permutations, bool) or int(n_permutations) < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations!r}")
     budget = parse_memory(max_memory)
     z = _as_variable(Z, "Z", dtype, _resolve_device(Z, device))
+    z, _ = _rescale(z, "Z", isinstance(bw, str), per_column=True)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:
