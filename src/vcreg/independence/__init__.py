@@ -57,6 +57,7 @@ from vcreg.independence.dhsic import (
 from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
+from vcreg.independence.measurement import exact_pairwise_seconds, measure_embeddings
 from vcreg.independence.pairwise import (
     CORRECTIONS,
     adjust_pvalues,
@@ -84,6 +85,8 @@ __all__ = [
     "parse_memory",
     "effective_rank",
     "feature_std_summary",
+    "measure_embeddings",
+    "exact_pairwise_seconds",
     # conventions (documented constants)
     "AUTO_JOINT_MASS",
     "BANDWIDTH_RULES",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import stats
+from scipy.special import ndtr
 from torch import Tensor
 
 from vcreg.independence._common import (
@@ -480,8 +481,6 @@ def _saddlepoint_sf(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     saddlepoint t solves K'(t) = x (bisection, K' is increasing); accurate far into the tail
     for weighted chi-square sums (Kuonen 1999), unlike a two-moment gamma fit.
     """
-    from scipy.special import ndtr
-
     if x.size == 0:
         return np.empty(0)
     mean, var = w.sum(1), 2 * (w * w).sum(1)
