@@ -73,6 +73,25 @@ def test_pairwise_hsic_equals_independence_on_the_same_rows():
     assert top[0, 2].item() == pytest.approx(nrm[0, 1], rel=1e-10)
 
 
+def test_constant_features_are_left_out_of_the_pairs_as_in_independence_metrics():
+    from vcreg.evaluation import independence_metrics
+
+    z = _data()
+    z[:, 7] = 3.0
+    with pytest.warns(ind.ConstantVariableWarning):
+        out = _feed(PairwiseHSIC(), z).compute()
+    ref = independence_metrics(z, dhsic=False)
+    assert out["n_constant_features"].item() == ref["n_constant_features"] == 1
+    assert out["hsic_mean"].item() == pytest.approx(ref["pairwise_hsic_mean"], rel=1e-10)
+    assert out["nhsic_mean"].item() == pytest.approx(ref["pairwise_nhsic_mean"], rel=1e-10)
+    assert 7 not in out["top_pairs"][:, :2]
+    # one non-constant feature left: NaN with a reason, never a number that looks valid
+    z[:, 1:] = 1.0
+    with pytest.warns(RuntimeWarning, match="collapsed"):
+        out = _feed(PairwiseHSIC(), z).compute()
+    assert np.isnan(out["nhsic_mean"].item()) and out["n_constant_features"].item() == D - 1
+
+
 def test_effective_rank_and_feature_std_equal_plain_formulas():
     z = _data()
     rank = _feed(EffectiveRank(), z).compute()
@@ -96,6 +115,9 @@ def test_monitor_combines_the_three_with_a_prefix():
     )
     assert out["repr/effective_rank"] == pytest.approx(_rankme(z.numpy()), rel=1e-10)
     assert out["repr/n_collapsed"] == 1
+    assert "repr/dhsic" not in out
+    with_dhsic = _feed(RepresentationMonitor(dhsic=True), z).compute()
+    assert with_dhsic["dhsic"] == pytest.approx(ind.dhsic(z), rel=1e-12)
     assert mon.top_pairs[0][:2] == (0, 1)
     assert mon.matrix.shape == (D, D)
     assert all(isinstance(v, float) for v in out.values())
@@ -228,3 +250,35 @@ def test_ddp_sync_measures_the_same_rows_as_one_process(tmp_path):
         # rank 0 holds rows 0-19, 40-59, ...; rank 1 rows 20-39, 60-79, ...: 50 of each
         expected = torch.cat([z[0:20], z[40:60], z[80:90], z[20:40], z[60:80], z[100:110]])
         torch.testing.assert_close(r["capped"], expected)
+
+
+# ----------------------------------------------------------------------------- vcreg's trainer
+
+
+def test_trainer_monitor_reports_what_independence_computes(tmp_path):
+    # the trainer's built-in monitor is RepresentationMonitor: its metrics.jsonl values equal
+    # vcreg.independence on the final encoder's output of the first monitor.samples test rows
+    from vcreg.data import load_dataset
+    from vcreg.evaluation import encode, independence_metrics
+    from vcreg.training import train
+
+    cfg = {
+        "epochs": 1,
+        "batch_size": 64,
+        "device": "cpu",
+        "threads": 1,
+        "data": {"name": "mnist1d", "options": {"num_samples": 400, "ood": False}},
+        "encoder": {"name": "cnn1d", "repr_dim": 8, "options": {"channels": [4, 8, 8]}},
+        "projector": {"spec": "16-16"},
+        "monitor": {"every": 1, "samples": 96, "probe": "none", "dhsic": False},
+    }
+    bundle = load_dataset("mnist1d", root=str(tmp_path / "cache"), num_samples=400, ood=False)
+    res = train(cfg, None, progress=False, bundle=bundle)
+    last = res.history[-1]
+    z = encode(res.encoder, bundle.test.tensors[0][:96], 256, torch.device("cpu")).double()
+    ref = independence_metrics(z, dhsic=False)
+    assert last["pairwise_hsic_mean"] == pytest.approx(ref["pairwise_hsic_mean"], rel=1e-9)
+    assert last["pairwise_nhsic_mean"] == pytest.approx(ref["pairwise_nhsic_mean"], rel=1e-9)
+    assert last["effective_rank"] == pytest.approx(_rankme(z.numpy()), rel=1e-6)
+    assert last["repr_std_mean"] == pytest.approx(z.numpy().std(0, ddof=1).mean(), rel=1e-6)
+    assert "n_collapsed" in last and "nhsic_max" in last

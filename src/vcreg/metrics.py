@@ -23,6 +23,8 @@ Conventions:
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -138,26 +140,39 @@ class _RepresentationBuffer(Metric):
         return torch.cat([z[s : s + k] for s, k in zip(starts, keep, strict=True)])
 
 
+_HSIC_KEYS = ("hsic_mean", "hsic_median", "hsic_max", "nhsic_mean", "nhsic_median", "nhsic_max")
+
+
 def _hsic_values(z: Tensor, top_k: int, **pairwise: Any) -> tuple[dict[str, Tensor], Tensor]:
-    """Summary of raw and normalized pairwise HSIC of ``z`` (one kernel pass), and the
-    normalized matrix."""
+    """Summary over pairs i < j of non-constant features of raw and normalized pairwise HSIC
+    (one kernel pass), and the normalized (d, d) matrix.
+
+    Constant features (zero self-HSIC: :mod:`vcreg.independence`'s rule, with its warning) are
+    left out of the summary, as in :func:`vcreg.evaluation.independence_metrics`; their number is
+    ``n_constant_features``. Fewer than 2 others: NaN summary values and a RuntimeWarning.
+    """
     raw = ind.pairwise_hsic(z, normalized=False, **pairwise)
     nrm = ind.normalize_hsic_matrix(raw)
-    s_raw = ind.pairwise_summary(raw, top_k=0)
-    s_nrm = ind.pairwise_summary(nrm, top_k=top_k)
-    top = torch.tensor(
-        [[p["i"], p["j"], p["value"]] for p in s_nrm["top_pairs"]], dtype=torch.float64
-    ).reshape(-1, 3)
-    out = {
-        "hsic_mean": s_raw["mean"],
-        "hsic_median": s_raw["median"],
-        "hsic_max": s_raw["max"],
-        "nhsic_mean": s_nrm["mean"],
-        "nhsic_median": s_nrm["median"],
-        "nhsic_max": s_nrm["max"],
-    }
-    values = {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
-    values["top_pairs"] = top
+    kept = torch.nonzero(torch.diagonal(raw) > 0).flatten()
+    values = {"n_constant_features": torch.tensor(float(raw.shape[0] - kept.numel()))}
+    if kept.numel() < 2:
+        warnings.warn(
+            f"pairwise HSIC summary undefined: {kept.numel()} of {raw.shape[0]} features are "
+            f"non-constant on the {z.shape[0]} rows (a collapsed representation); values are NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        values.update({k: torch.tensor(math.nan, dtype=torch.float64) for k in _HSIC_KEYS})
+        values["top_pairs"] = torch.zeros(0, 3, dtype=torch.float64)
+        return values, nrm
+    sub = kept[:, None], kept[None, :]
+    s_raw = ind.pairwise_summary(raw[sub], top_k=0)
+    s_nrm = ind.pairwise_summary(nrm[sub], top_k=top_k)
+    for key, summary in (("hsic", s_raw), ("nhsic", s_nrm)):
+        for stat in ("mean", "median", "max"):
+            values[f"{key}_{stat}"] = torch.tensor(summary[stat], dtype=torch.float64)
+    top = [[kept[p["i"]].item(), kept[p["j"]].item(), p["value"]] for p in s_nrm["top_pairs"]]
+    values["top_pairs"] = torch.tensor(top, dtype=torch.float64).reshape(-1, 3)
     return values, nrm
 
 
@@ -172,8 +187,9 @@ class PairwiseHSIC(_RepresentationBuffer):
 
     ``compute()`` returns a dict of 0-d float64 tensors ``hsic_mean``, ``hsic_median``,
     ``hsic_max`` (biased HSIC over pairs i < j), ``nhsic_mean``, ``nhsic_median``, ``nhsic_max``
-    (normalized HSIC, in [0, 1]) and ``top_pairs``: a ``(top_k, 3)`` tensor of rows
-    ``(i, j, nhsic)``, most dependent first. ``pairwise`` options (``method``, ``max_memory``,
+    (normalized HSIC, in [0, 1]), ``n_constant_features`` (left out of the pairs) and
+    ``top_pairs``: a ``(top_k, 3)`` tensor of rows ``(i, j, nhsic)``, most dependent first.
+    ``pairwise`` options (``method``, ``max_memory``,
     ``bandwidth``, ...) go to ``pairwise_hsic``. After ``compute()``, ``matrix`` holds the
     normalized (d, d) matrix (for a heatmap).
     """
@@ -230,9 +246,12 @@ class RepresentationMonitor(_RepresentationBuffer):
 
     ``monitor.update(z)`` with representation batches, then ``monitor.compute()``: a flat dict of
     Python floats ``{prefix}hsic_mean``, ``..nhsic_mean``, ``..nhsic_median``, ``..nhsic_max``,
-    ``..hsic_median``, ``..hsic_max`` (if ``hsic``), ``..effective_rank`` (if ``rank``),
-    ``..std_mean``, ``..std_min``, ``..normalized_std``, ``..n_collapsed`` (if ``std``) and
-    ``..n_samples``; ``top_pairs`` and ``matrix`` (normalized HSIC) are kept as attributes.
+    ``..hsic_median``, ``..hsic_max``, ``..n_constant_features`` (if ``hsic``), ``..dhsic``
+    (if ``dhsic``: :func:`vcreg.independence.dhsic` with its default rule),
+    ``..effective_rank`` (if ``rank``), ``..std_mean``, ``..std_min``, ``..normalized_std``,
+    ``..n_collapsed`` (if ``std``) and ``..n_samples``; ``top_pairs`` and ``matrix`` (normalized
+    HSIC) are kept as attributes. ``sync_on_compute=False`` (a torchmetrics option) measures this
+    process's rows only, e.g. on rank 0 alone.
     """
 
     def __init__(
@@ -242,6 +261,7 @@ class RepresentationMonitor(_RepresentationBuffer):
         hsic: bool = True,
         rank: bool = True,
         std: bool = True,
+        dhsic: bool = False,
         top_k: int = 5,
         collapse_threshold: float = 1e-2,
         pairwise: dict | None = None,
@@ -249,7 +269,7 @@ class RepresentationMonitor(_RepresentationBuffer):
         **kw,
     ) -> None:
         super().__init__(max_samples, **kw)
-        self.hsic, self.rank, self.std = hsic, rank, std
+        self.hsic, self.rank, self.std, self.dhsic = hsic, rank, std, dhsic
         self.top_k, self.collapse_threshold = int(top_k), collapse_threshold
         self.pairwise = dict(pairwise or {})
         self.prefix = prefix
@@ -264,6 +284,8 @@ class RepresentationMonitor(_RepresentationBuffer):
             top = values.pop("top_pairs")
             self.top_pairs = [(int(i), int(j), float(v)) for i, j, v in top.tolist()]
             out.update({k: float(v) for k, v in values.items()})
+        if self.dhsic and z.shape[1] >= 2:
+            out["dhsic"] = float(ind.dhsic(z))
         if self.rank:
             out["effective_rank"] = ind.effective_rank(z)
         if self.std:

@@ -1,9 +1,11 @@
 """Online monitoring during training, as a trainer callback.
 
 Every ``monitor.every`` epochs (and after the last one) the encoder's representation of a fixed
-held-out subset (the first ``monitor.samples`` test samples) is measured: mean pairwise HSIC,
-mean normalized HSIC, dHSIC (:func:`vcreg.evaluation.independence_metrics`), the mean feature
-std, and a probe accuracy (``"knn"``: cosine k-NN, ``"linear"``: closed-form ridge) fitted on the
+held-out subset (the first ``monitor.samples`` test samples) is measured by
+:class:`vcreg.metrics.RepresentationMonitor` (the object Lightning and plain-loop users get):
+mean pairwise HSIC and normalized HSIC (``pairwise_hsic_mean``, ``pairwise_nhsic_mean``, their
+historical names; ``nhsic_median``, ``nhsic_max``), dHSIC, the effective rank, the mean feature
+std (``repr_std_mean``), collapsed / constant features, and a probe accuracy (``"knn"``: cosine k-NN, ``"linear"``: closed-form ridge) fitted on the
 first ``monitor.probe_train_samples`` training samples. The values join the epoch's metrics.
 The measurement draws no global random numbers (``fork_rng``), so resumed runs stay exact.
 """
@@ -12,18 +14,20 @@ from __future__ import annotations
 
 import torch
 
-from vcreg.evaluation import (
-    dataset_tensors,
-    encode,
-    independence_metrics,
-    knn_accuracy,
-    ridge_accuracy,
-)
+from vcreg.evaluation import dataset_tensors, encode, knn_accuracy, ridge_accuracy
+from vcreg.metrics import RepresentationMonitor
 from vcreg.models import SSLModel
 from vcreg.training.callbacks import Callback, TrainState
 from vcreg.training.config import TrainConfig
 
 __all__ = ["Monitor"]
+
+# RepresentationMonitor key -> the name metrics.jsonl has always used (experiments read these)
+_RENAMED = {
+    "hsic_mean": "pairwise_hsic_mean",
+    "nhsic_mean": "pairwise_nhsic_mean",
+    "std_mean": "repr_std_mean",
+}
 
 
 class Monitor(Callback):
@@ -59,8 +63,7 @@ class Monitor(Callback):
             bs = self.cfg.evaluation.batch_size
             f_eval = encode(model.encoder, self.x_eval, bs, self.device)
             out: dict[str, float] = {}
-            if m.hsic or m.dhsic:
-                out.update(independence_metrics(f_eval, hsic=m.hsic, dhsic=m.dhsic))
+            out.update(self._representation(f_eval))
             if m.probe != "none":
                 f_train = encode(model.encoder, self.x_probe, bs, self.device)
                 if m.probe == "knn":
@@ -69,5 +72,17 @@ class Monitor(Callback):
                     )
                 else:
                     out["linear_acc"] = ridge_accuracy(f_train, self.y_probe, f_eval, self.y_eval)
-            out["repr_std_mean"] = float(f_eval.std(0).mean())
         return out
+
+    def _representation(self, feats: torch.Tensor) -> dict[str, float]:
+        # rank 0 alone measures: no cross-rank sync (the other ranks are not in this call)
+        mon = RepresentationMonitor(
+            max(4, len(feats)),
+            hsic=self.cfg.monitor.hsic,
+            dhsic=self.cfg.monitor.dhsic,
+            sync_on_compute=False,
+        )
+        mon.update(feats)
+        values = mon.compute()
+        values.pop("n_samples")
+        return {_RENAMED.get(k, k): v for k, v in values.items()}
