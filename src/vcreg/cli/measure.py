@@ -1,7 +1,8 @@
 """``vcreg measure``: pairwise (HSIC) and mutual (dHSIC) independence of saved embeddings.
 
 ``vcreg measure embeddings.(npy|npz|pt|csv) [--key K] [--labels L] [--max-samples N]
-[--out DIR]`` writes ``DIR/independence.json`` (summaries of the pairwise HSIC and normalized
+[--out DIR]`` (or ``vcreg measure encoder.safetensors``, an encoder from ``vcreg export``: the test
+set of its run's dataset, encoded) writes ``DIR/independence.json`` (summaries of the pairwise HSIC and normalized
 HSIC matrices, most dependent pairs with gamma-test p-values, dHSIC with its p-value, the
 settings used), ``DIR/pairwise_hsic.png`` (heatmap of the normalized matrix) and the two matrices
 as ``.npy``. Every file is written atomically (temporary file + ``os.replace``).
@@ -18,7 +19,7 @@ import click
 
 from vcreg._io import atomic_write
 
-SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
+SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".safetensors")
 
 
 def _pick(container: dict, key: str | None, path: Path, what: str) -> Any:
@@ -54,8 +55,12 @@ def _read_csv(path: Path) -> tuple[Any, list[str] | None]:
     return arr, header
 
 
-def load_array(path: Path, key: str | None) -> tuple[Any, list[str] | None, dict | None]:
-    """(array, column names or None, the file's other arrays for --labels lookups)."""
+def load_array(
+    path: Path, key: str | None, device: Any = "cpu"
+) -> tuple[Any, list[str] | None, dict | None]:
+    """(array, column names or None, the file's other arrays for --labels lookups). An encoder
+    from ``vcreg export`` (.safetensors) gives its run's test set encoded on ``device``, with
+    ``--labels labels`` available."""
     import numpy as np
     import torch
 
@@ -65,6 +70,14 @@ def load_array(path: Path, key: str | None) -> tuple[Any, list[str] | None, dict
             f"unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}",
             param_hint="EMBEDDINGS",
         )
+    if suffix == ".safetensors":  # `vcreg export`: its run's test set, encoded
+        from vcreg.export import encode_exported
+
+        try:
+            feats, labels = encode_exported(path, device=str(device))
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return feats, None, {"labels": labels}
     try:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False), None, None
@@ -247,7 +260,7 @@ def measure(
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
 
-    arr, names, others = load_array(embeddings, key)
+    arr, names, others = load_array(embeddings, key, dev)
     z = _as_matrix(arr, "embeddings")
     if z.ndim != 2:
         raise click.ClickException(
