@@ -9,15 +9,6 @@ from click.testing import CliRunner
 
 from vcreg.cli import main
 
-
-def _independence_available() -> bool:
-    try:
-        from vcreg.independence import dhsic, pairwise_hsic  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 CFG = {
     "epochs": 2,
     "batch_size": 64,
@@ -65,9 +56,8 @@ def test_train_then_evaluate(tmp_path):
     for acc in [ev["in_domain_acc"], ev["train_acc"], *ev["ood_acc"].values()]:
         assert 0.0 <= acc <= 1.0
     assert ev["in_domain_acc"] > 0.15  # 10 classes: better than chance after 2 epochs
-    if _independence_available():
-        for key in ("pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic"):
-            assert key in ev["independence"]
+    for key in ("pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic"):
+        assert key in ev["independence"]
     assert ev["epochs_trained"] == 2
 
 

@@ -19,14 +19,6 @@ from vcreg.evaluation import (
 )
 
 
-def _independence_available() -> bool:
-    try:
-        from vcreg.independence import dhsic, pairwise_hsic  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _blobs(n, d=5, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(4, d)) * 2
@@ -109,10 +101,6 @@ def test_encode_restores_mode_and_batches():
     torch.testing.assert_close(out_ds, out)
 
 
-@pytest.mark.skipif(
-    not _independence_available(),
-    reason="vcreg.independence not installed yet",
-)
 def test_independence_metrics_plain_formula():
     rng = np.random.default_rng(0)
     n = 60

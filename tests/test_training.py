@@ -51,19 +51,8 @@ def tiny(**over) -> dict:
     return cfg
 
 
-def _independence_available() -> bool:
-    try:
-        from vcreg.independence import dhsic, pairwise_hsic  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def tiny_monitored(**over) -> dict:
-    cfg = tiny(**over)
-    if not _independence_available():
-        cfg["monitor"].update(hsic=False, dhsic=False)
-    return cfg
+    return tiny(**over)
 
 
 def _strip(history):
@@ -92,9 +81,8 @@ def test_reference_run_writes_files(reference):
     assert len(lines) == 2
     assert all(math.isfinite(m["loss"]) for m in res.history)
     assert "knn_acc" in res.history[-1] and 0 <= res.history[-1]["knn_acc"] <= 1
-    if _independence_available():
-        for key in ("pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic"):
-            assert key in res.history[-1]
+    for key in ("pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic"):
+        assert key in res.history[-1]
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["epoch"] == 2 and state["step"] == 0
 

@@ -330,6 +330,25 @@ def load_cifar(
     }
 
 
+def _imagefolder_splits(root: str | None) -> tuple[Path, Path, Path]:
+    """``(root, root/train, root/val or root/test)``; ``FileNotFoundError`` naming what is missing."""
+    if root is None:
+        raise FileNotFoundError(
+            "imagefolder needs root=PATH to a folder with train/<class>/ and val/<class>/ "
+            "(or test/<class>/) image folders"
+        )
+    folder = Path(root).expanduser()
+    train_dir = folder / "train"
+    test_dir = next((folder / s for s in ("val", "test") if (folder / s).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise FileNotFoundError(
+            f"imagefolder root {folder} must contain train/<class>/ and val/<class>/ (or "
+            f"test/<class>/) sub-folders of images; found: "
+            f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no such folder'}"
+        )
+    return folder, train_dir, test_dir
+
+
 def load_imagefolder(
     root: str | None = None,
     image_size: int = 224,
@@ -344,23 +363,10 @@ def load_imagefolder(
     OOD sets: every other split folder present next to train/val (e.g. ``root/ood_sketch``).
     """
     _check_options("imagefolder", options, set())
-    if root is None:
-        raise FileNotFoundError(
-            "imagefolder needs root=PATH to a folder with train/<class>/ and val/<class>/ "
-            "(or test/<class>/) image folders"
-        )
+    folder, train_dir, test_dir = _imagefolder_splits(root)
     from torchvision import transforms as T
     from torchvision.datasets import ImageFolder
 
-    folder = Path(root).expanduser()
-    train_dir = folder / "train"
-    test_dir = next((folder / s for s in ("val", "test") if (folder / s).is_dir()), None)
-    if not train_dir.is_dir() or test_dir is None:
-        raise FileNotFoundError(
-            f"imagefolder root {folder} must contain train/<class>/ and val/<class>/ (or "
-            f"test/<class>/) sub-folders of images; found: "
-            f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no such folder'}"
-        )
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     m = tuple(mean) if mean is not None else NORMALIZATION["imagenet"][0]
