@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"_io", "_device", "_seed"},  # foundations (any other private top-level module too)
     {"functional"},
     {"distributed", "projectors", "data"},
-    {"losses", "models"},
+    {"losses", "models", "diagnostics"},
     {"independence"},
     {"evaluation", "ica", "metrics"},
     {"training"},

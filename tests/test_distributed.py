@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from vcreg import BarlowTwinsLoss, VCRegLoss, VICRegLoss, WMSELoss
+from vcreg import BarlowTwinsLoss, InfoNCELoss, VCRegLoss, VICRegLoss, WMSELoss
 
 WORLD = 2
 N, D_IN, K = 48, 6, 12
@@ -46,6 +46,8 @@ def _cases():
         # two whitening sub-batches of 24: the split drawn on rank 0 must be used by all ranks
         "wmse": (WMSELoss(w_size=24), True, [24, 24]),
         "vicreg_local": (VICRegLoss(gather_distributed=False), True, [24, 24]),
+        # negatives come from the whole global batch, uneven split included
+        "infonce": (InfoNCELoss(temperature=0.3), True, [19, 29]),
     }
 
 
@@ -108,7 +110,7 @@ def ddp_results(tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
-@pytest.mark.parametrize("name", ["vcreg", "vicreg", "vicreg_uneven", "barlow", "wmse"])
+@pytest.mark.parametrize("name", ["vcreg", "vicreg", "vicreg_uneven", "barlow", "wmse", "infonce"])
 def test_ddp_equals_single_process_on_global_batch(ddp_results, name):
     loss_fn, two_views, _ = _cases()[name]
     x_a, x_b = _batch()

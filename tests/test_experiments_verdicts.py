@@ -7,14 +7,20 @@ import pytest
 from scipy import stats
 
 from vcreg.experiments.verdicts import (
+    FRAGILE,
     INCONCLUSIVE,
     NOT_SUPPORTED,
     SUPPORTED,
     Verdict,
     combine_verdicts,
+    control_verdict,
     difference_verdict,
     fit_loglog_slope,
+    flag_low_accuracy,
     identity_verdict,
+    partial_spearman,
+    partial_trend_verdict,
+    sensitivity_rows,
     slope_verdict,
     spearman_bootstrap,
     threshold_verdict,
@@ -131,3 +137,69 @@ def test_group_difference_verdict_matches_scipy():
     assert v.values["p_value"] == pytest.approx(stats.kruskal(a, b, c).pvalue)
     same = group_difference_verdict({"1": [1.0, 2.0, 3.0], "2": [1.1, 2.1, 2.9]})
     assert same.status == INCONCLUSIVE
+
+
+def _plain_partial(x, y, z):
+    """First-order partial correlation of Spearman coefficients (textbook formula)."""
+    rxy = stats.spearmanr(x, y)[0]
+    rxz = stats.spearmanr(x, z)[0]
+    ryz = stats.spearmanr(y, z)[0]
+    return (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+
+
+def test_partial_spearman_matches_formula_and_removes_a_confound():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=300)
+    x = z + 0.5 * rng.normal(size=300)  # both driven by z only
+    y = z + 0.5 * rng.normal(size=300)
+    assert partial_spearman(x, y, z) == pytest.approx(_plain_partial(x, y, z), abs=1e-12)
+    assert stats.spearmanr(x, y)[0] > 0.6  # the raw correlation is the confound's
+    assert abs(partial_spearman(x, y, z)) < 0.15
+    # confound controlled away: the verdict cannot call it supported
+    v = partial_trend_verdict(x, y, z, "decreasing", groups=np.arange(300) // 3, n_boot=300)
+    assert v.status != SUPPORTED
+    # a real conditional effect survives: y falls with x given z
+    y2 = z - x + 0.3 * rng.normal(size=300)
+    v2 = partial_trend_verdict(x, y2, z, "decreasing", groups=np.arange(300) // 3, n_boot=300)
+    assert v2.status == SUPPORTED and v2.values["rho"] < -0.5
+    assert v2.values["n_groups"] == 100
+
+
+def test_partial_bootstrap_by_group_is_wider_than_by_point():
+    """Seeds of one configuration are not independent: resampling configurations widens the CI."""
+    rng = np.random.default_rng(1)
+    cfg_effect = rng.normal(size=8)
+    g = np.repeat(np.arange(8), 6)
+    z = rng.normal(size=48)
+    x = cfg_effect[g] + 0.05 * rng.normal(size=48)
+    y = -cfg_effect[g] + 0.05 * rng.normal(size=48)
+    by_pt = partial_trend_verdict(x, y, z, "decreasing", n_boot=400)
+    by_cfg = partial_trend_verdict(x, y, z, "decreasing", groups=g, n_boot=400)
+    w_pt = by_pt.values["ci_high"] - by_pt.values["ci_low"]
+    w_cfg = by_cfg.values["ci_high"] - by_cfg.values["ci_low"]
+    assert w_cfg > w_pt
+
+
+def test_control_verdict_on_log_ratios():
+    rng = np.random.default_rng(2)
+    control = np.exp(rng.normal(size=6))
+    v = control_verdict(control / 4.0 * np.exp(0.05 * rng.normal(size=6)), control)
+    assert v.status == SUPPORTED and v.values["ratio"] == pytest.approx(0.25, rel=0.1)
+    assert control_verdict(control * 3.0, control).status == NOT_SUPPORTED
+    assert control_verdict([0.1], [0.2]).status == INCONCLUSIVE  # one pair: no CI
+    with pytest.raises(ValueError, match="> 0"):
+        control_verdict([0.0, 1.0], [1.0, 1.0])
+
+
+def test_flag_low_accuracy_and_sensitivity_rows():
+    acc = {"a": [0.66, 0.68], "b": [0.70, 0.71], "c": [0.45, 0.47], "d": [0.64, 0.65]}
+    assert set(flag_low_accuracy(acc, 0.85)) == {"c"}  # median 0.655 -> cut 0.557
+    assert flag_low_accuracy({"a": [0.1], "b": [0.9]}, 0.85) == {}  # < 3 configurations
+    with pytest.raises(ValueError, match="ratio"):
+        flag_low_accuracy(acc, 1.5)
+    main = Verdict(SUPPORTED, "s", "r")
+    rows = sensitivity_rows(
+        main, {"alt 1": Verdict(SUPPORTED, "s1", "r"), "alt 2": Verdict(INCONCLUSIVE, "s2", "r")}
+    )
+    assert [r["agrees"] for r in rows] == [True, True, False]
+    assert FRAGILE == "fragile"

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from lightly.loss import BarlowTwinsLoss as LightlyBarlowTwins
+from lightly.loss import NTXentLoss
 from lightly.loss import VICRegLoss as LightlyVICReg
 from lightly.loss.wmse_loss import WMSELoss as LightlyWMSE
 
 import vcreg
-from vcreg import BarlowTwinsLoss, LossOutput, VCRegLoss, VICRegLoss, WMSELoss
+from vcreg import BarlowTwinsLoss, InfoNCELoss, LossOutput, VCRegLoss, VICRegLoss, WMSELoss
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -151,6 +152,46 @@ def test_module_errors_are_clear():
         VCRegLoss(method="fft")
     with pytest.raises(ValueError, match="w_iter"):
         WMSELoss(w_iter=0)
+
+
+def _nt_xent_plain(a: np.ndarray, b: np.ndarray, tau: float) -> float:
+    """SimCLR NT-Xent written out with loops: mean over the 2n anchors of −log softmax."""
+    u = np.concatenate([a, b])
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    n2 = len(u)
+    total = 0.0
+    for i in range(n2):
+        pos = (i + n2 // 2) % n2
+        sims = [u[i] @ u[j] / tau for j in range(n2) if j != i]
+        total += -(u[i] @ u[pos] / tau) + np.log(np.sum(np.exp(sims)))
+    return total / n2
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_infonce_equals_plain_formula_and_lightly(tau):
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    b = a + 0.5 * torch.randn(12, 5, generator=g, dtype=torch.float64)
+    ours = InfoNCELoss(temperature=tau)(a, b)
+    assert float(ours) == pytest.approx(_nt_xent_plain(a.numpy(), b.numpy(), tau), rel=1e-10)
+    ref = NTXentLoss(temperature=tau)(a.float(), b.float())
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert set(ours.terms) == {"contrastive", "positive_cosine"}
+    cos = torch.nn.functional.cosine_similarity(a, b).mean()
+    assert float(ours.terms["positive_cosine"]) == pytest.approx(float(cos), rel=1e-10)
+    # gradient flows to both views
+    a2, b2 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    InfoNCELoss(temperature=tau)(a2, b2).backward()
+    assert a2.grad.abs().sum() > 0 and b2.grad.abs().sum() > 0
+
+
+def test_infonce_errors_are_clear():
+    with pytest.raises(ValueError, match="temperature"):
+        InfoNCELoss(temperature=0.0)
+    with pytest.raises(ValueError, match="same shape"):
+        InfoNCELoss()(torch.randn(8, 4), torch.randn(8, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        InfoNCELoss()(torch.full((8, 4), float("nan")), torch.randn(8, 4))
 
 
 # ----------------------------------------------------------------------------- two-view VCReg

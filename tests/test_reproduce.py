@@ -75,11 +75,44 @@ def test_tiny_end_to_end_consistent(tiny_run):
         assert [h["epoch"] for h in run["history"]][0] == 0  # curve starts before training
     # C3/C4 reused C2's training runs from the cache instead of retraining
     assert results["experiments"]["C3"]["units_computed"] == 0
-    assert results["experiments"]["C4"]["units_computed"] == 0
+    # C4 trains only its own (Fashion-MNIST) runs, if that dataset is installed
+    from vcreg.experiments.c4_ood import image_available, image_specs
+
+    img = resolve_settings("tiny")["C4"]["image"]
+    n_img = len(image_specs(img)) if image_available(img) is None else 0
+    assert results["experiments"]["C4"]["units_computed"] == n_img
     c5 = results["experiments"]["C5"]["numbers"]
     for row in c5["linear"]:
         for method in ("VCRegICA", "FastICA", "Picard"):
             assert 0.0 <= row[method]["amari"] <= 1.0
+
+
+def test_tiny_report_has_controls_diagnostics_and_sensitivity(tiny_run):
+    res = json.loads((tiny_run / "results.json").read_text())
+    md = (tiny_run / "report.md").read_text()
+    c2 = res["experiments"]["C2"]["numbers"]
+    configs = {r["config_id"] for r in c2["runs"]}
+    # the equal-budget controls ran next to the sweep
+    assert {"vicreg-nu0/trained/16-16", "infonce/trained/16-16", "vicreg/none"} <= configs
+    for r in c2["runs"]:  # embedding diagnostics of every run
+        assert r["emb_std_mean"] > 0 and 0.0 <= r["emb_hinge_frac"] <= 1.0
+        if r["kind"] == "random_features":
+            assert r["rf_scale_over_bw"] == pytest.approx(1.0)  # standardized input, σ = 1
+    assert "## Sensitivity of the verdicts" in md
+    for claim in ("C2", "C3", "C4"):
+        sens = res["experiments"][claim]["sensitivity"]
+        assert sens[0]["analysis"] == "main analysis"
+        assert sens[0]["status"] == res["experiments"][claim]["verdict"]["status"]
+        assert len(sens) >= 3  # the main analysis and at least two alternatives
+        for row in sens:
+            assert row["status"] in STATUSES
+            assert row["agrees"] == (row["status"] == sens[0]["status"])
+        word = "robust" if all(r["agrees"] for r in sens) else "fragile"
+        assert re.search(rf"^\| {claim} \| .*\({word}\) \|", md, re.M)
+    # C4 controls for in-domain accuracy; its image domain ran or says why not
+    c4 = res["experiments"]["C4"]
+    assert "partial Spearman" in c4["verdict"]["statistic"]
+    assert "fashion-mnist" in c4["numbers"]["points"] or "Image domain skipped" in md
 
 
 def test_c1_identity_is_exact(tiny_run):
@@ -146,3 +179,26 @@ def test_cli_errors_and_help(tmp_path):
     assert res.exit_code != 0 and "unknown claim" in res.output
     res = runner.invoke(main, ["reproduce", "--preset", "huge"])
     assert res.exit_code != 0
+
+
+def test_full_preset_plans_without_running():
+    """`--preset full` plans valid training configs (caught here, not 2 hours into a run)."""
+    from vcreg.experiments.runner import EXPERIMENT_MODULES
+    from vcreg.training import TrainConfig
+
+    settings = resolve_settings("full", device="cpu")
+    units = {}
+    for claim, mod in EXPERIMENT_MODULES.items():
+        units[claim] = __import__(mod, fromlist=["plan"]).plan(settings[claim])
+        assert units[claim], claim
+    train = [u for u in units["C4"] if u.namespace == "train"]
+    for u in train:
+        cfg = TrainConfig.from_dict({**u.params["config"], "device": "cpu"})
+        assert cfg.optimizer.lr == 1e-3  # one optimiser setting for every run
+        if cfg.projector.kind == "mlp" and not cfg.loss.name == "supervised":
+            assert max(int(w) for w in str(cfg.projector.spec).split("-")) <= 2048  # CPU cap
+    # C2's and C3's runs are C4's MNIST-1D runs (shared cache units)
+    keys = {json.dumps(u.params, sort_keys=True) for u in units["C2"]}
+    assert keys == {json.dumps(u.params, sort_keys=True) for u in units["C3"]}
+    assert keys <= {json.dumps(u.params, sort_keys=True) for u in train}
+    assert any(u.params["config"]["loss"].get("params", {}).get("nu") == 0.0 for u in train)

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "VICRegLoss": "vcreg.losses",
     "BarlowTwinsLoss": "vcreg.losses",
     "WMSELoss": "vcreg.losses",
+    "InfoNCELoss": "vcreg.losses",
     "LossOutput": "vcreg.losses",
     # projectors
     "MLPProjector": "vcreg.projectors",

@@ -44,6 +44,7 @@ __all__ = [
     "wmse_loss",
     "wmse_size_problems",
     "whiten",
+    "info_nce_loss",
 ]
 
 CovMethod = Literal["auto", "cov", "gram"]
@@ -555,3 +556,33 @@ def wmse_loss(
         total = total + _norm_mse(torch.cat(wa), torch.cat(wb))
     loss = total / w_iter
     return _with_terms(loss, {"invariance": loss})
+
+
+# --------------------------------------------------------------------------- InfoNCE (SimCLR)
+
+
+@_float32_compute
+def info_nce_loss(
+    z_a: Tensor, z_b: Tensor, temperature: float = 0.5, *, check_finite: bool = True
+) -> Tensor:
+    """SimCLR's NT-Xent / InfoNCE (Chen et al. 2020): a contrastive control without VCReg.
+
+    With ``u = normalize([z_a; z_b])`` (2n rows, cosine similarity ``s_ij = u_iᵀu_j / τ``) and
+    ``p(i)`` the other view of sample ``i``:
+    ``L = (1/2n) Σ_i −log( exp(s_{i,p(i)}) / Σ_{j≠i} exp(s_ij) )``,
+    i.e. cross-entropy over the other 2n − 1 embeddings of the batch (both views as anchors).
+    ``.terms``: ``"contrastive"`` (= the loss) and ``"positive_cosine"`` (mean ``u_iᵀu_{p(i)}``).
+    Same value as lightly's ``NTXentLoss(temperature)`` without a memory bank.
+    """
+    if not (isinstance(temperature, int | float) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    z_a, z_b = _pair(z_a, z_b, check_finite)
+    n = z_a.shape[0]
+    u = F.normalize(torch.cat([z_a, z_b]), dim=1)
+    logits = u @ u.T / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))  # j ≠ i
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
+    loss = F.cross_entropy(logits, target)
+    pos = (u[:n] * u[n:]).sum(1).mean()
+    return _with_terms(loss, {"contrastive": loss, "positive_cosine": pos})

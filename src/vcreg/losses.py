@@ -1,4 +1,5 @@
-"""Loss modules of the VCReg family: VCReg, VICReg, Barlow Twins, W-MSE, and the loss registry.
+"""Loss modules of the VCReg family (VCReg, VICReg, Barlow Twins, W-MSE), InfoNCE (the
+contrastive control without VCReg), and the loss registry.
 
 Every module returns a 0-d tensor (float32, or float64 for float64 input; fp16/bf16 inputs are
 computed in float32) that can be ``.backward()``-ed, with ``.terms``: a dict of detached 0-d
@@ -42,6 +43,7 @@ __all__ = [
     "VICRegLoss",
     "BarlowTwinsLoss",
     "WMSELoss",
+    "InfoNCELoss",
     "INFRASTRUCTURE_PARAMS",
     "register_loss",
     "loss_class",
@@ -309,6 +311,33 @@ class WMSELoss(_GatheringLoss):
         return f"w_size={self.w_size}, w_iter={self.w_iter}, eps={self.eps}"
 
 
+class InfoNCELoss(_GatheringLoss):
+    """SimCLR's NT-Xent / InfoNCE with temperature ``τ`` (default 0.5, lightly's default), the
+    contrastive control without a variance-covariance term; see
+    :func:`vcreg.functional.info_nce_loss`. Under DDP the negatives are the whole global batch
+    (gathered with gradients, as the other losses). ``.terms``: ``"contrastive"``,
+    ``"positive_cosine"``.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        gather_distributed: bool | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(gather_distributed, check_finite)
+        if not (isinstance(temperature, int | float) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        z_a, z_b = self._prepare(z_a, z_b)
+        return VF.info_nce_loss(z_a, z_b, self.temperature, check_finite=False)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
 # -- registry ------------------------------------------------------------------------------------
 
 #: constructor arguments the trainer sets itself; never part of a config's ``loss.params``
@@ -378,3 +407,4 @@ register_loss("vicreg", VICRegLoss)
 register_loss("vcreg", TwoViewVCRegLoss)
 register_loss("barlow", BarlowTwinsLoss)
 register_loss("wmse", WMSELoss)
+register_loss("infonce", InfoNCELoss)

@@ -2,7 +2,7 @@
 
 Each run is one cache unit in namespace ``"train"``: a VICReg/Barlow/W-MSE training on MNIST-1D
 (``vcreg.training.train``) with online independence monitoring every epoch, followed by
-``vcreg.training.evaluate_run`` (linear probe in-domain + on every OOD set, and pairwise HSIC /
+``vcreg.evaluation.evaluate_run`` (linear probe in-domain + on every OOD set, and pairwise HSIC /
 normalized HSIC / dHSIC of the representation on held-out test samples). Because the unit key is
 the run's configuration, C3 and C4 reuse the runs C2 trained.
 """
@@ -15,34 +15,56 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
-from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
+from vcreg.evaluation import dataset_tensors, encode, linear_probe
+from vcreg.experiments.measures import embedding_diagnostics, independence_variants
 from vcreg.experiments.runner import Context, Unit
 from vcreg.training import TrainConfig, load_bundle, train
 
-__all__ = ["RunSpec", "c2_specs", "train_unit", "run_training", "spec_from_params"]
+__all__ = [
+    "RunSpec",
+    "c2_specs",
+    "control_specs",
+    "memberships",
+    "train_unit",
+    "run_training",
+    "spec_from_params",
+]
 
-TRAIN_VERSION = 1
+TRAIN_VERSION = 2
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One projector configuration × seed."""
+    """One projector configuration × seed.
 
-    group: str  # "width", "depth" or "loss"
-    kind: str  # "trained", "frozen", "random_features"
+    ``group``: "width", "depth", "loss" (the C2 sweeps), "control" (equal-budget controls of
+    "VCReg causes X": VICReg with ``nu = 0``, no projector, InfoNCE, supervised cross-entropy)
+    or "image" (the Fashion-MNIST part of C4).
+    """
+
+    group: str
+    kind: str  # "trained", "frozen", "random_features", "none" (no projector), "head"
     width: int  # embedding dimension k (for random features: d·m)
-    depth: int  # number of Linear layers (1 for random features)
-    loss: str  # "vicreg", "barlow", "wmse"
+    depth: int  # number of Linear layers (1 for random features, 0 without projector)
+    loss: str  # "vicreg", "barlow", "wmse", "infonce", "supervised"
     seed: int
     spec: str = ""  # explicit MLP spec (loss comparison); default "-".join([width] * depth)
+    nu: float | None = None  # VICReg covariance weight when not the official 1.0
+
+    @property
+    def method(self) -> str:
+        return f"{self.loss}-nu{self.nu:g}" if self.nu is not None else self.loss
 
     @property
     def config_id(self) -> str:
         """Configuration without the seed (the x-axis of the sweeps)."""
         if self.kind == "random_features":
-            return f"{self.loss}/rf/k={self.width}"
-        return f"{self.loss}/{self.kind}/{self.mlp_spec}"
+            return f"{self.method}/rf/k={self.width}"
+        if self.kind in ("none", "head"):
+            return f"{self.method}/{self.kind}"
+        return f"{self.method}/{self.kind}/{self.mlp_spec}"
 
     @property
     def mlp_spec(self) -> str:
@@ -53,45 +75,105 @@ class RunSpec:
         return f"{self.config_id} seed={self.seed}"
 
 
-def c2_specs(s: dict[str, Any]) -> list[RunSpec]:
-    """All runs of the C2 sweep (deduplicated): widths × kinds, depths, losses; × seeds."""
+def _width_specs(s: dict[str, Any], seed: int) -> list[RunSpec]:
+    out, d, cap = [], s["repr_dim"], s.get("mlp_max_width")
+    for kind in s["kinds"]:
+        for w in s["widths"]:
+            if kind == "random_features":
+                m = max(1, w // d)
+                out.append(RunSpec("width", kind, d * m, 1, "vicreg", seed))
+            elif cap is None or w <= cap:
+                out.append(RunSpec("width", kind, w, 2, "vicreg", seed))
+    return out
+
+
+def control_specs(s: dict[str, Any], seed: int) -> list[RunSpec]:
+    """Equal-budget controls (same encoder, data, epochs, batch, optimiser as the sweep):
+    VICReg with ν = 0 and InfoNCE through the trained MLPs of every control width, VICReg
+    without projector, supervised cross-entropy through a linear head."""
     out: list[RunSpec] = []
-    d = s["repr_dim"]
+    controls = s.get("controls", [])
+    for w in s.get("control_widths", []):
+        if "nu0" in controls:
+            out.append(RunSpec("control", "trained", w, 2, "vicreg", seed, nu=0.0))
+        if "infonce" in controls:
+            out.append(RunSpec("control", "trained", w, 2, "infonce", seed))
+    if "no_projector" in controls:
+        out.append(RunSpec("control", "none", s["repr_dim"], 0, "vicreg", seed))
+    if "supervised" in controls:
+        out.append(RunSpec("control", "head", 0, 1, "supervised", seed))
+    return out
+
+
+def c2_specs(s: dict[str, Any]) -> list[RunSpec]:
+    """All runs of the C2 sweep: widths × kinds, depths, losses, controls; × seeds.
+
+    A configuration that belongs to two sweeps (the 2-layer MLP of the width sweep is also a
+    depth point) is one run: the first group that lists it owns it (deduplicated by
+    configuration and seed, so the cache holds one unit per training run).
+    """
+    out: list[RunSpec] = []
     for seed in s["seeds"]:
-        for kind in s["kinds"]:
-            for w in s["widths"]:
-                cap = s.get("mlp_max_width")
-                if kind != "random_features" and cap is not None and w > cap:
-                    continue
-                if kind == "random_features":
-                    m = max(1, w // d)
-                    out.append(RunSpec("width", kind, d * m, 1, "vicreg", seed))
-                else:
-                    out.append(RunSpec("width", kind, w, 2, "vicreg", seed))
+        out += _width_specs(s, seed)
         for depth in s["depths"]:
             out.append(RunSpec("depth", "trained", s["depth_width"], depth, "vicreg", seed))
         for loss in s["losses"]:
             out.append(RunSpec("loss", "trained", 0, 0, loss, seed, spec=s["loss_spec"]))
-    seen: dict[str, RunSpec] = {}
-    for r in out:
-        seen.setdefault(r.label + "|" + r.group, r)
-    return list(seen.values())
+        out += control_specs(s, seed)
+    return list(_dedupe(out).values())
+
+
+def _dedupe(specs: list[RunSpec]) -> dict[tuple[str, int], RunSpec]:
+    seen: dict[tuple[str, int], RunSpec] = {}
+    for r in specs:
+        seen.setdefault((r.config_id, r.seed), r)
+    return seen
+
+
+def memberships(s: dict[str, Any]) -> dict[str, list[RunSpec]]:
+    """Every sweep's runs, including the runs it shares with another sweep (for its tables)."""
+    groups: dict[str, list[RunSpec]] = {"width": [], "depth": [], "loss": [], "control": []}
+    for seed in s["seeds"]:
+        groups["width"] += _width_specs(s, seed)
+        groups["depth"] += [
+            RunSpec("depth", "trained", s["depth_width"], dp, "vicreg", seed) for dp in s["depths"]
+        ]
+        groups["loss"] += [
+            RunSpec("loss", "trained", 0, 0, lo, seed, spec=s["loss_spec"]) for lo in s["losses"]
+        ]
+        groups["control"] += control_specs(s, seed)
+    return groups
+
+
+def _projector_config(r: RunSpec, s: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    if r.kind == "random_features":
+        return {
+            "kind": "random_features",
+            "features_per_dim": r.width // s["repr_dim"],
+            "bandwidth": s.get("rf_bandwidth", 1.0),
+            "scale": s.get("rf_scale", "unit"),
+            "standardize": s.get("rf_standardize", False),
+        }
+    if r.kind == "none":
+        return {"kind": "identity"}
+    if r.kind == "head":  # supervised: the projector is the linear classification head
+        return {"kind": "mlp", "spec": str(num_classes), "batch_norm": False}
+    return {"kind": "mlp", "spec": r.mlp_spec, "frozen": r.kind == "frozen"}
+
+
+def _loss_config(r: RunSpec) -> dict[str, Any]:
+    loss: dict[str, Any] = {"name": r.loss}
+    if r.nu is not None:
+        loss["params"] = {"nu": r.nu}
+    if r.loss == "wmse":
+        out_dim = int(r.mlp_spec.split("-")[-1])
+        loss["params"] = {"w_size": max(2 * out_dim, 2)}
+    return loss
 
 
 def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
     """The ``TrainConfig`` dict of a run (device excluded: it is chosen at run time)."""
-    if r.kind == "random_features":
-        projector = {
-            "kind": "random_features",
-            "features_per_dim": r.width // s["repr_dim"],
-            "bandwidth": s.get("rf_bandwidth", 1.0),
-        }
-    else:
-        projector = {"kind": "mlp", "spec": r.mlp_spec, "frozen": r.kind == "frozen"}
-    loss: dict[str, Any] = {"name": r.loss}
-    if r.loss == "wmse":
-        out_dim = int(r.mlp_spec.split("-")[-1])
-        loss["params"] = {"w_size": max(2 * out_dim, 2)}
+    options = {"ood_samples": s["ood_samples"], **s.get("data_options", {})}
     return {
         "name": r.label.replace("/", "_").replace(" ", "_"),
         "seed": r.seed,
@@ -99,14 +181,10 @@ def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
         "batch_size": s["batch_size"],
         "checkpoint_every": s["epochs"],
         "tensorboard": False,
-        "data": {
-            "name": s["dataset"],
-            "train_samples": s["n_train"],
-            "options": {"ood_samples": s["ood_samples"]},
-        },
+        "data": {"name": s["dataset"], "train_samples": s["n_train"], "options": options},
         "encoder": {"name": s["encoder"], "repr_dim": s["repr_dim"]},
-        "projector": projector,
-        "loss": loss,
+        "projector": _projector_config(r, s, s.get("num_classes", 10)),
+        "loss": _loss_config(r),
         "optimizer": {"name": "adam", "lr": s["lr"]},
         "schedule": {"kind": "cosine", "warmup_epochs": 0},
         "monitor": {
@@ -114,7 +192,10 @@ def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
             "samples": s["n_eval"],
             "hsic": True,
             "dhsic": True,
-            "probe": "none",
+            # closed-form ridge probe every epoch: the accuracy-matched supervised control
+            # and the sweep-hygiene checks compare runs by it
+            "probe": "linear",
+            "probe_train_samples": s["probe_train"] or s["n_train"],
         },
         "evaluation": {
             "ood": True,
@@ -157,49 +238,60 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _measure(encoder, projector, x_eval, device: str) -> dict[str, Any]:
+    feats = encode(encoder, x_eval, device=device)
+    return {
+        **{k: _num(v) for k, v in independence_variants(feats).items()},
+        **{k: _num(v) for k, v in embedding_diagnostics(projector, feats).items()},
+    }
+
+
+def _probe(result, bundle, cfg, train_samples, device: str) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        # a capped L-BFGS budget (tiny/quick presets) is a stated setting, not a problem
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return linear_probe(
+            result.encoder,
+            bundle,
+            C=cfg.evaluation.C,
+            max_iter=cfg.evaluation.max_iter,
+            ood=True,
+            train_samples=train_samples,
+            device=device,
+        )
+
+
 def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     """Train, then measure: independence at init and along training, linear-probe accuracies.
 
     The encoder before training comes from ``train(..., stop_after_epochs=0)`` (the trainer's own
-    seeded initialisation); independence is measured with ``vcreg.evaluation.independence_metrics``
-    on the first ``n_eval`` test signals, the subset the trainer's monitor uses every epoch.
+    seeded initialisation); independence (with the sensitivity variants) and the embedding
+    diagnostics are measured on the first ``n_eval`` test signals, the subset the trainer's
+    monitor uses every epoch.
     """
-    from sklearn.exceptions import ConvergenceWarning
-
     cfg_dict = dict(unit.params["config"])
     cfg_dict["device"] = ctx.device
     cfg = TrainConfig.from_dict(cfg_dict)
     bundle = load_bundle(cfg)
     x_eval, _ = dataset_tensors(bundle.test, cfg.monitor.samples)
     init = train(cfg, out_dir=None, progress=False, bundle=bundle, stop_after_epochs=0)
-    init_ind = independence_metrics(encode(init.encoder, x_eval, device=ctx.device))
+    initial = _measure(init.encoder, init.projector, x_eval, ctx.device)
     result = train(cfg, out_dir=None, progress=False, bundle=bundle)
     if result.status != "completed":
         # the trainer turns SIGINT/SIGTERM into a clean stop; a partial run must not be cached
         # as a finished unit, and the whole reproduction stops (it resumes from the cache)
         raise KeyboardInterrupt(f"training of {unit.label} was interrupted ({result.status})")
-    final_ind = independence_metrics(encode(result.encoder, x_eval, device=ctx.device))
-    with warnings.catch_warnings():
-        # a capped L-BFGS budget (tiny/quick presets) is a stated setting, not a problem
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        probe = linear_probe(
-            result.encoder,
-            bundle,
-            C=cfg.evaluation.C,
-            max_iter=cfg.evaluation.max_iter,
-            ood=True,
-            train_samples=unit.params["probe_train"],
-            device=ctx.device,
-        )
-    history = [{"epoch": 0, **{k: _num(init_ind.get(k)) for k in _IND_KEYS}}]
+    final = _measure(result.encoder, result.projector, x_eval, ctx.device)
+    probe = _probe(result, bundle, cfg, unit.params["probe_train"], ctx.device)
+    history = [{"epoch": 0, **{k: initial.get(k) for k in _IND_KEYS}}]
     for h in result.history:
         row: dict[str, Any] = {"epoch": h.get("epoch"), "loss": _num(h.get("loss"))}
-        row.update({k: _num(h[k]) for k in _IND_KEYS if k in h})
+        row.update({k: _num(h[k]) for k in (*_IND_KEYS, *_MONITOR_KEYS) if k in h})
         history.append(row)
     return {
         "history": history,
-        "initial": {k: _num(v) for k, v in init_ind.items()},
-        "final": {k: _num(v) for k, v in final_ind.items()},
+        "initial": initial,
+        "final": final,
         "acc_id": probe["in_domain_acc"],
         "acc_train": probe["train_acc"],
         "ood": probe["ood_acc"],
@@ -208,26 +300,47 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
 
 
 _IND_KEYS = ("pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic", "n_constant_features")
+_MONITOR_KEYS = (
+    "linear_acc",
+    "repr_std_mean",
+    "emb_std_mean",
+    "emb_hinge_frac",
+    "rf_scale_over_bw",
+)
+
+
+# flat record key -> key of the stored measures (final / initial)
+_MEASURES = {
+    "hsic": "pairwise_hsic_mean",
+    "nhsic": "pairwise_nhsic_mean",
+    "dhsic": "dhsic",
+    "hsic_unbiased": "hsic_unbiased",
+    "hsic_fixed_bw": "hsic_fixed_bw",
+    "emb_std_mean": "emb_std_mean",
+    "emb_hinge_frac": "emb_hinge_frac",
+    "repr_std_median": "repr_std_median",
+    "rf_scale_over_bw": "rf_scale_over_bw",
+}
 
 
 def run_metrics(value: dict[str, Any]) -> dict[str, Any]:
-    """Flat metrics of one run: hsic / nhsic / dhsic (final and initial) and accuracies."""
+    """Flat metrics of one run: the measures after training and at initialization
+    (``<name>_initial``), probe accuracies, the monitored curves."""
     fin, ini = value["final"], value["initial"]
     ood = value["ood"]
-    return {
-        "hsic": fin.get("pairwise_hsic_mean"),
-        "nhsic": fin.get("pairwise_nhsic_mean"),
-        "dhsic": fin.get("dhsic"),
-        "hsic_initial": ini.get("pairwise_hsic_mean"),
-        "nhsic_initial": ini.get("pairwise_nhsic_mean"),
-        "dhsic_initial": ini.get("dhsic"),
-        "n_constant": fin.get("n_constant_features"),
-        "acc_id": value["acc_id"],
-        "acc_ood": float(np.mean(list(ood.values()))) if ood else None,
-        "ood": ood,
-        "history": value["history"],
-        "train_seconds": value["train_seconds"],
-    }
+    out: dict[str, Any] = {k: fin.get(v) for k, v in _MEASURES.items()}
+    out.update({f"{k}_initial": ini.get(v) for k, v in _MEASURES.items()})
+    monitored = [h.get("linear_acc") for h in value["history"] if h.get("linear_acc") is not None]
+    out.update(
+        n_constant=fin.get("n_constant_features"),
+        acc_id=value["acc_id"],
+        acc_ood=float(np.mean(list(ood.values()))) if ood else None,
+        acc_monitor=monitored[-1] if monitored else None,
+        ood=ood,
+        history=value["history"],
+        train_seconds=value["train_seconds"],
+    )
+    return out
 
 
 def seeds_mean_sd(values: list[float]) -> tuple[float, float]:

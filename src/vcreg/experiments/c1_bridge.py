@@ -28,8 +28,10 @@ import torch
 from vcreg.experiments.report import Figure, Paragraph, Table
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
+    Verdict,
     combine_verdicts,
     identity_verdict,
+    sensitivity_rows,
     slope_verdict,
     trend_verdict,
 )
@@ -47,6 +49,9 @@ CLAIM = (
 )
 
 _TOL_F64 = 1e-9  # relative error of an exact identity evaluated in float64 (eps ≈ 2e-16)
+# float32 (eps ≈ 1.2e-7) over sums of up to d·m·n terms: the sensitivity row's tolerance
+_TOL = {"f64": _TOL_F64, "f32": 1e-4}
+_PREC = {"f64": "float64", "f32": "float32"}
 
 
 def make_dependent_data(n: int, d: int, lam: float, seed: int) -> np.ndarray:
@@ -182,46 +187,34 @@ def _rel(a: float, b: float, scale: float) -> float:
     return abs(a - b) / max(abs(scale), 1e-300)
 
 
-def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
-    import matplotlib
+def _errors(values: list[dict[str, Any]], which: str) -> list[float]:
+    return [_rel(t["via_vcreg"], t["direct"], t["vcreg_total"]) for v in values for t in v[which]]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    lams = [v["lam"] for v in values]
+def _conv_error(v: dict[str, Any], m: float, how: str) -> float:
+    """Relative error of the random-feature sums at ``m`` over feature seeds: RMS or max."""
+    dev = np.array(v["rf_sums"][str(int(m))]) - v["exact_gaussian"]
+    agg = math.sqrt(np.mean(dev**2)) if how == "rms" else float(np.max(np.abs(dev)))
+    return agg / v["exact_gaussian"]
+
+
+def statistics(
+    settings: dict[str, Any],
+    values: list[dict[str, Any]],
+    precision: str = "f64",
+    conv_error: str = "rms",
+) -> dict[str, Any]:
+    """Identity errors, convergence fits and the dependence trend (one analysis choice)."""
     ms = np.array(settings["m_grid"], dtype=float)
-    # exact identity
-    err64 = [
-        _rel(t["via_vcreg"], t["direct"], t["vcreg_total"])
-        for v in values
-        for t in v["identity_f64"]
-    ]
-    err32 = [
-        _rel(t["via_vcreg"], t["direct"], t["vcreg_total"])
-        for v in values
-        for t in v["identity_f32"]
-    ]
-    v_ident = identity_verdict(err64, _TOL_F64, "relative error (float64)")
+    err = _errors(values, f"identity_{precision}")
+    v_ident = identity_verdict(err, _TOL[precision], f"relative error ({_PREC[precision]})")
     v_ident.name = "exact identity (κ̂)"
-    # library cross-check of the exact Gaussian HSIC
-    lib_err = [
-        _rel(v["exact_gaussian_library"], v["exact_gaussian"], v["exact_gaussian"])
-        for v in values
-        if v["exact_gaussian_library"] is not None
-    ]
-    # convergence to the Gaussian kernel
     conv_rows, slopes, curves = [], [], {}
     for v in values:
-        exact = v["exact_gaussian"]
-        rms = np.array(
-            [
-                math.sqrt(np.mean((np.array(v["rf_sums"][str(int(m))]) - exact) ** 2)) / exact
-                for m in ms
-            ]
-        )
-        curves[v["lam"]] = rms
+        curve = np.array([_conv_error(v, m, conv_error) for m in ms])
+        curves[v["lam"]] = curve
         if v["lam"] > 0:
-            sv = slope_verdict(ms, rms, expected_slope=-0.5)
+            sv = slope_verdict(ms, curve, expected_slope=-0.5)
             sv.name = f"convergence λ={v['lam']:g}"
             slopes.append(sv)
             conv_rows.append(
@@ -231,33 +224,69 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                     sv.values["ci_low"],
                     sv.values["ci_high"],
                     sv.values["r2"],
-                    rms[0],
-                    rms[-1],
+                    curve[0],
+                    curve[-1],
                 ]
             )
-    v_conv = combine_verdicts(slopes, name="convergence κ̂ → κ (all λ > 0)")
-    n_match = sum(s.values["matches_expected_rate"] for s in slopes)
-    # the covariance term tracks the controlled dependence
-    xs, ys = [], []
-    for v in values:
-        for t in v["identity_f64"]:
-            xs.append(v["lam"])
-            ys.append(t["via_vcreg"])
+    xs = [v["lam"] for v in values for _ in v["identity_f64"]]
+    ys = [t["via_vcreg"] for v in values for t in v["identity_f64"]]
     v_trend = trend_verdict(
         xs, ys, "increasing", xname="λ", yname="c(g(X))·dm − marginal", n_boot=1000
     )
     v_trend.name = "tracks dependence"
-    slope_vals = [s.values["slope"] for s in slopes]
-    headline = (
-        f"identity max rel. error {max(err64):.1e} (float64); convergence slopes "
-        f"{min(slope_vals):.2f} … {max(slope_vals):.2f} "
-        f"({sum(s.status == 'supported' for s in slopes)}/{len(slopes)} significantly < 0); "
-        f"ρ(λ, covariance term) = {v_trend.values['rho']:+.2f} "
-        f"[{v_trend.values['ci_low']:+.2f}, {v_trend.values['ci_high']:+.2f}]"
-    )
-    verdict = combine_verdicts([v_ident, v_conv, v_trend], name="C1", statistic=headline)
+    lib_err = [
+        _rel(v["exact_gaussian_library"], v["exact_gaussian"], v["exact_gaussian"])
+        for v in values
+        if v["exact_gaussian_library"] is not None
+    ]
+    return {
+        "err": err,
+        "err32": _errors(values, "identity_f32"),
+        "precision": precision,
+        "ident": v_ident,
+        "slopes": slopes,
+        "conv_rows": conv_rows,
+        "curves": curves,
+        "trend": v_trend,
+        "lib_err": lib_err,
+        "ms": ms,
+    }
 
-    # figures
+
+def verdict(st: dict[str, Any]) -> Verdict:
+    slopes = st["slopes"]
+    slope_vals = [s.values["slope"] for s in slopes]
+    v_conv = combine_verdicts(slopes, name="convergence κ̂ → κ (all λ > 0)")
+    t = st["trend"]
+    headline = (
+        f"identity max rel. error {max(st['err']):.1e} ({_PREC[st['precision']]}); convergence "
+        f"slopes {min(slope_vals):.2f} … {max(slope_vals):.2f} "
+        f"({sum(s.status == 'supported' for s in slopes)}/{len(slopes)} significantly < 0); "
+        f"ρ(λ, covariance term) = {t.values['rho']:+.2f} "
+        f"[{t.values['ci_low']:+.2f}, {t.values['ci_high']:+.2f}]"
+    )
+    return combine_verdicts([st["ident"], v_conv, t], name="C1", statistic=headline)
+
+
+def sensitivity(settings: dict[str, Any], values: list[dict[str, Any]], main: Verdict) -> list:
+    alts = {
+        "identity checked in float32 (tolerance 1e-4)": verdict(
+            statistics(settings, values, precision="f32")
+        ),
+        "convergence of the max error over feature seeds (not RMS)": verdict(
+            statistics(settings, values, conv_error="max")
+        ),
+    }
+    return sensitivity_rows(main, alts)
+
+
+def figures(settings: dict[str, Any], values: list[dict[str, Any]], st: dict, ctx: Context):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    err64, err32, ms, curves = st["err"], st["err32"], st["ms"], st["curves"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     a = [t["via_vcreg"] for v in values for t in v["identity_f64"]]
     b = [t["direct"] for v in values for t in v["identity_f64"]]
@@ -291,6 +320,7 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     f_conv = ctx.save_figure(fig, "c1_convergence")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    lams = [v["lam"] for v in values]
     via = [np.mean([t["via_vcreg"] for t in v["identity_f64"]]) for v in values]
     ax.plot(
         lams, via, "o-", label=f"VCReg on g(X): d·m·c − marginal (m = {settings['m_identity']})"
@@ -304,7 +334,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     ax.legend(fontsize=8)
     ax.set_title("the covariance term tracks (nonlinear) dependence")
     f_dep = ctx.save_figure(fig, "c1_dependence")
+    return f_ident, f_conv, f_dep
 
+
+def _identity_rows(values: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for v in values:
         t = v["identity_f64"]
@@ -320,17 +353,14 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                 v["linear_cov"],
             ]
         )
-    n, d = settings["n"], settings["d"]
-    measurement = (
-        f"n = {n} samples of d = {d} standardised features with dependence strength λ ∈ "
-        f"{settings['dependence']} (X_j = λ·h(X_0) + noise, h alternating linear / x²). "
-        f"Projector: element-wise random Fourier features of the Gaussian kernel (σ = "
-        f"{settings['bandwidth']}), m = {settings['m_identity']} per dimension for the identity, "
-        f"m ∈ {settings['m_grid']} for the convergence, {settings['rf_seeds']} random-feature "
-        "seeds. Left side with `vcreg.functional.covariance_loss` on g(X); right side from the "
-        "n×n kernel matrices; Gaussian-kernel reference tr(K_i H K_j H)/(n−1)² with exact kernels."
-    )
-    blocks = [
+    return rows
+
+
+def blocks(settings: dict[str, Any], st: dict[str, Any], rows: list, figs: tuple) -> list:
+    f_ident, f_conv, f_dep = figs
+    ms, slopes = st["ms"], st["slopes"]
+    n_match = sum(s.values["matches_expected_rate"] for s in slopes)
+    out = [
         Table(
             [
                 "λ",
@@ -356,14 +386,14 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                 f"error m={int(ms[0])}",
                 f"error m={int(ms[-1])}",
             ],
-            conv_rows,
+            st["conv_rows"],
             caption="Log-log fit of the relative RMS error of Σ HSIC_κ̂ vs Σ HSIC_κ against m",
         ),
         Figure(f_conv, "Convergence of the random-feature HSIC to the Gaussian-kernel HSIC."),
         Paragraph(
             f"Fitted slopes consistent with the Monte-Carlo rate −1/2 for {n_match} of "
             f"{len(slopes)} dependence levels. float32 identity error: max "
-            f"{max(err32):.2e} (float64: {max(err64):.2e})."
+            f"{max(st['err32']):.2e} (float64: {max(st['err']):.2e})."
         ),
         Figure(f_dep, "VCReg's covariance term vs dependence strength."),
         Paragraph(
@@ -372,22 +402,51 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
             "projector the covariance term measures it."
         ),
     ]
-    if lib_err:
-        blocks.append(
+    if st["lib_err"]:
+        out.append(
             Paragraph(
                 "Cross-check: `vcreg.independence.hsic` (biased, fixed bandwidth, rescaled by "
-                f"n²/(n−1)²) agrees with the direct Gaussian-kernel sum to {max(lib_err):.1e} "
+                f"n²/(n−1)²) agrees with the direct Gaussian-kernel sum to {max(st['lib_err']):.1e} "
                 "relative error."
             )
         )
+    return out
+
+
+def measurement(settings: dict[str, Any]) -> str:
+    return (
+        f"n = {settings['n']} samples of d = {settings['d']} standardised features with "
+        f"dependence strength λ ∈ {settings['dependence']} (X_j = λ·h(X_0) + noise, h alternating "
+        f"linear / x²). Projector: element-wise random Fourier features of the Gaussian kernel "
+        f"at the kernel scale sqrt(2/m)·cos (σ = {settings['bandwidth']}), m = "
+        f"{settings['m_identity']} per dimension for the identity, m ∈ {settings['m_grid']} for "
+        f"the convergence, {settings['rf_seeds']} random-feature seeds. Left side with "
+        "`vcreg.functional.covariance_loss` on g(X); right side from the n×n kernel matrices; "
+        "Gaussian-kernel reference tr(K_i H K_j H)/(n−1)² with exact kernels."
+    )
+
+
+def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
+    st = statistics(settings, values)
+    v = verdict(st)
+    rows = _identity_rows(values)
+    figs = figures(settings, values, st, ctx)
     numbers = {
         "rows": rows,
-        "identity_rel_error_f64_max": max(err64),
-        "identity_rel_error_f32_max": max(err32),
-        "library_crosscheck_rel_error_max": max(lib_err) if lib_err else None,
-        "convergence": {str(v["lam"]): curves[v["lam"]].tolist() for v in values},
+        "identity_rel_error_f64_max": max(st["err"]),
+        "identity_rel_error_f32_max": max(st["err32"]),
+        "library_crosscheck_rel_error_max": max(st["lib_err"]) if st["lib_err"] else None,
+        "convergence": {str(k): c.tolist() for k, c in st["curves"].items()},
         "m_grid": settings["m_grid"],
-        "slopes": conv_rows,
-        "n_slopes_matching_minus_half": n_match,
+        "slopes": st["conv_rows"],
+        "n_slopes_matching_minus_half": sum(
+            s.values["matches_expected_rate"] for s in st["slopes"]
+        ),
     }
-    return Summary(measurement, verdict, numbers, blocks)
+    return Summary(
+        measurement(settings),
+        v,
+        numbers,
+        blocks(settings, st, rows, figs),
+        sensitivity=sensitivity(settings, values, v),
+    )

@@ -1,17 +1,20 @@
-"""C2 — which projectors favour pairwise independence (MNIST-1D sweep).
+"""C2 — which projectors favour pairwise independence (MNIST-1D sweep), against controls.
 
 Runs (shared with C3/C4, see :mod:`vcreg.experiments._training`): VICReg with a 2-layer MLP
 projector of width k ∈ ``widths`` (trained or frozen at its random init), element-wise random
-Fourier features with k = d·m outputs, MLP depth 1–3 at ``depth_width``, and VICReg vs Barlow
-Twins vs W-MSE with a common ``loss_spec`` projector; every configuration × ``seeds``.
-Measured per run on held-out test samples: mean pairwise HSIC and mean normalized HSIC between
-the representation's features (``vcreg.training.evaluate_run``).
+Fourier features (unit-variance ``sqrt(2)·cos`` on the standardized representation) with
+k = d·m outputs, MLP depth 1–3 at ``depth_width``, VICReg vs Barlow Twins vs W-MSE with a
+common ``loss_spec`` projector, and the equal-budget controls (VICReg with ν = 0 and InfoNCE
+through the same trained MLPs, VICReg without projector, supervised cross-entropy); every
+configuration × ``seeds``, one optimiser setting (Adam, ``lr``) for all. Measured per run on
+held-out test signals: mean pairwise HSIC / normalized HSIC of the representation.
 
-Verdict parts: (a) wider → lower mean pairwise HSIC, for each projector kind — trained MLP,
-frozen random MLP ("random frozen projectors also enforce it") and random features (Spearman ρ
-between width and HSIC over configs × seeds, bootstrap CI); (b) depth changes it
-(Kruskal-Wallis across depths). Reported alongside: frozen − trained HSIC at equal width and the
-change from the encoder at initialization (paired t-CIs).
+Verdict parts (fixed rules, :mod:`vcreg.experiments.verdicts`; configurations flagged by the
+hygiene guard are left out): (a) wider → lower mean pairwise HSIC for each projector kind
+(Spearman ρ over configs × seeds, bootstrap CI); (b) depth changes it (Kruskal–Wallis);
+(c) "VCReg causes it": VICReg's HSIC below the equal-budget control without the covariance
+term (ν = 0, same projector, width and seed) and (d) below the control without projector
+(paired log-ratio t-CIs). InfoNCE and supervised training are reported beside them.
 """
 
 from __future__ import annotations
@@ -21,21 +24,24 @@ from typing import Any
 
 import numpy as np
 
-from vcreg.experiments._training import (
-    c2_specs,
-    run_metrics,
-    run_training,
-    seeds_mean_sd,
-    train_unit,
+from vcreg.experiments._training import c2_specs, run_training, seeds_mean_sd, train_unit
+from vcreg.experiments.records import (
+    control_pairs,
+    flagged_configs,
+    matched_accuracy_point,
+    run_records,
+    sweep_groups,
+    without,
 )
-from vcreg.experiments.report import Figure, Paragraph, Table
+from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
     INCONCLUSIVE,
     Verdict,
     combine_verdicts,
-    difference_verdict,
+    control_verdict,
     group_difference_verdict,
+    sensitivity_rows,
     trend_verdict,
 )
 
@@ -50,6 +56,14 @@ KIND_NAMES = {
     "trained": "trained MLP",
     "frozen": "frozen random MLP",
     "random_features": "random features",
+    "none": "no projector",
+    "head": "linear head",
+}
+# sensitivity: HSIC variants of the same runs (vcreg.experiments.measures)
+HSIC_VARIANTS = {
+    "unbiased HSIC estimator": "hsic_unbiased",
+    "fixed bandwidth σ = 1 on standardized features": "hsic_fixed_bw",
+    "normalized HSIC": "nhsic",
 }
 
 
@@ -61,249 +75,418 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
     return run_training(unit, ctx)
 
 
-def records(settings: dict[str, Any], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat record per run: the RunSpec fields plus its measured metrics."""
-    specs = c2_specs(settings)
-    if len(specs) != len(values):
-        raise ValueError(f"expected {len(specs)} runs, got {len(values)}")
-    return [
-        {**r.__dict__, "config_id": r.config_id, **run_metrics(v)}
-        for r, v in zip(specs, values, strict=True)
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def is_reference(r: dict[str, Any], width: int | None = None) -> bool:
+    """VICReg (official ν) through a trained 2-layer MLP (at ``width`` if given)."""
+    return (
+        r["loss"] == "vicreg"
+        and r["nu"] is None
+        and r["kind"] == "trained"
+        and r["depth"] == 2
+        and (width is None or r["width"] == width)
+    )
+
+
+def _width_trends(s: dict[str, Any], rows: list[dict[str, Any]], key: str) -> list[Verdict]:
+    parts = []
+    for kind in s["kinds"]:
+        kr = [r for r in rows if r["kind"] == kind and r[key] is not None]
+        if len({r["width"] for r in kr}) < 2 or len(kr) < 3:
+            continue
+        v = trend_verdict(
+            [r["width"] for r in kr],
+            [r[key] for r in kr],
+            "decreasing",
+            xname="width",
+            yname=key,
+            n_boot=2000,
+        )
+        v.name = f"wider → lower {key} ({KIND_NAMES[kind]})"
+        parts.append(v)
+    return parts
+
+
+def _depth_verdict(rows: list[dict[str, Any]], key: str) -> Verdict:
+    by_depth: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r[key] is not None:
+            by_depth[f"depth {r['depth']}"].append(r[key])
+    if len(by_depth) >= 2:
+        v = group_difference_verdict(dict(sorted(by_depth.items())), what=key)
+    else:
+        v = Verdict(INCONCLUSIVE, "fewer than 2 depths", "depth sweep not run")
+    v.name = f"depth changes {key}"
+    return v
+
+
+def _control_parts(s: dict[str, Any], rows: list[dict[str, Any]], key: str) -> list[Verdict]:
+    widths = set(s.get("control_widths", []))
+    ref = s.get("reference_width")
+    checks = [
+        (
+            "covariance term lowers",
+            lambda r: is_reference(r) and r["width"] in widths,
+            lambda r: r["loss"] == "vicreg" and r["nu"] == 0.0,
+            ("width", "seed"),
+            "VICReg ν=0",
+        ),
+        (
+            "the projector lowers",
+            lambda r: is_reference(r, ref),
+            lambda r: r["kind"] == "none",
+            ("seed",),
+            "no projector",
+        ),
     ]
+    parts = []
+    for what, treated, control, match, cname in checks:
+        t, c = control_pairs(rows, treated, control, key, match)
+        if not t:
+            continue
+        v = control_verdict(t, c, "less", what=key, tname="VICReg", cname=cname)
+        v.name = f"{what} {key} (VICReg vs {cname}, equal budget)"
+        parts.append(v)
+    return parts
 
 
-def unique_runs(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per distinct training run (a run can serve several sweeps, e.g. the 2-layer
-    MLP of the width sweep is also the depth-2 point): for statistics over runs (C3, C4)."""
-    seen: dict[tuple[str, int], dict[str, Any]] = {}
+def _companions(s: dict[str, Any], recs: list[dict[str, Any]], key: str) -> list[list[Any]]:
+    """VICReg vs InfoNCE / supervised (full budget and accuracy-matched): not verdict parts."""
+    widths, ref = set(s.get("control_widths", [])), s.get("reference_width")
+    out = []
+    t, c = control_pairs(
+        recs,
+        lambda r: is_reference(r) and r["width"] in widths,
+        lambda r: r["loss"] == "infonce",
+        key,
+    )
+    cases = [("InfoNCE, same MLP (all control widths)", t, c)]
+    t, c = control_pairs(
+        recs, lambda r: is_reference(r, ref), lambda r: r["loss"] == "supervised", key, ("seed",)
+    )
+    cases.append(("supervised cross-entropy, full budget", t, c))
+    t, c = _accuracy_matched(recs, ref)
+    cases.append(("supervised, accuracy-matched (first epoch reaching VICReg's accuracy)", t, c))
+    for name, t, c in cases:
+        if t:
+            v = control_verdict(t, c, "less", what=key, tname="VICReg", cname="control")
+            out.append(
+                [
+                    name,
+                    float(np.mean(t)),
+                    float(np.mean(c)),
+                    v.values.get("ratio"),
+                    v.values.get("ci_low"),
+                    v.values.get("ci_high"),
+                    len(t),
+                ]
+            )
+    return out
+
+
+def _accuracy_matched(recs: list[dict[str, Any]], ref: int | None) -> tuple[list, list]:
+    refs = {r["seed"]: r for r in recs if is_reference(r, ref)}
+    t, c = [], []
     for r in recs:
-        seen.setdefault((r["config_id"], r["seed"]), r)
-    return list(seen.values())
+        if r["loss"] == "supervised" and r["seed"] in refs and refs[r["seed"]]["acc_monitor"]:
+            pt = matched_accuracy_point(r["history"], refs[r["seed"]]["acc_monitor"])
+            if pt is not None and refs[r["seed"]]["hsic"] is not None:
+                t.append(refs[r["seed"]]["hsic"])
+                c.append(pt["pairwise_hsic_mean"])
+    return t, c
 
 
-def _ci(v: Verdict) -> list[Any]:
-    return [v.values["mean_diff"], v.values["ci_low"], v.values["ci_high"], v.values["n"]]
+def statistics(
+    s: dict[str, Any], values: list[dict[str, Any]], key: str = "hsic", exclude: bool = True
+) -> dict[str, Any]:
+    """Every number behind the C2 verdict for HSIC variant ``key`` (``exclude``: drop flagged)."""
+    recs = run_records(s, values)
+    flagged = flagged_configs(recs, s["guard_ratio"])
+    keep = without(recs, flagged) if exclude else recs
+    groups = {
+        g: (without(rows, flagged) if exclude else rows)
+        for g, rows in sweep_groups(s, recs).items()
+    }
+    return {
+        "recs": recs,
+        "groups": groups,
+        "flagged": flagged,
+        "trends": _width_trends(s, groups["width"], key),
+        "depth": _depth_verdict(groups["depth"], key),
+        "controls": _control_parts(s, keep, key),
+        "companions": _companions(s, keep, key),
+        "key": key,
+    }
 
 
-def _agg(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
-    return seeds_mean_sd([r[key] for r in rows])
+# -- verdict ------------------------------------------------------------------------------------
 
 
-def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
+def verdict(st: dict[str, Any]) -> Verdict:
+    parts = [*st["trends"], st["depth"], *st["controls"]]
+    bits = [
+        f"ρ(width, {st['key']}) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
+        f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
+        for p in st["trends"]
+    ]
+    bits.append(f"depth: {st['depth'].statistic.split(' (')[0]}")
+    for p in st["controls"]:
+        if "ratio" in p.values:
+            bits.append(
+                f"{p.name.split(' (')[1].split(',')[0]}: ratio {p.values['ratio']:.2f} "
+                f"[{np.exp(p.values['ci_low']):.2f}, {np.exp(p.values['ci_high']):.2f}]"
+            )
+    return combine_verdicts(parts, name="C2", statistic="; ".join(bits))
+
+
+def sensitivity(s: dict[str, Any], values: list[dict[str, Any]], main: Verdict) -> list[dict]:
+    alts = {name: verdict(statistics(s, values, key)) for name, key in HSIC_VARIANTS.items()}
+    alts["flagged configurations included"] = verdict(statistics(s, values, exclude=False))
+    return sensitivity_rows(main, alts)
+
+
+# -- tables and figures -------------------------------------------------------------------------
+
+_COLS = ("hsic", "nhsic", "acc_id", "acc_ood", "emb_std_mean", "emb_hinge_frac")
+_HDR = ["HSIC", "±", "nHSIC", "±", "acc ID", "±", "acc OOD", "±", "emb. std", "hinge met"]
+
+
+def _row(rows: list[dict[str, Any]], *lead: Any) -> list[Any]:
+    out = list(lead)
+    for k in _COLS:
+        vals = [r[k] for r in rows if r[k] is not None]
+        m, sd = seeds_mean_sd(vals) if vals else (None, None)
+        out += [m, sd] if k not in ("emb_std_mean", "emb_hinge_frac") else [m]
+    return out
+
+
+def _by(rows: list[dict[str, Any]], field: str) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        out[r[field]].append(r)
+    return out
+
+
+def tables(s: dict[str, Any], st: dict[str, Any]) -> list[Any]:
+    g = st["groups"]
+    width_rows = [
+        _row(rows, KIND_NAMES[kind], w)
+        for kind in s["kinds"]
+        for w, rows in sorted(_by([r for r in g["width"] if r["kind"] == kind], "width").items())
+    ]
+    depth_rows = [_row(rows, dp) for dp, rows in sorted(_by(g["depth"], "depth").items())]
+    loss_rows = [_row(rows, lo) for lo, rows in _by(g["loss"], "loss").items()]
+    ctrl_rows = [_row(rows, cid) for cid, rows in _by(g["control"], "config_id").items()]
+    ref_rows = [r for r in g["width"] if is_reference(r)]
+    ctrl_rows += [_row(rows, cid) for cid, rows in _by(ref_rows, "config_id").items()]
+    hdr = _HDR
+    blocks: list[Any] = [
+        Table(
+            ["projector", "width k", *hdr],
+            width_rows,
+            caption="Width sweep (mean and sd over seeds; emb. std = mean per-dimension std of "
+            "the embedding, hinge met = fraction of embedding dimensions with std ≥ γ = 1)",
+        ),
+        Table(
+            ["depth", *hdr],
+            depth_rows,
+            caption=f"Depth sweep (trained MLP, width {s['depth_width']})",
+        ),
+        Table(["loss", *hdr], loss_rows, caption=f"Losses at a common projector {s['loss_spec']}"),
+        Table(
+            ["configuration", *hdr],
+            ctrl_rows,
+            caption="Equal-budget controls and the VICReg configurations they are paired with",
+        ),
+    ]
+    return blocks + _control_tables(st) + _rf_table(g)
+
+
+def _control_tables(st: dict[str, Any]) -> list[Any]:
+    blocks: list[Any] = []
+    if st["controls"]:
+        blocks.append(
+            Table(
+                ["verdict part", "geo-mean ratio", "log CI low", "log CI high", "pairs"],
+                [
+                    [
+                        p.name,
+                        p.values.get("ratio"),
+                        p.values.get("ci_low"),
+                        p.values.get("ci_high"),
+                        p.values.get("n"),
+                    ]
+                    for p in st["controls"]
+                ],
+                caption="VICReg vs controls lacking the covariance term / the projector (paired "
+                "log-ratio, 95% t-CI; part of the verdict)",
+            )
+        )
+    if st["companions"]:
+        blocks.append(
+            Table(
+                [
+                    "VICReg vs",
+                    "VICReg HSIC",
+                    "control HSIC",
+                    "ratio",
+                    "log CI low",
+                    "log CI high",
+                    "pairs",
+                ],
+                st["companions"],
+                caption="Other ways to learn the representation, at equal budget (not verdict parts)",
+            )
+        )
+    return blocks
+
+
+def _rf_table(g: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    blocks: list[Any] = []
+    rf = [r for r in g["width"] if r["kind"] == "random_features"]
+    if rf:
+        blocks.append(
+            Table(
+                ["k", "input scale / bandwidth", "emb. std", "hinge met", "acc ID"],
+                [
+                    [
+                        w,
+                        *[
+                            float(np.mean([r[k] for r in rows if r[k] is not None] or [np.nan]))
+                            for k in (
+                                "rf_scale_over_bw",
+                                "emb_std_mean",
+                                "emb_hinge_frac",
+                                "acc_id",
+                            )
+                        ],
+                    ]
+                    for w, rows in sorted(_by(rf, "width").items())
+                ],
+                caption="Random-feature projector diagnostics (after training)",
+            )
+        )
+    return blocks
+
+
+def figures(s: dict[str, Any], st: dict[str, Any], ctx: Context) -> list[Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = records(settings, values)
-    width_recs = [r for r in recs if r["group"] == "width"]
-    depth_recs = [r for r in recs if r["group"] == "depth"]
-    loss_recs = [r for r in recs if r["group"] == "loss"]
-    n_seeds = len(settings["seeds"])
-
-    # (a) width trend per projector kind
-    trend_parts = []
-    for kind in settings["kinds"]:
-        rows = [r for r in width_recs if r["kind"] == kind]
-        if len({r["width"] for r in rows}) < 2 or len(rows) < 3:
-            continue
-        v = trend_verdict(
-            [r["width"] for r in rows],
-            [r["hsic"] for r in rows],
-            "decreasing",
-            xname="width",
-            yname="pairwise HSIC",
-            n_boot=2000,
-        )
-        v.name = f"wider → lower HSIC ({KIND_NAMES[kind]})"
-        trend_parts.append(v)
-    # companions (not verdict parts): frozen vs trained at equal width and seed, and the
-    # change from the encoder at initialization
-    companions: list[list[Any]] = []
-    trained = {(r["width"], r["seed"]): r["hsic"] for r in width_recs if r["kind"] == "trained"}
-    pairs = [
-        (r["hsic"], trained[(r["width"], r["seed"])])
-        for r in width_recs
-        if r["kind"] == "frozen" and (r["width"], r["seed"]) in trained
-    ]
-    if len(pairs) >= 2:
-        d = difference_verdict(*zip(*pairs, strict=True), "less", aname="frozen", bname="trained")
-        companions.append(["HSIC frozen − trained (same width, seed)", *_ci(d)])
-    init_pairs = [
-        (r["hsic"], r["hsic_initial"]) for r in unique_runs(recs) if r["hsic_initial"] is not None
-    ]
-    if len(init_pairs) >= 2:
-        d = difference_verdict(*zip(*init_pairs, strict=True), "less", aname="final", bname="init")
-        companions.append(["HSIC after training − at initialization (all runs)", *_ci(d)])
-    # (c) depth
-    by_depth: dict[str, list[float]] = defaultdict(list)
-    for r in depth_recs:
-        by_depth[f"depth {r['depth']}"].append(r["hsic"])
-    if len(by_depth) >= 2:
-        v_depth = group_difference_verdict(dict(sorted(by_depth.items())), what="pairwise HSIC")
-    else:
-        v_depth = Verdict(INCONCLUSIVE, "fewer than 2 depths", "depth sweep not run")
-    v_depth.name = "depth changes HSIC"
-    parts = [*trend_parts, v_depth]
-    headline = "; ".join(
-        [
-            f"ρ(width, HSIC) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
-            f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
-            for p in trend_parts
-        ]
-        + [f"depth: {v_depth.statistic.split(' (')[0]}"]
-    )
-    verdict = combine_verdicts(parts, name="C2", statistic=headline)
-
-    # tables
-    def row_for(rows: list[dict[str, Any]], *lead: Any) -> list[Any]:
-        out = list(lead)
-        for key in ("hsic", "nhsic", "dhsic", "acc_id", "acc_ood"):
-            m, s = _agg(rows, key)
-            out += [m, s]
-        return out
-
-    hdr = ["HSIC", "±", "nHSIC", "±", "dHSIC", "±", "acc ID", "±", "acc OOD", "±"]
-    width_rows = []
-    for kind in settings["kinds"]:
-        for w in sorted({r["width"] for r in width_recs if r["kind"] == kind}):
-            rows = [r for r in width_recs if r["kind"] == kind and r["width"] == w]
-            width_rows.append(row_for(rows, KIND_NAMES[kind], w))
-    depth_rows = [
-        row_for([r for r in depth_recs if r["depth"] == dp], dp)
-        for dp in sorted({r["depth"] for r in depth_recs})
-    ]
-    loss_rows = [
-        row_for([r for r in loss_recs if r["loss"] == lo], lo)
-        for lo in settings["losses"]
-        if any(r["loss"] == lo for r in loss_recs)
-    ]
-
-    # figures
+    g = st["groups"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, name in (
         (axes[0], "hsic", "mean pairwise HSIC"),
         (axes[1], "nhsic", "mean pairwise normalized HSIC"),
     ):
-        for kind in settings["kinds"]:
-            ws = sorted({r["width"] for r in width_recs if r["kind"] == kind})
-            ms, ss = (
-                zip(
-                    *[
-                        _agg([r for r in width_recs if r["kind"] == kind and r["width"] == w], key)
-                        for w in ws
-                    ],
-                    strict=True,
+        for kind in s["kinds"]:
+            by_w = sorted(_by([r for r in g["width"] if r["kind"] == kind], "width").items())
+            if by_w:
+                ms = [seeds_mean_sd([r[key] for r in rows]) for _, rows in by_w]
+                ax.errorbar(
+                    [w for w, _ in by_w],
+                    [m for m, _ in ms],
+                    yerr=[e for _, e in ms],
+                    marker="o",
+                    capsize=3,
+                    label=KIND_NAMES[kind],
                 )
-                if ws
-                else ((), ())
+        for cid, rows in _by(g["control"], "config_id").items():
+            if rows[0]["loss"] == "vicreg" and rows[0]["nu"] == 0.0:
+                continue
+            ax.axhline(float(np.mean([r[key] for r in rows])), ls=":", lw=1, color="gray")
+            ax.text(ax.get_xlim()[0], float(np.mean([r[key] for r in rows])), cid, fontsize=6)
+        nu0 = sorted(_by([r for r in g["control"] if r["nu"] == 0.0], "width").items())
+        if nu0:
+            ax.plot(
+                [w for w, _ in nu0],
+                [np.mean([r[key] for r in rows]) for _, rows in nu0],
+                "k--",
+                marker="x",
+                label="VICReg ν = 0 (control)",
             )
-            ax.errorbar(ws, ms, yerr=ss, marker="o", capsize=3, label=KIND_NAMES[kind])
-        init = [r["hsic_initial" if key == "hsic" else "nhsic_initial"] for r in width_recs]
-        init = [x for x in init if x is not None]
-        if init:
-            ax.axhline(float(np.mean(init)), color="gray", ls=":", label="encoder at init")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("projector output width k")
         ax.set_ylabel(name)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"MNIST-1D, VICReg, {settings['epochs']} epochs, mean ± sd over {n_seeds} seeds")
-    f_width = ctx.save_figure(fig, "c2_width")
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    if depth_rows:
-        dps = sorted({r["depth"] for r in depth_recs})
-        ms, ss = zip(
-            *[_agg([r for r in depth_recs if r["depth"] == dp], "hsic") for dp in dps], strict=True
-        )
-        axes[0].errorbar(dps, ms, yerr=ss, marker="o", capsize=3)
-        axes[0].set_xticks(dps)
-        axes[0].set_xlabel(f"projector depth (width {settings['depth_width']})")
-        axes[0].set_ylabel("mean pairwise HSIC")
-        axes[0].set_title("depth (trained MLP)")
-    if loss_rows:
-        names = [r[0] for r in loss_rows]
-        axes[1].bar(names, [r[1] for r in loss_rows], yerr=[r[2] for r in loss_rows], capsize=4)
-        axes[1].set_ylabel("mean pairwise HSIC")
-        axes[1].set_title(f"loss (projector {settings['loss_spec']})")
-    f_depth = ctx.save_figure(fig, "c2_depth_loss")
-
-    measurement = (
-        f"SSL on MNIST-1D ({settings['n_train']} training signals), encoder `{settings['encoder']}` "
-        f"with representation dimension d = {settings['repr_dim']}, {settings['epochs']} epochs, "
-        f"batch {settings['batch_size']}, Adam lr {settings['lr']}, {n_seeds} seeds "
-        f"({settings['seeds']}). Width sweep (VICReg, 2-layer MLP k-k, trained or frozen; random "
-        f"features with k = d·m): k ∈ {settings['widths']}; depth sweep 1–{max(settings['depths'])} "
-        f"at width {settings['depth_width']}; losses {settings['losses']} with projector "
-        f"{settings['loss_spec']}. Independence of the representation: mean over feature pairs of "
-        f"HSIC (biased, Gaussian kernels, median bandwidth) and of normalized HSIC, and dHSIC, on "
-        f"{settings['n_eval']} held-out test signals (encoder before training: same measure). "
-        "Linear probe (`vcreg.evaluation.linear_probe`): logistic regression on the frozen "
-        + (
-            "representation of the whole training split"
-            if settings["probe_train"] is None
-            else f"representation of {settings['probe_train']} training signals"
-        )
-        + f" ({settings['probe_iter']} L-BFGS iterations), in-domain test accuracy and mean "
-        f"accuracy over the shifted MNIST-1D OOD sets ({settings['ood_samples']} signals each)."
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"MNIST-1D, {s['epochs']} epochs, mean ± sd over {len(s['seeds'])} seeds "
+        "(flagged configurations not shown)"
     )
-    blocks = [
-        Table(
-            ["projector", "width k", *hdr],
-            width_rows,
-            caption="Width sweep (mean and sd over seeds)",
-        ),
+    f_width = ctx.save_figure(fig, "c2_width")
+    return [
         Figure(
             f_width,
-            "Mean pairwise HSIC / normalized HSIC of the representation vs projector width.",
+            "Mean pairwise HSIC / normalized HSIC vs projector width, with the "
+            "equal-budget controls (dotted: single-configuration controls).",
         ),
-        Table(
-            ["depth", *hdr],
-            depth_rows,
-            caption=f"Depth sweep (trained MLP, width {settings['depth_width']})",
-        ),
-        Table(
-            ["loss", *hdr],
-            loss_rows,
-            caption=f"Losses at a common projector {settings['loss_spec']}",
-        ),
-        Figure(f_depth, "Pairwise HSIC vs projector depth, and across VCReg-family losses."),
+        *_depth_figure(s, g, ctx),
     ]
-    if width_recs:
-        nh_rows = []
-        for kind in settings["kinds"]:
-            rows = [r for r in width_recs if r["kind"] == kind]
-            if len({r["width"] for r in rows}) >= 2 and len(rows) >= 3:
-                t = trend_verdict(
-                    [r["width"] for r in rows],
-                    [r["nhsic"] for r in rows],
-                    "decreasing",
-                    n_boot=1000,
-                )
-                nh_rows.append(
-                    f"{KIND_NAMES[kind]} {t.statistic.split('=', 1)[1].strip()} ({t.status})"
-                )
-        if nh_rows:
-            blocks.append(
-                Paragraph(
-                    "Same trend with the normalized HSIC, ρ(width, nHSIC): "
-                    + "; ".join(nh_rows)
-                    + "."
-                )
-            )
-    if companions:
-        blocks.append(
-            Table(
-                ["paired difference", "mean", "CI low", "CI high", "pairs"],
-                companions,
-                caption="Companion comparisons (95% t-CI; not part of the verdict)",
-            )
+
+
+def _depth_figure(s: dict[str, Any], g: dict[str, list], ctx: Context) -> list[Any]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    depth = sorted(_by(g["depth"], "depth").items())
+    if depth:
+        ms = [seeds_mean_sd([r["hsic"] for r in rows]) for _, rows in depth]
+        axes[0].errorbar(
+            [d for d, _ in depth],
+            [m for m, _ in ms],
+            yerr=[e for _, e in ms],
+            marker="o",
+            capsize=3,
         )
+        axes[0].set_xlabel(f"projector depth (width {s['depth_width']})")
+        axes[0].set_ylabel("mean pairwise HSIC")
+    bars = list(_by(g["loss"], "loss").items()) + list(_by(g["control"], "config_id").items())
+    if bars:
+        axes[1].bar([k for k, _ in bars], [np.mean([r["hsic"] for r in rows]) for _, rows in bars])
+        axes[1].tick_params(axis="x", rotation=60, labelsize=6)
+        axes[1].set_ylabel("mean pairwise HSIC")
+        axes[1].set_title("losses and controls")
+    f_depth = ctx.save_figure(fig, "c2_depth_loss")
+    return [Figure(f_depth, "Pairwise HSIC vs projector depth; losses and controls.")]
+
+
+def measurement(s: dict[str, Any]) -> str:
+    probe = (
+        "the whole training split"
+        if s["probe_train"] is None
+        else f"{s['probe_train']} training signals"
+    )
+    return (
+        f"SSL on MNIST-1D ({s['n_train']} training signals), encoder `{s['encoder']}` with "
+        f"representation dimension d = {s['repr_dim']}, {s['epochs']} epochs, batch "
+        f"{s['batch_size']}, one optimiser setting for every run (Adam lr {s['lr']}: the rate at "
+        f"which every width trains; 3e-3 broke the widest MLP), {len(s['seeds'])} seeds. Width "
+        f"sweep (VICReg, 2-layer MLP k-k trained or frozen; random features sqrt(2)·cos on the "
+        f"standardized representation, bandwidth {s.get('rf_bandwidth', 1.0)}, k = d·m): k ∈ "
+        f"{s['widths']}; depth 1–{max(s['depths'])} at width {s['depth_width']}; losses "
+        f"{s['losses']} with projector {s['loss_spec']}; controls {s.get('controls', [])} at widths "
+        f"{s.get('control_widths', [])} (reference VICReg width {s.get('reference_width')}). "
+        f"Independence: mean over feature pairs of HSIC (biased, Gaussian kernels, median "
+        f"bandwidth) and normalized HSIC on {s['n_eval']} held-out test signals. Linear probe: "
+        f"logistic regression on the frozen representation of {probe} ({s['probe_iter']} L-BFGS "
+        f"iterations), in-domain and shifted MNIST-1D OOD test sets."
+    )
+
+
+def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
+    st = statistics(settings, values)
+    v = verdict(st)
+    blocks = tables(settings, st) + figures(settings, st, ctx)
+    if st["flagged"]:
+        blocks.insert(0, Paragraph(flagged_note(st["flagged"], settings["guard_ratio"])))
     numbers = {
-        "companions": companions,
-        "runs": recs,
-        "width_table": width_rows,
-        "depth_table": depth_rows,
-        "loss_table": loss_rows,
+        "runs": st["recs"],
+        "flagged": st["flagged"],
+        "companions": st["companions"],
     }
-    return Summary(measurement, verdict, numbers, blocks)
+    return Summary(
+        measurement(settings), v, numbers, blocks, sensitivity=sensitivity(settings, values, v)
+    )

@@ -26,6 +26,9 @@ __all__ = [
     "render_markdown",
     "render_html",
     "fmt",
+    "flagged_note",
+    "sensitivity_blocks",
+    "robustness",
 ]
 
 _BADGE = {
@@ -205,3 +208,41 @@ def render_html(blocks: Sequence[Block], base_dir: str | Path, title: str = "vcr
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+# -- blocks shared by the experiments -------------------------------------------------------------
+
+
+def flagged_note(flagged: dict[str, float], ratio: float) -> str:
+    """The sentence saying which configurations the hygiene guard left out, and why."""
+    items = ", ".join(f"`{k}` ({v:.3f})" for k, v in sorted(flagged.items()))
+    return (
+        f"**Flagged and excluded from the verdict** (mean in-domain accuracy below {ratio:g} × "
+        f"the sweep's median configuration, i.e. the run did not learn a usable representation): "
+        f"{items}. The sensitivity table shows the verdict with them included."
+    )
+
+
+def robustness(rows: Sequence[dict]) -> str:
+    """ "robust" when every analysis gives the main verdict, else "fragile"."""
+    return "robust" if all(r["agrees"] for r in rows) else "fragile"
+
+
+def sensitivity_blocks(sensitivity: dict[str, list[dict]]) -> list[Block]:
+    """One table: every claim's verdict under the main and the alternative analysis choices."""
+    rows = []
+    for claim, sens in sensitivity.items():
+        for r in sens:
+            mark = "" if r["agrees"] else " ⚠ differs"
+            rows.append([claim, r["analysis"], badge(r["status"]) + mark, r["statistic"]])
+    summary = "; ".join(f"{c}: **{robustness(s)}**" for c, s in sensitivity.items())
+    return [
+        Heading("Sensitivity of the verdicts", 2),
+        Paragraph(
+            "Every verdict recomputed from the same runs under other reasonable analysis choices "
+            "(HSIC estimator, kernel bandwidth rule, baseline epoch, with/without the flagged "
+            "configurations, …). A claim whose verdict changes under any of them is reported as "
+            f"**fragile**. {summary}."
+        ),
+        Table(["claim", "analysis", "verdict", "statistic"], rows),
+    ]

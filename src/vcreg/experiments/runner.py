@@ -42,6 +42,8 @@ from vcreg.experiments.report import (
     badge,
     render_html,
     render_markdown,
+    robustness,
+    sensitivity_blocks,
 )
 from vcreg.experiments.verdicts import Verdict
 
@@ -76,6 +78,8 @@ class Summary:
     blocks: list[Block] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the verdict under other analysis choices (verdicts.sensitivity_rows); main row first
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -193,6 +197,69 @@ def parse_only(only: str | Sequence[str] | None) -> list[str]:
     return [c for c in CLAIM_IDS if c in claims]
 
 
+class _ClaimRun:
+    """One claim: compute (or reuse) its units, then summarize; errors are kept, not raised."""
+
+    def __init__(self, mod, plan, settings, cache: UnitCache, ctx: Context, bar) -> None:
+        self.mod, self.plan, self.settings = mod, plan, settings
+        self.cache, self.ctx, self.bar = cache, ctx, bar
+        self.computed = self.cached = 0
+        self.seconds = 0.0
+        self.unit_seconds: dict[Path, float] = {}
+
+    def values(self, claim: str) -> list[dict[str, Any]]:
+        values = []
+        for unit in self.plan:
+            record = self.cache.get(unit.namespace, unit.params)
+            if record is None:
+                self.bar.describe(f"{claim} {unit.label}")
+                u0 = time.time()
+                value = self.mod.run_unit(unit, self.ctx)
+                record = self.cache.put(unit.namespace, unit.params, value, time.time() - u0)
+                self.bar.advance(unit.weight)
+                self.computed += 1
+            else:
+                self.cached += 1
+            values.append(record["value"])
+            sec = float(record.get("seconds", 0.0))
+            self.seconds += sec
+            self.unit_seconds[self.cache.path(unit.namespace, unit.params)] = sec
+        return values
+
+    def execute(self, claim: str, say) -> tuple[dict[str, Any], Summary | None]:
+        t0 = time.time()
+        mod = self.mod
+        entry: dict[str, Any] = {"title": mod.TITLE, "claim": mod.CLAIM, "settings": self.settings}
+        summary = None
+        try:
+            values = self.values(claim)
+            self.bar.describe(f"{claim} summarizing")
+            self.ctx.figures = []
+            summary = mod.summarize(self.settings, values, self.ctx)
+            summary.figures = list(self.ctx.figures)
+            entry.update(
+                measurement=summary.measurement,
+                verdict=summary.verdict.to_dict(),
+                numbers=to_jsonable(summary.numbers),
+                figures=summary.figures,
+                notes=summary.notes,
+                sensitivity=summary.sensitivity,
+            )
+            say(f"{claim} {badge(summary.verdict.status)}: {summary.verdict.statistic}")
+        except Exception as exc:  # one failing experiment must not lose the others
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["traceback"] = traceback.format_exc()
+            say(f"{claim} FAILED: {entry['error']}")
+            summary = None
+        entry.update(
+            wall_time_s=time.time() - t0,
+            units_computed=self.computed,
+            units_cached=self.cached,
+            unit_compute_s=self.seconds,
+        )
+        return entry, summary
+
+
 def run_reproduction(
     preset: str = "quick",
     only: str | Sequence[str] | None = None,
@@ -246,57 +313,11 @@ def run_reproduction(
     unit_seconds: dict[Path, float] = {}  # compute time of every unit used (shared ones once)
     try:
         for claim in claims:
-            mod = modules[claim]
-            t0 = time.time()
-            computed = cached = 0
-            seconds = 0.0
-            entry: dict[str, Any] = {
-                "title": mod.TITLE,
-                "claim": mod.CLAIM,
-                "settings": settings[claim],
-            }
-            try:
-                values = []
-                for unit in plans[claim]:
-                    record = cache.get(unit.namespace, unit.params)
-                    if record is None:
-                        bar.describe(f"{claim} {unit.label}")
-                        u0 = time.time()
-                        value = mod.run_unit(unit, ctx)
-                        record = cache.put(unit.namespace, unit.params, value, time.time() - u0)
-                        bar.advance(unit.weight)
-                        computed += 1
-                    else:
-                        cached += 1
-                    values.append(record["value"])
-                    seconds += float(record.get("seconds", 0.0))
-                    unit_seconds[cache.path(unit.namespace, unit.params)] = float(
-                        record.get("seconds", 0.0)
-                    )
-                bar.describe(f"{claim} summarizing")
-                ctx.figures = []
-                summary = mod.summarize(settings[claim], values, ctx)
-                summary.figures = list(ctx.figures)
+            run = _ClaimRun(modules[claim], plans[claim], settings[claim], cache, ctx, bar)
+            experiments[claim], summary = run.execute(claim, say)
+            unit_seconds.update(run.unit_seconds)
+            if summary is not None:
                 summaries[claim] = summary
-                entry.update(
-                    measurement=summary.measurement,
-                    verdict=summary.verdict.to_dict(),
-                    numbers=to_jsonable(summary.numbers),
-                    figures=summary.figures,
-                    notes=summary.notes,
-                )
-                say(f"{claim} {badge(summary.verdict.status)}: {summary.verdict.statistic}")
-            except Exception as exc:  # one failing experiment must not lose the others
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-                entry["traceback"] = traceback.format_exc()
-                say(f"{claim} FAILED: {entry['error']}")
-            entry.update(
-                wall_time_s=time.time() - t0,
-                units_computed=computed,
-                units_cached=cached,
-                unit_compute_s=seconds,
-            )
-            experiments[claim] = entry
     finally:
         bar.close()
 
@@ -357,49 +378,12 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
         ),
         Heading("Verdicts", 2),
     ]
-    rows = []
+    blocks += _verdict_table(results)
     for claim, e in results["experiments"].items():
-        if "error" in e:
-            rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
-        else:
-            rows.append(
-                [claim, e["title"], badge(e["verdict"]["status"]), e["verdict"]["statistic"]]
-            )
-    blocks.append(Table(["claim", "title", "verdict", "statistic"], rows))
-    for claim, e in results["experiments"].items():
-        blocks.append(Heading(f"{claim} — {e['title']}", 2))
-        blocks.append(Paragraph(f"**Claim (paper).** {e['claim']}"))
-        if "error" in e:
-            blocks.append(Paragraph(f"**This experiment failed:** `{e['error']}`"))
-            continue
-        s = summaries[claim]
-        blocks.append(Paragraph(f"**Measurement.** {s.measurement}"))
-        blocks.extend(s.blocks)
-        for note in s.notes:
-            blocks.append(Paragraph(note))
-        blocks.append(VerdictBlock(s.verdict))
-        if s.verdict.status == "not supported":
-            blocks.append(
-                Paragraph(
-                    f"**The data of this run contradict the paper's claim {claim}** "
-                    "(see the statistic above and the failing parts)."
-                )
-            )
-        elif s.verdict.status == "inconclusive":
-            blocks.append(
-                Paragraph(
-                    f"**This run can neither confirm nor refute claim {claim}**: the effect is "
-                    "not resolved at this preset's sample size (more seeds/configurations, e.g. "
-                    "`--preset full`, may decide it)."
-                )
-            )
-        blocks.append(
-            Paragraph(
-                f"_{e['units_computed']} units computed, {e['units_cached']} reused from the "
-                f"cache; {e['wall_time_s']:.1f} s in this invocation, "
-                f"{e['unit_compute_s'] / 60:.1f} min of unit compute time in total._"
-            )
-        )
+        blocks += _claim_blocks(claim, e, summaries.get(claim))
+    sens = {c: e["sensitivity"] for c, e in results["experiments"].items() if e.get("sensitivity")}
+    if sens:
+        blocks.extend(sensitivity_blocks(sens))
     blocks.append(Heading("Settings", 2))
     blocks.append(
         Paragraph("Per-claim settings of this run (the preset, after `--seeds` / overrides):")
@@ -407,6 +391,57 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
     for claim, e in results["experiments"].items():
         items = ", ".join(f"{k}={_short(val)}" for k, val in e["settings"].items())
         blocks.append(Paragraph(f"**{claim}**: {items}"))
+    return blocks
+
+
+def _verdict_table(results: dict[str, Any]) -> list[Block]:
+    rows = []
+    for claim, e in results["experiments"].items():
+        if "error" in e:
+            rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
+        else:
+            sens = e.get("sensitivity") or []
+            mark = f" ({robustness(sens)})" if sens else ""
+            rows.append(
+                [claim, e["title"], badge(e["verdict"]["status"]) + mark, e["verdict"]["statistic"]]
+            )
+    return [Table(["claim", "title", "verdict", "statistic"], rows)]
+
+
+def _claim_blocks(claim: str, e: dict[str, Any], s: Summary | None) -> list[Block]:
+    blocks: list[Block] = []
+    blocks.append(Heading(f"{claim} — {e['title']}", 2))
+    blocks.append(Paragraph(f"**Claim (paper).** {e['claim']}"))
+    if "error" in e:
+        blocks.append(Paragraph(f"**This experiment failed:** `{e['error']}`"))
+        return blocks
+    blocks.append(Paragraph(f"**Measurement.** {s.measurement}"))
+    blocks.extend(s.blocks)
+    for note in s.notes:
+        blocks.append(Paragraph(note))
+    blocks.append(VerdictBlock(s.verdict))
+    if s.verdict.status == "not supported":
+        blocks.append(
+            Paragraph(
+                f"**The data of this run contradict the paper's claim {claim}** "
+                "(see the statistic above and the failing parts)."
+            )
+        )
+    elif s.verdict.status == "inconclusive":
+        blocks.append(
+            Paragraph(
+                f"**This run can neither confirm nor refute claim {claim}**: the effect is "
+                "not resolved at this preset's sample size (more seeds/configurations, e.g. "
+                "`--preset full`, may decide it)."
+            )
+        )
+    blocks.append(
+        Paragraph(
+            f"_{e['units_computed']} units computed, {e['units_cached']} reused from the "
+            f"cache; {e['wall_time_s']:.1f} s in this invocation, "
+            f"{e['unit_compute_s'] / 60:.1f} min of unit compute time in total._"
+        )
+    )
     return blocks
 
 

@@ -16,8 +16,22 @@ Decision rules (all intervals two-sided at level ``1 − alpha``, default 95 %):
   significantly negative; whether it matches the expected rate is reported with it.
 * :func:`threshold_verdict` — a summary statistic compared with a threshold, with a bootstrap CI
   of the median: supported / not supported when the whole CI is on one side.
+* :func:`partial_trend_verdict` — a monotone relation controlled for a confound: partial
+  Spearman ρ(x, y | z) (Pearson correlation of the residuals of rank(x) and rank(y) after a
+  linear fit on rank(z)), percentile-bootstrap CI resampling whole ``groups`` (configurations,
+  not seeds); same side rule and ±``margin`` as the trend.
+* :func:`control_verdict` — "X causes Y" against an equal-budget control lacking X: the paired
+  difference of ``log`` values (treatment − control, pairs = same width and seed), t-CI; the
+  expected sign is the paper's.
+* :func:`flag_low_accuracy` — sweep hygiene: configurations whose mean in-domain accuracy is
+  below ``ratio`` × the sweep's median configuration are flagged (and left out of verdicts).
+* :func:`sensitivity_rows` — a verdict recomputed under other analysis choices: each row says
+  whether its status equals the main one; a claim whose status changes is *fragile*.
 * :func:`combine_verdicts` — a claim with several parts: not supported if any part is,
   supported if all are, inconclusive otherwise.
+
+These rules were written before the runs they judge (the controls, the partial correlation and
+the guard were fixed in code before the quick/full presets were re-run with them).
 """
 
 from __future__ import annotations
@@ -44,7 +58,18 @@ __all__ = [
     "group_difference_verdict",
     "spearman_bootstrap",
     "fit_loglog_slope",
+    "partial_spearman",
+    "partial_spearman_bootstrap",
+    "partial_trend_verdict",
+    "control_verdict",
+    "flag_low_accuracy",
+    "sensitivity_rows",
+    "FRAGILE",
+    "ROBUST",
 ]
+
+FRAGILE = "fragile"
+ROBUST = "robust"
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -397,3 +422,164 @@ def combine_verdicts(
             f"{p.name or f'part {i + 1}'}: {p.status}" for i, p in enumerate(parts)
         )
     return Verdict(status, statistic, f"{len(parts)} parts: {summary}", {}, parts, name)
+
+
+def _residual_ranks(r: np.ndarray, rz: np.ndarray) -> np.ndarray:
+    """Residuals of a least-squares fit ``r ~ a + b·rz`` along the last axis (rows = resamples)."""
+    rc = r - r.mean(-1, keepdims=True)
+    zc = rz - rz.mean(-1, keepdims=True)
+    den = (zc * zc).sum(-1, keepdims=True)
+    beta = np.divide((rc * zc).sum(-1, keepdims=True), den, out=np.zeros_like(den), where=den > 0)
+    return rc - beta * zc
+
+
+def _row_partial(xb: np.ndarray, yb: np.ndarray, zb: np.ndarray) -> np.ndarray:
+    """Partial Spearman of each row triple (NaN where a residual is constant)."""
+    rx, ry, rz = (stats.rankdata(a, axis=-1) for a in (xb, yb, zb))
+    ex, ey = _residual_ranks(rx, rz), _residual_ranks(ry, rz)
+    den = np.sqrt((ex * ex).sum(-1) * (ey * ey).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12, (ex * ey).sum(-1) / den, np.nan)
+
+
+def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    """Partial Spearman correlation ρ(x, y | z) (ranks, then residuals on rank(z))."""
+    xa, ya, za = _finite(x, "x"), _finite(y, "y"), _finite(z, "z")
+    if not xa.shape == ya.shape == za.shape:
+        raise ValueError(f"x, y, z must have the same length, got {xa.size}, {ya.size}, {za.size}")
+    if xa.size < 4:
+        raise ValueError(f"a partial rank correlation needs at least 4 points, got {xa.size}")
+    return float(_row_partial(xa[None], ya[None], za[None])[0])
+
+
+def partial_spearman_bootstrap(
+    x: Sequence[float],
+    y: Sequence[float],
+    z: Sequence[float],
+    groups: Sequence[Any] | None = None,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """ρ(x, y | z) with a percentile-bootstrap CI resampling whole ``groups`` (default: points)."""
+    rho = partial_spearman(x, y, z)
+    xa, ya, za = _finite(x, "x"), _finite(y, "y"), _finite(z, "z")
+    labels = np.unique(
+        np.asarray(groups if groups is not None else np.arange(xa.size)), return_inverse=True
+    )[1]
+    members = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for pick in rng.integers(0, len(members), (n_boot, len(members))):
+        idx = np.concatenate([members[i] for i in pick])
+        boots.append(_row_partial(xa[idx][None], ya[idx][None], za[idx][None])[0])
+    b = np.asarray(boots)
+    b = b[np.isfinite(b)]
+    lo, hi = np.quantile(b, [alpha / 2, 1 - alpha / 2]) if b.size else (np.nan, np.nan)
+    return {
+        "rho": rho,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n": int(xa.size),
+        "n_groups": len(members),
+        "n_boot": int(b.size),
+        "alpha": alpha,
+    }
+
+
+def partial_trend_verdict(
+    x: Sequence[float],
+    y: Sequence[float],
+    z: Sequence[float],
+    expected: str,
+    groups: Sequence[Any] | None = None,
+    margin: float = 0.1,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    names: tuple[str, str, str] = ("x", "y", "z"),
+) -> Verdict:
+    """Monotone relation of x and y given z (partial Spearman, group bootstrap); module doc."""
+    _check_expected(expected)
+    s = partial_spearman_bootstrap(x, y, z, groups, n_boot=n_boot, alpha=alpha, seed=seed)
+    level = round(100 * (1 - alpha))
+    statistic = (
+        f"partial Spearman ρ({names[0]}, {names[1]} | {names[2]}) = {s['rho']:+.3f}, {level}% "
+        f"bootstrap CI [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}] ({s['n_groups']} groups "
+        f"resampled, n = {s['n']})"
+    )
+    if not (np.isfinite(s["ci_low"]) and np.isfinite(s["ci_high"]) and np.isfinite(s["rho"])):
+        return Verdict(INCONCLUSIVE, statistic, "the partial correlation is undefined", s)
+    status, why = _side_rule(s["ci_low"], s["ci_high"], expected, margin)
+    return Verdict(status, statistic, f"expected relation given {names[2]}: {expected}; {why}", s)
+
+
+def control_verdict(
+    treated: Sequence[float],
+    control: Sequence[float],
+    expected: str = "less",
+    alpha: float = 0.05,
+    what: str = "HSIC",
+    tname: str = "VCReg",
+    cname: str = "control",
+) -> Verdict:
+    """Does X change ``what`` against an equal-budget control lacking X? Paired log-ratio t-CI.
+
+    ``treated[i]`` and ``control[i]`` are one pair (same width, seed, data, budget); values must
+    be > 0. Fewer than 2 pairs: inconclusive (a CI needs 2).
+    """
+    t, c = _finite(treated, "treated"), _finite(control, "control")
+    if t.shape != c.shape:
+        raise ValueError(f"treated and control must be paired, got {t.size} and {c.size}")
+    if np.any(t <= 0) or np.any(c <= 0):
+        raise ValueError(f"{what} values must be > 0 for a log-ratio comparison")
+    if t.size < 2:
+        return Verdict(
+            INCONCLUSIVE,
+            f"{t.size} pair(s) {tname} vs {cname}",
+            "a paired comparison needs at least 2 pairs",
+            {"n": int(t.size)},
+        )
+    v = difference_verdict(
+        np.log(t), np.log(c), expected, alpha, aname=f"log {what} {tname}", bname=cname
+    )
+    v.values["ratio"] = float(np.exp(v.values["mean_diff"]))
+    v.statistic += f" (geometric-mean ratio {_fmt(v.values['ratio'])})"
+    return v
+
+
+def flag_low_accuracy(acc_by_config: dict[str, Sequence[float]], ratio: float) -> dict[str, float]:
+    """Configurations whose mean accuracy is below ``ratio`` × the median configuration's.
+
+    Returns ``{config: mean accuracy}`` of the flagged ones (empty when none, or < 3 configs:
+    a median of fewer says nothing about what is typical).
+    """
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    means = {k: float(np.mean(_finite(v, k))) for k, v in acc_by_config.items() if len(v)}
+    if len(means) < 3:
+        return {}
+    cut = ratio * float(np.median(list(means.values())))
+    return {k: m for k, m in means.items() if m < cut}
+
+
+def sensitivity_rows(main: Verdict, alternatives: dict[str, Verdict]) -> list[dict[str, Any]]:
+    """One row per analysis (main first): status, statistic, and whether it agrees with main."""
+    rows = [
+        {
+            "analysis": "main analysis",
+            "status": main.status,
+            "statistic": main.statistic,
+            "agrees": True,
+        }
+    ]
+    for name, v in alternatives.items():
+        rows.append(
+            {
+                "analysis": name,
+                "status": v.status,
+                "statistic": v.statistic,
+                "agrees": v.status == main.status,
+            }
+        )
+    return rows

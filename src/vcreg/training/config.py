@@ -110,7 +110,8 @@ class LossConfig:
     keyword arguments of its class: vicreg ``lambda_, mu, nu, gamma, eps`` (official 25/25/1);
     vcreg ``mu, nu, gamma, eps`` plus ``invariance`` (weight of an MSE between views, default 0 =
     pure VCReg on each view, averaged); barlow ``lambda_`` (0.0051); wmse ``w_size``
-    (≥ 2·embedding dim, divides the batch), ``w_iter``."""
+    (≥ 2·embedding dim, divides the batch), ``w_iter``; infonce ``temperature`` (0.5; SimCLR's
+    NT-Xent, the reproduction's contrastive control without VCReg)."""
 
     name: str = "vicreg"
     params: dict[str, Any] = field(default_factory=dict)

@@ -5,7 +5,10 @@ held-out subset (the first ``monitor.samples`` test samples) is measured by
 :class:`vcreg.metrics.RepresentationMonitor` (the object Lightning and plain-loop users get):
 mean pairwise HSIC and normalized HSIC (``pairwise_hsic_mean``, ``pairwise_nhsic_mean``, their
 historical names; ``nhsic_median``, ``nhsic_max``), dHSIC, the effective rank, the mean feature
-std (``repr_std_mean``), collapsed / constant features, and a probe accuracy (``"knn"``: cosine k-NN, ``"linear"``: closed-form ridge) fitted on the
+std (``repr_std_mean``), collapsed / constant features, the embedding diagnostics of
+:func:`vcreg.diagnostics.embedding_diagnostics` (embedding std, fraction of dimensions meeting
+VICReg's variance hinge, random-feature input scale relative to the bandwidth), and a probe
+accuracy (``"knn"``: cosine k-NN, ``"linear"``: closed-form ridge) fitted on the
 first ``monitor.probe_train_samples`` training samples. The values join the epoch's metrics.
 The measurement draws no global random numbers (``fork_rng``), so resumed runs stay exact.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from vcreg.diagnostics import embedding_diagnostics
 from vcreg.evaluation import dataset_tensors, encode, knn_accuracy, ridge_accuracy
 from vcreg.metrics import RepresentationMonitor
 from vcreg.models import SSLModel
@@ -72,6 +76,9 @@ class Monitor(Callback):
                     )
                 else:
                     out["linear_acc"] = ridge_accuracy(f_train, self.y_probe, f_eval, self.y_eval)
+            # can the VCReg constraint be met (embedding std, hinge, RF scale / bandwidth)
+            diag = embedding_diagnostics(model.projector, f_eval)
+            out.update({k: v for k, v in diag.items() if v is not None})
         return out
 
     def _representation(self, feats: torch.Tensor) -> dict[str, float]:

@@ -1,0 +1,95 @@
+"""The reproduction's equal-budget controls are ordinary `vcreg train` configurations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vcreg.projectors import RandomFeatureProjector
+from vcreg.training import TrainConfig, train
+
+
+def _cfg(**over) -> dict:
+    cfg = {
+        "epochs": 1,
+        "batch_size": 64,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "data": {"name": "mnist1d", "options": {"num_samples": 400, "ood": False}},
+        "encoder": {"name": "cnn1d", "repr_dim": 8, "options": {"channels": [8, 16, 16]}},
+        "projector": {"spec": "32-32"},
+        "monitor": {"every": 0},
+    }
+    for key, value in over.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"loss.params": {"nu": 0.0}},  # VICReg without the covariance term
+        {"projector.kind": "identity"},  # no projector
+        {"loss.name": "infonce", "loss.params": {"temperature": 0.2}},  # contrastive control
+        {
+            "projector.kind": "random_features",
+            "projector.features_per_dim": 8,
+            "projector.scale": "unit",
+            "projector.standardize": True,
+        },
+    ],
+)
+def test_controls_train_from_a_config(over):
+    res = train(_cfg(**over), progress=False)
+    assert res.status == "completed" and math.isfinite(res.final_metrics["loss"])
+    if over.get("loss.name") == "infonce":
+        assert "loss_positive_cosine" in res.final_metrics
+    if over.get("projector.kind") == "random_features":
+        assert isinstance(res.projector, RandomFeatureProjector)
+        assert res.projector.scale == "unit" and res.projector.standardize
+        z = res.projector(torch.randn(32, 8))
+        assert float(z.abs().max()) <= math.sqrt(2.0) + 1e-6  # sqrt(2)·cos
+
+
+def test_control_config_errors_are_clear():
+    with pytest.raises(ValueError, match="temperature"):
+        TrainConfig.from_dict(_cfg(**{"loss.name": "infonce", "loss.params": {"tau": 0.1}}))
+    with pytest.raises(ValueError, match="projector.scale"):
+        TrainConfig.from_dict(_cfg(**{"projector.kind": "random_features", "projector.scale": "x"}))
+
+
+def test_embedding_diagnostics_match_plain_formulas():
+    import numpy as np
+
+    from vcreg.diagnostics import embedding_diagnostics
+
+    g = torch.Generator().manual_seed(0)
+    x = 5.0 * torch.randn(300, 4, generator=g, dtype=torch.float64)
+    proj = RandomFeatureProjector(4, 16, bandwidth=2.0, seed=1)
+    d = embedding_diagnostics(proj, x)
+    z = proj(x.float()).double().numpy()
+    std = np.sqrt(z.var(0, ddof=1) + 1e-4)  # VICReg: unbiased variance, ε inside the root
+    assert d["emb_std_mean"] == pytest.approx(std.mean(), rel=1e-5)
+    assert d["emb_hinge_frac"] == pytest.approx((std >= 1.0).mean())
+    assert d["rf_scale_over_bw"] == pytest.approx(
+        np.median(x.numpy().std(0, ddof=1)) / 2.0, rel=1e-5
+    )
+    std_proj = RandomFeatureProjector(4, 16, bandwidth=0.5, seed=1, standardize=True)
+    assert embedding_diagnostics(std_proj, x)["rf_scale_over_bw"] == pytest.approx(2.0)
+    assert embedding_diagnostics(torch.nn.Identity(), x)["rf_scale_over_bw"] is None
+
+
+def test_monitor_logs_embedding_diagnostics_every_epoch():
+    res = train(
+        _cfg(**{"epochs": 2, "monitor": {"every": 1, "samples": 64, "probe": "none"}}),
+        progress=False,
+    )
+    for h in res.history:
+        assert 0.0 <= h["emb_hinge_frac"] <= 1.0 and h["emb_std_mean"] > 0
