@@ -1,11 +1,12 @@
 """``vcreg measure``: pairwise (HSIC) and mutual (dHSIC) independence of saved embeddings.
 
-``vcreg measure embeddings.(npy|npz|pt|csv) [--key K] [--labels L] [--out DIR] [--overwrite]``:
-loads the matrix, calls :func:`vcreg.independence.measure_embeddings` and writes its report as
-``DIR/independence.json``, the heatmap ``DIR/pairwise_hsic.png`` and the matrices
-(``pairwise_hsic.npy``, ``pairwise_nhsic.npy``, ``pairwise_pvalues.npy``). The result set is
-published together (``vcreg._results``): an earlier result folder is replaced only with
-``--overwrite``, atomically and without leaving stale files.
+``vcreg measure embeddings.(npy|npz|pt|csv) [--key K] [--labels L] [--out DIR] [--overwrite]``
+(or ``vcreg measure encoder.safetensors``, an encoder from ``vcreg export``: the test set of its
+run's dataset, encoded): loads the matrix, calls :func:`vcreg.independence.measure_embeddings`
+and writes its report as ``DIR/independence.json``, the heatmap ``DIR/pairwise_hsic.png`` and
+the matrices (``pairwise_hsic.npy``, ``pairwise_nhsic.npy``, ``pairwise_pvalues.npy``). The
+result set is published together (``vcreg._results``): an earlier result folder is replaced
+only with ``--overwrite``, atomically and without leaving stale files.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import click
 
 from vcreg._results import check_results_folder, write_results_folder
 
-SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
+SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".safetensors")
 
 
 def _pick(container: dict, key: str | None, path: Path, what: str) -> Any:
@@ -108,8 +109,12 @@ def _load_pt(path: Path):
         ) from None
 
 
-def load_array(path: Path, key: str | None) -> tuple[Any, list[str] | None, dict | None]:
-    """(array, column names or None, the file's other arrays for --labels lookups)."""
+def load_array(
+    path: Path, key: str | None, device: Any = "cpu"
+) -> tuple[Any, list[str] | None, dict | None]:
+    """(array, column names or None, the file's other arrays for --labels lookups). An encoder
+    from ``vcreg export`` (.safetensors) gives its run's test set encoded on ``device``, with
+    ``--labels labels`` available."""
     import numpy as np
     import torch
 
@@ -119,6 +124,14 @@ def load_array(path: Path, key: str | None) -> tuple[Any, list[str] | None, dict
             f"unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}",
             param_hint="EMBEDDINGS",
         )
+    if suffix == ".safetensors":  # `vcreg export`: its run's test set, encoded
+        from vcreg.export import encode_exported
+
+        try:
+            feats, labels = encode_exported(path, device=str(device))
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return feats, None, {"labels": labels}
     try:
         if suffix == ".npy":
             return _load_npy(path), None, None
@@ -309,7 +322,7 @@ def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
         check_results_folder(out, RESULT_FILES, overwrite)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
-    arr, names, others = load_array(embeddings, key)
+    arr, names, others = load_array(embeddings, key, dev)
     z = _as_matrix(arr, "embeddings")
     y = _load_labels(labels, others, len(z)) if labels else None
     progress = not opts.pop("no_progress") and sys.stdout.isatty()
