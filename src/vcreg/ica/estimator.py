@@ -34,7 +34,7 @@ _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 # output over four bandwidths where the cost n·k² allows (small samples need the stronger
 # contrast), else 16 features of one bandwidth (at d = 10, n = 10,000 as accurate, 4x cheaper).
 _RICH_WIDTH, _RICH_SCALES, _LEAN_WIDTH = 64, (0.5, 1.0, 2.0, 4.0), 16
-_RICH_BUDGET = 5e5  # n·k² up to which the rich contrast is the default
+_RICH_BUDGET = 2e5  # n·k² up to which the rich contrast is the default (d=20, n=1000: lean)
 _MIN_MULTI_WIDTH = 48  # fewer features split over four bandwidths measured worse than one
 _SWEEP_WIDTH = 16  # features per output in the Jacobi sweeps (one bandwidth: they find the basin)
 
@@ -55,7 +55,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             :class:`vcreg.projectors.RandomFeatureProjector`, Gaussian kernel) or ``"mlp"``
             (frozen random ReLU MLP, :class:`vcreg.projectors.MLPProjector`, no batch-norm).
         width: random features per output of the contrast (random-features; default: 64 when
-            ``n_samples·k² ≤ 5e5``, else 16 — the cost of one evaluation grows as ``n·(k·width)²``)
+            ``n_samples·k² ≤ 2e5``, else 16 — the cost of one evaluation grows as ``n·(k·width)²``)
             or hidden/output width of the MLP (default 512).
         depth: number of Linear layers of the MLP projector (ignored for random features).
         bandwidth: Gaussian-kernel bandwidth(s) in units of the whitened (unit-variance) data; a
