@@ -163,3 +163,108 @@ def test_atomic_write_keeps_old_file_on_crash(tmp_path: Path):
         atomic_write(target, crash)
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+# ----------------------------------------------------------------------------- issue 9 / 13
+
+
+def test_refuses_to_overwrite_then_replaces_atomically(tmp_path: Path):
+    np.save(tmp_path / "e.npy", embeddings(n=60, d=5))
+    out = tmp_path / "o"
+    assert run(str(tmp_path / "e.npy"), "--out", str(out), "--no-dhsic").exit_code == 0
+    (out / "stale.txt").write_text("the user's own file")
+    res = CliRunner().invoke(main, ["measure", str(tmp_path / "e.npy"), "--out", str(out)])
+    assert res.exit_code != 0 and "--overwrite" in res.output and "Traceback" not in res.output
+    (out / "stale.txt").unlink()
+    (out / "independence.json").write_text("{}")  # an earlier result
+    res = run(str(tmp_path / "e.npy"), "--out", str(out), "--no-dhsic", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["independence.json", "pairwise_hsic.png", "pairwise_hsic.npy", "pairwise_nhsic.npy",
+         "pairwise_pvalues.npy"]
+    )  # fmt: skip
+    assert json.loads((out / "independence.json").read_text())["input"]["n_features"] == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_no_progress_bars_when_output_is_not_a_terminal(tmp_path: Path):
+    np.save(tmp_path / "e.npy", embeddings(n=60, d=5))
+    res = CliRunner().invoke(
+        main, ["measure", str(tmp_path / "e.npy"), "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "\r" not in res.output and "\x1b[" not in res.output and "it/s" not in res.output
+
+
+def test_planted_pair_significant_after_correction_and_noise_not(tmp_path: Path):
+    np.save(tmp_path / "p.npy", embeddings(n=400, d=16, planted=(2, 11), seed=3))
+    np.save(tmp_path / "n.npy", embeddings(n=400, d=16, seed=6))  # one fixed noise set
+    for name, want in (("p", 1), ("n", 0)):
+        res = run(
+            str(tmp_path / f"{name}.npy"), "--out", str(tmp_path / name), "--permutations", "99"
+        )
+        assert res.exit_code == 0, res.output
+        rep = json.loads((tmp_path / name / "independence.json").read_text())
+        assert rep["pairwise_tests"]["n_significant"] == want
+        assert f"significant after holm at alpha = 0.05: {want} of 120" in res.output
+        if want:
+            top = rep["pairwise_tests"]["top_pairs"][0]
+            assert (top["i"], top["j"]) == (2, 11) and top["p_adjusted"] <= 0.05
+        else:
+            assert rep["dhsic"]["p_value"] > 0.05  # rate over seeds: test_independence_dhsic
+        pv = np.load(tmp_path / name / "pairwise_pvalues.npy")
+        assert pv.shape == (16, 16) and np.isnan(np.diag(pv)).all()
+
+
+@pytest.mark.parametrize(
+    ("make", "suffix", "message"),
+    [
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(4000)), ".npy", "not a NumPy .npy"),
+        (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), ".npy",
+         "never unpickles"),
+        (lambda p: np.savez(p), ".npz", "holds no arrays"),
+        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(200)), ".npz", "not a valid .npz"),
+        (lambda p: torch.save({"model": torch.nn.Linear(2, 2)}, p), ".pt", "pickled Python objects"),
+        (lambda p: p.write_bytes(np.random.default_rng(1).bytes(4000)), ".pt", "not a file written by torch.save"),
+    ],
+)  # fmt: skip
+def test_unreadable_files_get_a_clean_message(tmp_path: Path, make, suffix, message):
+    path = tmp_path / f"bad{suffix}"
+    make(path)
+    res = CliRunner().invoke(main, ["measure", str(path), "--no-progress"])
+    assert res.exit_code != 0
+    assert message in res.output and "Traceback" not in res.output
+    assert "allow_pickle" not in res.output
+
+
+def test_column_scaled_by_1e200(tmp_path: Path):
+    z = embeddings(n=100, d=5, planted=(0, 3))
+    z[:, 3] *= 1e200
+    np.save(tmp_path / "big.npy", z)
+    res = run(str(tmp_path / "big.npy"), "--out", str(tmp_path / "o"))
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "o" / "independence.json").read_text())
+    top = rep["pairwise_nhsic"]["top_pairs"][0]
+    assert (top["i"], top["j"]) == (0, 3) and np.isfinite(rep["pairwise_nhsic"]["mean"])
+
+
+def test_measure_embeddings_library_report(monkeypatch):
+    from vcreg import independence as ind
+    from vcreg.independence import measurement
+
+    z = embeddings(n=300, d=8, planted=(1, 6), seed=5)
+    z[:, 4] = 2.0
+    y = (z[:, 0] > 0).astype(int)
+    rep = ind.measure_embeddings(z, labels=y, max_samples=250, n_permutations=49, top_k=3)
+    assert rep["input"]["n_samples_used"] == 250 and rep["input"]["subsampled"]
+    assert any("subsampled 250 of 300" in s for s in rep["notes"])
+    assert rep["constant_features"] == [4]
+    assert rep["pairwise_tests"]["n_pairs"] == 21 and rep["pairwise_tests"]["n_significant"] >= 1
+    assert rep["labels"]["most_label_dependent_features"][0]["feature"] == 0
+    assert 1 <= rep["effective_rank"] <= 8 and rep["feature_std"]["collapsed"] == [4]
+    assert 0 <= rep["mutual_dependence"]["mean_one_vs_rest_nhsic"] <= 1
+    json.dumps(rep)  # JSON-ready
+    monkeypatch.setattr(measurement, "AUTO_EXACT_LIMIT_S", 0.0)
+    rep = ind.measure_embeddings(z, with_dhsic=False)
+    assert rep["settings"]["method"] == "lowrank" and "lowrank" in rep["notes"][-1]
+    assert ind.exact_pairwise_seconds(2000, 256) > 60 > ind.exact_pairwise_seconds(1024, 256)

@@ -10,6 +10,7 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
+from vcreg import independence as ind
 from vcreg.cli import main
 from vcreg.models import load_encoder, read_export_config
 from vcreg.training import load_run
@@ -105,3 +106,50 @@ def test_bad_inputs_have_clear_errors(run, tmp_path):
     junk.write_bytes(b"not a safetensors file at all")
     with pytest.raises(ValueError, match="cannot read"):
         load_encoder(junk)
+
+
+def test_evaluate_and_measure_accept_an_exported_encoder(run, tmp_path):
+    import numpy as np
+
+    from vcreg.evaluation import encode
+
+    out = tmp_path / "enc.safetensors"
+    runner = CliRunner()
+    assert runner.invoke(main, ["export", str(run), "--out", str(out)]).exit_code == 0
+    res = runner.invoke(main, ["evaluate", str(out), "--no-ood", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    ev = json.loads((tmp_path / "enc.eval.json").read_text())
+    res = runner.invoke(main, ["evaluate", str(run), "--no-ood", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    ref = json.loads((run / "eval.json").read_text())
+    # the same encoder on the same data with the same settings: the same measurements
+    assert ev["in_domain_acc"] == ref["in_domain_acc"]
+    assert ev["independence"] == ref["independence"]
+    assert ev["source"]["checkpoint_sha256"] == ref["checkpoint"]["sha256"]
+    res = runner.invoke(main, ["evaluate", str(out), "--no-ood", "--device", "cpu"])
+    assert res.exit_code != 0 and "--overwrite" in res.output
+    # measure: the run's test set, encoded by the exported encoder
+    mdir = tmp_path / "measured"
+    res = runner.invoke(
+        main,
+        [
+            "measure",
+            str(out),
+            "--out",
+            str(mdir),
+            "--no-dhsic",
+            "--no-progress",
+            "--labels",
+            "labels",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((mdir / "independence.json").read_text())
+    _, model, _, bundle = load_run(run)
+    z = encode(model.encoder, bundle.test.tensors[0], 256, torch.device("cpu")).double().numpy()
+    assert report["input"]["n_samples_total"] == len(z) == len(bundle.test)
+    assert report["input"]["n_features"] == 8
+    assert report["labels"]["n_classes"] == len(np.unique(bundle.test.tensors[1].numpy()))
+    np.testing.assert_allclose(
+        np.load(mdir / "pairwise_hsic.npy"), ind.pairwise_hsic(z, normalized=False), rtol=1e-9
+    )

@@ -13,6 +13,10 @@
 :func:`vcreg.models.load_encoder` rebuilds the encoder from the file alone. ``checkpoint.pt``
 keeps its role (resuming: optimizer, RNG and schedule state). Nothing is overwritten unless
 ``overwrite=True``; both files are written atomically.
+
+An exported encoder is evaluated (:func:`evaluate_exported`, ``vcreg evaluate encoder.safetensors``
+-> ``encoder.eval.json``) and measured (:func:`encode_exported`, ``vcreg measure
+encoder.safetensors``) on the dataset of the run it came from, with that run's settings.
 """
 
 from __future__ import annotations
@@ -22,14 +26,28 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from vcreg._device import resolve_device
 from vcreg._io import atomic_write, atomic_write_text
-from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION
+from vcreg.data import DatasetBundle
+from vcreg.evaluation import dataset_tensors, encode
+from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION, Encoder, load_encoder, read_export_config
+from vcreg.training.config import TrainConfig
+from vcreg.training.evaluate import evaluate_encoder
+from vcreg.training.feeding import load_bundle
 from vcreg.training.runfolder import load_run
 
-__all__ = ["FORMATS", "export_run", "export_paths"]
+__all__ = [
+    "FORMATS",
+    "encode_exported",
+    "evaluate_exported",
+    "export_paths",
+    "export_run",
+    "load_exported",
+]
 
 FORMATS = ("safetensors",)
 
@@ -98,3 +116,49 @@ def export_run(
     atomic_write(weights, lambda fh: fh.write(payload))
     atomic_write_text(meta_path, json.dumps(config, indent=1))
     return {**config, "files": {"weights": str(weights), "config": str(meta_path)}}
+
+
+def load_exported(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Encoder, TrainConfig, DatasetBundle, dict[str, Any]]:
+    """``(encoder, training config, dataset bundle, export config)`` of an exported encoder."""
+    config = read_export_config(path)
+    cfg = TrainConfig.from_dict(config["train_config"])
+    return load_encoder(path, device), cfg, load_bundle(cfg), config
+
+
+def evaluate_exported(
+    path: str | Path,
+    device: str = "auto",
+    ood: bool | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """``vcreg evaluate``'s measurements for an exported encoder (its run's dataset and
+    ``evaluation`` settings); writes ``<name>.eval.json`` beside it (``overwrite`` to replace)."""
+    target = Path(path).with_suffix(".eval.json")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite (overwrite=True) to replace it")
+    dev = resolve_device(device)
+    encoder, cfg, bundle, config = load_exported(path, dev)
+    result = {
+        "encoder": str(path),
+        "dataset": cfg.data.name,
+        "source": config["source"],
+        **evaluate_encoder(encoder, cfg, bundle, dev, ood=ood, progress=progress),
+        "file": str(target),
+    }
+    atomic_write_text(target, json.dumps(result, indent=1))
+    return result
+
+
+def encode_exported(
+    path: str | Path, limit: int | None = None, device: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(representations, labels)`` of the first ``limit`` test samples of the exported
+    encoder's dataset (float64 array (n, repr_dim), int labels (n,))."""
+    dev = resolve_device(device)
+    encoder, cfg, bundle, _ = load_exported(path, dev)
+    x, y = dataset_tensors(bundle.test, limit)
+    feats = encode(encoder, x, cfg.evaluation.batch_size, dev)
+    return feats.double().cpu().numpy(), y.cpu().numpy()

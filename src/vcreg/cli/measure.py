@@ -1,24 +1,28 @@
 """``vcreg measure``: pairwise (HSIC) and mutual (dHSIC) independence of saved embeddings.
 
-``vcreg measure embeddings.(npy|npz|pt|csv) [--key K] [--labels L] [--max-samples N]
-[--out DIR]`` writes ``DIR/independence.json`` (summaries of the pairwise HSIC and normalized
-HSIC matrices, most dependent pairs with gamma-test p-values, dHSIC with its p-value, the
-settings used), ``DIR/pairwise_hsic.png`` (heatmap of the normalized matrix) and the two matrices
-as ``.npy``. Every file is written atomically (temporary file + ``os.replace``).
+``vcreg measure embeddings.(npy|npz|pt|csv) [--key K] [--labels L] [--out DIR] [--overwrite]``
+(or ``vcreg measure encoder.safetensors``, an encoder from ``vcreg export``: the test set of its
+run's dataset, encoded): loads the matrix, calls :func:`vcreg.independence.measure_embeddings`
+and writes its report as ``DIR/independence.json``, the heatmap ``DIR/pairwise_hsic.png`` and
+the matrices (``pairwise_hsic.npy``, ``pairwise_nhsic.npy``, ``pairwise_pvalues.npy``). The
+result set is published together (``vcreg._results``): an earlier result folder is replaced
+only with ``--overwrite``, atomically and without leaving stale files.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
+import pickle
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vcreg._io import atomic_write
+from vcreg._results import check_results_folder, write_results_folder
 
-SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv")
+SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".safetensors")
 
 
 def _pick(container: dict, key: str | None, path: Path, what: str) -> Any:
@@ -54,8 +58,63 @@ def _read_csv(path: Path) -> tuple[Any, list[str] | None]:
     return arr, header
 
 
-def load_array(path: Path, key: str | None) -> tuple[Any, list[str] | None, dict | None]:
-    """(array, column names or None, the file's other arrays for --labels lookups)."""
+NPY_MAGIC = b"\x93NUMPY"
+RESULT_FILES = (
+    "independence.json",
+    "pairwise_hsic.png",
+    "pairwise_hsic.npy",
+    "pairwise_nhsic.npy",
+    "pairwise_pvalues.npy",
+)
+
+
+def _load_npy(path: Path):
+    import numpy as np
+
+    with open(path, "rb") as fh:
+        magic = fh.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:
+        raise click.ClickException(f"{path.name} is not a NumPy .npy file (no NumPy header)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickled" in str(exc) or "Object arrays" in str(exc):
+            raise click.ClickException(
+                f"{path.name} holds Python objects (dtype=object), not a numeric array; vcreg "
+                "never unpickles data: save a numeric array"
+            ) from None
+        raise click.ClickException(f"cannot read {path.name}: {exc}") from exc
+
+
+def _load_pt(path: Path):
+    import torch
+
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    # torch.save writes a zip archive (or, legacy, a pickle stream starting with PROTO 0x80)
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
+        raise click.ClickException(f"{path.name} is not a file written by torch.save")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise click.ClickException(
+                f"{path.name} holds pickled Python objects, which vcreg refuses to load "
+                "(weights-only loading); save a tensor or a dict of tensors with torch.save"
+            ) from None
+        raise click.ClickException(f"{path.name} is not a file written by torch.save") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise click.ClickException(
+            f"{path.name} is not a file written by torch.save ({type(exc).__name__})"
+        ) from None
+
+
+def load_array(
+    path: Path, key: str | None, device: Any = "cpu"
+) -> tuple[Any, list[str] | None, dict | None]:
+    """(array, column names or None, the file's other arrays for --labels lookups). An encoder
+    from ``vcreg export`` (.safetensors) gives its run's test set encoded on ``device``, with
+    ``--labels labels`` available."""
     import numpy as np
     import torch
 
@@ -65,19 +124,31 @@ def load_array(path: Path, key: str | None) -> tuple[Any, list[str] | None, dict
             f"unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}",
             param_hint="EMBEDDINGS",
         )
+    if suffix == ".safetensors":  # `vcreg export`: its run's test set, encoded
+        from vcreg.export import encode_exported
+
+        try:
+            feats, labels = encode_exported(path, device=str(device))
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return feats, None, {"labels": labels}
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False), None, None
+            return _load_npy(path), None, None
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 data = {k: f[k] for k in f.files}
+            if not data:
+                raise click.ClickException(f"{path.name} holds no arrays")
             return _pick(data, key, path, "arrays"), None, data
         if suffix == ".csv":
             arr, header = _read_csv(path)
             return arr, header, None
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError, EOFError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise click.ClickException(f"{path.name} is not a valid .npz (zip) file: {exc}") from None
+    except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from exc
+    obj = _load_pt(path)
     if isinstance(obj, torch.Tensor):
         return obj, None, None
     if isinstance(obj, dict):
@@ -119,25 +190,30 @@ def _load_labels(spec: str, others: dict | None, n_total: int):
     return np.asarray(lab[:, 0])
 
 
-def _heatmap(path: Path, nrm, title: str) -> None:
+def _heatmap_writer(nrm, title: str):
+    """A ``write(fh)`` drawing the normalized matrix (diagonal masked) as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    shown = np.array(nrm, dtype=float)
-    np.fill_diagonal(shown, np.nan)
-    d = shown.shape[0]
-    fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
-    im = ax.imshow(shown, cmap="magma", interpolation="nearest" if d <= 256 else "antialiased")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("feature j")
-    ax.set_ylabel("feature i")
-    fig.colorbar(im, ax=ax, label="normalized HSIC (diagonal masked)")
-    fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
-    plt.close(fig)
+    def write(fh) -> None:
+        shown = np.array(nrm, dtype=float)
+        np.fill_diagonal(shown, np.nan)
+        d = shown.shape[0]
+        fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
+        interp = "nearest" if d <= 256 else "antialiased"
+        im = ax.imshow(shown, cmap="magma", interpolation=interp)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("feature j")
+        ax.set_ylabel("feature i")
+        fig.colorbar(im, ax=ax, label="normalized HSIC (diagonal masked)")
+        fig.tight_layout()
+        fig.savefig(fh, format="png")
+        plt.close(fig)
+
+    return write
 
 
 def _bandwidth(value: str) -> str | float:
@@ -172,15 +248,17 @@ def _bandwidth(value: str) -> str | float:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Output folder (default: <embeddings stem>_independence next to the file).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT.")
 @click.option(
     "--method",
-    type=click.Choice(["exact", "lowrank"]),
-    default="exact",
+    type=click.Choice(["auto", "exact", "lowrank"]),
+    default="auto",
     show_default=True,
-    help="Pairwise HSIC: exact or pivoted-Cholesky low-rank.",
+    help="Pairwise HSIC: exact, pivoted-Cholesky low-rank, or auto (lowrank when exact would "
+    "take more than ~1 minute).",
 )
 @click.option(
     "--estimator", type=click.Choice(["biased", "unbiased"]), default="biased", show_default=True
@@ -197,233 +275,130 @@ def _bandwidth(value: str) -> str | float:
 @click.option(
     "--test",
     "test_method",
-    type=click.Choice(["gamma", "permutation", "none"]),
-    default="gamma",
+    type=click.Choice(["auto", "permutation", "gamma", "none"]),
+    default="auto",
     show_default=True,
-    help="p-values for dHSIC and the top pairs.",
+    help="dHSIC test (auto = permutation, calibrated at any d).",
 )
-@click.option("--permutations", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--permutations", type=click.IntRange(min=1), default=199, show_default=True)
+@click.option(
+    "--pair-permutations",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Permutation p-values for the --top-k pairs too (0: none).",
+)
+@click.option(
+    "--correction",
+    type=click.Choice(["holm", "bonferroni", "fdr_bh", "none"]),
+    default="holm",
+    show_default=True,
+    help="Multiple-testing correction over all pairs.",
+)
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05)
 @click.option("--dhsic/--no-dhsic", "with_dhsic", default=True, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--max-memory", default="4GB", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-def measure(
-    embeddings: Path,
-    key,
-    labels,
-    max_samples,
-    out_dir,
-    method,
-    estimator,
-    kernel,
-    bandwidth,
-    test_method,
-    permutations,
-    with_dhsic,
-    top_k,
-    max_memory,
-    device,
-    seed,
-    no_progress,
-) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress bars (also off when not a TTY).")
+def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
     """Pairwise (HSIC) and mutual (dHSIC) independence of the features of EMBEDDINGS (n, d)."""
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
-
     from vcreg import __version__
     from vcreg import independence as ind
     from vcreg._device import resolve_device
 
-    bw = _bandwidth(bandwidth)
+    bw = _bandwidth(opts.pop("bandwidth"))
     try:
-        budget = ind.parse_memory(max_memory)
+        ind.parse_memory(opts["max_memory"])
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--max-memory") from None
     try:
-        dev = resolve_device(device)
+        dev = resolve_device(opts.pop("device"))
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
-
-    arr, names, others = load_array(embeddings, key)
-    z = _as_matrix(arr, "embeddings")
-    if z.ndim != 2:
-        raise click.ClickException(
-            f"embeddings must be a 2-D (n_samples, n_features) array, got shape {z.shape}"
-        )
-    n_total, d = z.shape
-    if d < 2:
-        raise click.ClickException(f"need at least 2 features (columns), got shape {z.shape}")
-    if n_total < 4:
-        raise click.ClickException(f"need at least 4 samples (rows), got {n_total}")
-    bad = ~np.isfinite(z)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise click.ClickException(
-            f"embeddings contain {int(bad.sum())} NaN/Inf values in {rows.size} rows "
-            f"(first: {rows[:5].tolist()}); remove them first"
-        )
-    y = _load_labels(labels, others, n_total) if labels else None
-    rng = np.random.default_rng(seed)
-    idx = (
-        np.sort(rng.choice(n_total, max_samples, replace=False)) if n_total > max_samples else None
-    )
-    if idx is not None:
-        z = z[idx]
-        y = y[idx] if y is not None else None
-    n = z.shape[0]
-
     out = out_dir if out_dir is not None else embeddings.parent / f"{embeddings.stem}_independence"
-    out.mkdir(parents=True, exist_ok=True)
-    progress = not no_progress
-    zt = torch.from_numpy(z).to(dev)
-    common = {"kernel": kernel, "bandwidth": bw}
-    stages = ["pairwise HSIC", "tests", "plots"] + (["dHSIC"] if with_dhsic else [])
-    bar = tqdm(total=len(stages), desc="vcreg measure", disable=not progress)
+    try:
+        check_results_folder(out, RESULT_FILES, overwrite)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    arr, names, others = load_array(embeddings, key, dev)
+    z = _as_matrix(arr, "embeddings")
+    y = _load_labels(labels, others, len(z)) if labels else None
+    progress = not opts.pop("no_progress") and sys.stdout.isatty()
+    try:
+        rep = ind.measure_embeddings(
+            z, y, opts.pop("method"), names=names, bandwidth=bw, device=dev,
+            progress=progress, keep_matrices=True, test=opts.pop("test_method"),
+            n_permutations=opts.pop("permutations"), **opts,
+        )  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    rep["input"].update(path=str(embeddings), key=key)
+    rep["settings"]["vcreg_version"] = __version__
+    _write(out, rep, embeddings.name, overwrite)
+    _echo_summary(rep, out)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ind.ConstantVariableWarning)
-        bar.set_postfix_str("pairwise HSIC")
-        try:
-            raw = ind.pairwise_hsic(
-                zt,
-                normalized=False,
-                method=method,
-                max_memory=budget,
-                estimator=estimator,
-                progress=progress,
-                **common,
-            )
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
-        nrm = ind.normalize_hsic_matrix(raw)
-        raw_np, nrm_np = raw.cpu().numpy(), nrm.cpu().numpy()
-        bar.update()
-    constant = sorted({int(i) for i in np.nonzero(np.all(z == z[:1], 0))[0]})
-    keep = np.setdiff1d(np.arange(d), constant)
-    if keep.size < 2:
-        raise click.ClickException(f"fewer than 2 non-constant features ({keep.size}) to measure")
-    del caught
 
-    nsum = ind.pairwise_summary(nrm_np[np.ix_(keep, keep)], top_k=top_k)
-    rsum = ind.pairwise_summary(raw_np[np.ix_(keep, keep)], top_k=top_k)
-    for s in (nsum, rsum):  # indices of the kept features -> original column indices
-        for t in s["top_pairs"]:
-            t["i"], t["j"] = int(keep[t["i"]]), int(keep[t["j"]])
-            if names is not None:
-                t["names"] = [names[t["i"]], names[t["j"]]]
+def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
+    import numpy as np
 
-    bar.set_postfix_str("tests")
-    if test_method != "none":
-        for t in nsum["top_pairs"]:
-            res = ind.hsic_test(
-                zt[:, t["i"]],
-                zt[:, t["j"]],
-                method=test_method,
-                n_permutations=permutations,
-                random_state=seed,
-                **common,
-            )
-            t["p_value"] = res.p_value
-    label_info = None
-    if y is not None:
-        classes, codes = np.unique(y, return_inverse=True)
-        onehot = torch.nn.functional.one_hot(torch.from_numpy(codes), len(classes)).to(zt)
-        dep = [ind.hsic(zt[:, j], onehot, kernel="linear", normalized=True) for j in keep]
-        order = np.argsort(dep)[::-1][:top_k]
-        label_info = {
-            "n_classes": int(len(classes)),
-            "kernel": "delta (linear kernel on one-hot labels)",
-            "feature_label_nhsic_mean": float(np.mean(dep)),
-            "most_label_dependent_features": [
-                {"feature": int(keep[o]), "nhsic": float(dep[o])} for o in order
-            ],
-        }
-    bar.update()
-
-    dh = None
-    if with_dhsic:
-        bar.set_postfix_str("dHSIC")
-        cols = zt[:, torch.as_tensor(keep, device=dev)]
-        dval = ind.dhsic(cols, max_memory=budget, **common)
-        dh = {"statistic": dval, "p_value": None, "test": None, "n_variables": int(keep.size)}
-        if test_method == "gamma" and n < 4 * keep.size - 2:
-            dh["note"] = (
-                f"gamma test needs n >= 4d - 2 ({4 * keep.size - 2}); "
-                "use --test permutation for a p-value"
-            )
-        elif test_method != "none":
-            res = ind.dhsic_test(
-                cols,
-                method=test_method,
-                n_permutations=permutations,
-                random_state=seed,
-                max_memory=budget,
-                progress=progress,
-                **common,
-            )
-            dh.update(p_value=res.p_value, test=test_method)
-        bar.update()
-
-    bar.set_postfix_str("plots")
-    atomic_write(out / "pairwise_hsic.npy", lambda fh: np.save(fh, raw_np))
-    atomic_write(out / "pairwise_nhsic.npy", lambda fh: np.save(fh, nrm_np))
-    _heatmap(
-        out / "pairwise_hsic.png",
-        nrm_np,
-        f"{embeddings.name}: normalized HSIC, n={n}, d={d}\n"
-        f"mean off-diagonal {nsum['mean']:.4g}, max {nsum['max']:.4g}",
-    )
-    bar.update()
-    bar.close()
-
-    result = {
-        "input": {
-            "path": str(embeddings),
-            "key": key,
-            "n_samples_total": int(n_total),
-            "n_samples_used": int(n),
-            "n_features": int(d),
-            "feature_names": names,
-        },
-        "pairwise_hsic": rsum,
-        "pairwise_nhsic": nsum,
-        "dhsic": dh,
-        "labels": label_info,
-        "constant_features": constant,
-        "settings": {
-            "method": method,
-            "estimator": estimator,
-            "kernel": kernel,
-            "bandwidth": bw,
-            "median_samples": ind.MEDIAN_SAMPLES,
-            "test": test_method,
-            "permutations": permutations if test_method == "permutation" else None,
-            "max_samples": max_samples,
-            "seed": seed,
-            "max_memory_bytes": budget,
-            "device": str(dev),
-            "dtype": "float64",
-            "vcreg_version": __version__,
-        },
-        "files": {
-            "heatmap": "pairwise_hsic.png",
-            "hsic_matrix": "pairwise_hsic.npy",
-            "nhsic_matrix": "pairwise_nhsic.npy",
-        },
+    mats = rep.pop("matrices")
+    rep["files"] = {
+        "heatmap": "pairwise_hsic.png",
+        "hsic_matrix": "pairwise_hsic.npy",
+        "nhsic_matrix": "pairwise_nhsic.npy",
+        "p_value_matrix": "pairwise_pvalues.npy",
     }
-    text = json.dumps(result, indent=1)
-    atomic_write(out / "independence.json", lambda fh: fh.write(text), mode="w")
-    if constant:
-        click.echo(f"note: {len(constant)} constant feature(s) excluded: {constant[:10]}")
+    text = json.dumps(rep, indent=1).encode()
+    nsum = rep["pairwise_nhsic"]
+    title = (
+        f"{name}: normalized HSIC, n={rep['input']['n_samples_used']}, "
+        f"d={rep['input']['n_features']}\nmean off-diagonal {nsum['mean']:.4g}, "
+        f"max {nsum['max']:.4g}"
+    )
+    files = {
+        "independence.json": lambda fh: fh.write(text),
+        "pairwise_hsic.png": _heatmap_writer(mats["nhsic"], title),
+        "pairwise_hsic.npy": lambda fh: np.save(fh, mats["hsic"]),
+        "pairwise_nhsic.npy": lambda fh: np.save(fh, mats["nhsic"]),
+        "pairwise_pvalues.npy": lambda fh: np.save(fh, mats["p_values"]),
+    }
+    write_results_folder(out, files, RESULT_FILES, overwrite)
+
+
+def _echo_summary(rep: dict, out: Path) -> None:
+    for note in rep["notes"]:
+        click.echo(f"note: {note}")
+    if rep["constant_features"]:
+        const = rep["constant_features"]
+        click.echo(f"note: constant feature(s): {const[:10]}")
+    nsum, tests = rep["pairwise_nhsic"], rep["pairwise_tests"]
     top = nsum["top_pairs"][0] if nsum["top_pairs"] else None
     click.echo(
         f"pairwise normalized HSIC: mean {nsum['mean']:.4g}, median {nsum['median']:.4g}, "
         f"max {nsum['max']:.4g}" + (f" (features {top['i']}, {top['j']})" if top else "")
     )
+    click.echo(
+        f"pairs significant after {tests['correction']} at alpha = {tests['alpha']:g}: "
+        f"{tests['n_significant']} of {tests['n_pairs']} (smallest p = {tests['min_p_value']:.3g})"
+    )
+    dh = rep["dhsic"]
     if dh is not None:
-        p = f", p = {dh['p_value']:.3g}" if dh["p_value"] is not None else ""
-        click.echo(f"dHSIC: {dh['statistic']:.4g}{p}")
+        if dh["refused"]:
+            click.echo(f"dHSIC: refused -- {dh['refused']}")
+        elif dh["p_value"] is not None:
+            click.echo(
+                f"dHSIC ({dh['bandwidth_rule']} bandwidth, {dh['test']} test, "
+                f"{dh['n_permutations']} permutations): {dh['statistic']:.4g}, "
+                f"p = {dh['p_value']:.3g}"
+            )
+        else:
+            click.echo(f"dHSIC: {dh['statistic']}")
+    fs = rep["feature_std"]
+    click.echo(
+        f"effective rank {rep['effective_rank']:.1f} of {rep['input']['n_features']}; "
+        f"collapsed features {fs['n_collapsed']}; mutual dependence "
+        f"{rep['mutual_dependence']['mean_one_vs_rest_nhsic']:.4g}"
+    )
     click.echo(f"wrote {out / 'independence.json'} and {out / 'pairwise_hsic.png'}")

@@ -96,16 +96,23 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
 
 
 @click.command("evaluate")
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path())
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--no-ood", is_flag=True, help="Skip the out-of-domain test sets.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing RUN_DIR/eval.json.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing eval.json.")
 def evaluate(run_dir, device, no_ood, overwrite) -> None:
-    """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run."""
+    """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run.
+
+    RUN_DIR is a run folder (writes RUN_DIR/eval.json) or an encoder written by `vcreg export`
+    (NAME.safetensors: evaluated on its run's dataset, writes NAME.eval.json).
+    """
+    from vcreg.export import evaluate_exported
     from vcreg.training import CheckpointError, evaluate_run
 
+    exported = Path(run_dir).suffix == ".safetensors"
+    run = evaluate_exported if exported else evaluate_run
     try:
-        res = evaluate_run(
+        res = run(
             run_dir,
             device=device,
             ood=False if no_ood else None,
@@ -122,6 +129,10 @@ def evaluate(run_dir, device, no_ood, overwrite) -> None:
         "independence: "
         + json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in ind.items()})
     )
+    if exported:
+        src = res["source"]
+        click.echo(f"wrote {res['file']} (exported from {src['run_dir']}, epoch {src['epoch']})")
+        return
     ck = res["checkpoint"]
     click.echo(
         f"wrote {Path(run_dir) / 'eval.json'} (checkpoint at epoch {ck['epoch']}"

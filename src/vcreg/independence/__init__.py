@@ -57,7 +57,15 @@ from vcreg.independence.dhsic import (
 from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
-from vcreg.independence.pairwise import normalize_hsic_matrix, pairwise_hsic, pairwise_summary
+from vcreg.independence.measurement import exact_pairwise_seconds, measure_embeddings
+from vcreg.independence.pairwise import (
+    CORRECTIONS,
+    adjust_pvalues,
+    normalize_hsic_matrix,
+    pairwise_hsic,
+    pairwise_hsic_test,
+    pairwise_summary,
+)
 
 __all__ = [
     "ConstantVariableWarning",
@@ -67,6 +75,8 @@ __all__ = [
     "hsic_test",
     "pairwise_hsic",
     "pairwise_summary",
+    "pairwise_hsic_test",
+    "adjust_pvalues",
     "normalize_hsic_matrix",
     "dhsic",
     "dhsic_test",
@@ -75,9 +85,12 @@ __all__ = [
     "parse_memory",
     "effective_rank",
     "feature_std_summary",
+    "measure_embeddings",
+    "exact_pairwise_seconds",
     # conventions (documented constants)
     "AUTO_JOINT_MASS",
     "BANDWIDTH_RULES",
+    "CORRECTIONS",
     "DHSIC_BANDWIDTH_RULES",
     "SATURATION_MASS",
     "DEFAULT_DTYPE",

@@ -88,6 +88,41 @@ def _as_variable(
     return t
 
 
+def _rescale(t: Tensor, name: str, scale_free: bool, per_column: bool) -> tuple[Tensor, Tensor]:
+    """Exact power-of-two rescaling where squared distances would overflow or underflow.
+
+    Kernels with median-type bandwidths are invariant to scaling each variable, so a variable
+    whose largest |value| is beyond finfo(dtype).max ** 0.25 or (non-zero and) below
+    finfo.tiny ** 0.25 (1e77 / 1e-77 in float64) is divided by a power of two (no rounding).
+    With a fixed bandwidth or the linear kernel the result would change, so that raises.
+    Returns the tensor and the (p,) or (1,) exponents used (0 where untouched).
+    """
+    fi = torch.finfo(t.dtype)
+    amax = t.abs().amax(0) if per_column else t.abs().amax().reshape(1)
+    bad = (amax > fi.max**0.25) | ((amax > 0) & (amax < fi.tiny**0.25))
+    exps = torch.zeros_like(amax)
+    if not bool(bad.any()):
+        return t, exps
+    if not scale_free:
+        raise ValueError(
+            f"{name} has values of magnitude {float(amax[bad].max()):.3g} / "
+            f"{float(amax[bad].min()):.3g}: squared distances over/underflow {t.dtype} with a "
+            "fixed bandwidth or the linear kernel; rescale the data or use bandwidth='median'"
+        )
+    exps = torch.where(bad, torch.floor(torch.log2(amax.clamp_min(fi.tiny))), exps)
+    return torch.ldexp(t, -exps.to(t.dtype)), exps
+
+
+def _check_median_samples(median_samples: Any) -> int:
+    if isinstance(median_samples, bool) or not isinstance(median_samples, int | np.integer):
+        raise TypeError(f"median_samples must be an integer >= 2, got {median_samples!r}")
+    if median_samples < 2:
+        raise ValueError(
+            f"median_samples must be >= 2 (the median needs at least one pair), got {median_samples}"
+        )
+    return int(median_samples)
+
+
 def _check_n(n: int, what: str = "input") -> None:
     if n < 4:
         raise ValueError(

@@ -43,10 +43,12 @@ from vcreg.independence._common import (
     IndependenceTestResult,
     _as_variable,
     _check_choice,
+    _check_median_samples,
     _check_n,
     _check_same_n,
     _is_constant,
     _progress,
+    _rescale,
     _resolve_device,
     _rng,
     _warn_constant,
@@ -63,18 +65,21 @@ from vcreg.independence.kernels import (
 
 
 def _dhsic_inputs(
-    variables: Any, dtype: torch.dtype, device: str | torch.device | None
+    variables: Any, dtype: torch.dtype, device: str | torch.device | None, scale_free: bool = True
 ) -> tuple[list[Tensor], Any]:
-    """A (n, d) matrix (columns = variables) or a list/tuple of (n,) | (n, p_j) variables."""
+    """A (n, d) matrix (columns = variables) or a list/tuple of (n,) | (n, p_j) variables,
+    each rescaled exactly if its values would over/underflow (see _rescale)."""
     if isinstance(variables, list | tuple):
         if len(variables) < 2:
             raise ValueError(f"dHSIC needs at least 2 variables, got {len(variables)}")
         dev = _resolve_device(variables[0], device)
         ts = [_as_variable(v, f"variable {j}", dtype, dev) for j, v in enumerate(variables)]
+        ts = [_rescale(t, f"variable {j}", scale_free, False)[0] for j, t in enumerate(ts)]
         _check_same_n(ts, [f"variable {j}" for j in range(len(ts))])
         return ts, variables[0]
     dev = _resolve_device(variables, device)
     z = _as_variable(variables, "Z", dtype, dev)
+    z, _ = _rescale(z, "Z", scale_free, per_column=True)
     _check_n(z.shape[0], "Z")
     if z.shape[1] < 2:
         raise ValueError(f"dHSIC needs at least 2 variables (columns), got {z.shape[1]}")
@@ -302,7 +307,8 @@ def dhsic(
     """
     kernel = _check_dhsic_kernel(kernel)
     bw = _check_dhsic_bandwidth(bandwidth, kernel)
-    xs, _ = _dhsic_inputs(variables, dtype, device)
+    median_samples = _check_median_samples(median_samples)
+    xs, _ = _dhsic_inputs(variables, dtype, device, isinstance(bw, str))
     parts = _dhsic_parts(xs, kernel, bw, median_samples, False, parse_memory(max_memory))
     if parts.saturated:
         warnings.warn(_saturation_reason(parts, len(xs), xs[0].shape[0]), SaturationWarning, 2)
@@ -350,8 +356,9 @@ def dhsic_test(
     """
     kernel = _check_dhsic_kernel(kernel)
     bw = _check_dhsic_bandwidth(bandwidth, kernel)
+    median_samples = _check_median_samples(median_samples)
     chosen = _check_dhsic_method(method, n_permutations, bw)
-    xs, _ = _dhsic_inputs(variables, dtype, device)
+    xs, _ = _dhsic_inputs(variables, dtype, device, isinstance(bw, str))
     n, d = xs[0].shape[0], len(xs)
     parts = _dhsic_parts(
         xs, kernel, bw, median_samples, chosen == "gamma", parse_memory(max_memory)
@@ -460,7 +467,8 @@ def mutual_dependence(
     """
     reduction = _check_choice(reduction, "reduction", ("mean", "none"))
     dev = _resolve_device(Z, device)
-    z = _as_variable(Z, "Z", dtype, dev)
+    z, _ = _rescale(_as_variable(Z, "Z", dtype, dev), "Z", True, per_column=True)
+    median_samples = _check_median_samples(median_samples)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:

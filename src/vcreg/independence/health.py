@@ -8,16 +8,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vcreg.independence._common import DEFAULT_DTYPE, _as_variable, _resolve_device
+from vcreg.independence._common import DEFAULT_DTYPE, _as_variable, _rescale, _resolve_device
 
 RANKME_EPS = 1e-7
 
 
-def _health_matrix(Z: Any, name: str = "Z") -> Tensor:
+def _health_matrix(Z: Any, name: str = "Z") -> tuple[Tensor, int]:
+    """Finite float64 (n, d) matrix, exactly rescaled by 2^-e if extreme (returns e)."""
     z = _as_variable(Z, name, DEFAULT_DTYPE, _resolve_device(Z, None))
     if z.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 samples (rows), got {z.shape[0]}")
-    return z
+    z, e = _rescale(z, name, True, per_column=False)
+    return z, int(e[0])
 
 
 def effective_rank(Z: Any, eps: float = RANKME_EPS, center: bool = False) -> float:
@@ -31,7 +33,7 @@ def effective_rank(Z: Any, eps: float = RANKME_EPS, center: bool = False) -> flo
     """
     if not (isinstance(eps, int | float) and 0 <= eps < 1):
         raise ValueError(f"eps must be a number in [0, 1), got {eps!r}")
-    z = _health_matrix(Z)
+    z, _ = _health_matrix(Z)  # scale-invariant
     if center:
         z = z - z.mean(0)
     sv = torch.linalg.svdvals(z)
@@ -56,10 +58,10 @@ def feature_std_summary(Z: Any, threshold: float = 1e-2) -> dict[str, Any]:
         raise TypeError(f"threshold must be a number, got {threshold!r}")
     if not (0 <= threshold < math.inf):
         raise ValueError(f"threshold must be >= 0 and finite, got {threshold!r}")
-    z = _health_matrix(Z)
+    z, e = _health_matrix(Z)
     n, d = z.shape
-    std = z.std(0, correction=1)
-    scale = float(z.square().mean().sqrt())
+    std = torch.ldexp(z.std(0, correction=1), torch.tensor(float(e), dtype=z.dtype))
+    scale = math.ldexp(float(z.square().mean().sqrt()), e)
     collapsed = torch.nonzero(std <= threshold * scale).flatten().tolist()
     norms = z.norm(dim=1, keepdim=True)
     zn = torch.where(norms > 0, z / norms.clamp_min(1e-300), torch.zeros_like(z))

@@ -19,8 +19,10 @@ from vcreg.independence._common import (
     IndependenceTestResult,
     _as_variable,
     _check_choice,
+    _check_median_samples,
     _check_same_n,
     _is_constant,
+    _rescale,
     _resolve_device,
     _rng,
     _warn_constant,
@@ -29,12 +31,13 @@ from vcreg.independence.kernels import _centre, _check_bandwidth, _gram, _scale,
 
 
 def _prepare_pair(
-    x: Any, y: Any, dtype: torch.dtype, device: str | torch.device | None
+    x: Any, y: Any, dtype: torch.dtype, device: str | torch.device | None, scale_free: bool
 ) -> tuple[Tensor, Tensor, int, list[str]]:
-    """Validated (n, p) and (n, q) tensors on one device, n, and the names of constant ones."""
+    """Validated (n, p) and (n, q) tensors on one device (rescaled if extreme, see _rescale),
+    n, and the names of constant ones."""
     dev = _resolve_device(x if isinstance(x, Tensor) else y, device)
-    xt = _as_variable(x, "x", dtype, dev)
-    yt = _as_variable(y, "y", dtype, dev)
+    xt, _ = _rescale(_as_variable(x, "x", dtype, dev), "x", scale_free, per_column=False)
+    yt, _ = _rescale(_as_variable(y, "y", dtype, dev), "y", scale_free, per_column=False)
     n = _check_same_n([xt, yt], ["x", "y"])
     return xt, yt, n, [nm for nm, t in (("x", xt), ("y", yt)) if _is_constant(t)]
 
@@ -61,7 +64,10 @@ def hsic(
     kernel = _check_choice(kernel, "kernel", KERNELS)
     estimator = _check_choice(estimator, "estimator", ESTIMATORS)
     bw = _check_bandwidth(bandwidth, kernel)
-    xt, yt, n, const = _prepare_pair(x, y, dtype, device)
+    median_samples = _check_median_samples(median_samples)
+    xt, yt, n, const = _prepare_pair(
+        x, y, dtype, device, kernel != "linear" and isinstance(bw, str)
+    )
     if const:
         _warn_constant(const)
         return 0.0
@@ -172,12 +178,15 @@ def hsic_test(
     kernel = _check_choice(kernel, "kernel", KERNELS)
     estimator = _check_choice(estimator, "estimator", ESTIMATORS)
     bw = _check_bandwidth(bandwidth, kernel)
+    median_samples = _check_median_samples(median_samples)
     if method == "gamma" and (estimator != "biased" or kernel == "linear"):
         raise ValueError(
             "the gamma test needs estimator='biased' and a gaussian/laplacian kernel; "
             "use method='permutation'"
         )
-    xt, yt, n, const = _prepare_pair(x, y, dtype, device)
+    xt, yt, n, const = _prepare_pair(
+        x, y, dtype, device, kernel != "linear" and isinstance(bw, str)
+    )
     if const:
         _warn_constant(const)
         return IndependenceTestResult(0.0, 1.0, method, n, None, {"constant": const})

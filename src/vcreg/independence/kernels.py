@@ -15,7 +15,9 @@ from vcreg.independence._common import (
     MEDIAN_SAMPLES,
     _as_variable,
     _check_choice,
+    _check_median_samples,
     _check_n,
+    _rescale,
     _resolve_device,
 )
 
@@ -105,7 +107,8 @@ def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN
     rule = _check_bandwidth(rule, "gaussian")
     t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None))
     _check_n(t.shape[0], "x")
-    return _sigma(t, rule, median_samples)
+    t, e = _rescale(t, "x", True, per_column=False)
+    return math.ldexp(_sigma(t, rule, _check_median_samples(median_samples)), int(e[0]))
 
 
 # ----------------------------------------------------------------------------- kernels

@@ -67,7 +67,8 @@ class IndependenceMonitor(pl.Callback):
         probe: a held-out DataLoader (or any iterable of batches), or None for training batches.
         representation: submodule name or ``fn(pl_module, batch)`` (module docstring).
         prefix: prefix of the logged keys (``independence/nhsic_mean``, ...).
-        heatmap_dir: if set, rank 0 writes ``pairwise_nhsic_epoch{E}.png`` there each time.
+        heatmap_dir: if set, rank 0 writes ``pairwise_nhsic_epoch{E}.png`` there each time
+            (E = ``trainer.current_epoch``, 0-based like Lightning's logs).
         **monitor: options of :class:`vcreg.metrics.RepresentationMonitor` (``hsic``, ``rank``,
             ``std``, ``top_k``, ``collapse_threshold``, ``pairwise``).
 

@@ -11,12 +11,53 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from vcreg._device import resolve_device
 from vcreg._io import atomic_write_text
+from vcreg.data import DatasetBundle
 from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
+from vcreg.training.config import TrainConfig
 from vcreg.training.runfolder import CHECKPOINT, check_eval_target, eval_provenance, load_run
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_encoder", "evaluate_run"]
+
+
+def evaluate_encoder(
+    encoder: nn.Module,
+    cfg: TrainConfig,
+    bundle: DatasetBundle,
+    device: torch.device,
+    ood: bool | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Linear probe (in-domain + OOD) and independence of ``encoder`` with ``cfg.evaluation``'s
+    settings: the measurements of ``eval.json`` (also used for exported encoders)."""
+    ev = cfg.evaluation
+    say = print if progress else (lambda *_a, **_k: None)
+    say(f"linear probe on {cfg.data.name} ({len(bundle.train)} train samples)...")
+    probe = linear_probe(
+        encoder,
+        bundle,
+        C=ev.C,
+        max_iter=ev.max_iter,
+        ood=ev.ood if ood is None else ood,
+        batch_size=ev.batch_size,
+        device=device,
+    )
+    say("independence measures...")
+    x_ind, _ = dataset_tensors(bundle.test, ev.independence_samples)
+    feats = encode(encoder, x_ind, ev.batch_size, device)
+    return {
+        **probe,
+        "independence": {"n_samples": len(feats), **independence_metrics(feats)},
+        "settings": {
+            "C": ev.C,
+            "max_iter": ev.max_iter,
+            "independence_samples": ev.independence_samples,
+        },
+    }
 
 
 def evaluate_run(
@@ -37,35 +78,14 @@ def evaluate_run(
     target = check_eval_target(Path(run_dir), overwrite)
     cfg, model, state, bundle = load_run(run_dir, dev)
     source = eval_provenance(Path(run_dir) / CHECKPOINT, state["sha256"], state, cfg.epochs)
-    ev = cfg.evaluation
-    say = print if progress else (lambda *_a, **_k: None)
-    say(f"linear probe on {cfg.data.name} ({len(bundle.train)} train samples)...")
-    probe = linear_probe(
-        model.encoder,
-        bundle,
-        C=ev.C,
-        max_iter=ev.max_iter,
-        ood=ev.ood if ood is None else ood,
-        batch_size=ev.batch_size,
-        device=dev,
-    )
-    say("independence measures...")
-    x_ind, _ = dataset_tensors(bundle.test, ev.independence_samples)
-    feats = encode(model.encoder, x_ind, ev.batch_size, dev)
     result = {
         "run_dir": str(run_dir),
         "dataset": cfg.data.name,
         "epochs_trained": int(state["epoch"]),
         "epochs": cfg.epochs,
         "checkpoint": source,
-        **probe,
-        "independence": {"n_samples": len(feats), **independence_metrics(feats)},
-        "settings": {
-            "C": ev.C,
-            "max_iter": ev.max_iter,
-            "independence_samples": ev.independence_samples,
-        },
-        "wall_time_s": time.time() - t0,
+        **evaluate_encoder(model.encoder, cfg, bundle, dev, ood=ood, progress=progress),
     }
+    result["wall_time_s"] = time.time() - t0
     atomic_write_text(target, json.dumps(result, indent=1))
     return result

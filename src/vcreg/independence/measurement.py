@@ -1,0 +1,316 @@
+"""``measure_embeddings``: the full independence / health report of a representation matrix.
+
+This is the library behind ``vcreg measure``; the dict it returns is the ``independence.json``
+the command writes. Sections: ``input`` (rows used, subsampling), ``constant_features``,
+``pairwise_hsic`` / ``pairwise_nhsic`` (summaries, top pairs with adjusted p-values),
+``pairwise_tests`` (per-pair tests with a multiple-testing correction), ``dhsic`` (statistic,
+test, the bandwidth rule used or why it was refused), ``mutual_dependence``,
+``effective_rank`` (RankMe), ``feature_std`` (collapsed features), ``labels`` (feature-label
+dependence), ``settings`` and ``notes`` (every automatic choice, in words).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from vcreg.independence._common import MEDIAN_SAMPLES, ConstantVariableWarning, parse_memory
+from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
+from vcreg.independence.health import effective_rank, feature_std_summary
+from vcreg.independence.hsic import hsic
+from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
+
+__all__ = ["measure_embeddings", "exact_pairwise_seconds", "MEASURE_METHODS"]
+
+MEASURE_METHODS = ("auto", "exact", "lowrank")
+EXACT_FLOPS = 1e10  # conservative float64 rate of the exact product on a shared 2-core CPU
+BUILD_SECONDS = 1e-7  # per kernel entry (exp + centring of one column's triangle)
+AUTO_EXACT_LIMIT_S = 60.0
+
+
+def exact_pairwise_seconds(
+    n: int, d: int, max_memory: int | str = "4GB", cuda: bool = False
+) -> float:
+    """Rough wall time of exact ``pairwise_hsic`` on (n, d): 2 T d^2 flops for T = n(n-1)/2
+    kernel entries per column (the batched product) plus building the T d kernel entries, x3
+    when the (T, d) stack exceeds ``max_memory`` and column blocks are recomputed, /20 on CUDA.
+    Conservative for a shared machine: bench_independence.py measured 12 s at n = 1024,
+    d = 512 on an idle 2-core CPU and 46 s at load 13; the estimate is 54 s."""
+    t = n * (n - 1) / 2
+    sec = 2 * t * d * d / EXACT_FLOPS + t * d * BUILD_SECONDS
+    if t * d * 8 > parse_memory(max_memory):
+        sec *= 3
+    return sec / 20 if cuda else sec
+
+
+def _check_matrix(Z: Any) -> np.ndarray:
+    a = Z.detach().cpu().numpy() if isinstance(Z, torch.Tensor) else np.asarray(Z)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"embeddings must be numeric, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(
+            f"embeddings must be a 2-D (n_samples, n_features) array, got shape {a.shape}"
+        )
+    a = a.astype(np.float64, copy=False)
+    n, d = a.shape
+    if d < 2:
+        raise ValueError(f"need at least 2 features (columns), got shape {a.shape}")
+    if n < 4:
+        raise ValueError(f"need at least 4 samples (rows), got {n}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError(
+            f"embeddings contain {int(bad.sum())} NaN/Inf values in {rows.size} rows "
+            f"(first: {rows[:5].tolist()}); remove them first"
+        )
+    return a
+
+
+def _check_labels(labels: Any, n: int) -> np.ndarray:
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    lab = lab.reshape(len(lab), -1) if lab.ndim else lab.reshape(1, 1)
+    if lab.shape != (n, 1):
+        raise ValueError(f"labels must be one value per sample ({n}), got shape {lab.shape}")
+    return lab[:, 0]
+
+
+def _subsample(z: np.ndarray, y, max_samples: int | None, seed: int, notes: list[str]):
+    n = z.shape[0]
+    if max_samples is None or n <= max_samples:
+        return z, y
+    idx = np.sort(np.random.default_rng(seed).choice(n, int(max_samples), replace=False))
+    notes.append(f"subsampled {max_samples} of {n} rows (seed {seed}); all statistics use them")
+    return z[idx], (y[idx] if y is not None else None)
+
+
+def _resolve_method(method: str, n: int, d: int, budget: int, cuda: bool, notes: list[str]) -> str:
+    if method not in MEASURE_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(MEASURE_METHODS)}")
+    if method != "auto":
+        return method
+    sec = exact_pairwise_seconds(n, d, budget, cuda)
+    if sec > AUTO_EXACT_LIMIT_S:
+        notes.append(
+            f"method auto: exact pairwise HSIC would take ~{sec:.0f} s (estimate) > "
+            f"{AUTO_EXACT_LIMIT_S:.0f} s, so lowrank (pivoted Cholesky) is used"
+        )
+        return "lowrank"
+    notes.append(f"method auto: exact pairwise HSIC (estimated ~{max(sec, 0.1):.1f} s)")
+    return "exact"
+
+
+def _remap(pairs: list[dict], keep: np.ndarray, names: Sequence[str] | None) -> list[dict]:
+    for t in pairs:
+        t["i"], t["j"] = int(keep[t["i"]]), int(keep[t["j"]])
+        if names is not None:
+            t["names"] = [str(names[t["i"]]), str(names[t["j"]])]
+    return pairs
+
+
+def _label_section(zk: torch.Tensor, y: np.ndarray, keep: np.ndarray, top_k: int) -> dict:
+    classes, codes = np.unique(y, return_inverse=True)
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(codes), len(classes)).to(zk)
+    dep = np.array(
+        [hsic(zk[:, j], onehot, kernel="linear", normalized=True) for j in range(zk.shape[1])]
+    )
+    order = np.argsort(dep)[::-1][:top_k]
+    return {
+        "n_classes": int(len(classes)),
+        "kernel": "delta (linear kernel on one-hot labels)",
+        "feature_label_nhsic_mean": float(dep.mean()),
+        "most_label_dependent_features": [
+            {"feature": int(keep[o]), "nhsic": float(dep[o])} for o in order
+        ],
+    }
+
+
+def _dhsic_section(zk, test, n_permutations, seed, kernel, bandwidth, budget, progress) -> dict:
+    """dHSIC statistic and test; the "median" pairwise bandwidth maps to dHSIC's "auto"."""
+    bw = "auto" if bandwidth == "median" else bandwidth
+    if test == "gamma" and bw == "auto":
+        bw = "median"  # the only rule under which the gamma test is offered
+    d = zk.shape[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SaturationWarning)
+        if test == "none":
+            stat = dhsic(zk, kernel=kernel, bandwidth=bw, max_memory=budget)
+            out = {"statistic": None if math.isnan(stat) else stat, "p_value": None, "test": None}
+        else:
+            r = dhsic_test(
+                zk,
+                method=test,
+                n_permutations=n_permutations,
+                random_state=seed,
+                kernel=kernel,
+                bandwidth=bw,
+                max_memory=budget,
+                progress=progress,
+            )
+            ok = math.isfinite(r.p_value)
+            out = {
+                "statistic": r.statistic if ok else None,
+                "p_value": r.p_value if ok else None,
+                "test": r.method,
+                "n_permutations": r.n_permutations,
+                "bandwidth_rule": r.details.get("bandwidth_rule"),
+                "offdiag_mass": r.details.get("offdiag_mass"),
+                "method_reason": r.details.get("method_reason"),
+            }
+    refused = [str(w.message) for w in caught if issubclass(w.category, SaturationWarning)]
+    out["n_variables"] = int(d)
+    out["refused"] = refused[0] if refused else None
+    return out
+
+
+def measure_embeddings(
+    Z: Any,
+    labels: Any = None,
+    method: str = "auto",
+    *,
+    names: Sequence[str] | None = None,
+    max_samples: int | None = 2048,
+    seed: int = 0,
+    with_dhsic: bool = True,
+    test: str = "auto",
+    n_permutations: int = 199,
+    pair_permutations: int = 0,
+    top_k: int = 10,
+    correction: str = "holm",
+    alpha: float = 0.05,
+    kernel: str = "gaussian",
+    bandwidth: str | float = "median",
+    estimator: str = "biased",
+    max_memory: int | str = "4GB",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    keep_matrices: bool = False,
+) -> dict[str, Any]:
+    """Independence and health report of embeddings Z (n, d) -- what ``vcreg measure`` writes.
+
+    Rows beyond ``max_samples`` are subsampled (seeded, stated in ``notes``); constant features
+    are reported and left out of every HSIC statistic. ``method``: ``"exact"``, ``"lowrank"`` or
+    ``"auto"`` (lowrank when exact would take more than ~1 minute, see
+    :func:`exact_pairwise_seconds`). Pairwise p-values: :func:`pairwise_hsic_test` (spectral
+    null, ``correction`` at ``alpha``; ``pair_permutations`` adds permutation p-values for the
+    ``top_k`` pairs). dHSIC: :func:`dhsic_test` with ``test`` ("auto" = permutation,
+    ``n_permutations``; "gamma"; "none") and the "auto" bandwidth rule; a saturated statistic is
+    reported as null with the reason. JSON-ready dict (module docs); ``keep_matrices=True`` adds
+    ``"matrices"`` (NumPy ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted``; full d x d).
+    """
+    notes: list[str] = []
+    budget = parse_memory(max_memory)
+    z_all = _check_matrix(Z)
+    n_total, d = z_all.shape
+    if names is not None and len(names) != d:
+        raise ValueError(f"names has {len(names)} entries but the embeddings have {d} columns")
+    y = _check_labels(labels, n_total) if labels is not None else None
+    z, y = _subsample(z_all, y, max_samples, seed, notes)
+    n = z.shape[0]
+    constant = np.nonzero(np.all(z == z[:1], 0))[0]
+    keep = np.setdiff1d(np.arange(d), constant)
+    if constant.size:
+        notes.append(f"{constant.size} constant feature(s) excluded from HSIC statistics")
+    if keep.size < 2:
+        raise ValueError(f"fewer than 2 non-constant features ({keep.size}) to measure")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
+    zt = torch.from_numpy(z).to(dev)
+    zk = zt[:, torch.as_tensor(keep, device=dev)]
+    names_k = [names[i] for i in keep] if names is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantVariableWarning)  # reported in the dict
+        tests = pairwise_hsic_test(
+            zk, correction, alpha, resolved, pair_permutations, top_k, seed,
+            kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress,
+        )  # fmt: skip
+    raw = tests["hsic"]
+    if estimator == "unbiased":
+        raw = np.asarray(
+            pairwise_hsic(zk, False, resolved, budget, kernel=kernel, bandwidth=bandwidth,
+                          estimator="unbiased", progress=progress).cpu()
+        )  # fmt: skip
+    pv = tests["p_values"]
+    sections = {
+        "pairwise_hsic": pairwise_summary(raw, top_k, names_k, pv, correction, alpha),
+        "pairwise_nhsic": pairwise_summary(tests["nhsic"], top_k, names_k, pv, correction, alpha),
+    }
+    for s in sections.values():
+        _remap(s["top_pairs"], keep, None)
+        if names is not None:
+            _remap(s["top_pairs"], np.arange(d), names)
+    report: dict[str, Any] = {
+        "input": {
+            "n_samples_total": int(n_total),
+            "n_samples_used": int(n),
+            "subsampled": bool(n < n_total),
+            "n_features": int(d),
+            "feature_names": list(names) if names is not None else None,
+        },
+        "constant_features": constant.tolist(),
+        **sections,
+        "pairwise_tests": {
+            k: tests[k]
+            for k in ("n_pairs", "correction", "alpha", "method", "n_significant", "min_p_value")
+        }
+        | {"top_pairs": _remap(tests["top_pairs"], keep, names)},
+    }
+    report["dhsic"] = (
+        _dhsic_section(zk, test, n_permutations, seed, kernel, bandwidth, budget, progress)
+        if with_dhsic
+        else None
+    )
+    if with_dhsic and report["dhsic"]["bandwidth_rule"] == "joint":
+        notes.append("dHSIC: the per-variable median rule saturates here; the 'joint' rule is used")
+    report["mutual_dependence"] = {
+        "mean_one_vs_rest_nhsic": mutual_dependence(zk),
+        "max_samples": 512,
+    }
+    report["effective_rank"] = effective_rank(z)
+    fs = feature_std_summary(z)
+    fs.pop("std")
+    report["feature_std"] = fs
+    report["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
+    report["settings"] = {
+        "method": resolved,
+        "method_requested": method,
+        "estimator": estimator,
+        "kernel": kernel,
+        "bandwidth": bandwidth,
+        "median_samples": MEDIAN_SAMPLES,
+        "test": test,
+        "permutations": n_permutations if test != "none" else None,
+        "pair_permutations": pair_permutations,
+        "correction": correction,
+        "alpha": alpha,
+        "max_samples": max_samples,
+        "seed": seed,
+        "max_memory_bytes": budget,
+        "device": str(dev),
+        "dtype": "float64",
+    }
+    report["notes"] = notes
+    if keep_matrices:
+        report["matrices"] = _full_matrices(d, keep, raw, tests)
+    return report
+
+
+def _full_matrices(d: int, keep: np.ndarray, raw: np.ndarray, tests: dict) -> dict:
+    """(d, d) matrices over all features; rows/columns of constant features are 0 (NaN for p)."""
+    out = {}
+    for key, src, fill in (
+        ("hsic", raw, 0.0),
+        ("nhsic", tests["nhsic"], 0.0),
+        ("p_values", tests["p_values"], np.nan),
+        ("p_adjusted", tests["p_adjusted"], np.nan),
+    ):
+        m = np.full((d, d), fill)
+        m[np.ix_(keep, keep)] = src
+        out[key] = m
+    np.fill_diagonal(out["nhsic"], 1.0)
+    return out
