@@ -214,3 +214,14 @@ def test_lower_layers_do_not_import_higher_at_run_time():
     higher = {"independence", "evaluation", "training", "experiments", "cli", "ica"}
     assert not {m for m in mods if m.startswith("vcreg.") and _unit(m) in higher}
     assert "torch" not in _imported_after("import vcreg, vcreg.cli")
+
+
+def test_cli_help_does_not_import_torch():
+    """`vcreg --help` lists every command's help: their modules must not load torch for it."""
+    code = (
+        "import sys; from click.testing import CliRunner; from vcreg.cli import main; "
+        "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('torch', 'sklearn', 'vcreg.ica') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import vcreg.cli.ica as cli_ica
+import vcreg.ica as vcreg_ica
 from vcreg._results import write_results_folder
 from vcreg.cli import main
 from vcreg.ica import make_ica_problem
@@ -28,13 +28,13 @@ def data(tmp_path):
 def fits(monkeypatch):
     """Counts the fits `vcreg ica` starts (the real estimator still runs)."""
     calls = []
-    real = cli_ica.VCRegICA.fit_transform
+    real = vcreg_ica.VCRegICA.fit_transform
 
     def counted(self, X, y=None):
         calls.append(X.shape)
         return real(self, X)
 
-    monkeypatch.setattr(cli_ica.VCRegICA, "fit_transform", counted)
+    monkeypatch.setattr(vcreg_ica.VCRegICA, "fit_transform", counted)
     return calls
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
 from vcreg._results import check_results_folder, write_results_folder
-from vcreg.ica import VCRegICA, amari_distance, mean_corr_coef
-from vcreg.ica.metrics import check_sources
+
+if TYPE_CHECKING:
+    from vcreg.ica import VCRegICA
 
 # every file `vcreg ica` may write: a folder holding any of them holds an earlier result
 RESULT_FILES = (
@@ -63,6 +65,9 @@ def _load_references(sources_path, mixing_path, X, n_components):
                 f"--sources has {S_true.shape[0]} rows but DATA has {X.shape[0]}",
                 param_hint="--sources",
             )
+        # vcreg.ica (torch, sklearn) loads only when the command runs, not for `vcreg --help`
+        from vcreg.ica.metrics import check_sources
+
         try:
             check_sources(S_true, str(sources_path))
         except ValueError as exc:
@@ -161,6 +166,8 @@ def ica(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from exc
     S_true, A_true = _load_references(sources_path, mixing_path, X, n_components)
+    from vcreg.ica import VCRegICA, amari_distance, mean_corr_coef
+
     est = VCRegICA(
         n_components=n_components,
         projector=projector,
