@@ -18,7 +18,12 @@ from vcreg import losses as L
 def _cases():
     # the single-view VCReg loss and every registered (two-view) loss, default configuration
     # (n = 128 rows: W-MSE's default w_size)
-    registered = [(name, L.loss_class(name), 2, {}) for name in L.available_losses()]
+    # (the supervised control takes labels and checks them on the host: not a VCReg loss)
+    registered = [
+        (name, L.loss_class(name), 2, {})
+        for name in L.available_losses()
+        if not getattr(L.loss_class(name), "needs_labels", False)
+    ]
     return [("vcreg_single_view", L.VCRegLoss, 1, {}), *registered]
 
 

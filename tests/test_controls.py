@@ -38,6 +38,8 @@ def _cfg(**over) -> dict:
         {"loss.params": {"nu": 0.0}},  # VICReg without the covariance term
         {"projector.kind": "identity"},  # no projector
         {"loss.name": "infonce", "loss.params": {"temperature": 0.2}},  # contrastive control
+        # supervised control: the projector is the linear classification head
+        {"loss.name": "supervised", "projector.spec": "10", "projector.batch_norm": False},
         {
             "projector.kind": "random_features",
             "projector.features_per_dim": 8,
@@ -93,3 +95,33 @@ def test_monitor_logs_embedding_diagnostics_every_epoch():
     )
     for h in res.history:
         assert 0.0 <= h["emb_hinge_frac"] <= 1.0 and h["emb_std_mean"] > 0
+
+
+def test_supervised_loss_equals_plain_cross_entropy():
+    from vcreg.losses import SupervisedLoss
+
+    g = torch.Generator().manual_seed(0)
+    za, zb = torch.randn(20, 10, generator=g), torch.randn(20, 10, generator=g)
+    y = torch.randint(0, 10, (20,), generator=g)
+    out = SupervisedLoss()(za, zb, y)
+    logp_a, logp_b = za.log_softmax(1), zb.log_softmax(1)
+    plain = -(logp_a[torch.arange(20), y].mean() + logp_b[torch.arange(20), y].mean()) / 2
+    assert float(out) == pytest.approx(float(plain), rel=1e-6)
+    acc = ((za.argmax(1) == y).float().mean() + (zb.argmax(1) == y).float().mean()) / 2
+    assert float(out.terms["accuracy"]) == pytest.approx(float(acc))
+    with pytest.raises(ValueError, match="classification head"):
+        SupervisedLoss()(za[:, :3], zb[:, :3], y.clamp(min=5))
+
+
+def test_supervised_training_learns_the_labels():
+    cfg = _cfg(
+        **{
+            "epochs": 3,
+            "loss.name": "supervised",
+            "projector.spec": "10",
+            "projector.batch_norm": False,
+            "optimizer.lr": 3e-3,
+        }
+    )
+    res = train(cfg, progress=False)
+    assert res.history[-1]["loss_accuracy"] > 0.2  # 10 classes: chance is 0.1

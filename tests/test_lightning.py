@@ -133,6 +133,35 @@ def test_training_batch_mode_and_heatmap(tmp_path, cache):
     assert "independence/nhsic_mean" in trainer.callback_metrics
 
 
+def test_callable_representation_gives_the_module_names_values(single_run, cache):
+    # representation=fn(pl_module, batch) on the probe: the same rows as representation="encoder"
+    import lightning.pytorch as pl
+
+    torch.set_num_threads(1)
+    _, _, single = single_run
+    model = app.TinyVICReg()
+    model.train_data = app.bundle(cache).train
+    mon = IndependenceMonitor(
+        samples=app.PROBE_SAMPLES,
+        probe=app.probe_loader(cache),
+        representation=lambda m, batch: m.encoder(batch[0]),
+        top_k=3,
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision="64-true",
+        max_epochs=2,
+        callbacks=[mon],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
+    trainer.fit(model)
+    assert mon.history == single["history"]
+
+
 def test_plain_loop_use_and_bad_arguments():
     mon = IndependenceMonitor(samples=64)
     z = torch.randn(80, 6, dtype=torch.float64)

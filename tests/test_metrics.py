@@ -270,13 +270,14 @@ def test_trainer_monitor_reports_what_independence_computes(tmp_path):
         "data": {"name": "mnist1d", "options": {"num_samples": 400, "ood": False}},
         "encoder": {"name": "cnn1d", "repr_dim": 8, "options": {"channels": [4, 8, 8]}},
         "projector": {"spec": "16-16"},
-        "monitor": {"every": 1, "samples": 96, "probe": "none", "dhsic": False},
+        "monitor": {"every": 1, "samples": 96, "probe": "none", "dhsic": True},
     }
     bundle = load_dataset("mnist1d", root=str(tmp_path / "cache"), num_samples=400, ood=False)
     res = train(cfg, None, progress=False, bundle=bundle)
     last = res.history[-1]
     z = encode(res.encoder, bundle.test.tensors[0][:96], 256, torch.device("cpu")).double()
-    ref = independence_metrics(z, dhsic=False)
+    ref = independence_metrics(z)
+    assert last["dhsic"] == pytest.approx(ref["dhsic"], rel=1e-9)
     assert last["pairwise_hsic_mean"] == pytest.approx(ref["pairwise_hsic_mean"], rel=1e-9)
     assert last["pairwise_nhsic_mean"] == pytest.approx(ref["pairwise_nhsic_mean"], rel=1e-9)
     assert last["effective_rank"] == pytest.approx(_rankme(z.numpy()), rel=1e-6)

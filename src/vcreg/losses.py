@@ -44,6 +44,7 @@ __all__ = [
     "BarlowTwinsLoss",
     "WMSELoss",
     "InfoNCELoss",
+    "SupervisedLoss",
     "INFRASTRUCTURE_PARAMS",
     "register_loss",
     "loss_class",
@@ -338,6 +339,46 @@ class InfoNCELoss(_GatheringLoss):
         return f"temperature={self.temperature}"
 
 
+class SupervisedLoss(nn.Module):
+    """Supervised cross-entropy on both views, ``[CE(Z_a, y) + CE(Z_b, y)]/2``: the
+    reproduction's supervised control (the projector is the classification head, its output
+    dimension ≥ the number of classes). ``needs_labels = True`` makes the trainer pass the
+    batch's labels. Under DDP each rank averages its local batch and DDP averages the gradients:
+    with equal per-rank batches (the trainer requires them) that is exactly the global-batch
+    gradient, so nothing is gathered. ``.terms``: ``"cross_entropy"``, ``"accuracy"``.
+    """
+
+    needs_labels = True
+
+    def __init__(self, label_smoothing: float = 0.0, check_finite: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing, self.check_finite = float(label_smoothing), check_finite
+
+    def forward(self, z_a: Tensor, z_b: Tensor, y: Tensor) -> Tensor:
+        z_a, z_b = VF._pair(z_a, z_b, self.check_finite, min_samples=1)
+        if y.shape != z_a.shape[:1]:
+            raise ValueError(f"need one label per sample, got {tuple(y.shape)} for {len(z_a)}")
+        if int(y.max()) >= z_a.shape[1] or int(y.min()) < 0:
+            raise ValueError(
+                f"labels up to {int(y.max())} need a projector (classification head) with more "
+                f"than {int(y.max())} outputs, got {z_a.shape[1]}"
+            )
+        y = y.long()
+        ls = self.label_smoothing
+        ce = (
+            F.cross_entropy(z_a, y, label_smoothing=ls)
+            + F.cross_entropy(z_b, y, label_smoothing=ls)
+        ) / 2
+        acc = ((z_a.argmax(1) == y).float().mean() + (z_b.argmax(1) == y).float().mean()) / 2
+        ce.terms = {"cross_entropy": ce.detach(), "accuracy": acc.detach()}  # type: ignore[attr-defined]
+        return ce
+
+    def extra_repr(self) -> str:
+        return f"label_smoothing={self.label_smoothing}"
+
+
 # -- registry ------------------------------------------------------------------------------------
 
 #: constructor arguments the trainer sets itself; never part of a config's ``loss.params``
@@ -408,3 +449,4 @@ register_loss("vcreg", TwoViewVCRegLoss)
 register_loss("barlow", BarlowTwinsLoss)
 register_loss("wmse", WMSELoss)
 register_loss("infonce", InfoNCELoss)
+register_loss("supervised", SupervisedLoss)

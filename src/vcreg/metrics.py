@@ -28,7 +28,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
@@ -42,6 +44,7 @@ __all__ = [
     "FeatureStd",
     "RepresentationMonitor",
     "pairwise_heatmap",
+    "pairwise_heatmap_figure",
 ]
 
 DEFAULT_SAMPLES = 1024
@@ -293,19 +296,14 @@ class RepresentationMonitor(_RepresentationBuffer):
         return {f"{self.prefix}{k}": v for k, v in out.items()}
 
 
-def pairwise_heatmap(
-    matrix: Any, path: str | Path, title: str = "pairwise normalized HSIC"
-) -> Path:
-    """Write the (d, d) pairwise matrix as a PNG heatmap (diagonal masked), atomically."""
-    import numpy as np
-    from matplotlib.figure import Figure  # a bare Figure: leaves the user's pyplot backend alone
-
+def pairwise_heatmap_figure(matrix: Any, title: str = "pairwise normalized HSIC") -> Figure:
+    """A matplotlib ``Figure`` of the (d, d) pairwise matrix as a heatmap (diagonal masked)."""
     shown = torch.as_tensor(matrix).detach().cpu().double().numpy().copy()
     if shown.ndim != 2 or shown.shape[0] != shown.shape[1]:
         raise ValueError(f"expected a square (d, d) matrix, got shape {shown.shape}")
     np.fill_diagonal(shown, np.nan)
     d = shown.shape[0]
-    fig = Figure(figsize=(6.4, 5.4), dpi=110)
+    fig = Figure(figsize=(6.4, 5.4), dpi=110)  # a bare Figure: leaves the pyplot backend alone
     ax = fig.subplots()
     im = ax.imshow(shown, cmap="magma", interpolation="nearest" if d <= 256 else "antialiased")
     ax.set_title(title, fontsize=10)
@@ -313,6 +311,14 @@ def pairwise_heatmap(
     ax.set_ylabel("feature i")
     fig.colorbar(im, ax=ax, label="normalized HSIC (diagonal masked)")
     fig.tight_layout()
+    return fig
+
+
+def pairwise_heatmap(
+    matrix: Any, path: str | Path, title: str = "pairwise normalized HSIC"
+) -> Path:
+    """Write :func:`pairwise_heatmap_figure` as a PNG, atomically; returns the path."""
+    fig = pairwise_heatmap_figure(matrix, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))

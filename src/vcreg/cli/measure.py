@@ -190,32 +190,6 @@ def _load_labels(spec: str, others: dict | None, n_total: int):
     return np.asarray(lab[:, 0])
 
 
-def _heatmap_writer(nrm, title: str):
-    """A ``write(fh)`` drawing the normalized matrix (diagonal masked) as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    def write(fh) -> None:
-        shown = np.array(nrm, dtype=float)
-        np.fill_diagonal(shown, np.nan)
-        d = shown.shape[0]
-        fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
-        interp = "nearest" if d <= 256 else "antialiased"
-        im = ax.imshow(shown, cmap="magma", interpolation=interp)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("feature j")
-        ax.set_ylabel("feature i")
-        fig.colorbar(im, ax=ax, label="normalized HSIC (diagonal masked)")
-        fig.tight_layout()
-        fig.savefig(fh, format="png")
-        plt.close(fig)
-
-    return write
-
-
 def _bandwidth(value: str) -> str | float:
     if value in ("median", "dhsic"):
         return value
@@ -343,6 +317,8 @@ def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
 def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
     import numpy as np
 
+    from vcreg.metrics import pairwise_heatmap_figure as heatmap
+
     mats = rep.pop("matrices")
     rep["files"] = {
         "heatmap": "pairwise_hsic.png",
@@ -359,7 +335,7 @@ def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
     )
     files = {
         "independence.json": lambda fh: fh.write(text),
-        "pairwise_hsic.png": _heatmap_writer(mats["nhsic"], title),
+        "pairwise_hsic.png": lambda fh: heatmap(mats["nhsic"], title).savefig(fh, format="png"),
         "pairwise_hsic.npy": lambda fh: np.save(fh, mats["hsic"]),
         "pairwise_nhsic.npy": lambda fh: np.save(fh, mats["nhsic"]),
         "pairwise_pvalues.npy": lambda fh: np.save(fh, mats["p_values"]),

@@ -20,6 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from vcreg.evaluation import dataset_tensors, encode, linear_probe
 from vcreg.experiments.measures import embedding_diagnostics, independence_variants
 from vcreg.experiments.runner import Context, Unit
+from vcreg.independence import dhsic_test
 from vcreg.training import TrainConfig, load_bundle, train
 
 __all__ = [
@@ -238,12 +239,18 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _measure(encoder, projector, x_eval, device: str) -> dict[str, Any]:
+def _measure(encoder, projector, x_eval, device: str, test: bool = False) -> dict[str, Any]:
     feats = encode(encoder, x_eval, device=device)
-    return {
+    out = {
         **{k: _num(v) for k, v in independence_variants(feats).items()},
         **{k: _num(v) for k, v in embedding_diagnostics(projector, feats).items()},
     }
+    if test:  # calibrated joint-independence test (permutations; "auto" says why)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a saturated statistic: NaN p-value, kept as None
+            res = dhsic_test(feats.double().numpy(), method="auto", random_state=0)
+        out["dhsic_p"] = _num(res.p_value)
+    return out
 
 
 def _probe(result, bundle, cfg, train_samples, device: str) -> dict[str, Any]:
@@ -281,7 +288,7 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
         # the trainer turns SIGINT/SIGTERM into a clean stop; a partial run must not be cached
         # as a finished unit, and the whole reproduction stops (it resumes from the cache)
         raise KeyboardInterrupt(f"training of {unit.label} was interrupted ({result.status})")
-    final = _measure(result.encoder, result.projector, x_eval, ctx.device)
+    final = _measure(result.encoder, result.projector, x_eval, ctx.device, test=True)
     probe = _probe(result, bundle, cfg, unit.params["probe_train"], ctx.device)
     history = [{"epoch": 0, **{k: initial.get(k) for k in _IND_KEYS}}]
     for h in result.history:
@@ -320,6 +327,7 @@ _MEASURES = {
     "emb_hinge_frac": "emb_hinge_frac",
     "repr_std_median": "repr_std_median",
     "rf_scale_over_bw": "rf_scale_over_bw",
+    "dhsic_p": "dhsic_p",
 }
 
 

@@ -42,7 +42,7 @@ _TRAIN_BASE_QUICK: dict[str, Any] = {
     "rf_standardize": True,
     "rf_bandwidth": 1.0,
     # equal-budget controls of "VCReg causes X" (see _training.control_specs)
-    "controls": ["nu0", "no_projector", "infonce"],
+    "controls": ["nu0", "no_projector", "infonce", "supervised"],
     "control_widths": [32, 128, 512],
     "reference_width": 512,  # the VICReg trained-MLP configuration of C3's curves
     # sweep hygiene: a configuration whose mean in-domain accuracy is below this fraction of

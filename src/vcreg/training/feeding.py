@@ -52,7 +52,8 @@ def subset(ds: Dataset, n: int | None) -> Dataset:
 
 
 class Batches:
-    """Per-epoch batches of (view_a, view_b) for this rank; deterministic in (seed, epoch, step)."""
+    """Per-epoch batches of (view_a, view_b, labels) for this rank; deterministic in (seed, epoch,
+    step). Self-supervised losses ignore the labels; the supervised control uses them."""
 
     def __init__(self, cfg: TrainConfig, train_ds: Any, aug, world: int, rank: int) -> None:
         self.cfg, self.aug, self.world, self.rank = cfg, aug, world, rank
@@ -60,7 +61,7 @@ class Batches:
         self.local_batch = cfg.batch_size // world
         self.in_memory = cfg.data.num_workers == 0 and hasattr(train_ds, "tensors")
         if self.in_memory:
-            self.x = train_ds.tensors[0]
+            self.x, self.y = train_ds.tensors[0], train_ds.tensors[1]
             self.n = len(self.x)
             self.steps = self.n // self.global_batch
         else:
@@ -71,7 +72,9 @@ class Batches:
             self.n = len(train_ds)
             self.steps = len(self.sampler) // self.local_batch
 
-    def epoch(self, epoch: int, start_step: int, pin: bool) -> Iterator[tuple[Tensor, Tensor]]:
+    def epoch(
+        self, epoch: int, start_step: int, pin: bool
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """The batches of ``epoch`` from step ``start_step`` on (``pin``: pinned memory)."""
         if self.in_memory:
             yield from self._in_memory(epoch, start_step)
@@ -87,15 +90,15 @@ class Batches:
             num_workers=self.cfg.data.num_workers,
             pin_memory=pin,
         )
-        for va, vb, _y in loader:
-            yield va, vb
+        yield from loader
 
-    def _in_memory(self, epoch: int, start_step: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def _in_memory(self, epoch: int, start_step: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         g = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 4, epoch))
         perm = torch.randperm(self.n, generator=g)
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
         for step in range(start_step, self.steps):
-            xb = self.x[perm[step * self.global_batch : (step + 1) * self.global_batch]]
+            idx = perm[step * self.global_batch : (step + 1) * self.global_batch]
+            xb = self.x[idx]
             ga = torch.Generator().manual_seed(mix_seed(self.cfg.seed, 6, epoch, step))
             va, vb = self.aug(xb, generator=ga), self.aug(xb, generator=ga)
-            yield va[lo:hi], vb[lo:hi]
+            yield va[lo:hi], vb[lo:hi], self.y[idx][lo:hi]

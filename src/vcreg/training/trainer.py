@@ -336,8 +336,8 @@ def _run_epoch(run: _Run, epoch: int, stop: StopFlag) -> tuple[int, bool]:
         dynamic_ncols=True,
     ) as bar:
         batches = run.batches.epoch(epoch, run.start_step, pin)
-        for step, (va, vb) in enumerate(batches, start=run.start_step):
-            value, terms = _train_step(run, epoch, step, va, vb)
+        for step, (va, vb, y) in enumerate(batches, start=run.start_step):
+            value, terms = _train_step(run, epoch, step, va, vb, y)
             _accumulate(run.accum, value, terms)
             bar.update(1)
             postfix = {"loss": f"{value:.3f}", **{k[:3]: f"{v:.3f}" for k, v in terms.items()}}
@@ -351,7 +351,7 @@ def _run_epoch(run: _Run, epoch: int, stop: StopFlag) -> tuple[int, bool]:
     return step, interrupted
 
 
-def _train_step(run: _Run, epoch: int, step: int, va: Tensor, vb: Tensor):
+def _train_step(run: _Run, epoch: int, step: int, va: Tensor, vb: Tensor, y: Tensor):
     """One optimizer step; ``(loss value, loss terms)``; raises on a non-finite loss."""
     cfg, spe = run.cfg, run.steps_per_epoch
     lr = lr_at(epoch * spe + step, cfg.epochs * spe, spe, cfg.optimizer.lr, cfg.schedule)
@@ -362,7 +362,10 @@ def _train_step(run: _Run, epoch: int, step: int, va: Tensor, vb: Tensor):
     vb = vb.to(run.device, non_blocking=True)
     with _autocast(cfg, run.device):
         za, zb = run.net(va), run.net(vb)
-    loss = run.loss_fn(za.float(), zb.float())
+    if getattr(run.loss_fn, "needs_labels", False):  # the supervised control
+        loss = run.loss_fn(za.float(), zb.float(), y.to(run.device, non_blocking=True))
+    else:
+        loss = run.loss_fn(za.float(), zb.float())
     value = float(loss.item())
     terms = {k: float(v) for k, v in loss.terms.items()}
     if not math.isfinite(value):
