@@ -23,6 +23,7 @@ from vcreg.ica import (
     mean_corr_coef,
     whiten_unit_variance,
 )
+from vcreg.ica.contrast import RandomFeatures
 from vcreg.ica.contrast import pairwise_blocks as _pairwise_blocks
 from vcreg.ica.problems import random_rotation as _random_rotation
 from vcreg.ica.solver import jacobi_sweeps as _jacobi_sweeps
@@ -127,6 +128,26 @@ def test_block_covariance_norms_against_numpy_cov():
     np.testing.assert_allclose(deb, expected - r.T @ r / 49**2, rtol=1e-9, atol=1e-12)
 
 
+def test_random_features_and_closed_form_gradient():
+    """One bandwidth = the library projector's features; several = their concatenation with the
+    amplitude of the total; the closed-form value and gradient = autograd of pairwise_blocks."""
+    torch.manual_seed(0)
+    y = torch.randn(300, 4, dtype=torch.float64) ** 3
+    one = RandomFeatures(4, 16, (1.0,), seed=5).double()
+    ref = RandomFeatureProjector(4, 16, seed=5, scale="kernel").double()
+    torch.testing.assert_close(one(y), ref(y))
+    multi = RandomFeatures(4, 24, (0.5, 2.0), seed=5).double()
+    parts = [RandomFeatureProjector(4, 12, bandwidth=b, seed=5 + i) for i, b in enumerate((0.5, 2))]
+    want = torch.cat([p.double().feature_map(y) for p in parts], dim=2) * (1.0 / np.sqrt(24))
+    torch.testing.assert_close(multi(y), want.reshape(300, -1))
+    yg = y.clone().requires_grad_()
+    value = _pairwise_blocks(multi(yg), 4, 24)
+    value.backward()
+    v2, g2 = multi.value_and_grad(y)
+    assert float(v2) == pytest.approx(float(value.detach()), rel=1e-10)
+    torch.testing.assert_close(g2, yg.grad, rtol=1e-8, atol=1e-14)
+
+
 # -------------------------------------------------------------------------------- estimator
 def test_parameter_constraints_match_sklearn_checker():
     """Declarative constraints: scikit-learn's own param-validation check (invalid values of
@@ -193,11 +214,12 @@ def test_jacobi_sweeps_total_cost_is_descent_and_pair_cost_escapes():
     def f(w):
         return float(_pairwise_blocks(proj(x @ w), 4, 16))
 
-    w_tot, sweeps, conv = _jacobi_sweeps(x, q0, proj, 16, 20, pair_only=False)
+    feats = RandomFeatures(4, 16, (1.0,), seed=0).double()  # the same features as proj
+    w_tot, sweeps, conv = _jacobi_sweeps(x, q0, feats, 16, 20, pair_only=False)
     assert conv and 1 <= sweeps < 20
     assert f(w_tot) < f(q0)  # coordinate descent on the total contrast never increases it
     np.testing.assert_allclose(w_tot.T @ w_tot, np.eye(4), atol=1e-10)  # still orthogonal
-    w_pair, _, _ = _jacobi_sweeps(x, q0, proj, 16, 20, angle_tol=0.1)
+    w_pair, _, _ = _jacobi_sweeps(x, q0, feats, 16, 20, angle_tol=0.1)
     assert amari_distance((K @ w_pair.numpy()).T, A) < 0.1
 
 

@@ -127,7 +127,7 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 )
 @click.option("--width", type=int, default=None, help="Random features per source / MLP width.")
 @click.option("--max-iter", type=int, default=200, show_default=True)
-@click.option("--tol", type=float, default=1e-6, show_default=True)
+@click.option("--tol", type=float, default=1e-4, show_default=True)
 @click.option("--n-restarts", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(

@@ -32,7 +32,7 @@ Method (:class:`VCRegICA`):
    in ``[0, π/2)`` is scored at once (batched over angles) by the pair's own block
    ``‖Cov(φ(y_i), φ(y_j))‖²`` (debiased), and the best angle is applied; sweeps stop when no
    rotation exceeds ``angle_tol``. This reaches the basin of the true unmixing, where the total
-   contrast is lower. Then full-batch L-BFGS (strong-Wolfe line search) on ``A`` from there, on
+   contrast is lower. Then a full-batch quasi-Newton polish (dense BFGS, Armijo) from there, on
    all samples; the loss is divided by its absolute value at the start so that ``tol`` is a
    *relative* change. ``bandwidth`` is in units of the whitened (unit-variance) data, so it
    adapts to the data's scale; a sequence of bandwidths is optimised in order (continuation).
@@ -41,7 +41,7 @@ Metrics: :func:`amari_distance` (classic normalised form in [0, 1], or Picard's 
 and :func:`mean_corr_coef` (Hungarian matching of |correlations|).
 
 Layout: :mod:`~vcreg.ica.metrics` (Amari distance, MCC), :mod:`~vcreg.ica.contrast` (whitening,
-projector, contrast), :mod:`~vcreg.ica.solver` (Jacobi sweeps, L-BFGS), :mod:`~vcreg.ica.estimator`
+projector, contrast), :mod:`~vcreg.ica.solver` (Jacobi sweeps, BFGS), :mod:`~vcreg.ica.estimator`
 (:class:`VCRegICA`), :mod:`~vcreg.ica.problems` (benchmark problems). The nonlinear-ICA negative
 result of claim C5 is an experiment: :func:`vcreg.experiments.c5_ica.nonlinear_ica_experiment`.
 """

@@ -10,6 +10,7 @@ outputs under the random-feature kernel κ̂ (the paper's bridge), debiased.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,14 @@ import torch
 from vcreg.functional import block_covariance_norms, covariance_loss
 from vcreg.projectors import MLPProjector, RandomFeatureProjector
 
-__all__ = ["OBJECTIVES", "PROJECTORS", "ica_objective", "make_projector", "whiten_unit_variance"]
+__all__ = [
+    "OBJECTIVES",
+    "PROJECTORS",
+    "RandomFeatures",
+    "ica_objective",
+    "make_projector",
+    "whiten_unit_variance",
+]
 
 PROJECTORS = ("random-features", "mlp")
 OBJECTIVES = ("auto", "pairwise", "covariance")
@@ -73,12 +81,78 @@ def ica_objective(y: torch.Tensor, projector: torch.nn.Module, objective: str) -
         return covariance_loss(z, method="auto", check_finite=False)
     if objective == "pairwise":
         k = y.shape[1]
-        if not isinstance(projector, RandomFeatureProjector):
+        if not isinstance(projector, RandomFeatureProjector | RandomFeatures):
             raise ValueError("objective='pairwise' needs the element-wise random-feature projector")
         if k < 2:
             return z.sum() * 0.0
         return pairwise_blocks(z, k, projector.features_per_dim)
     raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+
+
+class RandomFeatures(torch.nn.Module):
+    """Element-wise random Fourier features ``φ(t) = a·cos(ω t + b)`` of several Gaussian
+    bandwidths at once: the frequencies of one :class:`~vcreg.projectors.RandomFeatureProjector`
+    per bandwidth (``scale="kernel"``), concatenated, with ``a = sqrt(2/m)`` for the total
+    ``m``, so ``φ(s)ᵀφ(t)`` approximates the *average* of the Gaussian kernels. One bandwidth
+    gives exactly that projector's features. Output ``(n, k·m)`` in per-output blocks, like the
+    projector, so the pairwise contrast is the cross-output blocks of its VCReg covariance.
+    """
+
+    def __init__(self, k: int, width: int, bandwidths: Sequence[float], seed: int) -> None:
+        super().__init__()
+        sizes = [
+            width // len(bandwidths) + (i < width % len(bandwidths)) for i in range(len(bandwidths))
+        ]
+        projs = [
+            RandomFeatureProjector(1, m, bandwidth=bw, seed=seed + i, scale="kernel")
+            for i, (m, bw) in enumerate(zip(sizes, bandwidths, strict=True))
+            if m > 0
+        ]
+        self.register_buffer("omega", torch.cat([p.omega for p in projs]))
+        self.register_buffer("phase", torch.cat([p.phase for p in projs]))
+        self.in_dim = k
+        self.features_per_dim = int(self.omega.numel())
+        self.amplitude = math.sqrt(2.0 / self.features_per_dim)
+
+    def _arg(self, v: torch.Tensor) -> torch.Tensor:
+        # (..., n) -> (..., m, n): samples innermost, so that the sums over features and the
+        # broadcasts run along contiguous memory (measured 2x faster than (..., n, m))
+        return (v.unsqueeze(-2) * self.omega[:, None]).add_(self.phase[:, None])
+
+    def centred(self, v: torch.Tensor) -> torch.Tensor:
+        """Features of ``v`` (..., n), centred over the samples: (..., m, n)."""
+        z = torch.cos(self._arg(v)).mul_(self.amplitude)
+        return z.sub_(z.mean(dim=-1, keepdim=True))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        z = self.amplitude * torch.cos(self._arg(y.T))  # (k, m, n)
+        return z.permute(2, 0, 1).reshape(y.shape[0], -1)
+
+    def value_and_grad(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The debiased pairwise contrast of ``y`` (n, k) (= :func:`pairwise_blocks` of
+        ``self(y)``) and its gradient ``∂L/∂y`` (n, k), in closed form (no autograd graph).
+
+        With ``Φ̄`` the centred features, ``G = Φ̄ᵀΦ̄``, ``M`` the mask of off-diagonal blocks,
+        ``r_ai = ‖Φ̄_i(a)‖²`` and ``c = 1/((n−1)²k(k−1))``: ``L = c·(Σ M⊙G² − Σ_{i≠j}(rᵀr)_ij)``,
+        ``∂L/∂Φ̄ = 4c·(Φ̄(M⊙G) − (Σ_l r_al − r_ai)·Φ̄_i(a))``, then back through the centring
+        (subtract the sample mean) and ``∂φ/∂t = −a·ω·sin(ωt + b)``.
+        """
+        n, k = y.shape
+        m = self.features_per_dim
+        arg = self._arg(y.T)  # (k, m, n)
+        phic = torch.cos(arg).mul_(self.amplitude)
+        phic = phic.sub_(phic.mean(dim=-1, keepdim=True))
+        flat = phic.reshape(k * m, n)
+        mask = 1.0 - torch.eye(k, dtype=y.dtype, device=y.device)
+        gram = (flat @ flat.T).reshape(k, m, k, m).mul_(mask[:, None, :, None])  # off-diagonal
+        r = phic.pow(2).sum(dim=1)  # (k, n) same-sample norms
+        rest = r.sum(dim=0, keepdim=True) - r
+        c = 1.0 / ((n - 1) ** 2 * k * (k - 1))
+        value = c * (gram.pow(2).sum() - (r * rest).sum())
+        dphi = (gram.reshape(k * m, k * m) @ flat).reshape(k, m, n).sub_(rest[:, None] * phic)
+        dphi = dphi.sub_(dphi.mean(dim=-1, keepdim=True))
+        dy = (dphi.mul_(torch.sin(arg)).mul_(self.omega[:, None])).sum(dim=1)  # (k, n)
+        return value, dy.T.mul_(-4.0 * c * self.amplitude)
 
 
 class _Scaled(torch.nn.Module):

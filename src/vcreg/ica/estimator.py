@@ -30,6 +30,13 @@ __all__ = ["VCRegICA"]
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+# Default contrast (benchmarks/bench_ica.py, docs/sections/ica.md): 64 random features per
+# output over four bandwidths where the cost n·k² allows (small samples need the stronger
+# contrast), else 16 features of one bandwidth (at d = 10, n = 10,000 as accurate, 4x cheaper).
+_RICH_WIDTH, _RICH_SCALES, _LEAN_WIDTH = 64, (0.5, 1.0, 2.0, 4.0), 16
+_RICH_BUDGET = 2e5  # n·k² up to which the rich contrast is the default (d=20, n=1000: lean)
+_MIN_MULTI_WIDTH = 48  # fewer features split over four bandwidths measured worse than one
+_SWEEP_WIDTH = 16  # features per output in the Jacobi sweeps (one bandwidth: they find the basin)
 
 
 class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -40,36 +47,46 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     The method and its conventions are described in the module docstring: unit-variance PCA
     whitening, orthogonal unmixing ``W = Q₀·expm(A − Aᵀ)``, contrast = pairwise blocks of the
     covariance of ``g(X_w W)`` (debiased pairwise HSIC under the random-feature kernel), Jacobi
-    sweeps of Givens-angle grid searches followed by an L-BFGS polish.
+    sweeps of Givens-angle grid searches followed by a quasi-Newton (BFGS) polish.
 
     Parameters:
         n_components: number of sources ``k`` (default: number of features).
         projector: ``"random-features"`` (element-wise random Fourier features,
             :class:`vcreg.projectors.RandomFeatureProjector`, Gaussian kernel) or ``"mlp"``
             (frozen random ReLU MLP, :class:`vcreg.projectors.MLPProjector`, no batch-norm).
-        width: random features per output (random-features; default 16) or hidden/output width
-            of the MLP (default 512).
+        width: random features per output of the contrast (random-features; default: 64 when
+            ``n_samples·k² ≤ 2e5``, else 16 — the cost of one evaluation grows as ``n·(k·width)²``)
+            or hidden/output width of the MLP (default 512).
         depth: number of Linear layers of the MLP projector (ignored for random features).
         bandwidth: Gaussian-kernel bandwidth(s) in units of the whitened (unit-variance) data; a
             sequence is a continuation schedule, optimised in order (default 1.0).
+        kernel_scales: the random features are split evenly over the Gaussian bandwidths
+            ``bandwidth·s`` for ``s`` in ``kernel_scales`` (one feature map of the average
+            kernel; several bandwidths at once are a stronger contrast at small n). Default:
+            ``(0.5, 1, 2, 4)`` when ``width ≥ 48``, else ``(1,)``. The Jacobi sweeps always use
+            16 features of the bandwidth ``bandwidth`` (they only have to find the basin).
         objective: ``"pairwise"`` (cross-output blocks only), ``"covariance"`` (full ``c(g(Y))``)
             or ``"auto"`` (pairwise for random features, covariance for the MLP).
         whiten: ``"unit-variance"`` (PCA whitening) or ``False`` (X is already white: only
             centred, and ``n_components`` must equal the number of features).
-        optimizer: ``"jacobi+lbfgs"`` (Jacobi sweeps of global Givens-angle searches, then an
-            L-BFGS polish on all samples), ``"jacobi"`` (sweeps only), ``"lbfgs"`` (L-BFGS from
-            the random rotation, the pre-Jacobi method) or ``"auto"`` (``"jacobi+lbfgs"`` for the
-            pairwise objective, ``"lbfgs"`` otherwise; the sweeps need the pairwise blocks).
-        n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step (default 16).
+        optimizer: ``"jacobi+lbfgs"`` (Jacobi sweeps of global Givens-angle searches, then a
+            quasi-Newton polish on all samples), ``"jacobi"`` (sweeps only), ``"lbfgs"``
+            (the quasi-Newton polish from the random rotation, the pre-Jacobi method) or
+            ``"auto"`` (``"jacobi+lbfgs"`` for the pairwise objective, ``"lbfgs"`` otherwise; the
+            sweeps need the pairwise blocks). The polish is dense BFGS with Armijo backtracking
+            in the ``k(k−1)/2`` rotation coordinates (the names are kept from its L-BFGS days).
+        n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step, the best
+            refined by a parabola through its neighbours (default 8).
         max_sweeps: maximum Jacobi sweeps per bandwidth stage.
         angle_tol: stop the sweeps when no rotation of a sweep exceeds ``angle_tol`` radians
-            (default 0.1 ≈ 5.7°; the L-BFGS polish does the fine adjustment).
-        max_iter: maximum L-BFGS iterations per bandwidth stage.
-        tol: stop a stage when the relative loss change (or step) falls below ``tol``.
+            (default 0.1 ≈ 5.7°; the polish does the fine adjustment).
+        max_iter: maximum quasi-Newton iterations per bandwidth stage.
+        tol: stop a stage when an iteration lowers the loss by less than ``tol`` relative to its
+            starting value (default 1e-4), or the line search finds no decrease.
         n_restarts: random initial rotations; the one with the lowest final loss is kept (the
             loss is a noisy estimate, so the lowest loss is not always the best unmixing).
-        max_warmup_samples: the Jacobi sweeps, and the L-BFGS stages before the last, use at
-            most this many samples (a random subset; ``None`` = all). The last L-BFGS stage
+        max_warmup_samples: the Jacobi sweeps, and the polish stages before the last, use at
+            most this many samples (a random subset; ``None`` = all). The last polish stage
             always uses every sample.
         device: torch device, resolved by :func:`vcreg._device.resolve_device` (``None`` or
             ``"auto"``: CUDA when available, else the CPU; an unavailable or unknown device is
@@ -81,10 +98,10 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         mixing_ (p, k): pseudo-inverse of ``components_``.
         mean_ (p,), whitening_ (k, p), unmixing_ (k, k) orthogonal: ``components_ = unmixing_ @
         whitening_``.
-        n_iter_: L-BFGS iterations of the kept restart (all stages; Jacobi sweeps for
-        ``optimizer="jacobi"``). ``n_sweeps_``: its Jacobi sweeps (0 for L-BFGS only).
+        n_iter_: quasi-Newton iterations of the kept restart (all stages; Jacobi sweeps for
+        ``optimizer="jacobi"``). ``n_sweeps_``: its Jacobi sweeps (0 for optimizer="lbfgs").
         ``loss_``: its final contrast value. ``converged_``: whether its last stage's sweeps
-        stopped before ``max_sweeps`` and its L-BFGS on ``tol`` (not on ``max_iter``).
+        stopped before ``max_sweeps`` and its polish on ``tol`` (not on ``max_iter``).
     """
 
     # Declarative constraints, checked by scikit-learn's parameter validation at fit time;
@@ -95,6 +112,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         "width": [_POSITIVE_INT, None],
         "depth": [_POSITIVE_INT],
         "bandwidth": [Interval(Real, 0, None, closed="neither"), "array-like"],
+        "kernel_scales": ["array-like", None],
         "objective": [StrOptions(set(OBJECTIVES))],
         "whiten": [StrOptions({"unit-variance"}), Options(bool, {False})],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
@@ -117,14 +135,15 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         width: int | None = None,
         depth: int = 2,
         bandwidth: float | Sequence[float] = 1.0,
+        kernel_scales: Sequence[float] | None = None,
         objective: str = "auto",
         whiten: str | bool = "unit-variance",
         optimizer: str = "auto",
-        n_angles: int = 16,
+        n_angles: int = 8,
         max_sweeps: int = 15,
         angle_tol: float = 0.1,
         max_iter: int = 200,
-        tol: float = 1e-6,
+        tol: float = 1e-4,
         n_restarts: int = 1,
         max_warmup_samples: int | None = 2000,
         device: str | None = None,
@@ -135,6 +154,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.width = width
         self.depth = depth
         self.bandwidth = bandwidth
+        self.kernel_scales = kernel_scales
         self.objective = objective
         self.whiten = whiten
         self.optimizer = optimizer
@@ -154,7 +174,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         return tags
 
     # ------------------------------------------------------------------ parameter validation
-    def _resolve_params(self, n_features: int) -> tuple[int, SolverConfig]:
+    def _resolve_params(self, n_samples: int, n_features: int) -> tuple[int, SolverConfig]:
         """The rules coupling several parameters (the single ones are in
         ``_parameter_constraints``); returns ``k`` and the resolved solver settings."""
         for name in ("n_components", "width", "depth", "n_angles", "max_sweeps", "max_iter"):
@@ -184,14 +204,24 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
                 f"optimizer={optimizer!r} needs objective='pairwise' (random-feature projector); "
                 "use optimizer='lbfgs'"
             )
+        rich = n_samples * k**2 <= _RICH_BUDGET
         width = self.width
         if width is None:
-            width = 16 if self.projector == "random-features" else 512
+            width = (
+                (_RICH_WIDTH if rich else _LEAN_WIDTH)
+                if self.projector == "random-features"
+                else 512
+            )
+        scales = self.kernel_scales
+        if scales is None:
+            scales = _RICH_SCALES if width >= _MIN_MULTI_WIDTH else (1.0,)
         cfg = SolverConfig(
             projector=self.projector,
             width=int(width),
             depth=int(self.depth),
             bandwidths=_bandwidths(self.bandwidth),
+            kernel_scales=_bandwidths(scales, "kernel_scales"),
+            sweep_width=_SWEEP_WIDTH,
             objective=objective,
             optimizer=optimizer,
             n_angles=int(self.n_angles),
@@ -220,7 +250,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=True
         )
         n, p = X.shape
-        k, cfg = self._resolve_params(p)
+        k, cfg = self._resolve_params(n, p)
         if n <= k:
             raise ValueError(
                 f"VCRegICA needs more samples than components to whiten, got n_samples={n} and "
@@ -268,7 +298,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         if optimizer != "lbfgs":
             limits.append(f"max_sweeps={self.max_sweeps} Jacobi sweeps")
         if optimizer != "jacobi":
-            limits.append(f"max_iter={self.max_iter} L-BFGS iterations (tol={self.tol})")
+            limits.append(f"max_iter={self.max_iter} quasi-Newton iterations (tol={self.tol})")
         warnings.warn(
             f"VCRegICA did not converge within {' / '.join(limits)}; increase them.",
             ConvergenceWarning,
@@ -301,7 +331,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         return self.components_.shape[0]
 
 
-def _bandwidths(bandwidth: Any) -> tuple[float, ...]:
+def _bandwidths(bandwidth: Any, name: str = "bandwidth") -> tuple[float, ...]:
     """``bandwidth`` as a non-empty tuple of positive finite floats (a number or a sequence)."""
     values = [bandwidth] if isinstance(bandwidth, Real) else None
     if values is None and isinstance(bandwidth, Sequence | np.ndarray) and len(bandwidth):
@@ -311,7 +341,6 @@ def _bandwidths(bandwidth: Any) -> tuple[float, ...]:
         for b in values
     ):
         raise ValueError(
-            f"bandwidth must be a positive number or a non-empty sequence of them, got "
-            f"{bandwidth!r}"
+            f"{name} must be a positive number or a non-empty sequence of them, got {bandwidth!r}"
         )
     return tuple(float(b) for b in values)

@@ -2,7 +2,7 @@
 
 ``W = Q₀·expm(A − Aᵀ)``: RADICAL-style Jacobi sweeps of Givens-angle grid searches
 (Learned-Miller & Fisher 2003) move ``Q₀`` into the basin of the true unmixing, then full-batch
-L-BFGS (strong Wolfe) on ``A`` polishes the total contrast. A sequence of bandwidths is optimised
+dense BFGS (Armijo backtracking) in the rotation coordinates polishes the total contrast. A sequence of bandwidths is optimised
 in order (continuation); all stages but the last may run on a random subsample.
 """
 
@@ -14,10 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vcreg.ica.contrast import ica_objective, make_projector, pairwise_blocks
-from vcreg.projectors import RandomFeatureProjector
+from vcreg.functional import block_covariance_norms
+from vcreg.ica.contrast import RandomFeatures, ica_objective, make_projector
 
-__all__ = ["OPTIMIZERS", "SolverConfig", "SolverResult", "jacobi_sweeps", "optimise"]
+__all__ = [
+    "OPTIMIZERS",
+    "SolverConfig",
+    "SolverResult",
+    "jacobi_sweeps",
+    "optimise",
+]
 
 OPTIMIZERS = ("auto", "jacobi+lbfgs", "jacobi", "lbfgs")
 
@@ -32,6 +38,8 @@ class SolverConfig:
     bandwidths: tuple[float, ...]
     objective: str  # "pairwise" or "covariance"
     optimizer: str  # "jacobi+lbfgs", "jacobi" or "lbfgs"
+    kernel_scales: tuple[float, ...]  # bandwidth multipliers of the polish's features
+    sweep_width: int  # features per output in the Jacobi sweeps (one bandwidth)
     n_angles: int
     max_sweeps: int
     angle_tol: float
@@ -50,32 +58,37 @@ class SolverResult:
     n_sweeps: int
 
 
-def _centred_features(
-    v: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor, amp: float
-) -> torch.Tensor:
-    """Random Fourier features of ``v`` (..., n) -> centred (..., n, m)."""
-    z = amp * torch.cos(v.unsqueeze(-1) * omega + phase)
-    return z - z.mean(dim=-2, keepdim=True)
-
-
-def _rotation_cost(Zi, Zj, Ri, Rj, Zrest, Rrest) -> torch.Tensor:
-    """Debiased Gram-form cost of each candidate angle (T,): the pair's own block and, when
-    ``Zrest`` (k−2, n, m) is given, the blocks between the pair and every other output."""
-    cost = (Zi.transpose(1, 2) @ Zj).pow(2).sum(dim=(1, 2)) - (Ri * Rj).sum(-1)
+def _rotation_cost(Zi, Zj, Ri, Rj, Zrest=None, Rrest=None) -> torch.Tensor:
+    """Debiased Gram-form cost of each candidate angle, (..., T): the pair's own block
+    ``‖Z̄_iᵀZ̄_j‖² − Σ_a r_i(a)r_j(a)`` and, when ``Zrest`` (k−2, n, m) is given, the blocks
+    between the pair and every other output (then Zi (T, m, n), one pair). Features are
+    ``(..., m, n)``, same-sample norms ``R`` ``(..., n)``."""
+    cost = (Zi @ Zj.transpose(-1, -2)).pow(2).sum(dim=(-1, -2)) - (Ri * Rj).sum(-1)
     if Zrest is not None and len(Zrest):
-        n = Zi.shape[1]
-        Zr = Zrest.permute(1, 0, 2).reshape(n, -1)  # (n, (k-2)m)
+        Zr = Zrest.reshape(-1, Zrest.shape[-1])  # ((k-2)m, n)
         Rr = Rrest.sum(0)  # (n,)
-        cost = cost + (Zi.transpose(1, 2) @ Zr).pow(2).sum(dim=(1, 2))
-        cost = cost + (Zj.transpose(1, 2) @ Zr).pow(2).sum(dim=(1, 2))
+        cost = cost + (Zi @ Zr.T).pow(2).sum(dim=(1, 2))
+        cost = cost + (Zj @ Zr.T).pow(2).sum(dim=(1, 2))
         cost = cost - (Ri + Rj) @ Rr
     return cost
+
+
+def _refine(cost: torch.Tensor, step: float) -> tuple[float, float]:
+    """Best grid angle of ``cost`` (T,), refined by the parabola through it and its two
+    (cyclic: the cost is ≈ π/2-periodic) neighbours; returns (angle in (−π/4, π/4], gain)."""
+    T = cost.shape[0]
+    b = int(torch.argmin(cost))
+    lo, mid, hi = (float(cost[(b + d) % T]) for d in (-1, 0, 1))
+    curv = lo - 2 * mid + hi
+    shift = min(max(0.5 * (lo - hi) / curv, -0.5), 0.5) if curv > 0 else 0.0
+    theta = (b + shift) * step
+    return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(cost[0]) - mid
 
 
 def jacobi_sweeps(
     x: torch.Tensor,
     w: torch.Tensor,
-    proj: RandomFeatureProjector,
+    feats,
     n_angles: int,
     max_sweeps: int,
     angle_tol: float = 0.0,
@@ -87,96 +100,134 @@ def jacobi_sweeps(
     For every pair ``(i, j)`` of outputs of ``Y = x·w`` the rotation ``(y_i, y_j) ←
     (c·y_i + s·y_j, −s·y_i + c·y_j)`` is scored on a grid of ``n_angles`` angles ``θ ∈ [0, π/2)``
     (``θ = 0`` = no change; the contrast is ≈ π/2-periodic: a π/2 rotation only permutes and
-    flips the two outputs), vectorised over the angles, and the best angle is applied.
+    flips the two outputs), vectorised over the angles; the best grid angle is refined by the
+    parabola through its neighbours' costs (coarse-to-fine at no extra evaluation) and applied.
+    ``feats`` is the frozen feature map (:class:`~vcreg.ica.contrast.RandomFeatures`).
 
-    ``pair_only=True`` (used by :class:`VCRegICA`) scores the pair's own debiased block of
-    :func:`_pairwise_blocks`, ``‖Cov(φ(y_i), φ(y_j))‖²`` (the pairwise HSIC of ``(y_i, y_j)``);
-    ``False`` scores every block that changes, ``(i, j)``, ``(i, l)`` and ``(j, l)`` (coordinate
-    descent on the total contrast). Measured: the total version stalls in the same spurious
-    fully-mixed minima as L-BFGS for sub-Gaussian sources at ``k ≥ 5`` (uniform, d = 5: Amari
-    ≈ 0.6), the pair-only version reaches the basin of the true unmixing (≈ 0.03), where the
-    total contrast is lower.
+    ``pair_only=True`` (used by :class:`VCRegICA`) scores the pair's own debiased block
+    ``‖Cov(φ(y_i), φ(y_j))‖²`` (the pairwise HSIC of ``(y_i, y_j)``); ``False`` scores every
+    block that changes, ``(i, j)``, ``(i, l)`` and ``(j, l)`` (coordinate descent on the total
+    contrast). Measured: the total version stalls in the same spurious fully-mixed minima as
+    L-BFGS for sub-Gaussian sources at ``k ≥ 5`` (uniform, d = 5: Amari ≈ 0.6), the pair-only
+    version reaches the basin of the true unmixing (≈ 0.03), where the total contrast is lower.
 
     Sweeps stop when no pair improves by more than ``rel_tol`` (relative to the total contrast),
     when the largest rotation applied in a sweep is ``≤ angle_tol`` radians, or after
     ``max_sweeps``. Returns ``(w, sweeps, converged)``; no gradients.
     """
     n, k = x.shape
-    m = proj.features_per_dim
-    dtype = x.dtype
-    omega = proj.omega.to(dtype)
-    phase = proj.phase.to(dtype)
-    amp = proj.amplitude  # the projector owns its feature scale
-
-    def feats(v: torch.Tensor) -> torch.Tensor:  # (..., n) -> centred (..., n, m)
-        return _centred_features(v, omega, phase, amp)
-
     w = w.clone()
     y = x @ w  # (n, k)
-    Z = feats(y.T)  # (k, n, m)
-    R = Z.pow(2).sum(-1)  # (k, n) same-sample norms (debiasing)
-    theta = torch.arange(n_angles, dtype=dtype, device=x.device) * (math.pi / 2 / n_angles)
-    cs, sn = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
-    with torch.no_grad():
-        total = float(pairwise_blocks(Z.permute(1, 0, 2).reshape(n, k * m), k, m))
+    Z = feats.centred(y.T)  # (k, m, n)
+    R = Z.pow(2).sum(-2)  # (k, n) same-sample norms (debiasing)
+    step = math.pi / 2 / n_angles
+    theta = torch.arange(n_angles, dtype=x.dtype, device=x.device) * step
+    cs, sn = torch.cos(theta)[:, None], torch.sin(theta)[:, None]  # (T, 1)
+    blocks = block_covariance_norms(Z.permute(2, 0, 1), debias=True)
+    total = float(blocks.sum() - blocks.diagonal().sum()) / (k * (k - 1))  # the contrast
     threshold = rel_tol * max(abs(total), 1e-12) * (n - 1) ** 2 * k * (k - 1) / 2
-    sweeps, converged = 0, False
-    while sweeps < max_sweeps:
-        sweeps += 1
-        improved = False
+    pairs = [(a, b) for a in range(k - 1) for b in range(a + 1, k)]
+    for sweep in range(1, max_sweeps + 1):
         max_angle = 0.0
-        for i in range(k - 1):
-            for j in range(i + 1, k):
-                rest = [r for r in range(k) if r != i and r != j]
-                yi = cs * y[:, i] + sn * y[:, j]  # (T, n)
-                yj = cs * y[:, j] - sn * y[:, i]
-                Zi, Zj = feats(yi), feats(yj)  # (T, n, m)
-                Ri, Rj = Zi.pow(2).sum(-1), Zj.pow(2).sum(-1)  # (T, n)
-                cost = _rotation_cost(Zi, Zj, Ri, Rj, Z[rest] if not pair_only else None, R[rest])
-                b = int(torch.argmin(cost))
-                if b == 0 or not float(cost[0] - cost[b]) > threshold:
-                    continue
-                improved = True
-                max_angle = max(max_angle, min(b, n_angles - b))
-                c, s = float(cs[b, 0]), float(sn[b, 0])
-                wi, wj = w[:, i].clone(), w[:, j].clone()
-                w[:, i], w[:, j] = c * wi + s * wj, c * wj - s * wi
-                y[:, i], y[:, j] = yi[b], yj[b]
-                Z[i], Z[j], R[i], R[j] = Zi[b], Zj[b], Ri[b], Rj[b]
-        if not improved or max_angle * math.pi / 2 / n_angles <= angle_tol:
-            converged = True
-            break
-    return w, sweeps, converged
+        for i, j in pairs:
+            yi, yj = cs * y[:, i] + sn * y[:, j], cs * y[:, j] - sn * y[:, i]  # (T, n)
+            Zi, Zj = feats.centred(yi), feats.centred(yj)  # (T, m, n)
+            Ri, Rj = Zi.pow(2).sum(-2), Zj.pow(2).sum(-2)
+            rest = [r for r in range(k) if r != i and r != j] if not pair_only else []
+            angle, gain = _refine(_rotation_cost(Zi, Zj, Ri, Rj, Z[rest], R[rest]), step)
+            if angle == 0.0 or not gain > threshold:
+                continue
+            max_angle = max(max_angle, abs(angle))
+            c, s = math.cos(angle), math.sin(angle)
+            w[:, i], w[:, j] = c * w[:, i] + s * w[:, j], c * w[:, j] - s * w[:, i]
+            y[:, i], y[:, j] = c * y[:, i] + s * y[:, j], c * y[:, j] - s * y[:, i]
+            if not pair_only:
+                Z[[i, j]] = feats.centred(y[:, [i, j]].T)
+                R[[i, j]] = Z[[i, j]].pow(2).sum(-2)
+        if max_angle <= angle_tol:
+            return w, sweep, True
+    return w, max_sweeps, False
 
 
-def _lbfgs_stage(a, contrast, max_iter: int, tol: float) -> tuple[int, bool]:
-    """Full-batch L-BFGS (strong Wolfe) on ``a``; the loss is divided by its absolute starting
-    value so ``tol`` is a relative change (the debiased contrast is ≈ 0, often negative, near
-    the optimum). Returns (iterations, stopped before the iteration/evaluation limits)."""
-    with torch.no_grad():
-        scale = float(contrast())
-    scale = abs(scale) if scale != 0 and math.isfinite(scale) else 1.0
-    opt = torch.optim.LBFGS(
-        [a],
-        lr=1.0,
-        max_iter=max_iter,
-        max_eval=2 * max_iter,
-        tolerance_grad=1e-9,
-        tolerance_change=float(tol),
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
+def _contrast_fn(x: torch.Tensor, q: torch.Tensor, g, objective: str, scale: float):
+    """``f(θ) -> (value, gradient)`` (float64 θ of size k(k−1)/2) of the contrast of
+    ``Y = x·q·expm(S(θ))``, ``S`` the skew matrix with upper triangle θ, divided by ``scale``.
+    The heavy part is closed form (:meth:`RandomFeatures.value_and_grad`) for the random-feature
+    pairwise contrast and autograd through the projector otherwise; the k×k exponential always
+    goes through autograd."""
+    k = q.shape[0]
+    iu = torch.triu_indices(k, k, 1, device=x.device)
+    fast = isinstance(g, RandomFeatures) and objective == "pairwise"
 
-    def closure():
-        opt.zero_grad()
-        value = contrast() / scale
-        value.backward()
-        return value
+    def f(theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        t = theta.to(device=x.device, dtype=x.dtype).requires_grad_()
+        with torch.enable_grad():
+            upper = torch.zeros(k, k, dtype=x.dtype, device=x.device).index_put((iu[0], iu[1]), t)
+            w = q @ torch.linalg.matrix_exp(upper - upper.T)
+            if fast:
+                with torch.no_grad():
+                    value, dy = g.value_and_grad(x @ w)
+                w.backward(x.T @ dy)
+            else:
+                value = ica_objective(x @ w, g, objective)
+                value.backward()
+        return float(value) / scale, t.grad.double().cpu() / scale
 
-    opt.step(closure)
-    state = opt.state[a]
-    n_iter = int(state.get("n_iter", 0))
-    return n_iter, n_iter < max_iter and int(state.get("func_evals", 0)) < 2 * max_iter
+    return f
+
+
+def _rotate(q: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    k = q.shape[0]
+    iu = torch.triu_indices(k, k, 1, device=q.device)
+    upper = torch.zeros(k, k, dtype=q.dtype, device=q.device)
+    upper[iu[0], iu[1]] = theta.to(device=q.device, dtype=q.dtype)
+    return q @ torch.linalg.matrix_exp(upper - upper.T)
+
+
+def _bfgs(f, dim: int, max_iter: int, tol: float) -> tuple[torch.Tensor, int, bool]:
+    """Dense BFGS from θ = 0 with Armijo backtracking (Nocedal & Wright, Alg. 6.1; the first
+    step is the gradient scaled to unit ℓ1 length, then ``H`` = the BFGS inverse-Hessian
+    estimate). Stops when an iteration decreases ``f`` by ``≤ tol`` (``f`` is relative to its
+    start) or the line search finds no decrease (the noise floor of the estimate). Returns
+    (θ, iterations, stopped before max_iter)."""
+    theta = torch.zeros(dim, dtype=torch.float64)
+    H = None
+    fx, gx = f(theta)
+    for it in range(1, max_iter + 1):
+        p = -(H @ gx) if H is not None else -gx * min(1.0, 1.0 / max(float(gx.abs().sum()), 1e-30))
+        slope = float(gx @ p)
+        if slope >= 0:  # not a descent direction: restart from the gradient
+            H, p, slope = None, -gx, -float(gx @ gx)
+        t, accepted = 1.0, False
+        for _ in range(20):
+            fn, gn = f(theta + t * p)
+            if fn <= fx + 1e-4 * t * slope:
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            return theta, it, True
+        step, dg = t * p, gn - gx
+        sy = float(step @ dg)
+        if sy > 1e-12 * float(dg @ dg):
+            if H is None:
+                H = (sy / float(dg @ dg)) * torch.eye(dim, dtype=torch.float64)
+            rho = 1.0 / sy
+            Hy = H @ dg
+            H = H - rho * (torch.outer(step, Hy) + torch.outer(Hy, step))
+            H = H + (rho * rho * float(dg @ Hy) + rho) * torch.outer(step, step)
+        done = fx - fn <= tol
+        theta, fx, gx = theta + step, fn, gn
+        if done:
+            return theta, it, True
+    return theta, max_iter, False
+
+
+def _make_map(cfg: SolverConfig, k: int, bandwidth: float, seed: int, device) -> torch.nn.Module:
+    if cfg.projector == "random-features" and cfg.objective == "pairwise":
+        scales = tuple(bandwidth * s for s in cfg.kernel_scales)
+        return RandomFeatures(k, cfg.width, scales, seed).to(device)
+    return make_projector(cfg.projector, k, cfg.width, bandwidth, seed, cfg.depth).to(device)
 
 
 def optimise(
@@ -186,42 +237,44 @@ def optimise(
     seeds: np.ndarray,
     cfg: SolverConfig,
 ) -> SolverResult:
-    """One restart from rotation ``q0``: for each bandwidth stage (projector seed from
-    ``seeds``), Jacobi sweeps on the warm-up subset ``warm_idx`` and/or L-BFGS (on the subset
-    for early stages, on all samples for the last)."""
+    """One restart from rotation ``q0``: for each bandwidth stage (feature seed from ``seeds``),
+    Jacobi sweeps on the warm-up subset ``warm_idx`` and/or BFGS (on the subset for early
+    stages, on all samples for the last)."""
     k = x_full.shape[1]
     if k == 1:
         return SolverResult(0.0, np.ones((1, 1)), 0, True, 0)
     device, dtype = x_full.device, x_full.dtype
     q = torch.as_tensor(q0, dtype=dtype, device=device)
-    a = torch.zeros(k, k, dtype=dtype, device=device, requires_grad=True)
     x_warm = x_full if warm_idx is None else x_full[warm_idx]
+    dim = k * (k - 1) // 2
     n_iter, n_sweeps, converged, loss = 0, 0, True, 0.0
     for stage, (bw, seed) in enumerate(zip(cfg.bandwidths, seeds, strict=True)):
         last = stage == len(cfg.bandwidths) - 1
-        x = x_full if last else x_warm
-        proj = make_projector(cfg.projector, k, cfg.width, bw, int(seed), cfg.depth).to(device)
+        g = _make_map(cfg, k, bw, int(seed), device)
         converged = True
         if cfg.optimizer != "lbfgs":
-            with torch.no_grad():
-                w0 = q @ torch.linalg.matrix_exp(a - a.T)
-                q, sweeps, converged = jacobi_sweeps(
-                    x_warm, w0, proj, cfg.n_angles, cfg.max_sweeps, angle_tol=cfg.angle_tol
-                )
-                a.zero_()
+            sweep_map = RandomFeatures(k, cfg.sweep_width, (bw,), int(seed)).to(device)
+            q, sweeps, converged = jacobi_sweeps(
+                x_warm,
+                q,
+                sweep_map,
+                cfg.n_angles,
+                cfg.max_sweeps,
+                angle_tol=cfg.angle_tol,
+            )
             n_sweeps += sweeps
-
-        def contrast(x=x, proj=proj, q=q):
-            return ica_objective(x @ (q @ torch.linalg.matrix_exp(a - a.T)), proj, cfg.objective)
-
+        x = x_full if last else x_warm
         if cfg.optimizer != "jacobi":
-            stage_iter, lbfgs_ok = _lbfgs_stage(a, contrast, cfg.max_iter, cfg.tol)
+            value = _contrast_fn(x, q, g, cfg.objective, 1.0)(torch.zeros(dim))[0]
+            scale = abs(value) if value != 0 and math.isfinite(value) else 1.0  # tol: relative
+            f = _contrast_fn(x, q, g, cfg.objective, scale)
+            theta, stage_iter, ok = _bfgs(f, dim, cfg.max_iter, cfg.tol)
             n_iter += stage_iter
-            converged = converged and lbfgs_ok
+            converged = converged and ok
+            q = _rotate(q, theta)
         if last:
-            with torch.no_grad():
-                loss = float(contrast())
-    w = (q @ torch.linalg.matrix_exp(a - a.T)).detach().cpu().double().numpy()
+            loss = _contrast_fn(x_full, q, g, cfg.objective, 1.0)(torch.zeros(dim))[0]
+    w = q.cpu().double().numpy()
     u, _, vt = np.linalg.svd(w)  # re-orthonormalise in float64 (polar factor)
     if cfg.optimizer == "jacobi":
         n_iter = n_sweeps
