@@ -189,7 +189,7 @@ def _group_of(r: dict[str, Any]) -> str:
     return r["config_id"].split("/")[0] + (" (no projector)" if r["kind"] == "none" else "")
 
 
-def tables(st: dict[str, Any]) -> list[Any]:
+def _objective_rows(st: dict[str, Any]) -> list[list[Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in st["runs"]:
         groups.setdefault(_group_of(r), []).append(r)
@@ -208,6 +208,11 @@ def tables(st: dict[str, Any]) -> list[Any]:
                 sum(c["rel"] < 0 for c in ch),
             ]
         )
+    return rows
+
+
+def tables(st: dict[str, Any]) -> list[Any]:
+    rows = _objective_rows(st)
     fam = st["family"]
     pv = [r["dhsic_p"] for r in fam if r.get("dhsic_p") is not None]
     test_row = [
@@ -320,6 +325,19 @@ def figures(s: dict[str, Any], st: dict[str, Any], ctx: Context) -> list[Any]:
         "flagged configurations not shown)"
     )
     f_curves = ctx.save_figure(fig, "c3_dynamics")
+    return [
+        Figure(
+            f_curves,
+            "Pairwise HSIC, normalized HSIC and dHSIC along training: the reference VICReg "
+            "configuration and its equal-budget controls.",
+        ),
+        *_scatter_figure(st, ctx),
+    ]
+
+
+def _scatter_figure(st: dict[str, Any], ctx: Context) -> list[Any]:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     pts = [(r["dH"]["rel"] * 100, r["dD"]["rel"] * 100) for r in st["family"] if r["dD"]]
     if pts:
@@ -335,13 +353,8 @@ def figures(s: dict[str, Any], st: dict[str, Any], ctx: Context) -> list[Any]:
     f_scatter = ctx.save_figure(fig, "c3_changes")
     return [
         Figure(
-            f_curves,
-            "Pairwise HSIC, normalized HSIC and dHSIC along training: the reference "
-            "VICReg configuration and its equal-budget controls.",
-        ),
-        Figure(
             f_scatter, "Relative change after the first epoch, HSIC vs dHSIC, one point per run."
-        ),
+        )
     ]
 
 

@@ -197,6 +197,16 @@ def parse_only(only: str | Sequence[str] | None) -> list[str]:
     return [c for c in CLAIM_IDS if c in claims]
 
 
+def _pending_weight(plans: dict[str, list[Unit]], cache: UnitCache) -> float:
+    """Estimated cost of the units still to compute (units shared by C2–C4 count once)."""
+    pending: dict[Path, float] = {}
+    for units in plans.values():
+        for u in units:
+            if not cache.contains(u.namespace, u.params):
+                pending[cache.path(u.namespace, u.params)] = u.weight
+    return sum(pending.values())
+
+
 class _ClaimRun:
     """One claim: compute (or reuse) its units, then summarize; errors are kept, not raised."""
 
@@ -299,13 +309,7 @@ def run_reproduction(
 
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
-    pending: dict[Path, float] = {}  # units shared between claims (C2-C4) count once
-    for c in claims:
-        for u in plans[c]:
-            if not cache.contains(u.namespace, u.params):
-                pending[cache.path(u.namespace, u.params)] = u.weight
-    todo = sum(pending.values())
-    bar = _Progress(todo, enabled=progress)
+    bar = _Progress(_pending_weight(plans, cache), enabled=progress)
     say = log or bar.write
 
     experiments: dict[str, Any] = {}
@@ -340,13 +344,17 @@ def run_reproduction(
     except OSError:
         pass
     results = to_jsonable(results)
+    _write_outputs(out_dir, results, summaries)
+    return results
+
+
+def _write_outputs(out_dir: Path, results: dict[str, Any], summaries: dict[str, Summary]) -> None:
+    """``results.json``, ``report.md`` and the self-contained ``report.html`` (atomic writes)."""
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
     blocks = build_report_blocks(results, summaries)
     atomic_write_text(out_dir / "report.md", render_markdown(blocks))
-    atomic_write_text(
-        out_dir / "report.html", render_html(blocks, out_dir, title=f"vcreg reproduce ({preset})")
-    )
-    return results
+    title = f"vcreg reproduce ({results['preset']})"
+    atomic_write_text(out_dir / "report.html", render_html(blocks, out_dir, title=title))
 
 
 def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) -> list[Block]:
