@@ -106,6 +106,8 @@ def test_gamma_refused_where_uncalibrated_and_bad_options():
     for bw in ("joint", "auto"):
         with pytest.raises(ValueError, match="not calibrated"):
             ind.dhsic_test(z, method="gamma", bandwidth=bw)
+    with pytest.raises(ValueError, match="not calibrated for d = 4"):
+        ind.dhsic_test(z, method="gamma", bandwidth="median")
     with pytest.raises(ValueError, match="unknown bandwidth rule"):
         ind.dhsic(z, bandwidth="silverman")
     with pytest.raises(ValueError, match="unknown test method"):

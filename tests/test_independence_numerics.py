@@ -81,3 +81,13 @@ def test_median_samples_below_two_is_a_value_error(pair, bad):
         ind.bandwidth(x, median_samples=bad)
     with pytest.raises(TypeError, match="median_samples"):
         ind.hsic(x, y, median_samples=2.5)
+
+
+def test_permutation_pvalue_is_never_computed_from_nan():
+    from vcreg.independence.hsic import _perm_pvalue
+
+    with pytest.raises(ValueError, match="not finite"):
+        _perm_pvalue(math.nan, np.zeros(9))
+    with pytest.raises(ValueError, match="not finite"):
+        _perm_pvalue(0.1, np.array([0.0, np.nan]))
+    assert _perm_pvalue(1.0, np.zeros(9)) == pytest.approx(0.1)

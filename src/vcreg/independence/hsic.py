@@ -138,6 +138,11 @@ def _gamma_pvalue(
 
 
 def _perm_pvalue(stat: float, null: np.ndarray) -> float:
+    if not (math.isfinite(stat) and np.isfinite(null).all()):  # never a p-value from NaN
+        raise ValueError(
+            "the statistic or its permutation null is not finite (NaN/Inf); check the data's "
+            "scale and the bandwidth"
+        )
     # the +1 counts the observed statistic (a valid p-value, never 0)
     return float((1 + np.sum(null >= stat - 1e-12 * abs(stat))) / (1 + null.size))
 

@@ -168,6 +168,36 @@ def _dhsic_section(zk, test, n_permutations, seed, kernel, bandwidth, budget, pr
     return out
 
 
+def _pairwise_sections(
+    zk, keep, names, method, correction, alpha, pair_permutations, top_k, seed, opts, estimator
+) -> tuple[dict, dict]:
+    """Pairwise tests and the two summaries (indices mapped back to all features)."""
+    names_k = [names[i] for i in keep] if names is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantVariableWarning)  # reported in the dict
+        tests = pairwise_hsic_test(
+            zk, correction, alpha, method, pair_permutations, top_k, seed, **opts
+        )
+    raw = tests["hsic"]
+    if estimator == "unbiased":
+        raw = np.asarray(
+            pairwise_hsic(zk, False, method, opts["max_memory"], kernel=opts["kernel"],
+                          bandwidth=opts["bandwidth"], estimator="unbiased",
+                          progress=opts["progress"]).cpu()
+        )  # fmt: skip
+    pv = tests["p_values"]
+    sections = {
+        "pairwise_hsic": pairwise_summary(raw, top_k, names_k, pv, correction, alpha),
+        "pairwise_nhsic": pairwise_summary(tests["nhsic"], top_k, names_k, pv, correction, alpha),
+    }
+    for sec in sections.values():
+        _remap(sec["top_pairs"], keep, None)
+        if names is not None:
+            _remap(sec["top_pairs"], np.arange(len(names)), names)
+    sections["raw"] = raw
+    return tests, sections
+
+
 def measure_embeddings(
     Z: Any,
     labels: Any = None,
@@ -222,28 +252,12 @@ def measure_embeddings(
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
     zt = torch.from_numpy(z).to(dev)
     zk = zt[:, torch.as_tensor(keep, device=dev)]
-    names_k = [names[i] for i in keep] if names is not None else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantVariableWarning)  # reported in the dict
-        tests = pairwise_hsic_test(
-            zk, correction, alpha, resolved, pair_permutations, top_k, seed,
-            kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress,
-        )  # fmt: skip
-    raw = tests["hsic"]
-    if estimator == "unbiased":
-        raw = np.asarray(
-            pairwise_hsic(zk, False, resolved, budget, kernel=kernel, bandwidth=bandwidth,
-                          estimator="unbiased", progress=progress).cpu()
-        )  # fmt: skip
-    pv = tests["p_values"]
-    sections = {
-        "pairwise_hsic": pairwise_summary(raw, top_k, names_k, pv, correction, alpha),
-        "pairwise_nhsic": pairwise_summary(tests["nhsic"], top_k, names_k, pv, correction, alpha),
-    }
-    for s in sections.values():
-        _remap(s["top_pairs"], keep, None)
-        if names is not None:
-            _remap(s["top_pairs"], np.arange(d), names)
+    tests, sections = _pairwise_sections(
+        zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed,
+        dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
+        estimator,
+    )  # fmt: skip
+    raw = sections.pop("raw")
     report: dict[str, Any] = {
         "input": {
             "n_samples_total": int(n_total),
