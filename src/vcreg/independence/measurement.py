@@ -130,8 +130,13 @@ def _label_section(zk: torch.Tensor, y: np.ndarray, keep: np.ndarray, top_k: int
     }
 
 
-def _dhsic_section(zk, test, n_permutations, seed, kernel, bandwidth, budget, progress) -> dict:
-    """dHSIC statistic and test; the "median" pairwise bandwidth maps to dHSIC's "auto"."""
+def _dhsic_section(
+    zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
+) -> dict | None:
+    """dHSIC statistic and test (None without ``with_dhsic``); the "median" pairwise bandwidth
+    maps to dHSIC's "auto"."""
+    if not with_dhsic:
+        return None
     bw = "auto" if bandwidth == "median" else bandwidth
     if test == "gamma" and bw == "auto":
         bw = "median"  # the only rule under which the gamma test is offered
@@ -165,13 +170,16 @@ def _dhsic_section(zk, test, n_permutations, seed, kernel, bandwidth, budget, pr
     refused = [str(w.message) for w in caught if issubclass(w.category, SaturationWarning)]
     out["n_variables"] = int(d)
     out["refused"] = refused[0] if refused else None
+    if out["bandwidth_rule"] == "joint":
+        notes.append("dHSIC: the per-variable median rule saturates here; the 'joint' rule is used")
     return out
 
 
 def _pairwise_sections(
-    zk, keep, names, method, correction, alpha, pair_permutations, top_k, seed, opts, estimator
-) -> tuple[dict, dict]:
-    """Pairwise tests and the two summaries (indices mapped back to all features)."""
+    zk, keep, names, method, correction, alpha, pair_permutations, top_k, seed, estimator, opts
+) -> tuple[dict, dict, np.ndarray]:
+    """Pairwise tests, the two summaries (indices mapped back to all features) and the raw
+    HSIC matrix of the kept features."""
     names_k = [names[i] for i in keep] if names is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantVariableWarning)  # reported in the dict
@@ -194,8 +202,79 @@ def _pairwise_sections(
         _remap(sec["top_pairs"], keep, None)
         if names is not None:
             _remap(sec["top_pairs"], np.arange(len(names)), names)
-    sections["raw"] = raw
-    return tests, sections
+    return tests, sections, raw
+
+
+def _prepare_input(Z, labels, names, max_samples: int | None, seed: int, notes: list[str]):
+    """Checked float64 rows used (subsampled), labels, and the constant / kept feature indices."""
+    z_all = _check_matrix(Z)
+    n_total, d = z_all.shape
+    if names is not None and len(names) != d:
+        raise ValueError(f"names has {len(names)} entries but the embeddings have {d} columns")
+    y = _check_labels(labels, n_total) if labels is not None else None
+    z, y = _subsample(z_all, y, max_samples, seed, notes)
+    constant = np.nonzero(np.all(z == z[:1], 0))[0]
+    keep = np.setdiff1d(np.arange(d), constant)
+    if constant.size:
+        notes.append(f"{constant.size} constant feature(s) excluded from HSIC statistics")
+    if keep.size < 2:
+        raise ValueError(f"fewer than 2 non-constant features ({keep.size}) to measure")
+    return n_total, z, y, constant, keep
+
+
+def _input_sections(n_total: int, n: int, d: int, names, constant: np.ndarray) -> dict:
+    return {
+        "input": {
+            "n_samples_total": int(n_total),
+            "n_samples_used": int(n),
+            "subsampled": bool(n < n_total),
+            "n_features": int(d),
+            "feature_names": list(names) if names is not None else None,
+        },
+        "constant_features": constant.tolist(),
+    }
+
+
+def _tests_section(tests: dict, keep: np.ndarray, names: Sequence[str] | None) -> dict:
+    keys = ("n_pairs", "correction", "alpha", "method", "n_significant", "min_p_value")
+    return {k: tests[k] for k in keys} | {"top_pairs": _remap(tests["top_pairs"], keep, names)}
+
+
+def _health_sections(z: np.ndarray, zk: torch.Tensor, y, keep: np.ndarray, top_k: int) -> dict:
+    """Mutual dependence, RankMe, feature std (collapse) and feature-label dependence."""
+    out = {
+        "mutual_dependence": {"mean_one_vs_rest_nhsic": mutual_dependence(zk), "max_samples": 512},
+        "effective_rank": effective_rank(z),
+    }
+    fs = feature_std_summary(z)
+    fs.pop("std")
+    out["feature_std"] = fs
+    out["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
+    return out
+
+
+def _settings_section(
+    resolved, method, estimator, kernel, bandwidth, test, n_permutations, pair_permutations,
+    correction, alpha, max_samples, seed, budget, dev,
+) -> dict:  # fmt: skip
+    return {
+        "method": resolved,
+        "method_requested": method,
+        "estimator": estimator,
+        "kernel": kernel,
+        "bandwidth": bandwidth,
+        "median_samples": MEDIAN_SAMPLES,
+        "test": test,
+        "permutations": n_permutations if test != "none" else None,
+        "pair_permutations": pair_permutations,
+        "correction": correction,
+        "alpha": alpha,
+        "max_samples": max_samples,
+        "seed": seed,
+        "max_memory_bytes": budget,
+        "device": str(dev),
+        "dtype": "float64",
+    }
 
 
 def measure_embeddings(
@@ -235,79 +314,25 @@ def measure_embeddings(
     """
     notes: list[str] = []
     budget = parse_memory(max_memory)
-    z_all = _check_matrix(Z)
-    n_total, d = z_all.shape
-    if names is not None and len(names) != d:
-        raise ValueError(f"names has {len(names)} entries but the embeddings have {d} columns")
-    y = _check_labels(labels, n_total) if labels is not None else None
-    z, y = _subsample(z_all, y, max_samples, seed, notes)
-    n = z.shape[0]
-    constant = np.nonzero(np.all(z == z[:1], 0))[0]
-    keep = np.setdiff1d(np.arange(d), constant)
-    if constant.size:
-        notes.append(f"{constant.size} constant feature(s) excluded from HSIC statistics")
-    if keep.size < 2:
-        raise ValueError(f"fewer than 2 non-constant features ({keep.size}) to measure")
+    n_total, z, y, constant, keep = _prepare_input(Z, labels, names, max_samples, seed, notes)
+    n, d = z.shape
     dev = torch.device(device) if device is not None else torch.device("cpu")
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
-    zt = torch.from_numpy(z).to(dev)
-    zk = zt[:, torch.as_tensor(keep, device=dev)]
-    tests, sections = _pairwise_sections(
-        zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed,
+    zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
+    tests, sections, raw = _pairwise_sections(
+        zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed, estimator,
         dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
-        estimator,
     )  # fmt: skip
-    raw = sections.pop("raw")
-    report: dict[str, Any] = {
-        "input": {
-            "n_samples_total": int(n_total),
-            "n_samples_used": int(n),
-            "subsampled": bool(n < n_total),
-            "n_features": int(d),
-            "feature_names": list(names) if names is not None else None,
-        },
-        "constant_features": constant.tolist(),
-        **sections,
-        "pairwise_tests": {
-            k: tests[k]
-            for k in ("n_pairs", "correction", "alpha", "method", "n_significant", "min_p_value")
-        }
-        | {"top_pairs": _remap(tests["top_pairs"], keep, names)},
-    }
-    report["dhsic"] = (
-        _dhsic_section(zk, test, n_permutations, seed, kernel, bandwidth, budget, progress)
-        if with_dhsic
-        else None
+    report: dict[str, Any] = _input_sections(n_total, n, d, names, constant) | sections
+    report["pairwise_tests"] = _tests_section(tests, keep, names)
+    report["dhsic"] = _dhsic_section(
+        zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
     )
-    if with_dhsic and report["dhsic"]["bandwidth_rule"] == "joint":
-        notes.append("dHSIC: the per-variable median rule saturates here; the 'joint' rule is used")
-    report["mutual_dependence"] = {
-        "mean_one_vs_rest_nhsic": mutual_dependence(zk),
-        "max_samples": 512,
-    }
-    report["effective_rank"] = effective_rank(z)
-    fs = feature_std_summary(z)
-    fs.pop("std")
-    report["feature_std"] = fs
-    report["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
-    report["settings"] = {
-        "method": resolved,
-        "method_requested": method,
-        "estimator": estimator,
-        "kernel": kernel,
-        "bandwidth": bandwidth,
-        "median_samples": MEDIAN_SAMPLES,
-        "test": test,
-        "permutations": n_permutations if test != "none" else None,
-        "pair_permutations": pair_permutations,
-        "correction": correction,
-        "alpha": alpha,
-        "max_samples": max_samples,
-        "seed": seed,
-        "max_memory_bytes": budget,
-        "device": str(dev),
-        "dtype": "float64",
-    }
+    report |= _health_sections(z, zk, y, keep, top_k)
+    report["settings"] = _settings_section(
+        resolved, method, estimator, kernel, bandwidth, test, n_permutations, pair_permutations,
+        correction, alpha, max_samples, seed, budget, dev,
+    )  # fmt: skip
     report["notes"] = notes
     if keep_matrices:
         report["matrices"] = _full_matrices(d, keep, raw, tests)
