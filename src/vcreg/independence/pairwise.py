@@ -165,62 +165,38 @@ def _pivoted_cholesky(
     return lmat, ranks, resid
 
 
-def _lowrank_pairwise(
-    z: Tensor,
-    sig: Tensor,
-    kernel: str,
-    estimator: str,
-    budget: int,
-    tol: float,
-    max_rank: int,
-    progress: bool,
-) -> tuple[Tensor, dict[str, Any]]:
+def _lowrank_features(
+    z: Tensor, sig: Tensor, kernel: str, budget: int, tol: float, max_rank: int, progress: bool
+) -> tuple[Tensor, Tensor, float]:
+    """Low-rank kernel features of every column: F (n, sum r), ranks r (d,), largest residual."""
     n, d = z.shape
-    item = z.element_size()
     if kernel == "linear":  # the linear kernel of a scalar has rank one: exact features
-        feats, ranks, resid = z, torch.ones(d, dtype=torch.long, device=z.device), 0.0
-    else:
-        cc = max(1, min(d, budget // (4 * n * max_rank * item)))
-        parts, rk, resid = [], [], 0.0
-        bar = _progress(-(-d // cc), "pairwise HSIC (low-rank features)", progress)
-        for c0 in range(0, d, cc):
-            lmat, r, res = _pivoted_cholesky(
-                z[:, c0 : c0 + cc], sig[c0 : c0 + cc], kernel, tol, max_rank
-            )
-            rmax = int(r.max())
-            mask = torch.arange(rmax, device=z.device)[None, :] < r[:, None]  # (c, rmax)
-            parts.append(lmat[:, :, :rmax].permute(1, 0, 2)[:, mask])  # (n, sum r)
-            rk.append(r)
-            resid = max(resid, res)
-            if bar is not None:
-                bar.update()
+        return z, torch.ones(d, dtype=torch.long, device=z.device), 0.0
+    cc = max(1, min(d, budget // (4 * n * max_rank * z.element_size())))
+    parts, rk, resid = [], [], 0.0
+    bar = _progress(-(-d // cc), "pairwise HSIC (low-rank features)", progress)
+    for c0 in range(0, d, cc):
+        lmat, r, res = _pivoted_cholesky(
+            z[:, c0 : c0 + cc], sig[c0 : c0 + cc], kernel, tol, max_rank
+        )
+        rmax = int(r.max())
+        mask = torch.arange(rmax, device=z.device)[None, :] < r[:, None]  # (c, rmax)
+        parts.append(lmat[:, :, :rmax].permute(1, 0, 2)[:, mask])  # (n, sum r)
+        rk.append(r)
+        resid = max(resid, res)
         if bar is not None:
-            bar.close()
-        feats, ranks = torch.cat(parts, 1), torch.cat(rk)
-        del parts
-    seg = torch.repeat_interleave(torch.arange(d, device=z.device), ranks)
-    big_d = feats.shape[1]
-    info = {
-        "mean_rank": float(ranks.double().mean()),
-        "max_rank": int(ranks.max()),
-        "max_residual": resid,
-        "n_features": big_d,
-    }
-    if estimator == "biased":
-        f = feats - feats.mean(0)
-    else:
-        f = feats
-        delta = torch.zeros(n, d, dtype=z.dtype, device=z.device).index_add_(
-            1, seg, f.square()
-        )  # diagonal of each approximated kernel matrix
-        colsum = f.sum(0)
-        rows = (
-            torch.zeros(n, d, dtype=z.dtype, device=z.device).index_add_(1, seg, f * colsum) - delta
-        )  # off-diagonal row sums
-        s = rows.sum(0)
-    g = torch.empty(d, d, dtype=z.dtype, device=z.device)
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return torch.cat(parts, 1), torch.cat(rk), resid
+
+
+def _segment_gram(f: Tensor, seg: Tensor, ranks: Tensor, budget: int) -> Tensor:
+    """(d, d) sums of squared entries of F_i^T F_j over the feature blocks (seg) of variables."""
+    d, item, big_d = ranks.numel(), f.element_size(), f.shape[1]
+    g = torch.empty(d, d, dtype=f.dtype, device=f.device)
     # rows of F^T F in slabs of whole variables that fit the budget
-    slab = max(1, int((budget - 2 * feats.numel() * item) // (2 * big_d * item)))
+    slab = max(1, int((budget - 2 * f.numel() * item) // (2 * big_d * item)))
     bounds = torch.cumsum(ranks, 0).tolist()
     v0 = 0
     while v0 < d:
@@ -231,21 +207,59 @@ def _lowrank_pairwise(
         v1 = max(v1, v0 + 1)
         f1 = bounds[v1 - 1]
         cm = (f[:, f0:f1].T @ f).square_()
-        red = torch.zeros(f1 - f0, d, dtype=z.dtype, device=z.device).index_add_(1, seg, cm)
+        red = torch.zeros(f1 - f0, d, dtype=f.dtype, device=f.device).index_add_(1, seg, cm)
         del cm
-        g[v0:v1] = torch.zeros(v1 - v0, d, dtype=z.dtype, device=z.device).index_add_(
+        g[v0:v1] = torch.zeros(v1 - v0, d, dtype=f.dtype, device=f.device).index_add_(
             0, seg[f0:f1] - v0, red
         )
         v0 = v1
-    if estimator == "unbiased":
-        g = (
-            g
-            - delta.T @ delta
-            + torch.outer(s, s) / ((n - 1) * (n - 2))
-            - (2.0 / (n - 2)) * (rows.T @ rows)
-        )
-        g = (g + g.T) / 2
-    return g, info
+    return g
+
+
+def _unbiased_lowrank_gram(f: Tensor, seg: Tensor, ranks: Tensor, budget: int) -> Tensor:
+    """U-centred Frobenius products from uncentred features: the diagonal (delta), off-diagonal
+    row sums and total sum of each approximated kernel matrix correct the plain product."""
+    n, d = f.shape[0], ranks.numel()
+    delta = torch.zeros(n, d, dtype=f.dtype, device=f.device).index_add_(
+        1, seg, f.square()
+    )  # diagonal of each approximated kernel matrix
+    colsum = f.sum(0)
+    rows = (
+        torch.zeros(n, d, dtype=f.dtype, device=f.device).index_add_(1, seg, f * colsum) - delta
+    )  # off-diagonal row sums
+    s = rows.sum(0)
+    g = _segment_gram(f, seg, ranks, budget)
+    g = (
+        g
+        - delta.T @ delta
+        + torch.outer(s, s) / ((n - 1) * (n - 2))
+        - (2.0 / (n - 2)) * (rows.T @ rows)
+    )
+    return (g + g.T) / 2
+
+
+def _lowrank_pairwise(
+    z: Tensor,
+    sig: Tensor,
+    kernel: str,
+    estimator: str,
+    budget: int,
+    tol: float,
+    max_rank: int,
+    progress: bool,
+) -> tuple[Tensor, dict[str, Any]]:
+    d = z.shape[1]
+    feats, ranks, resid = _lowrank_features(z, sig, kernel, budget, tol, max_rank, progress)
+    seg = torch.repeat_interleave(torch.arange(d, device=z.device), ranks)
+    info = {
+        "mean_rank": float(ranks.double().mean()),
+        "max_rank": int(ranks.max()),
+        "max_residual": resid,
+        "n_features": feats.shape[1],
+    }
+    if estimator == "biased":
+        return _segment_gram(feats - feats.mean(0), seg, ranks, budget), info
+    return _unbiased_lowrank_gram(feats, seg, ranks, budget), info
 
 
 def pairwise_hsic(
@@ -575,6 +589,86 @@ def _pairwise_raw(
     return g * _scale(z.shape[0], "biased"), sig, constant
 
 
+def _check_test_args(
+    correction, null, alpha, method, kernel, bandwidth, median_samples, n_permutations, max_memory
+) -> tuple[str, str, str, str, str | float, int, int]:
+    """Validated (correction, null, method, kernel, bandwidth, median_samples, budget)."""
+    correction = _check_choice(correction, "correction", CORRECTIONS)
+    null = _check_choice(null, "null", ("spectral", "gamma"))
+    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    method = _check_choice(method, "method", PAIRWISE_METHODS)
+    kernel = _check_choice(kernel, "kernel", KERNELS)
+    if kernel == "linear":
+        raise ValueError("the gamma test needs a gaussian or laplacian kernel (k(x, x) = 1)")
+    bw = _check_bandwidth(bandwidth, kernel)
+    median_samples = _check_median_samples(median_samples)
+    if isinstance(n_permutations, bool) or int(n_permutations) < 0:
+        raise ValueError(f"n_permutations must be >= 0, got {n_permutations!r}")
+    return correction, null, method, kernel, bw, median_samples, parse_memory(max_memory)
+
+
+def _test_matrix(Z: Any, dtype: torch.dtype, device, bw: str | float) -> Tensor:
+    """Z as a checked (n, d >= 2) tensor, columns rescaled for the median bandwidth rule."""
+    z = _as_variable(Z, "Z", dtype, _resolve_device(Z, device))
+    z, _ = _rescale(z, "Z", isinstance(bw, str), per_column=True)
+    n, d = z.shape
+    _check_n(n, "Z")
+    if d < 2:
+        raise ValueError(f"Z needs at least 2 columns (features) for pairwise tests, got {d}")
+    return z
+
+
+def _pair_pvalues(
+    z: Tensor, raw: Tensor, sig: Tensor, constant: Tensor, kernel: str, budget: int, null: str
+) -> np.ndarray:
+    """(d, d) null p-values of every pair (NaN for pairs with a constant column)."""
+    n, d = z.shape
+    mom, eig, trace = _column_null_parts(z, sig, kernel, budget)
+    iu, ju = np.triu_indices(d, 1)
+    if null == "gamma":
+        pv = _pair_gamma_pvalues(raw, mom, n)
+    else:
+        const = constant.cpu().numpy()
+        ok = ~(const[iu] | const[ju])
+        pv = np.full((d, d), np.nan)
+        pv[iu[ok], ju[ok]] = _pair_spectral_pvalues(raw, eig, trace, n, (iu[ok], ju[ok]))
+        pv[ju, iu] = pv[iu, ju]
+    const = constant.cpu().numpy()
+    pv[const, :] = np.nan
+    pv[:, const] = np.nan
+    return pv
+
+
+def _test_result(
+    raw: Tensor, pv: np.ndarray, n: int, correction: str, alpha: float, method: str
+) -> dict[str, Any]:
+    """The result dict (without ``top_pairs``): adjusted p-values and the counts."""
+    d = pv.shape[0]
+    iu, ju = np.triu_indices(d, 1)
+    adj_flat = adjust_pvalues(pv[iu, ju], correction)
+    padj = np.full((d, d), np.nan)
+    padj[iu, ju] = padj[ju, iu] = adj_flat
+    np.fill_diagonal(pv, np.nan)
+    raw_np = raw.cpu().numpy()
+    nrm = _normalize(raw.clone()).cpu().numpy()
+    tested = ~np.isnan(adj_flat)
+    return {
+        "n_variables": d,
+        "n_samples": n,
+        "n_pairs": int(tested.sum()),
+        "correction": correction,
+        "alpha": float(alpha),
+        "method": method,
+        "n_significant": int((adj_flat[tested] <= alpha).sum()),
+        "min_p_value": float(np.nanmin(pv)) if tested.any() else math.nan,
+        "hsic": raw_np,
+        "nhsic": nrm,
+        "p_values": pv,
+        "p_adjusted": padj,
+    }
+
+
 def pairwise_hsic_test(
     Z: Any,
     correction: str = "holm",
@@ -615,62 +709,16 @@ def pairwise_hsic_test(
     p_value, p_adjusted, significant`` [+ ``p_permutation``, ``p_permutation_bonferroni``]) and
     the (d, d) NumPy matrices ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted`` (NaN diagonal).
     """
-    correction = _check_choice(correction, "correction", CORRECTIONS)
-    null = _check_choice(null, "null", ("spectral", "gamma"))
-    if not (isinstance(alpha, int | float) and 0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    method = _check_choice(method, "method", PAIRWISE_METHODS)
-    kernel = _check_choice(kernel, "kernel", KERNELS)
-    if kernel == "linear":
-        raise ValueError("the gamma test needs a gaussian or laplacian kernel (k(x, x) = 1)")
-    bw = _check_bandwidth(bandwidth, kernel)
-    median_samples = _check_median_samples(median_samples)
-    if isinstance(n_permutations, bool) or int(n_permutations) < 0:
-        raise ValueError(f"n_permutations must be >= 0, got {n_permutations!r}")
-    budget = parse_memory(max_memory)
-    z = _as_variable(Z, "Z", dtype, _resolve_device(Z, device))
-    z, _ = _rescale(z, "Z", isinstance(bw, str), per_column=True)
-    n, d = z.shape
-    _check_n(n, "Z")
-    if d < 2:
-        raise ValueError(f"Z needs at least 2 columns (features) for pairwise tests, got {d}")
+    correction, null, method, kernel, bw, median_samples, budget = _check_test_args(
+        correction, null, alpha, method, kernel, bandwidth, median_samples, n_permutations,
+        max_memory,
+    )  # fmt: skip
+    z = _test_matrix(Z, dtype, device, bw)
     opts = {"median_samples": median_samples, "progress": progress}
     opts.update(rank_tol=rank_tol, max_rank=int(max_rank))
     raw, sig, constant = _pairwise_raw(z, method, kernel, bw, budget, opts)
-    mom, eig, trace = _column_null_parts(z, sig, kernel, budget)
-    iu, ju = np.triu_indices(d, 1)
-    if null == "gamma":
-        pv = _pair_gamma_pvalues(raw, mom, n)
-    else:
-        const = constant.cpu().numpy()
-        ok = ~(const[iu] | const[ju])
-        pv = np.full((d, d), np.nan)
-        pv[iu[ok], ju[ok]] = _pair_spectral_pvalues(raw, eig, trace, n, (iu[ok], ju[ok]))
-        pv[ju, iu] = pv[iu, ju]
-    const = constant.cpu().numpy()
-    pv[const, :] = np.nan
-    pv[:, const] = np.nan
-    adj_flat = adjust_pvalues(pv[iu, ju], correction)
-    padj = np.full((d, d), np.nan)
-    padj[iu, ju] = padj[ju, iu] = adj_flat
-    np.fill_diagonal(pv, np.nan)
-    raw_np = raw.cpu().numpy()
-    nrm = _normalize(raw.clone()).cpu().numpy()
-    tested = ~np.isnan(adj_flat)
-    res = {
-        "n_variables": d,
-        "n_samples": n,
-        "n_pairs": int(tested.sum()),
-        "correction": correction,
-        "alpha": float(alpha),
-        "method": f"{null} null, {method} HSIC",
-        "n_significant": int((adj_flat[tested] <= alpha).sum()),
-        "min_p_value": float(np.nanmin(pv)) if tested.any() else math.nan,
-        "hsic": raw_np,
-        "nhsic": nrm,
-        "p_values": pv,
-        "p_adjusted": padj,
-    }
+    pv = _pair_pvalues(z, raw, sig, constant, kernel, budget, null)
+    res = _test_result(raw, pv, z.shape[0], correction, alpha, f"{null} null, {method} HSIC")
     res["top_pairs"] = _top_tested_pairs(z, res, top_k, n_permutations, random_state, kernel, bw)
     return res
 
