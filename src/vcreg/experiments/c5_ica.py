@@ -37,6 +37,7 @@ from sklearn.exceptions import ConvergenceWarning
 from vcreg.experiments.report import Figure, Paragraph, Table
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
+    Verdict,
     combine_verdicts,
     difference_verdict,
     threshold_verdict,
@@ -178,6 +179,34 @@ def _train_vcreg_encoder(
         return encoder(x).numpy().astype(np.float64), losses
 
 
+def _linear_baselines(X: np.ndarray, S: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Linear VCRegICA and FastICA on the nonlinear mixture ``X``, plus the positive control
+    (VCRegICA on a *linear* rotation of the sources ``S``) and a random linear map of ``X``."""
+    k = S.shape[1]
+    S_lin = VCRegICA(random_state=seed).fit(X).transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        S_fast = FastICA(whiten="unit-variance", random_state=seed, max_iter=1000).fit_transform(X)
+    X_linear = S @ random_rotation(k, np.random.RandomState(seed)).T
+    S_ctrl = VCRegICA(random_state=seed).fit_transform(X_linear)
+    return {
+        "vcreg_ica_linear": S_lin,
+        "fastica": S_fast,
+        "mixtures": X,
+        "random_linear": X @ np.random.default_rng(seed).normal(size=(k, k)),
+        "vcreg_ica_on_linear_mixture": S_ctrl,
+    }
+
+
+def _mcc_scores(estimates: dict[str, np.ndarray], S: np.ndarray) -> dict[str, float]:
+    """``mcc_<name>`` (Pearson) and ``mcc_spearman_<name>`` of each estimate against ``S``."""
+    out: dict[str, float] = {}
+    for name, est in estimates.items():
+        out[f"mcc_{name}"] = mean_corr_coef(est, S)
+        out[f"mcc_spearman_{name}"] = mean_corr_coef(est, S, method="spearman")
+    return out
+
+
 def nonlinear_ica_experiment(
     n_sources: int = 4,
     n_samples: int = 4000,
@@ -214,27 +243,8 @@ def nonlinear_ica_experiment(
     )
     H, losses = _train_vcreg_encoder(X, proj, hidden, epochs, lr, mu, nu, gen)
 
-    seed = int(rng.integers(2**31 - 1))
-    lin = VCRegICA(random_state=seed).fit(X)
-    S_lin = lin.transform(X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        S_fast = FastICA(whiten="unit-variance", random_state=seed, max_iter=1000).fit_transform(X)
-    X_linear = S @ random_rotation(n_sources, np.random.RandomState(seed)).T
-    S_ctrl = VCRegICA(random_state=seed).fit_transform(X_linear)
-    R = X @ np.random.default_rng(seed).normal(size=(n_sources, n_sources))
-
-    out: dict[str, float] = {}
-    for name, est in (
-        ("vcreg_nonlinear_encoder", H),
-        ("vcreg_ica_linear", S_lin),
-        ("fastica", S_fast),
-        ("mixtures", X),
-        ("random_linear", R),
-        ("vcreg_ica_on_linear_mixture", S_ctrl),
-    ):
-        out[f"mcc_{name}"] = mean_corr_coef(est, S)
-        out[f"mcc_spearman_{name}"] = mean_corr_coef(est, S, method="spearman")
+    baselines = _linear_baselines(X, S, int(rng.integers(2**31 - 1)))
+    out = _mcc_scores({"vcreg_nonlinear_encoder": H, **baselines}, S)
     out["encoder_loss_first"] = losses[0]
     out["encoder_loss_final"] = losses[-1]
     out.update(n_sources=n_sources, n_samples=n_samples, n_layers=n_layers, slope=slope)
@@ -256,26 +266,18 @@ _NL_COLUMNS = (
 )
 
 
-def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
-    import matplotlib
+# -- statistics ---------------------------------------------------------------------------------
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    n_lin = len(settings["seeds"]) * len(settings["families"])
-    lin, nonlin = values[:n_lin], values[n_lin:]
-    amari = {m: [v[m]["amari"] for v in lin] for m in METHODS}
-    mcc = {m: [v[m]["mcc"] for v in lin] for m in METHODS}
-    v_lin = threshold_verdict(amari["VCRegICA"], AMARI_OK, "less", name="Amari distance (VCRegICA)")
-    v_lin.name = "linear mixtures recovered"
-    parts = [v_lin]
-    comp_rows = []
+def _comparison_rows(amari: dict[str, list[float]]) -> list[list[Any]]:
+    """Paired Amari difference VCRegICA − FastICA / Picard (95% t-CI; not part of the verdict)."""
+    rows = []
     for other in ("FastICA", "Picard"):
         d = difference_verdict(
             amari["VCRegICA"], amari[other], "less", aname="Amari VCRegICA", bname=f"Amari {other}"
         )
         better = {"supported": "yes", "not supported": "no (worse)"}.get(d.status, "not resolved")
-        comp_rows.append(
+        rows.append(
             [
                 f"VCRegICA − {other}",
                 d.values["mean_diff"],
@@ -284,24 +286,12 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
                 better,
             ]
         )
-    nl_mcc = [v["mcc_vcreg_nonlinear_encoder"] for v in nonlin]
-    control = [v["mcc_vcreg_ica_on_linear_mixture"] for v in nonlin]
-    headline = (
-        f"median Amari VCRegICA {np.median(amari['VCRegICA']):.3f} (FastICA "
-        f"{np.median(amari['FastICA']):.3f}, Picard {np.median(amari['Picard']):.3f}) over "
-        f"{len(lin)} linear problems"
-    )
-    if len(nonlin) >= 2:
-        v_nl = threshold_verdict(nl_mcc, MCC_OK, "less", name="MCC (VCReg encoder, nonlinear)")
-        v_nl.name = "nonlinear mixtures not recovered"
-        parts.append(v_nl)
-        headline += (
-            f"; nonlinear: median MCC {np.median(nl_mcc):.3f} (control on linear mixture "
-            f"{np.median(control):.3f})"
-        )
-    verdict = combine_verdicts(parts, name="C5", statistic=headline)
+    return rows
 
-    rows = [
+
+def _method_rows(lin: list[dict[str, Any]], amari: dict, mcc: dict) -> list[list[Any]]:
+    """Per method: median/mean/max Amari, median/min MCC, mean fit time (s)."""
+    return [
         [
             m,
             float(np.median(amari[m])),
@@ -313,11 +303,128 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         ]
         for m in METHODS
     ]
-    fam_rows = []
-    for fam in settings["families"]:
-        sub = [v for v in lin if v["family"] == fam]
-        fam_rows.append([fam, *[float(np.median([v[m]["amari"] for v in sub])) for m in METHODS]])
 
+
+def _family_rows(families: list[str], lin: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per source family: the median Amari distance of each method."""
+    rows = []
+    for fam in families:
+        sub = [v for v in lin if v["family"] == fam]
+        rows.append([fam, *[float(np.median([v[m]["amari"] for v in sub])) for m in METHODS]])
+    return rows
+
+
+def statistics(settings: dict[str, Any], values: list[dict[str, Any]]) -> dict[str, Any]:
+    """Split the unit values into the linear and nonlinear parts and reduce them to the
+    per-method scores, the summary rows and the nonlinear encoder / control MCCs."""
+    n_lin = len(settings["seeds"]) * len(settings["families"])
+    lin, nonlin = values[:n_lin], values[n_lin:]
+    amari = {m: [v[m]["amari"] for v in lin] for m in METHODS}
+    mcc = {m: [v[m]["mcc"] for v in lin] for m in METHODS}
+    return {
+        "lin": lin,
+        "nonlin": nonlin,
+        "amari": amari,
+        "table": _method_rows(lin, amari, mcc),
+        "by_family": _family_rows(settings["families"], lin),
+        "comparison": _comparison_rows(amari),
+        "nl_mcc": [v["mcc_vcreg_nonlinear_encoder"] for v in nonlin],
+        "control": [v["mcc_vcreg_ica_on_linear_mixture"] for v in nonlin],
+    }
+
+
+# -- verdict ------------------------------------------------------------------------------------
+
+
+def verdict(st: dict[str, Any]) -> Verdict:
+    """(a) median Amari of VCRegICA < AMARI_OK; (b) with ≥ 2 nonlinear seeds, median MCC of the
+    VCReg encoder < MCC_OK (bootstrap CI of the median entirely below, both)."""
+    amari = st["amari"]
+    v_lin = threshold_verdict(amari["VCRegICA"], AMARI_OK, "less", name="Amari distance (VCRegICA)")
+    v_lin.name = "linear mixtures recovered"
+    parts = [v_lin]
+    headline = (
+        f"median Amari VCRegICA {np.median(amari['VCRegICA']):.3f} (FastICA "
+        f"{np.median(amari['FastICA']):.3f}, Picard {np.median(amari['Picard']):.3f}) over "
+        f"{len(st['lin'])} linear problems"
+    )
+    if len(st["nonlin"]) >= 2:
+        v_nl = threshold_verdict(
+            st["nl_mcc"], MCC_OK, "less", name="MCC (VCReg encoder, nonlinear)"
+        )
+        v_nl.name = "nonlinear mixtures not recovered"
+        parts.append(v_nl)
+        headline += (
+            f"; nonlinear: median MCC {np.median(st['nl_mcc']):.3f} (control on linear mixture "
+            f"{np.median(st['control']):.3f})"
+        )
+    return combine_verdicts(parts, name="C5", statistic=headline)
+
+
+# -- tables and figures -------------------------------------------------------------------------
+
+
+def tables(st: dict[str, Any]) -> list[Any]:
+    """The linear-mixture tables: per method, per source family, paired comparison."""
+    return [
+        Table(
+            [
+                "method",
+                "median Amari",
+                "mean Amari",
+                "max Amari",
+                "median MCC",
+                "min MCC",
+                "time (s)",
+            ],
+            st["table"],
+            caption="Linear mixtures",
+        ),
+        Table(
+            ["source family", *[f"median Amari {m}" for m in METHODS]],
+            st["by_family"],
+            caption="By source family",
+        ),
+        Table(
+            ["paired Amari difference", "mean", "CI low", "CI high", "VCRegICA better?"],
+            st["comparison"],
+            caption="VCRegICA vs the classical algorithms (95% t-CI; not part of the verdict)",
+        ),
+    ]
+
+
+def nonlinear_blocks(settings: dict[str, Any], st: dict[str, Any]) -> list[Any]:
+    """Per-seed MCC table of the nonlinear part and the sentence reading it (none without it)."""
+    nonlin = st["nonlin"]
+    if not nonlin:
+        return []
+    nl_rows = [
+        [s, *[v[c] for c, _ in _NL_COLUMNS]] for s, v in zip(settings["seeds"], nonlin, strict=True)
+    ]
+    return [
+        Table(
+            ["seed", *[n for _, n in _NL_COLUMNS]],
+            nl_rows,
+            caption="Nonlinear mixtures: MCC (Pearson)",
+        ),
+        Paragraph(
+            f"On nonlinear mixtures the VCReg-trained encoder reaches a median MCC of "
+            f"{np.median(st['nl_mcc']):.3f} (raw mixtures: "
+            f"{np.median([v['mcc_mixtures'] for v in nonlin]):.3f}); the positive control — "
+            f"the same sources linearly mixed — is recovered with median MCC "
+            f"{np.median(st['control']):.3f}."
+        ),
+    ]
+
+
+def figures(st: dict[str, Any], ctx: Context) -> list[Any]:
+    """Box plots: Amari distance on linear mixtures; MCC on nonlinear mixtures (when run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lin, nonlin, amari = st["lin"], st["nonlin"], st["amari"]
     fig, axes = plt.subplots(
         1, 2 if nonlin else 1, figsize=(11 if nonlin else 5.5, 4.2), squeeze=False
     )
@@ -339,9 +446,14 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         ax.set_title(f"nonlinear mixtures ({len(nonlin)} seeds)")
         ax.legend(fontsize=8)
     f_box = ctx.save_figure(fig, "c5_ica")
+    return [
+        Figure(f_box, "Left: Amari distance on linear mixtures. Right: MCC on nonlinear mixtures.")
+    ]
 
-    measurement = (
-        f"{len(lin)} linear ICA problems (`vcreg.ica.make_ica_problem`: families "
+
+def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
+    text = (
+        f"{len(st['lin'])} linear ICA problems (`vcreg.ica.make_ica_problem`: families "
         f"{settings['families']} × seeds {settings['seeds']}, n = {settings['n_samples']} "
         f"samples, {settings['n_sources']} sources, random mixing with condition number 2), "
         f"unmixed by VCRegICA (frozen random-feature projector, L-BFGS, max_iter "
@@ -349,64 +461,21 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         "defaults; Amari distance and MCC from `vcreg.ica`. Recovery threshold: Amari < "
         f"{AMARI_OK}."
     )
-    if nonlin:
-        measurement += (
+    if st["nonlin"]:
+        text += (
             f" Nonlinear: `vcreg.experiments.c5_ica.nonlinear_ica_experiment` ({settings['nonlinear_samples']} "
             f"samples, 3-layer leaky-ReLU mixing, encoder trained {settings['nonlinear_epochs']} "
             f"epochs), seeds {settings['seeds']}; recovered means MCC ≥ {MCC_OK}."
         )
-    blocks = [
-        Table(
-            [
-                "method",
-                "median Amari",
-                "mean Amari",
-                "max Amari",
-                "median MCC",
-                "min MCC",
-                "time (s)",
-            ],
-            rows,
-            caption="Linear mixtures",
-        ),
-        Table(
-            ["source family", *[f"median Amari {m}" for m in METHODS]],
-            fam_rows,
-            caption="By source family",
-        ),
-        Table(
-            ["paired Amari difference", "mean", "CI low", "CI high", "VCRegICA better?"],
-            comp_rows,
-            caption="VCRegICA vs the classical algorithms (95% t-CI; not part of the verdict)",
-        ),
-        Figure(f_box, "Left: Amari distance on linear mixtures. Right: MCC on nonlinear mixtures."),
-    ]
-    if nonlin:
-        nl_rows = [
-            [s, *[v[c] for c, _ in _NL_COLUMNS]]
-            for s, v in zip(settings["seeds"], nonlin, strict=True)
-        ]
-        blocks.append(
-            Table(
-                ["seed", *[n for _, n in _NL_COLUMNS]],
-                nl_rows,
-                caption="Nonlinear mixtures: MCC (Pearson)",
-            )
-        )
-        blocks.append(
-            Paragraph(
-                f"On nonlinear mixtures the VCReg-trained encoder reaches a median MCC of "
-                f"{np.median(nl_mcc):.3f} (raw mixtures: "
-                f"{np.median([v['mcc_mixtures'] for v in nonlin]):.3f}); the positive control — "
-                f"the same sources linearly mixed — is recovered with median MCC "
-                f"{np.median(control):.3f}."
-            )
-        )
+    return text
+
+
+def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
+    st = statistics(settings, values)
+    blocks = tables(st) + figures(st, ctx) + nonlinear_blocks(settings, st)
     numbers = {
-        "linear": lin,
-        "nonlinear": nonlin,
-        "table": rows,
-        "by_family": fam_rows,
-        "comparison": comp_rows,
+        "linear": st["lin"],
+        "nonlinear": st["nonlin"],
+        **{key: st[key] for key in ("table", "by_family", "comparison")},
     }
-    return Summary(measurement, verdict, numbers, blocks)
+    return Summary(measurement(settings, st), verdict(st), numbers, blocks)
