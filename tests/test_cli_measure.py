@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from vcreg import independence as ind
 from vcreg._io import atomic_write
 from vcreg.cli import main
 
@@ -268,3 +269,14 @@ def test_measure_embeddings_library_report(monkeypatch):
     rep = ind.measure_embeddings(z, with_dhsic=False)
     assert rep["settings"]["method"] == "lowrank" and "lowrank" in rep["notes"][-1]
     assert ind.exact_pairwise_seconds(2000, 256) > 60 > ind.exact_pairwise_seconds(1024, 256)
+
+
+def test_test_none_reports_the_dhsic_statistic_without_a_p_value(tmp_path: Path):
+    z = embeddings()
+    np.save(tmp_path / "emb.npy", z)
+    res = run(str(tmp_path / "emb.npy"), "--out", str(tmp_path / "out"), "--test", "none")
+    assert res.exit_code == 0, res.output
+    d = json.loads((tmp_path / "out" / "independence.json").read_text())["dhsic"]
+    assert d["p_value"] is None and d["test"] is None
+    # the same statistic as the library's dHSIC with the rule measure maps "median" to
+    assert d["statistic"] == pytest.approx(ind.dhsic(z, bandwidth="auto"), rel=1e-12)

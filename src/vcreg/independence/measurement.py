@@ -145,7 +145,13 @@ def _dhsic_section(
         warnings.simplefilter("always", SaturationWarning)
         if test == "none":
             stat = dhsic(zk, kernel=kernel, bandwidth=bw, max_memory=budget)
-            out = {"statistic": None if math.isnan(stat) else stat, "p_value": None, "test": None}
+            # without a test the requested rule is reported ("auto" is resolved inside dhsic)
+            out = {
+                "statistic": None if math.isnan(stat) else stat,
+                "p_value": None,
+                "test": None,
+                "bandwidth_rule": bw,
+            }
         else:
             r = dhsic_test(
                 zk,
