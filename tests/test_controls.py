@@ -125,3 +125,18 @@ def test_supervised_training_learns_the_labels():
     )
     res = train(cfg, progress=False)
     assert res.history[-1]["loss_accuracy"] > 0.2  # 10 classes: chance is 0.1
+
+
+def test_checkpoint_config_without_scale_reads_as_the_old_kernel_formula():
+    from vcreg.training.config import saved_config
+
+    old = {"projector": {"kind": "random_features", "features_per_dim": 8}}
+    with pytest.warns(UserWarning, match="scale='kernel'"):
+        up = saved_config(old, "run/checkpoint.pt")
+    assert up["projector"]["scale"] == "kernel"
+    assert "scale" not in old["projector"]  # the caller's dict is not modified
+    explicit = {"projector": {"kind": "random_features", "scale": "unit"}}
+    mlp = {"projector": {"kind": "mlp", "spec": "8-8"}}
+    assert saved_config(explicit, "x") == explicit and saved_config(mlp, "x") == mlp
+    assert TrainConfig.from_dict(up).projector.scale == "kernel"
+    assert TrainConfig.from_dict({}).projector.scale == "standardized"

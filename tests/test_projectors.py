@@ -212,14 +212,14 @@ def test_bridge_approaches_gaussian_kernel_hsic_as_m_grows():
 
 def test_random_features_unit_scale_and_standardize_match_plain_formulas():
     x = torch.randn(50, 3, dtype=torch.float64) * 4.0 + 2.0
-    unit = RandomFeatureProjector(3, features_per_dim=7, seed=3)  # default scale: "unit"
+    unit = RandomFeatureProjector(3, features_per_dim=7, seed=3, scale="unit")
     kern = RandomFeatureProjector(3, features_per_dim=7, seed=3, scale="kernel")
     om, ph = unit.omega.double().numpy(), unit.phase.double().numpy()
     np.testing.assert_allclose(
         unit.feature_map(x).numpy(), phi_numpy(x.numpy(), om, ph, "unit"), rtol=1e-12
     )
     np.testing.assert_allclose(unit(x).numpy(), kern(x).numpy() * np.sqrt(7), rtol=1e-12)
-    std = RandomFeatureProjector(3, features_per_dim=7, seed=3, standardize=True)
+    std = RandomFeatureProjector(3, features_per_dim=7, seed=3, standardize=True, scale="unit")
     xn = x.numpy()
     xs = (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5)  # biased batch variance, no affine
     np.testing.assert_allclose(
@@ -234,11 +234,30 @@ def test_random_features_unit_scale_and_standardize_match_plain_formulas():
         std(x[:1])
 
 
+def test_standardized_scale_matches_plain_formula_and_meets_the_hinge():
+    """Default "standardized": every cosine feature standardized over the batch."""
+    x = torch.randn(64, 3, dtype=torch.float64) * 0.3 + 1.0  # few periods: "unit" stays small
+    proj = RandomFeatureProjector(3, features_per_dim=16, seed=2)
+    assert proj.scale == "standardized"
+    c = np.cos(x.numpy()[:, :, None] * proj.omega.double().numpy() + proj.phase.double().numpy())
+    ref = (c - c.mean(0)) / np.sqrt(c.var(0) + 1e-5)
+    np.testing.assert_allclose(proj.feature_map(x).numpy(), ref, rtol=1e-9, atol=1e-9)
+    z = proj(x)
+    assert z.shape == (64, 48)
+    std = torch.sqrt(z.var(0) + 1e-4)  # VICReg's std of each embedding dimension
+    resolved = torch.from_numpy(c.reshape(64, 48).var(0) > 1e-3)  # cosine not ~constant
+    assert bool((std[resolved] >= 1.0).all()) and float(resolved.float().mean()) > 0.8
+    unit = torch.sqrt(RandomFeatureProjector(3, 16, seed=2, scale="unit")(x).var(0) + 1e-4)
+    assert float((unit >= 1.0).float().mean()) < 0.1  # why "unit" is not the default
+    with pytest.raises(ValueError, match="at least 2"):
+        proj(x[:1])
+
+
 def test_unit_scale_features_can_meet_the_variance_hinge_kernel_scale_cannot():
-    """Why "unit" is the training default: per-feature std ≈ 1 vs ≈ 1/sqrt(m)."""
+    """ "unit" per-feature std → 1 over many periods; "kernel" ≈ 1/sqrt(m)."""
     m = 256
     x = torch.randn(4000, 2, dtype=torch.float64) * 3.0  # many periods of cos(ωt + b)
-    unit = RandomFeatureProjector(2, m, seed=0)(x).std(0)
+    unit = RandomFeatureProjector(2, m, seed=0, scale="unit")(x).std(0)
     kern = RandomFeatureProjector(2, m, seed=0, scale="kernel")(x).std(0)
     # a feature with ω·std(x) ≫ 1 has std → 1 (unit) / sqrt(1/m) (kernel); low-ω features less
     assert float(unit.max()) == pytest.approx(1.0, abs=0.05)

@@ -152,7 +152,7 @@ def _projector_config(r: RunSpec, s: dict[str, Any], num_classes: int) -> dict[s
             "kind": "random_features",
             "features_per_dim": r.width // s["repr_dim"],
             "bandwidth": s.get("rf_bandwidth", 1.0),
-            "scale": s.get("rf_scale", "unit"),
+            "scale": s.get("rf_scale", "standardized"),
             "standardize": s.get("rf_standardize", False),
         }
     if r.kind == "none":

@@ -18,6 +18,7 @@ import math
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -44,6 +45,7 @@ __all__ = [
     "EvaluationConfig",
     "OPTIMIZERS",
     "projector_out_dim",
+    "saved_config",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
@@ -84,8 +86,9 @@ class EncoderConfig:
 class ProjectorConfig:
     """Projector ``g``: ``kind="mlp"`` (``spec`` widths, trainable or ``frozen`` at its random
     init, seeded from the run seed), ``"random_features"`` (element-wise random Fourier features,
-    ``features_per_dim``/``kernel``/``bandwidth``, feature ``scale`` "unit" (sqrt(2)·cos, the
-    training default) or "kernel" (sqrt(2/m)·cos), ``standardize`` the input per batch first;
+    ``features_per_dim``/``kernel``/``bandwidth``, feature ``scale`` "standardized" (each cosine
+    feature standardized over the batch, so VICReg's variance hinge can be met; the default),
+    "unit" (sqrt(2)·cos) or "kernel" (sqrt(2/m)·cos), ``standardize`` the input per batch first;
     never trained; see ``vcreg.projectors.RandomFeatureProjector``) or ``"identity"`` (Z = X)."""
 
     kind: str = "mlp"
@@ -96,7 +99,7 @@ class ProjectorConfig:
     features_per_dim: int = 64
     kernel: Literal["gaussian", "laplacian"] = "gaussian"
     bandwidth: float = 1.0
-    scale: Literal["unit", "kernel"] = "unit"
+    scale: Literal["standardized", "unit", "kernel"] = "standardized"
     standardize: bool = False
     # checked with the types; "random-features" (the ICA spelling) is read as "random_features"
     _CHOICES: ClassVar[dict[str, Any]] = {"kind": lambda: PROJECTOR_KINDS}
@@ -409,6 +412,24 @@ class TrainConfig:
         if int(params.get("w_iter", 1)) < 1:
             p.append(f"loss.params.w_iter: must be >= 1, got {params['w_iter']}")
         return p
+
+
+def saved_config(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A config read back from a checkpoint, with the defaults of the code that wrote it.
+
+    A random-feature projector saved before ``projector.scale`` existed used ``sqrt(2/m)·cos``
+    (``"kernel"``); filling today's default instead would rebuild a different model.
+    """
+    proj = data.get("projector") if isinstance(data, dict) else None
+    if isinstance(proj, dict) and proj.get("kind") in ("random_features", "random-features"):
+        if "scale" not in proj:
+            warnings.warn(
+                f"{source}: random-feature projector saved without 'scale' (older vcreg); "
+                "reading it as scale='kernel' (sqrt(2/m)·cos), the formula of that version",
+                stacklevel=2,
+            )
+            data = {**data, "projector": {**proj, "scale": "kernel"}}
+    return data
 
 
 def projector_out_dim(cfg: TrainConfig) -> int | None:

@@ -39,7 +39,7 @@ from vcreg.training.checkpoint import (
     previous_path,
     read_checkpoint,
 )
-from vcreg.training.config import TrainConfig
+from vcreg.training.config import TrainConfig, saved_config
 from vcreg.training.feeding import load_bundle
 
 __all__ = [
@@ -154,6 +154,7 @@ def resume_state(
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
     state, _ = load_for_resume(ckpt, use_previous=use_previous)
+    state["config"] = saved_config(state["config"], str(ckpt))
     diff = (config_diff or _config_diff)(state["config"], config)
     if diff:
         raise ValueError(
@@ -273,7 +274,7 @@ def load_run(
     ckpt = run_dir / CHECKPOINT
     state, sha256 = read_checkpoint(ckpt)
     try:
-        cfg = TrainConfig.from_dict(dict(state["config"]))
+        cfg = TrainConfig.from_dict(saved_config(dict(state["config"]), str(ckpt)))
     except ValueError as exc:
         raise CheckpointError(f"{ckpt} holds an invalid config: {exc}") from None
     bundle = load_bundle(cfg)
