@@ -203,3 +203,28 @@ def test_flag_low_accuracy_and_sensitivity_rows():
     )
     assert [r["agrees"] for r in rows] == [True, True, False]
     assert FRAGILE == "fragile"
+
+
+def test_c5_sensitivity_rows_recompute_the_verdict_under_fixed_alternatives():
+    from vcreg.experiments import c5_ica
+
+    rng = np.random.default_rng(0)
+    amari = list(0.07 + 0.005 * rng.standard_normal(12))  # below 0.1, above 0.05
+    st = {
+        "amari": {"VCRegICA": amari, "FastICA": amari, "Picard": amari},
+        "mcc": {"VCRegICA": list(0.98 + 0.001 * rng.standard_normal(12))},
+        "family_amari": [0.06, 0.07, 0.08],
+        "family_mcc": [0.97, 0.98, 0.99],
+        "lin": [{}] * 12,
+        "nonlin": [{}] * 4,
+        "nl_mcc": [0.5, 0.55, 0.6, 0.52],
+        "control": [0.99, 0.98, 0.99, 0.97],
+    }
+    main = c5_ica.verdict(st)
+    assert main.status == "supported"
+    rows = {r["analysis"]: r for r in c5_ica.sensitivity(st, main)}
+    assert rows["main analysis"]["agrees"]
+    assert rows["stricter threshold: Amari < 0.05"]["status"] == "not supported"
+    assert not rows["stricter threshold: Amari < 0.05"]["agrees"]
+    for name in set(c5_ica.SENSITIVITY) - {"stricter threshold: Amari < 0.05"}:
+        assert rows[name]["status"] == "supported", name

@@ -99,7 +99,7 @@ def test_tiny_report_has_controls_diagnostics_and_sensitivity(tiny_run):
         if r["kind"] == "random_features":
             assert r["rf_scale_over_bw"] == pytest.approx(1.0)  # standardized input, σ = 1
     assert "## Sensitivity of the verdicts" in md
-    for claim in ("C2", "C3", "C4"):
+    for claim in ("C2", "C3", "C4", "C5"):
         sens = res["experiments"][claim]["sensitivity"]
         assert sens[0]["analysis"] == "main analysis"
         assert sens[0]["status"] == res["experiments"][claim]["verdict"]["status"]
