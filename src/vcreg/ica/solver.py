@@ -23,6 +23,7 @@ __all__ = [
     "SolverResult",
     "jacobi_sweeps",
     "optimise",
+    "polish_generalises",
 ]
 
 OPTIMIZERS = ("auto", "jacobi+lbfgs", "jacobi", "lbfgs")
@@ -39,23 +40,27 @@ class SolverConfig:
     objective: str  # "pairwise" or "covariance"
     optimizer: str  # "jacobi+lbfgs", "jacobi" or "lbfgs"
     kernel_scales: tuple[float, ...]  # bandwidth multipliers of the polish's features
-    sweep_width: int  # features per output in the Jacobi sweeps (one bandwidth)
+    sweep_width: int  # features per output in the Jacobi sweeps
+    sweep_scales: tuple[float, ...]  # bandwidth multipliers of the sweeps' features
     n_angles: int
     max_sweeps: int
     angle_tol: float
     max_iter: int
     tol: float
+    holdout_check: bool = False  # keep the last polish only if it generalises (see optimise)
 
 
 @dataclass(frozen=True)
 class SolverResult:
-    """One restart: final contrast, orthogonal ``w`` (k, k) float64, iteration counts."""
+    """One restart: final contrast, orthogonal ``w`` (k, k) float64, iteration counts,
+    whether the last stage's polish was kept."""
 
     loss: float
     w: np.ndarray
     n_iter: int
     converged: bool
     n_sweeps: int
+    polished: bool = True
 
 
 def _rotation_cost(Zi, Zj, Ri, Rj, Zrest=None, Rrest=None) -> torch.Tensor:
@@ -160,7 +165,7 @@ def _contrast_fn(x: torch.Tensor, q: torch.Tensor, g, objective: str, scale: flo
     fast = isinstance(g, RandomFeatures) and objective == "pairwise"
 
     def f(theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-        t = theta.to(device=x.device, dtype=x.dtype).requires_grad_()
+        t = theta.detach().to(device=x.device, dtype=x.dtype, copy=True).requires_grad_()
         with torch.enable_grad():
             upper = torch.zeros(k, k, dtype=x.dtype, device=x.device).index_put((iu[0], iu[1]), t)
             w = q @ torch.linalg.matrix_exp(upper - upper.T)
@@ -223,6 +228,32 @@ def _bfgs(f, dim: int, max_iter: int, tol: float) -> tuple[torch.Tensor, int, bo
     return theta, max_iter, False
 
 
+def _polish(
+    x: torch.Tensor, q: torch.Tensor, g, cfg: SolverConfig
+) -> tuple[torch.Tensor, int, bool]:
+    """BFGS of the contrast of ``x·q·expm(S(θ))`` from θ = 0, relative to its start value."""
+    dim = q.shape[0] * (q.shape[0] - 1) // 2
+    value = _contrast_fn(x, q, g, cfg.objective, 1.0)(torch.zeros(dim))[0]
+    scale = abs(value) if value != 0 and math.isfinite(value) else 1.0  # tol: relative
+    return _bfgs(_contrast_fn(x, q, g, cfg.objective, scale), dim, cfg.max_iter, cfg.tol)
+
+
+def polish_generalises(x: torch.Tensor, q: torch.Tensor, g, cfg: SolverConfig, seed: int) -> bool:
+    """Hold-out check of the polish: BFGS from ``q`` on a random half of the samples; True when
+    the contrast of the other half is lower at its result than at ``q``.
+
+    With few samples per rotation parameter the polish of the total contrast fits the sample
+    noise of its ``k(k−1)/2`` block estimates: it reaches a lower in-sample contrast far from the
+    sources (Laplace, d = 20, n = 1000: Amari 0.34 after the polish vs 0.08 after the sweeps).
+    """
+    n, dim = x.shape[0], q.shape[0] * (q.shape[0] - 1) // 2
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    fit, held = x[perm[: n // 2]], x[perm[n // 2 :]]
+    theta, _, _ = _polish(fit, q, g, cfg)
+    f_held = _contrast_fn(held, q, g, cfg.objective, 1.0)
+    return f_held(theta)[0] < f_held(torch.zeros(dim))[0]
+
+
 def _make_map(cfg: SolverConfig, k: int, bandwidth: float, seed: int, device) -> torch.nn.Module:
     if cfg.projector == "random-features" and cfg.objective == "pairwise":
         scales = tuple(bandwidth * s for s in cfg.kernel_scales)
@@ -239,7 +270,8 @@ def optimise(
 ) -> SolverResult:
     """One restart from rotation ``q0``: for each bandwidth stage (feature seed from ``seeds``),
     Jacobi sweeps on the warm-up subset ``warm_idx`` and/or BFGS (on the subset for early
-    stages, on all samples for the last)."""
+    stages, on all samples for the last). With ``cfg.holdout_check`` the last stage's polish
+    runs only if :func:`polish_generalises` (else the sweeps' rotation is the result)."""
     k = x_full.shape[1]
     if k == 1:
         return SolverResult(0.0, np.ones((1, 1)), 0, True, 0)
@@ -247,13 +279,14 @@ def optimise(
     q = torch.as_tensor(q0, dtype=dtype, device=device)
     x_warm = x_full if warm_idx is None else x_full[warm_idx]
     dim = k * (k - 1) // 2
-    n_iter, n_sweeps, converged, loss = 0, 0, True, 0.0
+    n_iter, n_sweeps, converged, loss, polished = 0, 0, True, 0.0, cfg.optimizer != "jacobi"
     for stage, (bw, seed) in enumerate(zip(cfg.bandwidths, seeds, strict=True)):
         last = stage == len(cfg.bandwidths) - 1
         g = _make_map(cfg, k, bw, int(seed), device)
         converged = True
         if cfg.optimizer != "lbfgs":
-            sweep_map = RandomFeatures(k, cfg.sweep_width, (bw,), int(seed)).to(device)
+            sweep_scales = tuple(bw * s for s in cfg.sweep_scales)
+            sweep_map = RandomFeatures(k, cfg.sweep_width, sweep_scales, int(seed)).to(device)
             q, sweeps, converged = jacobi_sweeps(
                 x_warm,
                 q,
@@ -264,11 +297,10 @@ def optimise(
             )
             n_sweeps += sweeps
         x = x_full if last else x_warm
-        if cfg.optimizer != "jacobi":
-            value = _contrast_fn(x, q, g, cfg.objective, 1.0)(torch.zeros(dim))[0]
-            scale = abs(value) if value != 0 and math.isfinite(value) else 1.0  # tol: relative
-            f = _contrast_fn(x, q, g, cfg.objective, scale)
-            theta, stage_iter, ok = _bfgs(f, dim, cfg.max_iter, cfg.tol)
+        if last and polished and cfg.holdout_check and cfg.optimizer != "lbfgs":
+            polished = polish_generalises(x, q, g, cfg, int(seed))
+        if cfg.optimizer != "jacobi" and (polished or not last):
+            theta, stage_iter, ok = _polish(x, q, g, cfg)
             n_iter += stage_iter
             converged = converged and ok
             q = _rotate(q, theta)
@@ -278,4 +310,4 @@ def optimise(
     u, _, vt = np.linalg.svd(w)  # re-orthonormalise in float64 (polar factor)
     if cfg.optimizer == "jacobi":
         n_iter = n_sweeps
-    return SolverResult(loss, u @ vt, max(n_iter, 1), converged, n_sweeps)
+    return SolverResult(loss, u @ vt, max(n_iter, 1), converged, n_sweeps, polished)
