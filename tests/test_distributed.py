@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from vcreg import BarlowTwinsLoss, InfoNCELoss, VCRegLoss, VICRegLoss, WMSELoss
+from vcreg.losses import SupervisedLoss
 
 WORLD = 2
 N, D_IN, K = 48, 6, 12
@@ -36,6 +37,10 @@ def _batch():
     return x_a, x_b
 
 
+def _labels() -> torch.Tensor:
+    return torch.randint(0, 10, (N,), generator=torch.Generator().manual_seed(2))
+
+
 def _cases():
     # name -> (loss module, two views?, how the batch is split between the ranks)
     return {
@@ -48,12 +53,16 @@ def _cases():
         "vicreg_local": (VICRegLoss(gather_distributed=False), True, [24, 24]),
         # negatives come from the whole global batch, uneven split included
         "infonce": (InfoNCELoss(temperature=0.3), True, [19, 29]),
+        # no gather: a local mean per rank; with equal batches DDP's gradient average is exact
+        "supervised": (SupervisedLoss(), True, [24, 24]),
     }
 
 
-def _run(model, loss_fn, two_views, x_a, x_b):
+def _run(model, loss_fn, two_views, x_a, x_b, y=None):
     model.zero_grad()
-    if two_views:
+    if getattr(loss_fn, "needs_labels", False):
+        loss = loss_fn(model(x_a), model(x_b), y)
+    elif two_views:
         loss = loss_fn(model(x_a), model(x_b))
     else:
         loss = loss_fn(model(x_a))
@@ -78,7 +87,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             sl = slice(start, start + split[rank])
             model = _model()
             torch.manual_seed(100 + rank)  # different RNG states on the ranks
-            loss, grads = _run(model, loss_fn, two_views, x_a[sl], x_b[sl])
+            loss, grads = _run(model, loss_fn, two_views, x_a[sl], x_b[sl], _labels()[sl])
             for g in grads:  # what DDP does with the gradients
                 dist.all_reduce(g)
                 g /= WORLD
@@ -139,3 +148,14 @@ def test_nan_on_one_rank_raises_on_every_rank(ddp_results):
     for rank in range(WORLD):
         msg = ddp_results[rank]["nan_error"]
         assert msg is not None and "NaN" in msg, msg
+
+
+def test_ddp_supervised_loss_gradient_is_the_global_batch_gradient(ddp_results):
+    loss_fn, _, _ = _cases()["supervised"]
+    x_a, x_b = _batch()
+    ref_loss, ref_grads = _run(_model(), loss_fn, True, x_a, x_b, _labels())
+    mean_loss = sum(ddp_results[r]["supervised"][0] for r in range(WORLD)) / WORLD
+    torch.testing.assert_close(mean_loss, ref_loss, rtol=1e-10, atol=0)
+    for rank in range(WORLD):
+        for g, r in zip(ddp_results[rank]["supervised"][1], ref_grads, strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
