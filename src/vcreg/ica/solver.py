@@ -176,7 +176,7 @@ def _contrast_fn(x: torch.Tensor, q: torch.Tensor, g, objective: str, scale: flo
             else:
                 value = ica_objective(x @ w, g, objective)
                 value.backward()
-        return float(value) / scale, t.grad.double().cpu() / scale
+        return float(value.detach()) / scale, t.grad.double().cpu() / scale
 
     return f
 
