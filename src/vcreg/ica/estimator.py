@@ -40,8 +40,8 @@ _MIN_MULTI_WIDTH = 48  # fewer features split over four bandwidths measured wors
 # the lean contrast's sweeps use 16 features of one bandwidth; the rich one's sweeps its own
 # features (d = 10, n = 1000 Laplace: Amari 0.061 -> 0.045)
 _SWEEP_WIDTH = 16
-# fewer samples than this per rotation parameter k(k-1)/2: the last polish is kept only if it
-# lowers the contrast of held-out samples (solver.polish_generalises)
+# fewer samples than this per rotation parameter k(k-1)/2: the last polish is stopped early by
+# the contrast of held-out samples (solver.holdout_iterations)
 _HOLDOUT_SAMPLES_PER_PARAM = 50
 
 
@@ -77,9 +77,10 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             centred, and ``n_components`` must equal the number of features).
         optimizer: ``"jacobi+lbfgs"`` (Jacobi sweeps of global Givens-angle searches, then a
             quasi-Newton polish on all samples; with fewer than 50 samples per rotation
-            parameter ``k(k−1)/2`` the polish is kept only if, run on a random half of the
-            samples, it lowers the contrast of the other half — else the sweeps' result stands,
-            ``polished_ = False``), ``"jacobi"`` (sweeps only), ``"lbfgs"``
+            parameter ``k(k−1)/2`` the polish is stopped early: it runs at most as many
+            iterations as, fitted to a random 3/4 of the samples, kept lowering the contrast of
+            the other quarter — 0 leaves the sweeps' result, ``polished_ = False``),
+            ``"jacobi"`` (sweeps only), ``"lbfgs"``
             (the quasi-Newton polish from the random rotation, the pre-Jacobi method) or
             ``"auto"`` (``"jacobi+lbfgs"`` for the pairwise objective, ``"lbfgs"`` otherwise; the
             sweeps need the pairwise blocks). The polish is dense BFGS with Armijo backtracking
