@@ -226,5 +226,8 @@ def test_c5_sensitivity_rows_recompute_the_verdict_under_fixed_alternatives():
     assert rows["main analysis"]["agrees"]
     assert rows["stricter threshold: Amari < 0.05"]["status"] == "not supported"
     assert not rows["stricter threshold: Amari < 0.05"]["agrees"]
+    # each alternative states what it computed, not the main headline
+    assert "threshold 0.05" in rows["stricter threshold: Amari < 0.05"]["statistic"]
+    assert "MCC" in rows["MCC > 0.9 instead of Amari < 0.1"]["statistic"]
     for name in set(c5_ica.SENSITIVITY) - {"stricter threshold: Amari < 0.05"}:
         assert rows[name]["status"] == "supported", name
