@@ -2,7 +2,8 @@
 
 Runs (shared with C3/C4, see :mod:`vcreg.experiments._training`): VICReg with a 2-layer MLP
 projector of width k ∈ ``widths`` (trained or frozen at its random init), element-wise random
-Fourier features (unit-variance ``sqrt(2)·cos`` on the standardized representation) with
+Fourier features (``rf_scale``, default each cosine feature standardized over the batch, of the
+standardized representation) with
 k = d·m outputs, MLP depth 1–3 at ``depth_width``, VICReg vs Barlow Twins vs W-MSE with a
 common ``loss_spec`` projector, and the equal-budget controls (VICReg with ν = 0 and InfoNCE
 through the same trained MLPs, VICReg without projector, supervised cross-entropy); every
@@ -453,6 +454,19 @@ def _depth_figure(s: dict[str, Any], g: dict[str, list], ctx: Context) -> list[A
     return [Figure(f_depth, "Pairwise HSIC vs projector depth; losses and controls.")]
 
 
+_RF_SCALE_WORDS = {
+    "standardized": "cosine features each standardized over the batch",
+    "unit": "sqrt(2)·cos features",
+    "kernel": "sqrt(2/m)·cos features",
+}
+
+
+def _rf_words(s: dict[str, Any]) -> str:
+    scale = s.get("rf_scale", "standardized")
+    where = "standardized" if s.get("rf_standardize") else "raw"
+    return f"{_RF_SCALE_WORDS.get(scale, scale)} of the {where} representation"
+
+
 def measurement(s: dict[str, Any]) -> str:
     probe = (
         "the whole training split"
@@ -464,8 +478,8 @@ def measurement(s: dict[str, Any]) -> str:
         f"representation dimension d = {s['repr_dim']}, {s['epochs']} epochs, batch "
         f"{s['batch_size']}, one optimiser setting for every run (Adam lr {s['lr']}: the rate at "
         f"which every width trains; 3e-3 broke the widest MLP), {len(s['seeds'])} seeds. Width "
-        f"sweep (VICReg, 2-layer MLP k-k trained or frozen; random features sqrt(2)·cos on the "
-        f"standardized representation, bandwidth {s.get('rf_bandwidth', 1.0)}, k = d·m): k ∈ "
+        f"sweep (VICReg, 2-layer MLP k-k trained or frozen; random features: {_rf_words(s)}, "
+        f"bandwidth {s.get('rf_bandwidth', 1.0)}, k = d·m): k ∈ "
         f"{s['widths']}; depth 1–{max(s['depths'])} at width {s['depth_width']}; losses "
         f"{s['losses']} with projector {s['loss_spec']}; controls {s.get('controls', [])} at widths "
         f"{s.get('control_widths', [])} (reference VICReg width {s.get('reference_width')}). "
