@@ -151,6 +151,31 @@ def test_random_features_and_closed_form_gradient():
     torch.testing.assert_close(g2, yg.grad, rtol=1e-8, atol=1e-14)
 
 
+def test_standardized_features_contrast_is_squared_correlations():
+    """``standardize=True``: the contrast = mean over output pairs of the squared sample
+    correlations between their features, less the same-sample terms (written plainly in numpy);
+    the closed-form gradient = autograd; a constant output gives zeros, not NaN."""
+    torch.manual_seed(1)
+    n, k, m = 200, 3, 8
+    y = torch.randn(n, k, dtype=torch.float64) ** 3
+    feats = RandomFeatures(k, m, (1.0,), seed=2, standardize=True).double()
+    om, ph = feats.omega.numpy(), feats.phase.numpy()
+    raw = np.cos(y.numpy()[:, :, None] * om + ph)  # (n, k, m)
+    z = (raw - raw.mean(0)) / raw.std(0, ddof=1)
+    corr = np.einsum("aim,ajl->ijml", z, z) / (n - 1)
+    r = (z**2).sum(2)  # (n, k)
+    off = [(i, j) for i in range(k) for j in range(k) if i != j]
+    want = sum((corr[i, j] ** 2).sum() - (r[:, i] * r[:, j]).sum() / (n - 1) ** 2 for i, j in off)
+    value, grad = feats.value_and_grad(y)
+    assert float(value) == pytest.approx(want / len(off), rel=1e-10)
+    yg = y.clone().requires_grad_()
+    _pairwise_blocks(feats(yg), k, m).backward()
+    torch.testing.assert_close(grad, yg.grad, rtol=1e-8, atol=1e-14)
+    y[:, 1] = 0.5
+    value, grad = feats.value_and_grad(y)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+
+
 # -------------------------------------------------------------------------------- estimator
 def test_parameter_constraints_match_sklearn_checker():
     """Declarative constraints: scikit-learn's own param-validation check (invalid values of
@@ -252,6 +277,25 @@ def test_holdout_early_stopping_keeps_a_polish_that_generalises():
     truth = torch.as_tensor(u @ vt, dtype=torch.float32)
     iters = [holdout_iterations(x, truth, g, cfg, seed=s) for s in range(6)]
     assert sum(i == 0 for i in iters) >= 3, iters
+
+
+def test_scale_auto_rule_and_standardized_gain_on_heavy_tails():
+    """scale="auto": standardized features with ≥ 50 samples per rotation parameter, the kernel
+    amplitude below; on heavy-tailed sources the standardized contrast is the better one."""
+    _, _, X = make_ica_problem("laplace", 600, 8, "well", random_state=0)  # 600 < 50·28
+    assert VCRegICA(random_state=0, optimizer="jacobi").fit(X).scale_ == "kernel"
+    with pytest.warns(ConvergenceWarning):
+        mlp = VCRegICA(projector="mlp", max_iter=2, random_state=0).fit(X[:, :3])
+    assert mlp.scale_ == "kernel"
+    amari = {"standardized": [], "kernel": []}
+    for seed in range(6):
+        _, A, X = make_ica_problem("student-t3", 1000, 3, "well", random_state=seed)
+        assert VCRegICA(random_state=seed).fit(X).scale_ == "standardized"  # 1000 ≥ 50·3
+        for scale, found in amari.items():
+            found.append(
+                amari_distance(VCRegICA(scale=scale, random_state=seed).fit(X).components_, A)
+            )
+    assert np.median(amari["standardized"]) < 0.8 * np.median(amari["kernel"]), amari
 
 
 def test_holdout_check_runs_only_with_few_samples_per_parameter():
@@ -383,6 +427,7 @@ def test_cli_ica_npy_and_csv(tmp_path):
     out = tmp_path / "o"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mcc_pearson"] > 0.95 and metrics["amari_distance"] < 0.15
+    assert metrics["scale"] == "standardized"  # scale="auto", 800 samples ≥ 50 per parameter
     S_hat = np.load(out / "sources.npy")
     np.testing.assert_allclose(np.loadtxt(out / "sources.csv", delimiter=","), S_hat, rtol=1e-8)
     W = np.load(out / "unmixing.npy")

@@ -131,6 +131,13 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
     "--projector", type=click.Choice(["random-features", "mlp"]), default="random-features"
 )
 @click.option("--width", type=int, default=None, help="Random features per source / MLP width.")
+@click.option(
+    "--scale",
+    type=click.Choice(["auto", "standardized", "kernel"]),
+    default="auto",
+    show_default=True,
+    help="Random-feature scale (VCRegICA's scale).",
+)
 @click.option("--max-iter", type=int, default=200, show_default=True)
 @click.option("--tol", type=float, default=1e-4, show_default=True)
 @click.option("--n-restarts", type=int, default=1, show_default=True)
@@ -146,6 +153,7 @@ def ica(
     mixing_path,
     projector,
     width,
+    scale,
     max_iter,
     tol,
     n_restarts,
@@ -172,6 +180,7 @@ def ica(
         n_components=n_components,
         projector=projector,
         width=width,
+        scale=scale,
         max_iter=max_iter,
         tol=tol,
         n_restarts=n_restarts,
@@ -181,7 +190,12 @@ def ica(
         S_hat = est.fit_transform(X)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    info = {"n_iter": est.n_iter_, "converged": est.converged_, "loss": est.loss_}
+    info = {
+        "n_iter": est.n_iter_,
+        "converged": est.converged_,
+        "loss": est.loss_,
+        "scale": est.scale_,
+    }
     if S_true is not None:
         info["mcc_pearson"] = mean_corr_coef(S_hat, S_true)
         info["mcc_spearman"] = mean_corr_coef(S_hat, S_true, method="spearman")

@@ -19,6 +19,7 @@ from vcreg.functional import block_covariance_norms, covariance_loss
 from vcreg.projectors import MLPProjector, RandomFeatureProjector
 
 __all__ = [
+    "FEATURE_SCALES",
     "OBJECTIVES",
     "PROJECTORS",
     "RandomFeatures",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 PROJECTORS = ("random-features", "mlp")
+FEATURE_SCALES = ("standardized", "kernel")
+_TINY_VARIANCE = 1e-30
 OBJECTIVES = ("auto", "pairwise", "covariance")
 
 
@@ -96,10 +99,22 @@ class RandomFeatures(torch.nn.Module):
     ``m``, so ``φ(s)ᵀφ(t)`` approximates the *average* of the Gaussian kernels. One bandwidth
     gives exactly that projector's features. Output ``(n, k·m)`` in per-output blocks, like the
     projector, so the pairwise contrast is the cross-output blocks of its VCReg covariance.
+
+    ``standardize=True``: each feature is centred and divided by its sample standard deviation
+    (``n − 1`` normalisation; the ``scale="standardized"`` of the projector), the scale VICReg's
+    variance term gives an embedding, so the cross-output blocks are squared correlations.
     """
 
-    def __init__(self, k: int, width: int, bandwidths: Sequence[float], seed: int) -> None:
+    def __init__(
+        self,
+        k: int,
+        width: int,
+        bandwidths: Sequence[float],
+        seed: int,
+        standardize: bool = False,
+    ) -> None:
         super().__init__()
+        self.standardize = bool(standardize)
         sizes = [
             width // len(bandwidths) + (i < width % len(bandwidths)) for i in range(len(bandwidths))
         ]
@@ -119,13 +134,31 @@ class RandomFeatures(torch.nn.Module):
         # broadcasts run along contiguous memory (measured 2x faster than (..., n, m))
         return (v.unsqueeze(-2) * self.omega[:, None]).add_(self.phase[:, None])
 
+    def _scaled(
+        self, v: torch.Tensor, arg: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Centred (and, with ``standardize``, standardised) features of ``v`` (..., n) (``arg``:
+        its ``_arg``, if computed already), with their standard deviations (..., m, 1)
+        (``None`` without ``standardize``)."""
+        z = torch.cos(self._arg(v) if arg is None else arg).mul_(self.amplitude)
+        z = z.sub_(z.mean(dim=-1, keepdim=True))
+        if not self.standardize:
+            return z, None
+        # a constant feature (sd 0) stays 0 instead of becoming 0/0
+        # out of place: forward() may run under autograd
+        sd = (z.pow(2).sum(-1, keepdim=True) / max(v.shape[-1] - 1, 1)).clamp(_TINY_VARIANCE).sqrt()
+        return z / sd, sd
+
     def centred(self, v: torch.Tensor) -> torch.Tensor:
-        """Features of ``v`` (..., n), centred over the samples: (..., m, n)."""
-        z = torch.cos(self._arg(v)).mul_(self.amplitude)
-        return z.sub_(z.mean(dim=-1, keepdim=True))
+        """Features of ``v`` (..., n), centred over the samples (standardised with
+        ``standardize``): (..., m, n)."""
+        return self._scaled(v)[0]
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        z = self.amplitude * torch.cos(self._arg(y.T))  # (k, m, n)
+        if self.standardize:
+            z = self.centred(y.T)  # (k, m, n)
+        else:
+            z = self.amplitude * torch.cos(self._arg(y.T))
         return z.permute(2, 0, 1).reshape(y.shape[0], -1)
 
     def value_and_grad(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,14 +167,15 @@ class RandomFeatures(torch.nn.Module):
 
         With ``Φ̄`` the centred features, ``G = Φ̄ᵀΦ̄``, ``M`` the mask of off-diagonal blocks,
         ``r_ai = ‖Φ̄_i(a)‖²`` and ``c = 1/((n−1)²k(k−1))``: ``L = c·(Σ M⊙G² − Σ_{i≠j}(rᵀr)_ij)``,
-        ``∂L/∂Φ̄ = 4c·(Φ̄(M⊙G) − (Σ_l r_al − r_ai)·Φ̄_i(a))``, then back through the centring
+        ``∂L/∂Φ̄ = 4c·(Φ̄(M⊙G) − (Σ_l r_al − r_ai)·Φ̄_i(a))``; with ``standardize`` (``Φ̄ = u/σ``,
+        ``σ = ‖u‖/√(n−1)`` per feature column ``u``) back through it,
+        ``∂L/∂u = (∂L/∂Φ̄ − Φ̄·⟨Φ̄, ∂L/∂Φ̄⟩/(n−1))/σ``; then back through the centring
         (subtract the sample mean) and ``∂φ/∂t = −a·ω·sin(ωt + b)``.
         """
         n, k = y.shape
         m = self.features_per_dim
         arg = self._arg(y.T)  # (k, m, n)
-        phic = torch.cos(arg).mul_(self.amplitude)
-        phic = phic.sub_(phic.mean(dim=-1, keepdim=True))
+        phic, sd = self._scaled(y.T, arg)
         flat = phic.reshape(k * m, n)
         mask = 1.0 - torch.eye(k, dtype=y.dtype, device=y.device)
         gram = (flat @ flat.T).reshape(k, m, k, m).mul_(mask[:, None, :, None])  # off-diagonal
@@ -150,6 +184,9 @@ class RandomFeatures(torch.nn.Module):
         c = 1.0 / ((n - 1) ** 2 * k * (k - 1))
         value = c * (gram.pow(2).sum() - (r * rest).sum())
         dphi = (gram.reshape(k * m, k * m) @ flat).reshape(k, m, n).sub_(rest[:, None] * phic)
+        if sd is not None:
+            along = (dphi * phic).sum(dim=-1, keepdim=True).div_(max(n - 1, 1))
+            dphi = dphi.sub_(phic * along).div_(sd)
         dphi = dphi.sub_(dphi.mean(dim=-1, keepdim=True))
         dy = (dphi.mul_(torch.sin(arg)).mul_(self.omega[:, None])).sum(dim=1)  # (k, n)
         return value, dy.T.mul_(-4.0 * c * self.amplitude)

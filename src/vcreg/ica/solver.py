@@ -48,6 +48,7 @@ class SolverConfig:
     max_iter: int
     tol: float
     holdout_check: bool = False  # keep the last polish only if it generalises (see optimise)
+    standardize: bool = False  # random features standardised over the samples (RandomFeatures)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ def holdout_iterations(x: torch.Tensor, q: torch.Tensor, g, cfg: SolverConfig, s
 def _make_map(cfg: SolverConfig, k: int, bandwidth: float, seed: int, device) -> torch.nn.Module:
     if cfg.projector == "random-features" and cfg.objective == "pairwise":
         scales = tuple(bandwidth * s for s in cfg.kernel_scales)
-        return RandomFeatures(k, cfg.width, scales, seed).to(device)
+        return RandomFeatures(k, cfg.width, scales, seed, cfg.standardize).to(device)
     return make_projector(cfg.projector, k, cfg.width, bandwidth, seed, cfg.depth).to(device)
 
 
@@ -303,7 +304,9 @@ def optimise(
         converged = True
         if cfg.optimizer != "lbfgs":
             sweep_scales = tuple(bw * s for s in cfg.sweep_scales)
-            sweep_map = RandomFeatures(k, cfg.sweep_width, sweep_scales, int(seed)).to(device)
+            sweep_map = RandomFeatures(
+                k, cfg.sweep_width, sweep_scales, int(seed), cfg.standardize
+            ).to(device)
             q, sweeps, converged = jacobi_sweeps(
                 x_warm,
                 q,
