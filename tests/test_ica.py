@@ -229,7 +229,8 @@ def test_jacobi_recovers_sub_gaussian_d5(family):
     assert amari_distance(est.components_, A) < 0.1
     old = VCRegICA(optimizer="lbfgs", random_state=2).fit(X)
     assert old.n_sweeps_ == 0
-    assert est.loss_ < old.loss_  # same contrast, lower value: a better optimum, not a new loss
+    # same contrast, lower value (or the same optimum, to float32 precision): a better optimum
+    assert est.loss_ < old.loss_ + 1e-5 * abs(old.loss_)
 
 
 def test_jacobi_sweeps_total_cost_is_descent_and_pair_cost_escapes():
@@ -279,22 +280,22 @@ def test_holdout_early_stopping_keeps_a_polish_that_generalises():
     assert sum(i == 0 for i in iters) >= 3, iters
 
 
-def test_scale_auto_rule_and_standardized_gain_on_heavy_tails():
-    """scale="auto": standardized features with ≥ 50 samples per rotation parameter, the kernel
-    amplitude below; on heavy-tailed sources the standardized contrast is the better one."""
+def test_auto_optimizer_rule_and_standardized_gain_on_heavy_tails():
+    """optimizer="auto": the sweeps only (to angle_tol 0.01) with < 50 samples per rotation
+    parameter when they see every sample, else sweeps + polish; on heavy-tailed sources the
+    standardized contrast (default scale) is the better one."""
     _, _, X = make_ica_problem("laplace", 600, 8, "well", random_state=0)  # 600 < 50·28
-    assert VCRegICA(random_state=0, optimizer="jacobi").fit(X).scale_ == "kernel"
-    with pytest.warns(ConvergenceWarning):
-        mlp = VCRegICA(projector="mlp", max_iter=2, random_state=0).fit(X[:, :3])
-    assert mlp.scale_ == "kernel"
+    few = VCRegICA(random_state=0).fit(X)
+    assert not few.polished_ and few.n_iter_ == few.n_sweeps_ >= 1 and few.converged_
+    capped = VCRegICA(random_state=0, max_warmup_samples=300).fit(X)  # sweeps see 300 of 600
+    assert capped.n_iter_ != capped.n_sweeps_ or capped.polished_
     amari = {"standardized": [], "kernel": []}
     for seed in range(6):
         _, A, X = make_ica_problem("student-t3", 1000, 3, "well", random_state=seed)
-        assert VCRegICA(random_state=seed).fit(X).scale_ == "standardized"  # 1000 ≥ 50·3
         for scale, found in amari.items():
-            found.append(
-                amari_distance(VCRegICA(scale=scale, random_state=seed).fit(X).components_, A)
-            )
+            est = VCRegICA(scale=scale, random_state=seed).fit(X)
+            assert est.polished_  # 1000 ≥ 50·3: sweeps + polish
+            found.append(amari_distance(est.components_, A))
     assert np.median(amari["standardized"]) < 0.8 * np.median(amari["kernel"]), amari
 
 
@@ -427,7 +428,6 @@ def test_cli_ica_npy_and_csv(tmp_path):
     out = tmp_path / "o"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mcc_pearson"] > 0.95 and metrics["amari_distance"] < 0.15
-    assert metrics["scale"] == "standardized"  # scale="auto", 800 samples ≥ 50 per parameter
     S_hat = np.load(out / "sources.npy")
     np.testing.assert_allclose(np.loadtxt(out / "sources.csv", delimiter=","), S_hat, rtol=1e-8)
     W = np.load(out / "unmixing.npy")

@@ -133,8 +133,8 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 @click.option("--width", type=int, default=None, help="Random features per source / MLP width.")
 @click.option(
     "--scale",
-    type=click.Choice(["auto", "standardized", "kernel"]),
-    default="auto",
+    type=click.Choice(["standardized", "kernel"]),
+    default="standardized",
     show_default=True,
     help="Random-feature scale (VCRegICA's scale).",
 )
@@ -190,12 +190,7 @@ def ica(
         S_hat = est.fit_transform(X)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    info = {
-        "n_iter": est.n_iter_,
-        "converged": est.converged_,
-        "loss": est.loss_,
-        "scale": est.scale_,
-    }
+    info = {"n_iter": est.n_iter_, "converged": est.converged_, "loss": est.loss_}
     if S_true is not None:
         info["mcc_pearson"] = mean_corr_coef(S_hat, S_true)
         info["mcc_spearman"] = mean_corr_coef(S_hat, S_true, method="spearman")

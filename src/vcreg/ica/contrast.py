@@ -100,9 +100,12 @@ class RandomFeatures(torch.nn.Module):
     gives exactly that projector's features. Output ``(n, k·m)`` in per-output blocks, like the
     projector, so the pairwise contrast is the cross-output blocks of its VCReg covariance.
 
-    ``standardize=True``: each feature is centred and divided by its sample standard deviation
-    (``n − 1`` normalisation; the ``scale="standardized"`` of the projector), the scale VICReg's
-    variance term gives an embedding, so the cross-output blocks are squared correlations.
+    ``standardize=True``: each feature is centred and divided by ``sqrt(σ² + λ·a²/2)``, ``σ²`` its
+    sample variance (``n − 1`` normalisation), ``λ = variance_floor`` in units of ``a²/2 = 1/m``,
+    the largest variance a cosine of amplitude ``a`` can have. With ``λ = 0`` that is the
+    ``scale="standardized"`` of the projector, the scale VICReg's variance term gives an
+    embedding, and the cross-output blocks are squared correlations; ``λ > 0`` keeps nearly
+    constant features from being blown up to unit variance (a ridge, as in kernel CCA).
     """
 
     def __init__(
@@ -112,9 +115,11 @@ class RandomFeatures(torch.nn.Module):
         bandwidths: Sequence[float],
         seed: int,
         standardize: bool = False,
+        variance_floor: float = 0.0,
     ) -> None:
         super().__init__()
         self.standardize = bool(standardize)
+        self.variance_floor = float(variance_floor)
         sizes = [
             width // len(bandwidths) + (i < width % len(bandwidths)) for i in range(len(bandwidths))
         ]
@@ -146,7 +151,8 @@ class RandomFeatures(torch.nn.Module):
             return z, None
         # a constant feature (sd 0) stays 0 instead of becoming 0/0
         # out of place: forward() may run under autograd
-        sd = (z.pow(2).sum(-1, keepdim=True) / max(v.shape[-1] - 1, 1)).clamp(_TINY_VARIANCE).sqrt()
+        var = z.pow(2).sum(-1, keepdim=True) / max(v.shape[-1] - 1, 1)
+        sd = (var + self.variance_floor * self.amplitude**2 / 2).clamp(_TINY_VARIANCE).sqrt()
         return z / sd, sd
 
     def centred(self, v: torch.Tensor) -> torch.Tensor:
@@ -168,7 +174,7 @@ class RandomFeatures(torch.nn.Module):
         With ``Φ̄`` the centred features, ``G = Φ̄ᵀΦ̄``, ``M`` the mask of off-diagonal blocks,
         ``r_ai = ‖Φ̄_i(a)‖²`` and ``c = 1/((n−1)²k(k−1))``: ``L = c·(Σ M⊙G² − Σ_{i≠j}(rᵀr)_ij)``,
         ``∂L/∂Φ̄ = 4c·(Φ̄(M⊙G) − (Σ_l r_al − r_ai)·Φ̄_i(a))``; with ``standardize`` (``Φ̄ = u/σ``,
-        ``σ = ‖u‖/√(n−1)`` per feature column ``u``) back through it,
+        ``σ = (‖u‖²/(n−1) + λa²/2)^½`` per feature column ``u``) back through it,
         ``∂L/∂u = (∂L/∂Φ̄ − Φ̄·⟨Φ̄, ∂L/∂Φ̄⟩/(n−1))/σ``; then back through the centring
         (subtract the sample mean) and ``∂φ/∂t = −a·ω·sin(ωt + b)``.
         """

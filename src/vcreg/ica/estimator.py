@@ -35,15 +35,25 @@ _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 # contrast; d = 20, n = 1000 included), else 16 features of one bandwidth (at d = 10,
 # n = 10,000 as accurate, 4x cheaper).
 _RICH_WIDTH, _RICH_SCALES, _LEAN_WIDTH = 64, (0.5, 1.0, 2.0, 4.0), 16
+# standardized without a variance floor up-weights the near-linear low-frequency features: one
+# octave lower is better (d = 5, n = 1000, median Amari Student-t(3) 0.034 -> 0.032, Laplace
+# 0.028 -> 0.028, uniform 0.022 -> 0.020, bimodal 0.019 -> 0.017)
+_RICH_SCALES_STANDARDIZED = (0.25, 0.5, 1.0, 2.0)
 _RICH_BUDGET = 4e5  # n·k² up to which the rich contrast is the default
 _MIN_MULTI_WIDTH = 48  # fewer features split over four bandwidths measured worse than one
 # the lean contrast's sweeps use 16 features of one bandwidth; the rich one's sweeps its own
 # features (d = 10, n = 1000 Laplace: Amari 0.061 -> 0.045)
 _SWEEP_WIDTH = 16
-# fewer samples than this per rotation parameter k(k-1)/2: the last polish is stopped early by
-# the contrast of held-out samples (solver.holdout_iterations), and scale="auto" keeps the kernel
-# amplitude (standardized features measured worse there: d = 20, n = 1000 uniform 0.09 -> 0.28)
+# fewer samples than this per rotation parameter k(k-1)/2: optimizer="auto" is the sweeps only
+# (when they see every sample), a polish is stopped early by the contrast of held-out samples
+# (solver.holdout_iterations), and standardized features get a variance floor
 _HOLDOUT_SAMPLES_PER_PARAM = 50
+# λ of the standardized features there (d = 20, n = 1000 uniform, sweeps only: median Amari
+# 0.069 with λ = 0, 0.023 with 0.3); with many samples λ = 0 is better (d = 10, n = 10,000
+# Student-t(3): 0.009 with 0, 0.012 with 0.3)
+_FEW_SAMPLES_VARIANCE_FLOOR = 0.3
+# the sweeps' stopping angle (radians) when they are the last step, and before a polish
+_FINAL_ANGLE_TOL, _POLISHED_ANGLE_TOL = 0.01, 0.1
 
 
 class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -70,37 +80,44 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         kernel_scales: the random features are split evenly over the Gaussian bandwidths
             ``bandwidth·s`` for ``s`` in ``kernel_scales`` (one feature map of the average
             kernel; several bandwidths at once are a stronger contrast at small n). Default:
-            ``(0.5, 1, 2, 4)`` when ``width ≥ 48``, else ``(1,)``. The Jacobi sweeps use the
+            ``(0.5, 1, 2, 4)`` when ``width ≥ 48`` (``(0.25, 0.5, 1, 2)`` for standardized
+            features without a variance floor, see ``scale``), else ``(1,)``. The Jacobi sweeps use the
             same features when they span several bandwidths, else 16 features of ``bandwidth``.
-        scale: ``"standardized"`` (each random feature centred and divided by its sample
-            standard deviation, the unit variance VICReg's variance term gives an embedding: the
-            contrast's blocks are squared correlations), ``"kernel"`` (the kernel amplitude
-            ``sqrt(2/m)``: the blocks are covariances, the contrast the random-feature HSIC; the
-            method before this option) or ``"auto"`` (default: standardized with at least 50
-            samples per rotation parameter ``k(k−1)/2``, else kernel). Measured
-            (docs/sections/ica.md): standardized is the better contrast with many samples per
-            parameter (d = 10, n = 10,000, Student-t(3) median Amari 0.014 → 0.009) and the
-            worse one with few (d = 20, n = 1000 uniform 0.09 → 0.28). Ignored by the MLP.
+        scale: ``"standardized"`` (default: each random feature centred and divided by
+            ``sqrt(σ² + λ/m)``, ``σ²`` its sample variance — the unit variance VICReg's variance
+            term gives an embedding, so the contrast's blocks are squared correlations — with
+            ``λ = 0.3`` when there are fewer than 50 samples per rotation parameter
+            ``k(k−1)/2``, else 0; :class:`~vcreg.ica.contrast.RandomFeatures`) or ``"kernel"``
+            (the kernel amplitude ``sqrt(2/m)``: the blocks are covariances, the contrast the
             random-feature HSIC; the method before this option). Ignored by the MLP projector.
+            Measured in docs/sections/ica.md (d = 10, n = 10,000, Student-t(3): median Amari
+            0.014 kernel, 0.009 standardized; d = 20, n = 1000 uniform: 0.069 with λ = 0, 0.023
+            with λ = 0.3).
         objective: ``"pairwise"`` (cross-output blocks only), ``"covariance"`` (full ``c(g(Y))``)
             or ``"auto"`` (pairwise for random features, covariance for the MLP).
         whiten: ``"unit-variance"`` (PCA whitening) or ``False`` (X is already white: only
             centred, and ``n_components`` must equal the number of features).
         optimizer: ``"jacobi+lbfgs"`` (Jacobi sweeps of global Givens-angle searches, then a
-            quasi-Newton polish on all samples; with fewer than 50 samples per rotation
-            parameter ``k(k−1)/2`` the polish is stopped early: it runs at most as many
-            iterations as, fitted to a random 3/4 of the samples, kept lowering the contrast of
-            the other quarter — 0 leaves the sweeps' result, ``polished_ = False``),
-            ``"jacobi"`` (sweeps only), ``"lbfgs"``
-            (the quasi-Newton polish from the random rotation, the pre-Jacobi method) or
-            ``"auto"`` (``"jacobi+lbfgs"`` for the pairwise objective, ``"lbfgs"`` otherwise; the
-            sweeps need the pairwise blocks). The polish is dense BFGS with Armijo backtracking
-            in the ``k(k−1)/2`` rotation coordinates (the names are kept from its L-BFGS days).
-        n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step, the best
-            refined by a parabola through its neighbours (default 8).
+            quasi-Newton polish of the total contrast on all samples; with fewer than 50 samples
+            per rotation parameter ``k(k−1)/2`` the polish is stopped early: it runs at most as
+            many iterations as, fitted to a random 3/4 of the samples, kept lowering the
+            contrast of the other quarter — 0 leaves the sweeps' result, ``polished_ = False``),
+            ``"jacobi"`` (sweeps only), ``"lbfgs"`` (the quasi-Newton polish from the random
+            rotation, the pre-Jacobi method) or ``"auto"`` (default: for the pairwise objective
+            ``"jacobi"`` with fewer than 50 samples per rotation parameter when the sweeps see
+            every sample (``n_samples ≤ max_warmup_samples``), else ``"jacobi+lbfgs"``; for the
+            covariance objective ``"lbfgs"``: the sweeps need the pairwise blocks). With few
+            samples per parameter the polish of the total contrast fits the noise of its
+            ``k(k−1)/2`` block estimates, while the sweeps minimise each pair's own block
+            (d = 20, n = 1000, Laplace seed 0: Amari 0.30 polished, 0.03 sweeps only). The
+            polish is dense BFGS with Armijo backtracking in the ``k(k−1)/2`` rotation
+            coordinates (the names are kept from its L-BFGS days).
+        n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step; the rotation
+            applied is the minimum of their trigonometric interpolant (default 8).
         max_sweeps: maximum Jacobi sweeps per bandwidth stage.
         angle_tol: stop the sweeps when no rotation of a sweep exceeds ``angle_tol`` radians
-            (default 0.1 ≈ 5.7°; the polish does the fine adjustment).
+            (default: 0.01 when the sweeps are the last step, ``optimizer="jacobi"``; 0.1 ≈ 5.7°
+            when a polish follows and does the fine adjustment).
         max_iter: maximum quasi-Newton iterations per bandwidth stage.
         tol: stop a stage when an iteration lowers the loss by less than ``tol`` relative to its
             starting value (default 1e-4), or the line search finds no decrease.
@@ -123,8 +140,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         ``optimizer="jacobi"``). ``n_sweeps_``: its Jacobi sweeps (0 for optimizer="lbfgs").
         ``loss_``: its final contrast value. ``converged_``: whether its last stage's sweeps
         stopped before ``max_sweeps`` and its polish on ``tol`` (not on ``max_iter``).
-        ``polished_``: whether its last polish was kept (see ``optimizer``). ``scale_``: the
-        feature scale used, ``"standardized"`` or ``"kernel"`` (see ``scale``; MLP: ``"kernel"``).
+        ``polished_``: whether its last polish was kept (see ``optimizer``).
     """
 
     # Declarative constraints, checked by scikit-learn's parameter validation at fit time;
@@ -136,13 +152,13 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         "depth": [_POSITIVE_INT],
         "bandwidth": [Interval(Real, 0, None, closed="neither"), "array-like"],
         "kernel_scales": ["array-like", None],
-        "scale": [StrOptions({"auto", *FEATURE_SCALES})],
+        "scale": [StrOptions(set(FEATURE_SCALES))],
         "objective": [StrOptions(set(OBJECTIVES))],
         "whiten": [StrOptions({"unit-variance"}), Options(bool, {False})],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
         "n_angles": [_POSITIVE_INT],
         "max_sweeps": [_POSITIVE_INT],
-        "angle_tol": [_NON_NEGATIVE],
+        "angle_tol": [_NON_NEGATIVE, None],
         "max_iter": [_POSITIVE_INT],
         "tol": [_NON_NEGATIVE],
         "n_restarts": [_POSITIVE_INT],
@@ -160,13 +176,13 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         depth: int = 2,
         bandwidth: float | Sequence[float] = 1.0,
         kernel_scales: Sequence[float] | None = None,
-        scale: str = "auto",
+        scale: str = "standardized",
         objective: str = "auto",
         whiten: str | bool = "unit-variance",
         optimizer: str = "auto",
         n_angles: int = 8,
         max_sweeps: int = 15,
-        angle_tol: float = 0.1,
+        angle_tol: float | None = None,
         max_iter: int = 200,
         tol: float = 1e-4,
         n_restarts: int = 1,
@@ -222,16 +238,23 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
                 "objective='pairwise' needs projector='random-features' (the MLP projector mixes "
                 "outputs, so its covariance has no per-output blocks); use objective='covariance'"
             )
+        few = n_samples < _HOLDOUT_SAMPLES_PER_PARAM * k * (k - 1) / 2
         optimizer = self.optimizer
         if optimizer == "auto":
-            optimizer = "jacobi+lbfgs" if objective == "pairwise" else "lbfgs"
+            # sweeps only where they see every sample and a polish would fit noise
+            all_in_sweeps = self.max_warmup_samples is None or n_samples <= self.max_warmup_samples
+            sweeps_only = few and all_in_sweeps
+            optimizer = (
+                ("jacobi" if sweeps_only else "jacobi+lbfgs")
+                if objective == "pairwise"
+                else "lbfgs"
+            )
         if optimizer != "lbfgs" and objective != "pairwise":
             raise ValueError(
                 f"optimizer={optimizer!r} needs objective='pairwise' (random-feature projector); "
                 "use optimizer='lbfgs'"
             )
         rich = n_samples * k**2 <= _RICH_BUDGET
-        few = n_samples < _HOLDOUT_SAMPLES_PER_PARAM * k * (k - 1) / 2
         width = self.width
         if width is None:
             width = (
@@ -241,7 +264,9 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             )
         scales = self.kernel_scales
         if scales is None:
-            scales = _RICH_SCALES if width >= _MIN_MULTI_WIDTH else (1.0,)
+            lower = self.scale == "standardized" and not few
+            rich_scales = _RICH_SCALES_STANDARDIZED if lower else _RICH_SCALES
+            scales = rich_scales if width >= _MIN_MULTI_WIDTH else (1.0,)
         multi = len(scales) > 1 or width >= _MIN_MULTI_WIDTH
         cfg = SolverConfig(
             projector=self.projector,
@@ -251,14 +276,18 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             kernel_scales=_bandwidths(scales, "kernel_scales"),
             sweep_width=int(width) if multi else _SWEEP_WIDTH,
             sweep_scales=_bandwidths(scales, "kernel_scales") if multi else (1.0,),
-            holdout_check=few,
-            standardize=self.projector == "random-features"
-            and (self.scale == "standardized" or (self.scale == "auto" and not few)),
+            holdout_check=few and optimizer == "jacobi+lbfgs",
+            standardize=self.scale == "standardized" and self.projector == "random-features",
+            variance_floor=_FEW_SAMPLES_VARIANCE_FLOOR if few else 0.0,
             objective=objective,
             optimizer=optimizer,
             n_angles=int(self.n_angles),
             max_sweeps=int(self.max_sweeps),
-            angle_tol=float(self.angle_tol),
+            angle_tol=float(
+                self.angle_tol
+                if self.angle_tol is not None
+                else (_FINAL_ANGLE_TOL if optimizer == "jacobi" else _POLISHED_ANGLE_TOL)
+            ),
             max_iter=int(self.max_iter),
             tol=float(self.tol),
         )
@@ -309,7 +338,6 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             if best is None or result.loss < best.loss:
                 best = result
         self._store(best, K, mean, X.dtype)
-        self.scale_ = "standardized" if cfg.standardize else "kernel"
         if not best.converged:
             self._warn_not_converged(cfg.optimizer)
         return X

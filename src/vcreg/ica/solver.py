@@ -49,6 +49,7 @@ class SolverConfig:
     tol: float
     holdout_check: bool = False  # keep the last polish only if it generalises (see optimise)
     standardize: bool = False  # random features standardised over the samples (RandomFeatures)
+    variance_floor: float = 0.0  # added to their variance, in units of 1/m (RandomFeatures)
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,22 @@ def _rotation_cost(Zi, Zj, Ri, Rj, Zrest=None, Rrest=None) -> torch.Tensor:
     return cost
 
 
-def _refine(cost: torch.Tensor, step: float) -> tuple[float, float]:
-    """Best grid angle of ``cost`` (T,), refined by the parabola through it and its two
-    (cyclic: the cost is ≈ π/2-periodic) neighbours; returns (angle in (−π/4, π/4], gain)."""
-    T = cost.shape[0]
-    b = int(torch.argmin(cost))
-    lo, mid, hi = (float(cost[(b + d) % T]) for d in (-1, 0, 1))
-    curv = lo - 2 * mid + hi
-    shift = min(max(0.5 * (lo - hi) / curv, -0.5), 0.5) if curv > 0 else 0.0
-    theta = (b + shift) * step
-    return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(cost[0]) - mid
+def _refine(cost: torch.Tensor, step: float, oversample: int = 32) -> tuple[float, float]:
+    """Minimum of the trigonometric interpolant of ``cost`` (T,) sampled at ``θ_t = t·step`` over
+    one period ``[0, π/2)`` (the cost is ≈ π/2-periodic), located on a grid ``oversample`` times
+    finer (coarse-to-fine at no extra evaluation); returns (angle in (−π/4, π/4], gain over
+    ``θ = 0``). For even T the Nyquist coefficient is split between ±T/2 (the real
+    interpolant). Measured against the parabola through the best grid point and its
+    neighbours (docs/sections/ica.md): d = 10, n = 1000, Laplace median Amari 0.046 → 0.036."""
+    c = cost.detach().double().cpu().numpy()
+    T = c.shape[0]
+    spec = np.fft.rfft(c)
+    if T % 2 == 0:
+        spec[-1] /= 2
+    fine = np.fft.irfft(spec, n=T * oversample) * oversample
+    b = int(np.argmin(fine))
+    theta = b * step / oversample
+    return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(c[0] - fine[b])
 
 
 def jacobi_sweeps(
@@ -106,8 +113,8 @@ def jacobi_sweeps(
     For every pair ``(i, j)`` of outputs of ``Y = x·w`` the rotation ``(y_i, y_j) ←
     (c·y_i + s·y_j, −s·y_i + c·y_j)`` is scored on a grid of ``n_angles`` angles ``θ ∈ [0, π/2)``
     (``θ = 0`` = no change; the contrast is ≈ π/2-periodic: a π/2 rotation only permutes and
-    flips the two outputs), vectorised over the angles; the best grid angle is refined by the
-    parabola through its neighbours' costs (coarse-to-fine at no extra evaluation) and applied.
+    flips the two outputs), vectorised over the angles; the rotation applied is the minimum of
+    the costs' trigonometric interpolant (:func:`_refine`).
     ``feats`` is the frozen feature map (:class:`~vcreg.ica.contrast.RandomFeatures`).
 
     ``pair_only=True`` (used by :class:`VCRegICA`) scores the pair's own debiased block
@@ -275,7 +282,9 @@ def holdout_iterations(x: torch.Tensor, q: torch.Tensor, g, cfg: SolverConfig, s
 def _make_map(cfg: SolverConfig, k: int, bandwidth: float, seed: int, device) -> torch.nn.Module:
     if cfg.projector == "random-features" and cfg.objective == "pairwise":
         scales = tuple(bandwidth * s for s in cfg.kernel_scales)
-        return RandomFeatures(k, cfg.width, scales, seed, cfg.standardize).to(device)
+        return RandomFeatures(k, cfg.width, scales, seed, cfg.standardize, cfg.variance_floor).to(
+            device
+        )
     return make_projector(cfg.projector, k, cfg.width, bandwidth, seed, cfg.depth).to(device)
 
 
@@ -305,7 +314,7 @@ def optimise(
         if cfg.optimizer != "lbfgs":
             sweep_scales = tuple(bw * s for s in cfg.sweep_scales)
             sweep_map = RandomFeatures(
-                k, cfg.sweep_width, sweep_scales, int(seed), cfg.standardize
+                k, cfg.sweep_width, sweep_scales, int(seed), cfg.standardize, cfg.variance_floor
             ).to(device)
             q, sweeps, converged = jacobi_sweeps(
                 x_warm,
