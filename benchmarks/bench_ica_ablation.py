@@ -1,20 +1,26 @@
-"""Ablations of VCRegICA's small-sample rules, on the benchmark's problems (median Amari).
+"""Ablations of VCRegICA's defaults, on the benchmark's problems (median Amari).
 
     .venv/bin/python benchmarks/bench_ica_ablation.py --d 10 --families uniform mixed laplace
-    .venv/bin/python benchmarks/bench_ica_ablation.py --d 20 --families laplace uniform
+    .venv/bin/python benchmarks/bench_ica_ablation.py --d 20 --seeds 1 --families laplace uniform
 
-Variants (each a change of the resolved ``SolverConfig`` of the default estimator):
-``default``; ``no-holdout`` (the last polish always runs to ``tol``); ``lean-sweeps`` (the Jacobi
-sweeps with 16 features of one bandwidth instead of the rich contrast's features);
-``holdout-fit=F`` (the hold-out polish fits a share F of the samples instead of
-``solver.HOLDOUT_FIT``). Problems: ``make_ica_problem(family, n, d, cond, seed)`` for both
-conditionings and ``--seeds`` seeds, ``VCRegICA(random_state=seed)``; single-threaded.
+Variants (each a change of the resolved ``SolverConfig`` of the default estimator, or of one
+solver function): ``default``; ``kernel`` (``scale="kernel"``: kernel-amplitude features, the
+method before standardized features); ``no-floor`` (standardized features without the variance
+floor of the few-samples regime); ``wide-scales`` (bandwidth multipliers ×(0.5, 1, 2, 4) for
+unfloored standardized features instead of ×(0.25, 0.5, 1, 2)); ``polish`` (sweeps to
+``angle_tol=0.1``, then the quasi-Newton polish with hold-out early stopping: the default before
+the sweeps-only rule for few samples per parameter); ``loose-sweeps`` (sweeps only, but stopped
+at ``angle_tol=0.1``); ``parabola`` (the sweeps' angle refined by the parabola through the best
+grid angle and its neighbours instead of the trigonometric interpolant). Problems:
+``make_ica_problem(family, n, d, cond, seed)`` for both conditionings and ``--seeds`` seeds,
+``VCRegICA(random_state=seed)``; single-threaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -26,24 +32,54 @@ import torch  # noqa: E402
 
 from vcreg.ica import VCRegICA, amari_distance, make_ica_problem, solver  # noqa: E402
 
+VARIANTS = (
+    "default",
+    "kernel",
+    "no-floor",
+    "wide-scales",
+    "polish",
+    "loose-sweeps",
+    "parabola",
+)
+
 
 class _Variant(VCRegICA):
     variant = "default"
 
     def _resolve_params(self, n_samples, n_features):
         k, cfg = super()._resolve_params(n_samples, n_features)
-        if self.variant == "no-holdout":
-            cfg = dataclasses.replace(cfg, holdout_check=False)
-        elif self.variant == "lean-sweeps":
-            cfg = dataclasses.replace(cfg, sweep_width=16, sweep_scales=(1.0,))
+        v, replace = self.variant, dataclasses.replace
+        if v == "no-floor":
+            cfg = replace(cfg, variance_floor=0.0)
+        elif v == "wide-scales" and cfg.standardize and cfg.variance_floor == 0.0:
+            if len(cfg.kernel_scales) > 1:
+                wide = (0.5, 1.0, 2.0, 4.0)
+                cfg = replace(cfg, kernel_scales=wide, sweep_scales=wide)
+        elif v == "polish" and cfg.optimizer == "jacobi":
+            cfg = replace(cfg, optimizer="jacobi+lbfgs", holdout_check=True, angle_tol=0.1)
+        elif v == "loose-sweeps" and cfg.optimizer == "jacobi":
+            cfg = replace(cfg, angle_tol=0.1)
         return k, cfg
+
+
+def _refine_parabola(cost: torch.Tensor, step: float) -> tuple[float, float]:
+    """The previous angle refinement: parabola through the best grid angle and its (cyclic)
+    neighbours."""
+    T = cost.shape[0]
+    b = int(torch.argmin(cost))
+    lo, mid, hi = (float(cost[(b + d) % T]) for d in (-1, 0, 1))
+    curv = lo - 2 * mid + hi
+    shift = min(max(0.5 * (lo - hi) / curv, -0.5), 0.5) if curv > 0 else 0.0
+    theta = (b + shift) * step
+    return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(cost[0]) - mid
 
 
 def run(variant: str, family: str, d: int, n: int, seeds: int) -> tuple[np.ndarray, int, float]:
     _Variant.variant = variant
-    fit_share = solver.HOLDOUT_FIT
-    if variant.startswith("holdout-fit="):
-        solver.HOLDOUT_FIT = float(variant.split("=")[1])
+    refine = solver._refine
+    if variant == "parabola":
+        solver._refine = _refine_parabola
+    kwargs = {"scale": "kernel"} if variant == "kernel" else {}
     amari, polished, t0 = [], 0, time.process_time()
     try:
         for seed in range(seeds):
@@ -51,11 +87,11 @@ def run(variant: str, family: str, d: int, n: int, seeds: int) -> tuple[np.ndarr
                 _, A, X = make_ica_problem(family, n, d, cond, random_state=seed)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    est = _Variant(random_state=seed).fit(X)
+                    est = _Variant(random_state=seed, **kwargs).fit(X)
                 amari.append(amari_distance(est.components_, A))
                 polished += est.polished_
     finally:
-        solver.HOLDOUT_FIT = fit_share
+        solver._refine = refine
     return np.asarray(amari), polished, time.process_time() - t0
 
 
@@ -65,9 +101,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--families", nargs="+", default=["uniform", "mixed", "laplace"])
-    ap.add_argument(
-        "--variants", nargs="+", default=["default", "no-holdout", "lean-sweeps", "holdout-fit=0.5"]
-    )
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(f"d = {a.d}, n = {a.n}, {2 * a.seeds} problems per family")

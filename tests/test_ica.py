@@ -168,6 +168,7 @@ def test_standardized_features_contrast_is_squared_correlations():
     want = sum((corr[i, j] ** 2).sum() - (r[:, i] * r[:, j]).sum() / (n - 1) ** 2 for i, j in off)
     value, grad = feats.value_and_grad(y)
     assert float(value) == pytest.approx(want / len(off), rel=1e-10)
+    assert feats._arg(y.T).is_contiguous()  # samples innermost even for a transposed view
     yg = y.clone().requires_grad_()
     _pairwise_blocks(feats(yg), k, m).backward()
     torch.testing.assert_close(grad, yg.grad, rtol=1e-8, atol=1e-14)
@@ -281,7 +282,7 @@ def test_holdout_early_stopping_keeps_a_polish_that_generalises():
 
 
 def test_auto_optimizer_rule_and_standardized_gain_on_heavy_tails():
-    """optimizer="auto": the sweeps only (to angle_tol 0.01) with < 50 samples per rotation
+    """optimizer="auto": the sweeps only with < 50 samples per rotation
     parameter when they see every sample, else sweeps + polish; on heavy-tailed sources the
     standardized contrast (default scale) is the better one."""
     _, _, X = make_ica_problem("laplace", 600, 8, "well", random_state=0)  # 600 < 50·28
