@@ -6,12 +6,12 @@
 Variants (each a change of the resolved ``SolverConfig`` of the default estimator, or of one
 solver function): ``default``; ``kernel`` (``scale="kernel"``: kernel-amplitude features, the
 method before standardized features); ``no-floor`` (standardized features without the variance
-floor of the few-samples regime); ``wide-scales`` (bandwidth multipliers ×(0.5, 1, 2, 4) for
-unfloored standardized features instead of ×(0.25, 0.5, 1, 2)); ``polish`` (sweeps to
-``angle_tol=0.1``, then the quasi-Newton polish with hold-out early stopping: the default before
-the sweeps-only rule for few samples per parameter); ``loose-sweeps`` (sweeps only, but stopped
-at ``angle_tol=0.1``); ``parabola`` (the sweeps' angle refined by the parabola through the best
-grid angle and its neighbours instead of the trigonometric interpolant). Problems:
+floor of the few-samples regime); ``floor-always`` (that floor, λ = 0.3, with many samples too);
+``wide-scales`` (bandwidth multipliers ×(0.5, 1, 2, 4) for unfloored standardized features
+instead of ×(0.25, 0.5, 1, 2)); ``polish`` (with few samples per parameter, the sweeps followed
+by the quasi-Newton polish with hold-out early stopping, the default before the sweeps-only
+rule); ``parabola`` (the sweeps' angle refined by the parabola through the best grid angle and
+its neighbours instead of the trigonometric interpolant). Problems:
 ``make_ica_problem(family, n, d, cond, seed)`` for both conditionings and ``--seeds`` seeds,
 ``VCRegICA(random_state=seed)``; single-threaded.
 """
@@ -36,9 +36,9 @@ VARIANTS = (
     "default",
     "kernel",
     "no-floor",
+    "floor-always",
     "wide-scales",
     "polish",
-    "loose-sweeps",
     "parabola",
 )
 
@@ -51,14 +51,14 @@ class _Variant(VCRegICA):
         v, replace = self.variant, dataclasses.replace
         if v == "no-floor":
             cfg = replace(cfg, variance_floor=0.0)
+        elif v == "floor-always":
+            cfg = replace(cfg, variance_floor=0.3)
         elif v == "wide-scales" and cfg.standardize and cfg.variance_floor == 0.0:
             if len(cfg.kernel_scales) > 1:
                 wide = (0.5, 1.0, 2.0, 4.0)
                 cfg = replace(cfg, kernel_scales=wide, sweep_scales=wide)
         elif v == "polish" and cfg.optimizer == "jacobi":
-            cfg = replace(cfg, optimizer="jacobi+lbfgs", holdout_check=True, angle_tol=0.1)
-        elif v == "loose-sweeps" and cfg.optimizer == "jacobi":
-            cfg = replace(cfg, angle_tol=0.1)
+            cfg = replace(cfg, optimizer="jacobi+lbfgs", holdout_check=True)
         return k, cfg
 
 

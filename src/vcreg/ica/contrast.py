@@ -138,7 +138,7 @@ class RandomFeatures(torch.nn.Module):
         # (..., n) -> (..., m, n): samples innermost, so that the sums over features and the
         # broadcasts run along contiguous memory (measured 2x faster than (..., n, m)). The
         # broadcast keeps the layout of its input, so a transposed ``y.T`` is copied first: as a
-        # view it put the samples outermost (value and gradient at d = 10, n = 10,000: 108 -> 42 ms).
+        # view it put the samples outermost (the cache-unfriendly layout at n = 10,000).
         v = v.contiguous()
         return (v.unsqueeze(-2) * self.omega[:, None]).add_(self.phase[:, None])
 

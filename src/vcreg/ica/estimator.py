@@ -36,8 +36,9 @@ _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 # n = 10,000 as accurate, 4x cheaper).
 _RICH_WIDTH, _RICH_SCALES, _LEAN_WIDTH = 64, (0.5, 1.0, 2.0, 4.0), 16
 # standardized without a variance floor up-weights the near-linear low-frequency features: one
-# octave lower is better (d = 5, n = 1000, median Amari Student-t(3) 0.034 -> 0.032, Laplace
-# 0.028 -> 0.028, uniform 0.022 -> 0.020, bimodal 0.019 -> 0.017)
+# octave lower is better (bench_ica_ablation.py --d 5, variant wide-scales -> default: median
+# Amari Student-t(3) 0.034 -> 0.032, Laplace 0.028 -> 0.028, uniform 0.022 -> 0.020, bimodal
+# 0.019 -> 0.017)
 _RICH_SCALES_STANDARDIZED = (0.25, 0.5, 1.0, 2.0)
 _RICH_BUDGET = 4e5  # n·k² up to which the rich contrast is the default
 _MIN_MULTI_WIDTH = 48  # fewer features split over four bandwidths measured worse than one
@@ -48,9 +49,9 @@ _SWEEP_WIDTH = 16
 # (when they see every sample), a polish is stopped early by the contrast of held-out samples
 # (solver.holdout_iterations), and standardized features get a variance floor
 _HOLDOUT_SAMPLES_PER_PARAM = 50
-# λ of the standardized features there (d = 20, n = 1000 uniform, sweeps only: median Amari
-# 0.069 with λ = 0, 0.023 with 0.3); with many samples λ = 0 is better (d = 10, n = 10,000
-# Student-t(3): 0.009 with 0, 0.012 with 0.3)
+# λ of the standardized features there (bench_ica_ablation.py, d = 20, n = 1000 uniform: median
+# Amari 0.151 with λ = 0, 0.023 with 0.3); with many samples λ = 0 is better (d = 10,
+# n = 10,000 Student-t(3): 0.009 with 0, 0.012 with 0.3)
 _FEW_SAMPLES_VARIANCE_FLOOR = 0.3
 
 
@@ -89,7 +90,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             (the kernel amplitude ``sqrt(2/m)``: the blocks are covariances, the contrast the
             random-feature HSIC; the method before this option). Ignored by the MLP projector.
             Measured in docs/sections/ica.md (d = 10, n = 10,000, Student-t(3): median Amari
-            0.014 kernel, 0.009 standardized; d = 20, n = 1000 uniform: 0.069 with λ = 0, 0.023
+            0.014 kernel, 0.009 standardized; d = 20, n = 1000 uniform: 0.151 with λ = 0, 0.023
             with λ = 0.3).
         objective: ``"pairwise"`` (cross-output blocks only), ``"covariance"`` (full ``c(g(Y))``)
             or ``"auto"`` (pairwise for random features, covariance for the MLP).
@@ -107,7 +108,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             covariance objective ``"lbfgs"``: the sweeps need the pairwise blocks). With few
             samples per parameter the polish of the total contrast fits the noise of its
             ``k(k−1)/2`` block estimates, while the sweeps minimise each pair's own block
-            (d = 20, n = 1000, Laplace seed 0: Amari 0.30 polished, 0.03 sweeps only). The
+            (d = 20, n = 1000, Laplace seed 0: Amari up to 0.29 polished, 0.030 sweeps only). The
             polish is dense BFGS with Armijo backtracking in the ``k(k−1)/2`` rotation
             coordinates (the names are kept from its L-BFGS days).
         n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step; the rotation
