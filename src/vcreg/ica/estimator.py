@@ -229,52 +229,18 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             )
         if self.whiten is False and k != n_features:
             raise ValueError("whiten=False requires n_components == n_features")
-        objective = self.objective
-        if objective == "auto":
-            objective = "pairwise" if self.projector == "random-features" else "covariance"
-        if objective == "pairwise" and self.projector != "random-features":
-            raise ValueError(
-                "objective='pairwise' needs projector='random-features' (the MLP projector mixes "
-                "outputs, so its covariance has no per-output blocks); use objective='covariance'"
-            )
         few = n_samples < _HOLDOUT_SAMPLES_PER_PARAM * k * (k - 1) / 2
-        optimizer = self.optimizer
-        if optimizer == "auto":
-            # sweeps only where they see every sample and a polish would fit noise
-            all_in_sweeps = self.max_warmup_samples is None or n_samples <= self.max_warmup_samples
-            sweeps_only = few and all_in_sweeps
-            optimizer = (
-                ("jacobi" if sweeps_only else "jacobi+lbfgs")
-                if objective == "pairwise"
-                else "lbfgs"
-            )
-        if optimizer != "lbfgs" and objective != "pairwise":
-            raise ValueError(
-                f"optimizer={optimizer!r} needs objective='pairwise' (random-feature projector); "
-                "use optimizer='lbfgs'"
-            )
-        rich = n_samples * k**2 <= _RICH_BUDGET
-        width = self.width
-        if width is None:
-            width = (
-                (_RICH_WIDTH if rich else _LEAN_WIDTH)
-                if self.projector == "random-features"
-                else 512
-            )
-        scales = self.kernel_scales
-        if scales is None:
-            lower = self.scale == "standardized" and not few
-            rich_scales = _RICH_SCALES_STANDARDIZED if lower else _RICH_SCALES
-            scales = rich_scales if width >= _MIN_MULTI_WIDTH else (1.0,)
+        objective, optimizer = self._resolve_method(n_samples, few)
+        width, scales = self._resolve_features(n_samples, k, few)
         multi = len(scales) > 1 or width >= _MIN_MULTI_WIDTH
         cfg = SolverConfig(
             projector=self.projector,
             width=int(width),
             depth=int(self.depth),
             bandwidths=_bandwidths(self.bandwidth),
-            kernel_scales=_bandwidths(scales, "kernel_scales"),
+            kernel_scales=scales,
             sweep_width=int(width) if multi else _SWEEP_WIDTH,
-            sweep_scales=_bandwidths(scales, "kernel_scales") if multi else (1.0,),
+            sweep_scales=scales if multi else (1.0,),
             holdout_check=few and optimizer == "jacobi+lbfgs",
             standardize=self.scale == "standardized" and self.projector == "random-features",
             variance_floor=_FEW_SAMPLES_VARIANCE_FLOOR if few else 0.0,
@@ -287,6 +253,47 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             tol=float(self.tol),
         )
         return k, cfg
+
+    def _resolve_method(self, n_samples: int, few: bool) -> tuple[str, str]:
+        """``objective`` and ``optimizer`` with ``"auto"`` resolved (``few``: fewer than 50
+        samples per rotation parameter); raises on combinations that cannot work."""
+        objective = self.objective
+        if objective == "auto":
+            objective = "pairwise" if self.projector == "random-features" else "covariance"
+        if objective == "pairwise" and self.projector != "random-features":
+            raise ValueError(
+                "objective='pairwise' needs projector='random-features' (the MLP projector mixes "
+                "outputs, so its covariance has no per-output blocks); use objective='covariance'"
+            )
+        optimizer = self.optimizer
+        if optimizer == "auto" and objective != "pairwise":
+            optimizer = "lbfgs"
+        elif optimizer == "auto":
+            # sweeps only where they see every sample and a polish would fit noise
+            cap = self.max_warmup_samples
+            optimizer = "jacobi" if few and (cap is None or n_samples <= cap) else "jacobi+lbfgs"
+        if optimizer != "lbfgs" and objective != "pairwise":
+            raise ValueError(
+                f"optimizer={optimizer!r} needs objective='pairwise' (random-feature projector); "
+                "use optimizer='lbfgs'"
+            )
+        return objective, optimizer
+
+    def _resolve_features(self, n_samples: int, k: int, few: bool) -> tuple[int, tuple[float, ...]]:
+        """Features per output and bandwidth multipliers of the contrast, defaults resolved."""
+        width = self.width
+        if width is None:
+            rich = n_samples * k**2 <= _RICH_BUDGET
+            if self.projector != "random-features":
+                width = 512
+            else:
+                width = _RICH_WIDTH if rich else _LEAN_WIDTH
+        scales = self.kernel_scales
+        if scales is None:
+            lower = self.scale == "standardized" and not few
+            rich_scales = _RICH_SCALES_STANDARDIZED if lower else _RICH_SCALES
+            scales = rich_scales if width >= _MIN_MULTI_WIDTH else (1.0,)
+        return int(width), _bandwidths(scales, "kernel_scales")
 
     # ------------------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
