@@ -11,7 +11,8 @@ floor of the few-samples regime); ``floor-always`` (that floor, λ = 0.3, with m
 instead of ×(0.25, 0.5, 1, 2)); ``polish`` (with few samples per parameter, the sweeps followed
 by the quasi-Newton polish with hold-out early stopping, the default before the sweeps-only
 rule); ``parabola`` (the sweeps' angle refined by the parabola through the best grid angle and
-its neighbours instead of the trigonometric interpolant). Problems:
+its neighbours instead of the trigonometric interpolant); ``restarts=3`` (``n_restarts=3``: the
+lowest final contrast of three random starts). Problems:
 ``make_ica_problem(family, n, d, cond, seed)`` for both conditionings and ``--seeds`` seeds,
 ``VCRegICA(random_state=seed)``; single-threaded.
 """
@@ -40,6 +41,7 @@ VARIANTS = (
     "wide-scales",
     "polish",
     "parabola",
+    "restarts=3",
 )
 
 
@@ -80,6 +82,8 @@ def run(variant: str, family: str, d: int, n: int, seeds: int) -> tuple[np.ndarr
     if variant == "parabola":
         solver._refine = _refine_parabola
     kwargs = {"scale": "kernel"} if variant == "kernel" else {}
+    if variant == "restarts=3":
+        kwargs = {"n_restarts": 3}
     amari, polished, t0 = [], 0, time.process_time()
     try:
         for seed in range(seeds):
