@@ -7,6 +7,7 @@ Variants (each a change of the resolved ``SolverConfig`` of the default estimato
 solver function): ``default``; ``kernel`` (``scale="kernel"``: kernel-amplitude features, the
 method before standardized features); ``no-floor`` (standardized features without the variance
 floor of the few-samples regime); ``floor-always`` (that floor, λ = 0.3, with many samples too);
+``floor=L`` (the floor λ = L instead of 0.3 where it applies);
 ``wide-scales`` (bandwidth multipliers ×(0.5, 1, 2, 4) for unfloored standardized features
 instead of ×(0.25, 0.5, 1, 2)); ``polish`` (with few samples per parameter, the sweeps followed
 by the quasi-Newton polish with hold-out early stopping, the default before the sweeps-only
@@ -55,6 +56,8 @@ class _Variant(VCRegICA):
             cfg = replace(cfg, variance_floor=0.0)
         elif v == "floor-always":
             cfg = replace(cfg, variance_floor=0.3)
+        elif v.startswith("floor=") and cfg.variance_floor > 0:
+            cfg = replace(cfg, variance_floor=float(v.split("=")[1]))
         elif v == "wide-scales" and cfg.standardize and cfg.variance_floor == 0.0:
             if len(cfg.kernel_scales) > 1:
                 wide = (0.5, 1.0, 2.0, 4.0)
@@ -105,8 +108,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--families", nargs="+", default=["uniform", "mixed", "laplace"])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"{VARIANTS} or floor=L")
     a = ap.parse_args()
+    unknown = [v for v in a.variants if v not in VARIANTS and not v.startswith("floor=")]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; choose from {VARIANTS} or floor=L")
     torch.set_num_threads(1)
     print(f"d = {a.d}, n = {a.n}, {2 * a.seeds} problems per family")
     print("| variant | family | median Amari | max | fits > 0.3 | polish kept | CPU s |")
