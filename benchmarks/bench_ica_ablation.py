@@ -6,8 +6,8 @@
 Variants (each a change of the resolved ``SolverConfig`` of the default estimator, or of one
 solver function): ``default``; ``kernel`` (``scale="kernel"``: kernel-amplitude features, the
 method before standardized features); ``no-floor`` (standardized features without the variance
-floor of the few-samples regime); ``floor-always`` (that floor, λ = 0.3, with many samples too);
-``floor=L`` (the floor λ = L instead of 0.3 where it applies);
+floor of the few-samples regime); ``floor-always`` (that floor with many samples too);
+``floor=L`` (the floor λ = L instead of the default where it applies);
 ``wide-scales`` (bandwidth multipliers ×(0.5, 1, 2, 4) for unfloored standardized features
 instead of ×(0.25, 0.5, 1, 2)); ``polish`` (with few samples per parameter, the sweeps followed
 by the quasi-Newton polish with hold-out early stopping, the default before the sweeps-only
@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vcreg.ica import VCRegICA, amari_distance, make_ica_problem, solver  # noqa: E402
+from vcreg.ica import VCRegICA, amari_distance, estimator, make_ica_problem, solver  # noqa: E402
 
 VARIANTS = (
     "default",
@@ -55,7 +55,7 @@ class _Variant(VCRegICA):
         if v == "no-floor":
             cfg = replace(cfg, variance_floor=0.0)
         elif v == "floor-always":
-            cfg = replace(cfg, variance_floor=0.3)
+            cfg = replace(cfg, variance_floor=estimator._FEW_SAMPLES_VARIANCE_FLOOR)
         elif v.startswith("floor=") and cfg.variance_floor > 0:
             cfg = replace(cfg, variance_floor=float(v.split("=")[1]))
         elif v == "wide-scales" and cfg.standardize and cfg.variance_floor == 0.0:
@@ -79,7 +79,7 @@ def _refine_parabola(cost: torch.Tensor, step: float) -> tuple[float, float]:
     return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(cost[0]) - mid
 
 
-def run(variant: str, family: str, d: int, n: int, seeds: int) -> tuple[np.ndarray, int, float]:
+def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.ndarray, int, float]:
     _Variant.variant = variant
     refine = solver._refine
     if variant == "parabola":
@@ -89,7 +89,7 @@ def run(variant: str, family: str, d: int, n: int, seeds: int) -> tuple[np.ndarr
         kwargs = {"n_restarts": 3}
     amari, polished, t0 = [], 0, time.process_time()
     try:
-        for seed in range(seeds):
+        for seed in seeds:
             for cond in ("well", "ill"):
                 _, A, X = make_ica_problem(family, n, d, cond, random_state=seed)
                 with warnings.catch_warnings():
@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=10)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … +seeds−1")
     ap.add_argument("--families", nargs="+", default=["uniform", "mixed", "laplace"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"{VARIANTS} or floor=L")
     a = ap.parse_args()
@@ -114,12 +115,15 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {VARIANTS} or floor=L")
     torch.set_num_threads(1)
-    print(f"d = {a.d}, n = {a.n}, {2 * a.seeds} problems per family")
+    print(
+        f"d = {a.d}, n = {a.n}, seeds {a.first_seed}–{a.first_seed + a.seeds - 1}: {2 * a.seeds} problems per family"
+    )
     print("| variant | family | median Amari | max | fits > 0.3 | polish kept | CPU s |")
     print("|---|---|---|---|---|---|---|")
     for v in a.variants:
         for fam in a.families:
-            r, pol, sec = run(v, fam, a.d, a.n, a.seeds)
+            seeds = range(a.first_seed, a.first_seed + a.seeds)
+            r, pol, sec = run(v, fam, a.d, a.n, seeds)
             print(
                 f"| {v} | {fam} | {np.median(r):.4f} | {r.max():.3f} | {(r > 0.3).sum()} "
                 f"| {pol}/{r.size} | {sec:.1f} |",

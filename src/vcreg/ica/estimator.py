@@ -49,10 +49,11 @@ _SWEEP_WIDTH = 16
 # (when they see every sample), a polish is stopped early by the contrast of held-out samples
 # (solver.holdout_iterations), and standardized features get a variance floor
 _HOLDOUT_SAMPLES_PER_PARAM = 50
-# λ of the standardized features there (bench_ica_ablation.py, d = 20, n = 1000 uniform: median
-# Amari 0.151 with λ = 0, 0.023 with 0.3); with many samples λ = 0 is better (d = 10,
-# n = 10,000 Student-t(3): 0.009 with 0, 0.012 with 0.3)
-_FEW_SAMPLES_VARIANCE_FLOOR = 0.3
+# λ of the standardized features there (bench_ica_ablation.py, d = 20, n = 1000 uniform, 10
+# problems: median Amari 0.151 (2 problems) with λ = 0, 0.188 with 0.3, 0.056 with 1; d = 10
+# Student-t(3) 0.030 / 0.032 / 0.034); with many samples λ = 0 is better (d = 10, n = 10,000
+# Student-t(3): 0.009 with 0, 0.012 with 0.3)
+_FEW_SAMPLES_VARIANCE_FLOOR = 1.0
 
 
 class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -85,13 +86,13 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         scale: ``"standardized"`` (default: each random feature centred and divided by
             ``sqrt(σ² + λ/m)``, ``σ²`` its sample variance — the unit variance VICReg's variance
             term gives an embedding, so the contrast's blocks are squared correlations — with
-            ``λ = 0.3`` when there are fewer than 50 samples per rotation parameter
+            ``λ = 1`` when there are fewer than 50 samples per rotation parameter
             ``k(k−1)/2``, else 0; :class:`~vcreg.ica.contrast.RandomFeatures`) or ``"kernel"``
             (the kernel amplitude ``sqrt(2/m)``: the blocks are covariances, the contrast the
             random-feature HSIC; the method before this option). Ignored by the MLP projector.
             Measured in docs/sections/ica.md (d = 10, n = 10,000, Student-t(3): median Amari
-            0.014 kernel, 0.009 standardized; d = 20, n = 1000 uniform: 0.151 with λ = 0, 0.023
-            with λ = 0.3).
+            0.014 kernel, 0.009 standardized; d = 20, n = 1000 uniform: 0.188 with λ = 0.3,
+            0.056 with λ = 1).
         objective: ``"pairwise"`` (cross-output blocks only), ``"covariance"`` (full ``c(g(Y))``)
             or ``"auto"`` (pairwise for random features, covariance for the MLP).
         whiten: ``"unit-variance"`` (PCA whitening) or ``False`` (X is already white: only
