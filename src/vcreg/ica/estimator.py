@@ -52,7 +52,7 @@ _HOLDOUT_SAMPLES_PER_PARAM = 50
 # λ of the standardized features there (bench_ica_ablation.py, d = 20, n = 1000 uniform, 10
 # problems: median Amari 0.151 (2 problems) with λ = 0, 0.188 with 0.3, 0.056 with 1; d = 10
 # Student-t(3) 0.030 / 0.032 / 0.034); with many samples λ = 0 is better (d = 10, n = 10,000
-# Student-t(3): 0.009 with 0, 0.012 with 0.3)
+# Student-t(3): 0.009 with 0, 0.013 with 1)
 _FEW_SAMPLES_VARIANCE_FLOOR = 1.0
 
 
@@ -109,7 +109,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             covariance objective ``"lbfgs"``: the sweeps need the pairwise blocks). With few
             samples per parameter the polish of the total contrast fits the noise of its
             ``k(k−1)/2`` block estimates, while the sweeps minimise each pair's own block
-            (d = 20, n = 1000, Laplace seed 0: Amari up to 0.29 polished, 0.030 sweeps only). The
+            (d = 20, n = 1000, Laplace seed 0: Amari 0.33 polished, 0.030 sweeps only). The
             polish is dense BFGS with Armijo backtracking in the ``k(k−1)/2`` rotation
             coordinates (the names are kept from its L-BFGS days).
         n_angles: Givens angles per pair in ``[0, π/2)`` scored in each Jacobi step; the rotation
