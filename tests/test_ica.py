@@ -330,15 +330,24 @@ def test_holdout_check_runs_only_with_few_samples_per_parameter():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("family", "seed"), [("laplace", 1), ("uniform", 0)])
-@pytest.mark.parametrize("cond", ["well", "ill"])
-def test_d20_n1000_recovers_where_it_used_to_fail(family, seed, cond):
-    """Issue 12: before the rich sweeps and the hold-out early stopping, Laplace and uniform
-    d = 20, n = 1000 fits had median Amari 0.34 / 0.32 (16 of 42 benchmark fits > 0.3); these
-    cells measured 0.05-0.14. Not every cell is fixed: Laplace seed 0 measures 0.28 / 0.30 (the
-    benchmark's worst; docs/sections/ica.md)."""
+@pytest.mark.parametrize(
+    ("family", "seed", "cond", "bound"),
+    [
+        ("laplace", 0, "well", 0.06),
+        ("laplace", 0, "ill", 0.06),
+        ("laplace", 1, "well", 0.06),
+        ("uniform", 0, "ill", 0.06),
+        ("uniform", 1, "well", 0.15),
+    ],
+)
+def test_d20_n1000_recovers_where_it_used_to_fail(family, seed, cond, bound):
+    """Issue 12, d = 20, n = 1000 cells that failed before: Laplace seed 0 measured 0.28 / 0.30
+    with the polish (second round), uniform seed 1 0.33 with the variance floor λ = 0.3, the
+    others 0.05–0.14 in the first round; the benchmark now measures 0.030 / 0.030 / 0.033 /
+    0.024 / 0.087. Not every cell is good: uniform seed 3 measures 0.25–0.26, the worst i.i.d.
+    fit of the benchmark (docs/sections/ica.md)."""
     _, A, X = make_ica_problem(family, 1000, 20, cond, random_state=seed)
-    assert amari_distance(VCRegICA(random_state=seed).fit(X).components_, A) < 0.25
+    assert amari_distance(VCRegICA(random_state=seed).fit(X).components_, A) < bound
 
 
 def test_deterministic_dtypes_and_roundtrip():
