@@ -158,6 +158,20 @@ class RandomFeatures(torch.nn.Module):
         sd = (var + self.variance_floor * self.amplitude**2 / 2).clamp(_TINY_VARIANCE).sqrt()
         return z / sd, sd
 
+    def weighted(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(c̄, c̄², w)``: the centred cosines ``c̄`` (..., m, n) of ``v`` (..., n), without the
+        amplitude, their squares, and per-feature weights ``w`` (..., m) with
+        ``centred(v) = c̄·w`` (``w = a``, or ``1/sqrt(σ_c² + λ/2)`` with ``standardize``). The
+        weights are applied to the small (m × m) blocks instead of the (m, n) features: the
+        Jacobi sweeps' cost in four elementwise passes instead of eight."""
+        c = torch.cos_(self._arg(v))
+        c = c.sub_(c.mean(dim=-1, keepdim=True))
+        sq = c * c
+        if not self.standardize:
+            return c, sq, torch.full(c.shape[:-1], self.amplitude, dtype=c.dtype, device=c.device)
+        var = sq.sum(-1) / max(v.shape[-1] - 1, 1)
+        return c, sq, (var + self.variance_floor / 2).clamp(_TINY_VARIANCE).rsqrt()
+
     def centred(self, v: torch.Tensor) -> torch.Tensor:
         """Features of ``v`` (..., n), centred over the samples (standardised with
         ``standardize``): (..., m, n)."""
