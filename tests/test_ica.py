@@ -172,6 +172,10 @@ def test_standardized_features_contrast_is_squared_correlations():
     yg = y.clone().requires_grad_()
     _pairwise_blocks(feats(yg), k, m).backward()
     torch.testing.assert_close(grad, yg.grad, rtol=1e-8, atol=1e-14)
+    floored = RandomFeatures(k, m, (1.0,), seed=2, standardize=True, variance_floor=1.0).double()
+    yg = y.clone().requires_grad_()
+    _pairwise_blocks(floored(yg), k, m).backward()
+    torch.testing.assert_close(floored.value_and_grad(y)[1], yg.grad, rtol=1e-8, atol=1e-14)
     y[:, 1] = 0.5
     value, grad = feats.value_and_grad(y)
     assert torch.isfinite(value) and torch.isfinite(grad).all()
