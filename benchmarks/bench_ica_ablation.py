@@ -13,7 +13,10 @@ instead of ×(0.25, 0.5, 1, 2)); ``polish`` (with few samples per parameter, the
 by the quasi-Newton polish with hold-out early stopping, the default before the sweeps-only
 rule); ``parabola`` (the sweeps' angle refined by the parabola through the best grid angle and
 its neighbours instead of the trigonometric interpolant); ``restarts=3`` (``n_restarts=3``: the
-lowest final contrast of three random starts). Problems:
+lowest final contrast of three random starts); ``gradient-start`` (the polish's BFGS started
+from the scaled gradient instead of the sweeps' pair curvatures); ``no-step-stop`` (the polish
+stops on the contrast's decrease only, not also on a rotation step ≤ 10·tol);
+``angle-tol=X`` (``angle_tol=X``). Problems:
 ``make_ica_problem(family, n, d, cond, seed)`` for both conditionings and ``--seeds`` seeds,
 ``VCRegICA(random_state=seed)``; single-threaded.
 """
@@ -43,6 +46,8 @@ VARIANTS = (
     "polish",
     "parabola",
     "restarts=3",
+    "gradient-start",
+    "no-step-stop",
 )
 
 
@@ -81,12 +86,18 @@ def _refine_parabola(cost: torch.Tensor, step: float) -> tuple[float, float]:
 
 def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.ndarray, int, float]:
     _Variant.variant = variant
-    refine = solver._refine
+    refine, curvature, step_tol = solver._refine, solver._polish_curvature, solver.STEP_TOL_PER_TOL
     if variant == "parabola":
         solver._refine = _refine_parabola
+    if variant == "gradient-start":
+        solver._polish_curvature = lambda *args: None
+    if variant == "no-step-stop":
+        solver.STEP_TOL_PER_TOL = 0.0
     kwargs = {"scale": "kernel"} if variant == "kernel" else {}
     if variant == "restarts=3":
         kwargs = {"n_restarts": 3}
+    if variant.startswith("angle-tol="):
+        kwargs = {"angle_tol": float(variant.split("=")[1])}
     amari, polished, t0 = [], 0, time.process_time()
     try:
         for seed in seeds:
@@ -98,7 +109,8 @@ def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.nda
                 amari.append(amari_distance(est.components_, A))
                 polished += est.polished_
     finally:
-        solver._refine = refine
+        solver._refine, solver._polish_curvature = refine, curvature
+        solver.STEP_TOL_PER_TOL = step_tol
     return np.asarray(amari), polished, time.process_time() - t0
 
 
@@ -109,11 +121,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed … +seeds−1")
     ap.add_argument("--families", nargs="+", default=["uniform", "mixed", "laplace"])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"{VARIANTS} or floor=L")
+    ap.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), help=f"{VARIANTS}, floor=L, angle-tol=X"
+    )
     a = ap.parse_args()
-    unknown = [v for v in a.variants if v not in VARIANTS and not v.startswith("floor=")]
+    unknown = [
+        v for v in a.variants if v not in VARIANTS and not v.startswith(("floor=", "angle-tol="))
+    ]
     if unknown:
-        ap.error(f"unknown variants {unknown}; choose from {VARIANTS} or floor=L")
+        ap.error(f"unknown variants {unknown}; choose from {VARIANTS}, floor=L or angle-tol=X")
     torch.set_num_threads(1)
     print(
         f"d = {a.d}, n = {a.n}, seeds {a.first_seed}–{a.first_seed + a.seeds - 1}: {2 * a.seeds} problems per family"

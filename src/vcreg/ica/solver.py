@@ -229,6 +229,12 @@ def _rotate(q: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return q @ torch.linalg.matrix_exp(upper - upper.T)
 
 
+# the polish also stops when no rotation coordinate moves by more than this times ``tol``
+# radians: 1e-3 rad by default, far below the statistical error of an unmixing (~n^-1/2 rad;
+# 0.01 at n = 10,000)
+STEP_TOL_PER_TOL = 10.0
+
+
 def _bfgs(
     f, dim: int, max_iter: int, tol: float, callback=None, start=None, curvature=None
 ) -> tuple[torch.Tensor, int, bool, float]:
@@ -236,8 +242,8 @@ def _bfgs(
     inverse-Hessian estimate ``H`` is ``diag(1/curvature)`` when a positive diagonal curvature
     of ``f`` is given (the first step a diagonal Newton step), else the first step is the
     gradient scaled to unit ℓ1 length. Stops when an iteration decreases ``f`` by ``≤ tol``
-    (``f`` is relative to its start), moves no rotation coordinate by more than ``10·tol``
-    radians, or the line search finds no decrease (the noise floor of the estimate). ``start``: ``f(0)`` if already evaluated. Returns (θ, iterations, stopped
+    (``f`` is relative to its start), moves no rotation coordinate by more than
+    ``STEP_TOL_PER_TOL·tol`` radians, or the line search finds no decrease (the noise floor of the estimate). ``start``: ``f(0)`` if already evaluated. Returns (θ, iterations, stopped
     before max_iter, f(θ)); ``callback(θ)`` sees every accepted iterate."""
     theta = torch.zeros(dim, dtype=torch.float64)
     H = None if curvature is None else torch.diag(1.0 / curvature)
@@ -265,9 +271,7 @@ def _bfgs(
             Hy = H @ dg
             H = H - rho * (torch.outer(step, Hy) + torch.outer(Hy, step))
             H = H + (rho * rho * float(dg @ Hy) + rho) * torch.outer(step, step)
-        # a rotation of 10·tol radians (1e-3 by default) is far below the statistical error
-        # of an unmixing (~n^-1/2 rad; 0.01 at n = 10,000)
-        done = fx - fn <= tol or float(step.abs().max()) <= 10 * tol
+        done = fx - fn <= tol or float(step.abs().max()) <= STEP_TOL_PER_TOL * tol
         theta, fx, gx = theta + step, fn, gn
         if callback is not None:
             callback(theta)
