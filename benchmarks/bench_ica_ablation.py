@@ -13,10 +13,11 @@ instead of ×(0.25, 0.5, 1, 2)); ``polish`` (with few samples per parameter, the
 by the quasi-Newton polish with hold-out early stopping, the default before the sweeps-only
 rule); ``parabola`` (the sweeps' angle refined by the parabola through the best grid angle and
 its neighbours instead of the trigonometric interpolant); ``restarts=3`` (``n_restarts=3``: the
-lowest final contrast of three random starts); ``gradient-start`` (the polish's BFGS started
-from the scaled gradient instead of the sweeps' pair curvatures); ``no-step-stop`` (the polish
+lowest final contrast of three random starts); ``no-step-stop`` (the polish
 stops on the contrast's decrease only, not also on a rotation step ≤ 10·tol);
-``angle-tol=X`` (``angle_tol=X``). Problems:
+``angle-tol=X`` (``angle_tol=X``). Besides the accuracy, each row counts the cost of a fit in
+machine-independent units (Jacobi sweeps, evaluations of the full contrast with its gradient,
+hold-out evaluations included) next to its CPU seconds. Problems:
 ``make_ica_problem(family, n, d, cond, seed)`` for both conditionings and ``--seeds`` seeds,
 ``VCRegICA(random_state=seed)``; single-threaded.
 """
@@ -46,7 +47,6 @@ VARIANTS = (
     "polish",
     "parabola",
     "restarts=3",
-    "gradient-start",
     "no-step-stop",
 )
 
@@ -84,13 +84,30 @@ def _refine_parabola(cost: torch.Tensor, step: float) -> tuple[float, float]:
     return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(cost[0]) - mid
 
 
-def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.ndarray, int, float]:
+def _counting(contrast_fn, calls: list[int]):
+    """``solver._contrast_fn`` whose functions count their evaluations in ``calls[0]``."""
+
+    def make(*args, **kwargs):
+        f = contrast_fn(*args, **kwargs)
+
+        def counted(theta):
+            calls[0] += 1
+            return f(theta)
+
+        return counted
+
+    return make
+
+
+def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.ndarray, dict]:
+    """Amari distances of the variant's fits, and per-fit means of the polish's kept share,
+    sweeps, full contrast evaluations (value and gradient; machine-independent cost) and CPU s."""
     _Variant.variant = variant
-    refine, curvature, step_tol = solver._refine, solver._polish_curvature, solver.STEP_TOL_PER_TOL
+    refine, step_tol = solver._refine, solver.STEP_TOL_PER_TOL
+    contrast_fn, calls = solver._contrast_fn, [0]
+    solver._contrast_fn = _counting(contrast_fn, calls)
     if variant == "parabola":
         solver._refine = _refine_parabola
-    if variant == "gradient-start":
-        solver._polish_curvature = lambda *args: None
     if variant == "no-step-stop":
         solver.STEP_TOL_PER_TOL = 0.0
     kwargs = {"scale": "kernel"} if variant == "kernel" else {}
@@ -98,7 +115,7 @@ def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.nda
         kwargs = {"n_restarts": 3}
     if variant.startswith("angle-tol="):
         kwargs = {"angle_tol": float(variant.split("=")[1])}
-    amari, polished, t0 = [], 0, time.process_time()
+    amari, polished, sweeps, t0 = [], 0, 0, time.process_time()
     try:
         for seed in seeds:
             for cond in ("well", "ill"):
@@ -108,10 +125,18 @@ def run(variant: str, family: str, d: int, n: int, seeds: range) -> tuple[np.nda
                     est = _Variant(random_state=seed, **kwargs).fit(X)
                 amari.append(amari_distance(est.components_, A))
                 polished += est.polished_
+                sweeps += est.n_sweeps_
     finally:
-        solver._refine, solver._polish_curvature = refine, curvature
-        solver.STEP_TOL_PER_TOL = step_tol
-    return np.asarray(amari), polished, time.process_time() - t0
+        solver._refine = refine
+        solver.STEP_TOL_PER_TOL, solver._contrast_fn = step_tol, contrast_fn
+    fits = len(amari)
+    cost = dict(
+        polished=polished,
+        sweeps=sweeps / fits,
+        evaluations=calls[0] / fits,
+        cpu=(time.process_time() - t0) / fits,
+    )
+    return np.asarray(amari), cost
 
 
 def main() -> None:
@@ -131,18 +156,25 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {VARIANTS}, floor=L or angle-tol=X")
     torch.set_num_threads(1)
+    with warnings.catch_warnings():  # warm-up fit: torch's first calls are not the method's cost
+        warnings.simplefilter("ignore")
+        VCRegICA(random_state=0).fit(make_ica_problem("laplace", 200, 2, random_state=0)[2])
     print(
         f"d = {a.d}, n = {a.n}, seeds {a.first_seed}–{a.first_seed + a.seeds - 1}: {2 * a.seeds} problems per family"
     )
-    print("| variant | family | median Amari | max | fits > 0.3 | polish kept | CPU s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| variant | family | median Amari | max | fits > 0.3 | polish kept "
+        "| sweeps / fit | contrast evaluations / fit | CPU s / fit |"
+    )
+    print("|---" * 9 + "|")
     for v in a.variants:
         for fam in a.families:
             seeds = range(a.first_seed, a.first_seed + a.seeds)
-            r, pol, sec = run(v, fam, a.d, a.n, seeds)
+            r, c = run(v, fam, a.d, a.n, seeds)
             print(
                 f"| {v} | {fam} | {np.median(r):.4f} | {r.max():.3f} | {(r > 0.3).sum()} "
-                f"| {pol}/{r.size} | {sec:.1f} |",
+                f"| {c['polished']}/{r.size} | {c['sweeps']:.1f} | {c['evaluations']:.1f} "
+                f"| {c['cpu']:.2f} |",
                 flush=True,
             )
 

@@ -108,21 +108,6 @@ def _refine(cost: torch.Tensor, step: float, oversample: int = 32) -> tuple[floa
     return (theta - math.pi / 2 if theta > math.pi / 4 else theta), float(c[0] - fine[b])
 
 
-def _curvature(cost: torch.Tensor, step: float, theta: float) -> float:
-    """Second derivative at ``theta`` of the trigonometric interpolant of ``cost`` (T,) sampled
-    at ``t·step`` over the period π/2 (the interpolant of :func:`_refine`): with real DFT
-    coefficients ``ĉ_q``, ``f(θ) = Σ_q Re(ĉ_q e^{i·4qθ})·(2 − [q ∈ {0, T/2}])/T``."""
-    c = cost.detach().double().cpu().numpy()
-    T = c.shape[0]
-    spec = np.fft.rfft(c) / T
-    weight = np.full(spec.shape, 2.0)
-    weight[0] = 1.0
-    if T % 2 == 0:
-        weight[-1] = 1.0
-    freq = 2 * math.pi / (T * step) * np.arange(spec.shape[0])  # 4q for the period π/2
-    return float(-(weight * freq**2 * (spec * np.exp(1j * freq * theta)).real).sum())
-
-
 def jacobi_sweeps(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -151,10 +136,7 @@ def jacobi_sweeps(
 
     Sweeps stop when no pair improves by more than ``rel_tol`` (relative to the total contrast),
     when the largest rotation applied in a sweep is ``≤ angle_tol`` radians, or after
-    ``max_sweeps``. Returns ``(w, sweeps, converged, curvature)``, ``curvature`` (k(k−1)/2,) the
-    second derivative of each pair's cost at the angle applied in the last sweep
-    (:func:`_curvature`; pairs in ``torch.triu_indices`` order), in the cost's units; no
-    gradients.
+    ``max_sweeps``. Returns ``(w, sweeps, converged)``; no gradients.
     """
     n, k = x.shape
     w = w.clone()
@@ -168,19 +150,14 @@ def jacobi_sweeps(
     total = float(blocks.sum() - blocks.diagonal().sum()) / (k * (k - 1))  # the contrast
     threshold = rel_tol * max(abs(total), 1e-12) * (n - 1) ** 2 * k * (k - 1) / 2
     pairs = [(a, b) for a in range(k - 1) for b in range(a + 1, k)]
-    curvature = np.zeros(len(pairs))
     for sweep in range(1, max_sweeps + 1):
         max_angle = 0.0
-        for p, (i, j) in enumerate(pairs):
+        for i, j in pairs:
             yi, yj = cs * y[:, i] + sn * y[:, j], cs * y[:, j] - sn * y[:, i]  # (T, n)
             Pi, Pj = _pair_features(feats, yi), _pair_features(feats, yj)  # (T, m, n) ...
             rest = [r for r in range(k) if r != i and r != j] if not pair_only else []
-            cost = _rotation_cost(Pi, Pj, Z[rest], R[rest])
-            angle, gain = _refine(cost, step)
+            angle, gain = _refine(_rotation_cost(Pi, Pj, Z[rest], R[rest]), step)
             if angle == 0.0 or not gain > threshold:
-                angle = 0.0
-            curvature[p] = _curvature(cost, step, angle)
-            if angle == 0.0:
                 continue
             max_angle = max(max_angle, abs(angle))
             c, s = math.cos(angle), math.sin(angle)
@@ -190,8 +167,8 @@ def jacobi_sweeps(
                 Z[[i, j]] = feats.centred(y[:, [i, j]].T)
                 R[[i, j]] = Z[[i, j]].pow(2).sum(-2)
         if max_angle <= angle_tol:
-            return w, sweep, True, curvature
-    return w, max_sweeps, False, curvature
+            return w, sweep, True
+    return w, max_sweeps, False
 
 
 def _contrast_fn(x: torch.Tensor, q: torch.Tensor, g, objective: str, scale: float):
@@ -236,17 +213,16 @@ STEP_TOL_PER_TOL = 10.0
 
 
 def _bfgs(
-    f, dim: int, max_iter: int, tol: float, callback=None, start=None, curvature=None
+    f, dim: int, max_iter: int, tol: float, callback=None, start=None
 ) -> tuple[torch.Tensor, int, bool, float]:
-    """Dense BFGS from θ = 0 with Armijo backtracking (Nocedal & Wright, Alg. 6.1). The first
-    inverse-Hessian estimate ``H`` is ``diag(1/curvature)`` when a positive diagonal curvature
-    of ``f`` is given (the first step a diagonal Newton step), else the first step is the
-    gradient scaled to unit ℓ1 length. Stops when an iteration decreases ``f`` by ``≤ tol``
+    """Dense BFGS from θ = 0 with Armijo backtracking (Nocedal & Wright, Alg. 6.1; the first
+    step is the gradient scaled to unit ℓ1 length, then ``H`` = the BFGS inverse-Hessian
+    estimate). Stops when an iteration decreases ``f`` by ``≤ tol``
     (``f`` is relative to its start), moves no rotation coordinate by more than
     ``STEP_TOL_PER_TOL·tol`` radians, or the line search finds no decrease (the noise floor of the estimate). ``start``: ``f(0)`` if already evaluated. Returns (θ, iterations, stopped
     before max_iter, f(θ)); ``callback(θ)`` sees every accepted iterate."""
     theta = torch.zeros(dim, dtype=torch.float64)
-    H = None if curvature is None else torch.diag(1.0 / curvature)
+    H = None
     fx, gx = f(theta) if start is None else start
     for it in range(1, max_iter + 1):
         p = -(H @ gx) if H is not None else -gx * min(1.0, 1.0 / max(float(gx.abs().sum()), 1e-30))
@@ -287,22 +263,16 @@ def _polish(
     cfg: SolverConfig,
     max_iter: int | None = None,
     callback=None,
-    curvature: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, int, bool, float]:
     """BFGS of the contrast of ``x·q·expm(S(θ))`` from θ = 0, relative to its start value;
-    ``curvature``: an estimate of the diagonal of its Hessian (contrast units), used where
-    positive (:func:`_bfgs`). Returns (θ, iterations, stopped before the cap, contrast at θ)."""
+    returns (θ, iterations, stopped before the cap, contrast at θ)."""
     dim = q.shape[0] * (q.shape[0] - 1) // 2
     value, grad = _contrast_fn(x, q, g, cfg.objective, 1.0)(torch.zeros(dim))
     scale = abs(value) if value != 0 and math.isfinite(value) else 1.0  # tol: relative
     f = _contrast_fn(x, q, g, cfg.objective, scale)
     cap = cfg.max_iter if max_iter is None else max_iter
-    h = None
-    if curvature is not None and np.all(np.isfinite(curvature)) and np.median(curvature) > 0:
-        # a flat or concave pair (sample noise) gets a tenth of the median curvature
-        h = torch.as_tensor(np.maximum(curvature, 0.1 * np.median(curvature)) / scale)
-    start = (value / scale, grad / scale)
-    theta, iters, ok, fx = _bfgs(f, dim, cap, cfg.tol, callback, start, h)
+    start = (value / scale, grad / scale)  # the evaluation above: not repeated
+    theta, iters, ok, fx = _bfgs(f, dim, cap, cfg.tol, callback, start)
     return theta, iters, ok, fx * scale
 
 
@@ -340,19 +310,6 @@ def _make_map(cfg: SolverConfig, k: int, bandwidth: float, seed: int, device) ->
     return make_projector(cfg.projector, k, cfg.width, bandwidth, seed, cfg.depth).to(device)
 
 
-def _polish_curvature(cfg: SolverConfig, curvature, n_warm: int, k: int) -> np.ndarray | None:
-    """The sweeps' pair curvatures (:func:`jacobi_sweeps`) in units of the polish's contrast,
-    when both use the same features: a pair's cost is ``(n_w − 1)²`` times its block, counted
-    twice (blocks ``(i, j)`` and ``(j, i)``) in the mean over ``k(k−1)`` blocks. At the sources
-    the total contrast's Hessian in the rotation coordinates is diagonal in the population
-    (rotating ``(y_i, y_j)`` keeps both independent of every other output), so this is a
-    diagonal-Newton first step. ``None`` when there is no such estimate."""
-    same = (cfg.sweep_width, cfg.sweep_scales) == (cfg.width, cfg.kernel_scales)
-    if curvature is None or not same or cfg.objective != "pairwise":
-        return None
-    return 2.0 * curvature / ((n_warm - 1) ** 2 * k * (k - 1))
-
-
 def optimise(
     x_full: torch.Tensor,
     warm_idx: torch.Tensor | None,
@@ -372,7 +329,6 @@ def optimise(
     x_warm = x_full if warm_idx is None else x_full[warm_idx]
     dim = k * (k - 1) // 2
     n_iter, n_sweeps, converged, loss, polished = 0, 0, True, 0.0, cfg.optimizer != "jacobi"
-    curvature = None
     for stage, (bw, seed) in enumerate(zip(cfg.bandwidths, seeds, strict=True)):
         last = stage == len(cfg.bandwidths) - 1
         g = _make_map(cfg, k, bw, int(seed), device)
@@ -382,7 +338,7 @@ def optimise(
             sweep_map = RandomFeatures(
                 k, cfg.sweep_width, sweep_scales, int(seed), cfg.standardize, cfg.variance_floor
             ).to(device)
-            q, sweeps, converged, curvature = jacobi_sweeps(
+            q, sweeps, converged = jacobi_sweeps(
                 x_warm,
                 q,
                 sweep_map,
@@ -398,8 +354,7 @@ def optimise(
             polished = cap > 0
         loss = None
         if cfg.optimizer != "jacobi" and (polished or not last):
-            h = _polish_curvature(cfg, curvature, x_warm.shape[0], k)
-            theta, stage_iter, ok, loss = _polish(x, q, g, cfg, max_iter=cap, curvature=h)
+            theta, stage_iter, ok, loss = _polish(x, q, g, cfg, max_iter=cap)
             ok = ok or cap is not None  # stopped by the hold-out rule, not by the budget
             n_iter += stage_iter
             converged = converged and ok
