@@ -162,8 +162,8 @@ class RandomFeatures(torch.nn.Module):
         """``(c̄, c̄², w)``: the centred cosines ``c̄`` (..., m, n) of ``v`` (..., n), without the
         amplitude, their squares, and per-feature weights ``w`` (..., m) with
         ``centred(v) = c̄·w`` (``w = a``, or ``1/sqrt(σ_c² + λ/2)`` with ``standardize``). The
-        weights are applied to the small (m × m) blocks instead of the (m, n) features: the
-        Jacobi sweeps' cost in four elementwise passes instead of eight."""
+        weights are applied to the small (m × m) blocks instead of the (m, n) features, so the
+        Jacobi sweeps pass over the (m, n) features five times instead of eight."""
         c = torch.cos_(self._arg(v))
         c = c.sub_(c.mean(dim=-1, keepdim=True))
         sq = c * c

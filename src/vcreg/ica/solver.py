@@ -217,10 +217,11 @@ def _bfgs(
 ) -> tuple[torch.Tensor, int, bool, float]:
     """Dense BFGS from θ = 0 with Armijo backtracking (Nocedal & Wright, Alg. 6.1; the first
     step is the gradient scaled to unit ℓ1 length, then ``H`` = the BFGS inverse-Hessian
-    estimate). Stops when an iteration decreases ``f`` by ``≤ tol``
-    (``f`` is relative to its start), moves no rotation coordinate by more than
-    ``STEP_TOL_PER_TOL·tol`` radians, or the line search finds no decrease (the noise floor of the estimate). ``start``: ``f(0)`` if already evaluated. Returns (θ, iterations, stopped
-    before max_iter, f(θ)); ``callback(θ)`` sees every accepted iterate."""
+    estimate). Stops when an iteration decreases ``f`` by ``≤ tol`` (``f`` is relative to its
+    start), moves no rotation coordinate by more than ``STEP_TOL_PER_TOL·tol`` radians, or the
+    line search finds no decrease (the noise floor of the estimate). ``start``: ``f(0)`` if
+    already evaluated. Returns (θ, iterations, stopped before max_iter, f(θ));
+    ``callback(θ)`` sees every accepted iterate."""
     theta = torch.zeros(dim, dtype=torch.float64)
     H = None
     fx, gx = f(theta) if start is None else start
