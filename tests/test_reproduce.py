@@ -181,6 +181,26 @@ def test_cli_errors_and_help(tmp_path):
     assert res.exit_code != 0
 
 
+def test_second_writer_to_the_same_folder_is_refused(tmp_path):
+    """While one process holds the output folder (its lock), a second reproduction into it
+    stops at once with an error naming the folder, before writing anything; CLI: a clean
+    message, no traceback. After release the folder is usable again."""
+    from vcreg._lock import FolderLock, FolderLockedError
+
+    out = tmp_path / "rep"
+    with FolderLock(out, purpose="another vcreg reproduce"):
+        with pytest.raises(FolderLockedError, match="in use by another vcreg process"):
+            run_reproduction(preset="tiny", only="C1", out=out, device="cpu", progress=False)
+        res = CliRunner().invoke(
+            main, ["reproduce", "--preset", "tiny", "--only", "C1", "--out", str(out)]
+        )
+        assert res.exit_code == 1 and "in use by another vcreg process" in res.output
+        assert not isinstance(res.exception, FolderLockedError)  # handled, not a traceback
+        assert sorted(p.name for p in out.iterdir()) == [".vcreg.lock"]
+    results = run_reproduction(preset="tiny", only="C1", out=out, device="cpu", progress=False)
+    assert list(results["experiments"]) == ["C1"] and (out / "report.md").is_file()
+
+
 def test_full_preset_plans_without_running():
     """`--preset full` plans valid training configs (caught here, not 2 hours into a run)."""
     from vcreg.experiments.runner import EXPERIMENT_MODULES

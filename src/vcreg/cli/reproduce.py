@@ -46,6 +46,7 @@ def reproduce(
 
     Work is cached per experiment unit under OUT/cache, so an interrupted run resumes.
     """
+    from vcreg._lock import FolderLockedError
     from vcreg.experiments import parse_only, run_reproduction
 
     try:
@@ -66,7 +67,7 @@ def reproduce(
             progress=not no_progress,
             command=command if sys.argv[1:2] == ["reproduce"] else None,
         )
-    except ValueError as exc:
+    except (ValueError, FolderLockedError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"\nverdicts ({(time.time() - t0) / 60:.1f} min):")
     failed = []

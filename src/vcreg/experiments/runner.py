@@ -31,6 +31,7 @@ from typing import Any
 from vcreg import __version__
 from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
+from vcreg._lock import FolderLock
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
 from vcreg.experiments.report import (
@@ -294,13 +295,30 @@ def run_reproduction(
         force: recompute every unit even if cached.
         overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
 
-    Returns the content of ``results.json`` as a dict.
+    Returns the content of ``results.json`` as a dict. Raises
+    :class:`~vcreg._lock.FolderLockedError` at once if another vcreg process writes to ``out``
+    (two runs into one folder would interleave their cache and report files).
     """
     claims = parse_only(only)
     device = str(resolve_device(device))
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out_dir, purpose="vcreg reproduce"):
+        meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
+        return _reproduce(claims, settings, out_dir, device, meta, progress, log)
+
+
+def _reproduce(
+    claims: list[str],
+    settings: dict[str, Any],
+    out_dir: Path,
+    device: str,
+    meta: dict[str, Any],
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """:func:`run_reproduction` once its arguments are resolved and ``out_dir`` is locked."""
+    preset, force = meta["preset"], meta["force"]
     cache = UnitCache(out_dir / "cache", force=force)
     ctx = Context(
         out_dir=out_dir, device=device, settings=settings, dpi=50 if preset == "tiny" else 110
@@ -327,9 +345,9 @@ def run_reproduction(
 
     results = {
         "preset": preset,
-        "command": command,
+        "command": meta["command"],
         "claims": claims,
-        "seeds_override": seeds,
+        "seeds_override": meta["seeds_override"],
         "force": force,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": time.time() - started,
