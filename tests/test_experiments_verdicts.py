@@ -7,22 +7,27 @@ import pytest
 from scipy import stats
 
 from vcreg.experiments.verdicts import (
-    FRAGILE,
+    CHANGES,
     INCONCLUSIVE,
+    NOT_ASSESSABLE,
     NOT_SUPPORTED,
+    STABLE,
     SUPPORTED,
     Verdict,
     combine_verdicts,
     control_verdict,
     difference_verdict,
+    equivalence_verdict,
     fit_loglog_slope,
     flag_low_accuracy,
     identity_verdict,
+    not_assessable,
     partial_spearman,
     partial_trend_verdict,
     sensitivity_rows,
     slope_verdict,
     spearman_bootstrap,
+    stability,
     threshold_verdict,
     trend_verdict,
 )
@@ -110,8 +115,12 @@ def test_slope_verdict_recovers_known_rate():
 
 
 def test_threshold_verdict():
-    assert threshold_verdict([0.01, 0.02, 0.015, 0.03], 0.1, "less").status == SUPPORTED
-    assert threshold_verdict([0.5, 0.6, 0.55, 0.7], 0.1, "less").status == NOT_SUPPORTED
+    assert threshold_verdict([0.01, 0.02, 0.015, 0.03, 0.02, 0.01], 0.1, "less").status == SUPPORTED
+    assert threshold_verdict([0.5, 0.6, 0.55, 0.7, 0.6, 0.5], 0.1, "less").status == NOT_SUPPORTED
+    # a 95% CI of a median needs n >= 6 (order statistics: 1 - 2*0.5^n >= 0.95)
+    small = threshold_verdict([0.01, 0.02, 0.015, 0.03, 0.02], 0.1, "less")
+    assert small.status == INCONCLUSIVE and "n too small" in small.statistic
+    assert small.values["min_n"] == 6
 
 
 def test_combine_and_roundtrip():
@@ -186,7 +195,7 @@ def test_control_verdict_on_log_ratios():
     v = control_verdict(control / 4.0 * np.exp(0.05 * rng.normal(size=6)), control)
     assert v.status == SUPPORTED and v.values["ratio"] == pytest.approx(0.25, rel=0.1)
     assert control_verdict(control * 3.0, control).status == NOT_SUPPORTED
-    assert control_verdict([0.1], [0.2]).status == INCONCLUSIVE  # one pair: no CI
+    assert control_verdict([0.1], [0.2]).status == INCONCLUSIVE  # one pair: n too small
     with pytest.raises(ValueError, match="> 0"):
         control_verdict([0.0, 1.0], [1.0, 1.0])
 
@@ -202,7 +211,8 @@ def test_flag_low_accuracy_and_sensitivity_rows():
         main, {"alt 1": Verdict(SUPPORTED, "s1", "r"), "alt 2": Verdict(INCONCLUSIVE, "s2", "r")}
     )
     assert [r["agrees"] for r in rows] == [True, True, False]
-    assert FRAGILE == "fragile"
+    assert stability(rows) == CHANGES == "changes under other analysis choices"
+    assert stability(rows[:2]) == STABLE == "stable"
 
 
 def test_c5_sensitivity_rows_recompute_the_verdict_under_fixed_alternatives():
@@ -213,12 +223,12 @@ def test_c5_sensitivity_rows_recompute_the_verdict_under_fixed_alternatives():
     st = {
         "amari": {"VCRegICA": amari, "FastICA": amari, "Picard": amari},
         "mcc": {"VCRegICA": list(0.98 + 0.001 * rng.standard_normal(12))},
-        "family_amari": [0.06, 0.07, 0.08],
-        "family_mcc": [0.97, 0.98, 0.99],
+        "family_amari": [0.06, 0.07, 0.08, 0.065, 0.075, 0.07],
+        "family_mcc": [0.97, 0.98, 0.99, 0.975, 0.985, 0.98],
         "lin": [{}] * 12,
-        "nonlin": [{}] * 4,
-        "nl_mcc": [0.5, 0.55, 0.6, 0.52],
-        "control": [0.99, 0.98, 0.99, 0.97],
+        "nonlin": [{}] * 6,
+        "nl_mcc": [0.5, 0.55, 0.6, 0.52, 0.58, 0.54],
+        "control": [0.99, 0.98, 0.99, 0.97, 0.98, 0.99],
     }
     main = c5_ica.verdict(st)
     assert main.status == "supported"
@@ -231,3 +241,44 @@ def test_c5_sensitivity_rows_recompute_the_verdict_under_fixed_alternatives():
     assert "MCC" in rows["MCC > 0.9 instead of Amari < 0.1"]["statistic"]
     for name in set(c5_ica.SENSITIVITY) - {"stricter threshold: Amari < 0.05"}:
         assert rows[name]["status"] == "supported", name
+    # two nonlinear seeds: no interval from n = 2, the part says "n too small"
+    st2 = {**st, "nonlin": [{}] * 2, "nl_mcc": [0.5, 0.55], "control": [0.99, 0.98]}
+    part = c5_ica.verdict(st2).parts[1]
+    assert part.status == "inconclusive" and "n too small" in part.statistic
+    # two nonlinear seeds: no interval from n = 2, the part says "n too small"
+    st2 = {**st, "nonlin": [{}] * 2, "nl_mcc": [0.5, 0.55], "control": [0.99, 0.98]}
+    part = c5_ica.verdict(st2).parts[1]
+    assert part.status == "inconclusive" and "n too small" in part.statistic
+
+
+def test_t_intervals_need_three_pairs():
+    two = difference_verdict([1.0, 2.0], [3.0, 4.5], "less")
+    assert two.status == INCONCLUSIVE and "n too small" in two.statistic
+    assert control_verdict([0.1, 0.2], [0.3, 0.5]).status == INCONCLUSIVE
+
+
+def test_equivalence_verdict_is_tost_with_the_stated_margin():
+    rng = np.random.default_rng(0)
+    flat = 0.01 * rng.standard_normal(20)
+    v = equivalence_verdict(flat, 0.1)
+    assert v.status == SUPPORTED
+    # TOST p-value written plainly: the larger of the two one-sided t-test p-values
+    m, se = flat.mean(), flat.std(ddof=1) / np.sqrt(20)
+    p = max(stats.t.sf((m + 0.1) / se, 19), stats.t.cdf((m - 0.1) / se, 19))
+    assert v.values["p_tost"] == pytest.approx(p)
+    half = stats.t.ppf(0.95, 19) * se  # 90% CI: 1 - 2*alpha
+    assert v.values["ci_low"] == pytest.approx(m - half)
+    falling = -0.3 + 0.01 * rng.standard_normal(20)
+    assert equivalence_verdict(falling, 0.1).status == NOT_SUPPORTED
+    noisy = 0.3 * rng.standard_normal(6)
+    assert equivalence_verdict(noisy, 0.1).status == INCONCLUSIVE
+    assert "n too small" in equivalence_verdict([0.0, 0.01], 0.1).statistic
+
+
+def test_not_assessable_dominates_all_but_not_supported():
+    na = not_assessable("p", "1/6 runs meet the preconditions", "full")
+    assert na.status == NOT_ASSESSABLE and "--preset full" in na.reason
+    ok = Verdict(SUPPORTED, "s", "r")
+    assert combine_verdicts([ok, na]).status == NOT_ASSESSABLE
+    assert combine_verdicts([na, Verdict(NOT_SUPPORTED, "s", "r")]).status == NOT_SUPPORTED
+    assert Verdict.from_dict(na.to_dict()).status == NOT_ASSESSABLE

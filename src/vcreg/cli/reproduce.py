@@ -76,7 +76,10 @@ def reproduce(
             failed.append(claim)
             click.echo(f"  {claim}  ERROR  {e['error']}")
         else:
-            click.echo(f"  {claim}  {e['verdict']['status']:<14} {e['verdict']['statistic']}")
+            stab = f" ({e['stability']})" if e.get("stability") else ""
+            click.echo(f"  {claim}  {e['verdict']['status']}{stab}: {e['verdict']['statistic']}")
+            for what in e.get("skipped") or []:
+                click.echo(f"  {claim}  SKIPPED: {what}")
     click.echo(f"report: {out}/report.md  (and report.html, results.json)")
     if failed:
         raise click.ClickException(f"experiment(s) {', '.join(failed)} failed; see results.json")

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from vcreg.evaluation import dataset_tensors, encode, linear_probe
+from vcreg.evaluation import dataset_tensors, encode, linear_probe, ridge_accuracy
 from vcreg.experiments.measures import embedding_diagnostics, independence_variants
 from vcreg.experiments.runner import Context, Unit
 from vcreg.independence import dhsic_test
 from vcreg.training import TrainConfig, load_bundle, train
+from vcreg.training.feeding import subset
 
 __all__ = [
     "RunSpec",
@@ -33,7 +34,7 @@ __all__ = [
     "spec_from_params",
 ]
 
-TRAIN_VERSION = 2
+TRAIN_VERSION = 3  # 3: regime diagnostics (at-hinge fraction, off-diagonal excess), init probe
 
 
 @dataclass(frozen=True)
@@ -280,9 +281,20 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     cfg_dict["device"] = ctx.device
     cfg = TrainConfig.from_dict(cfg_dict)
     bundle = load_bundle(cfg)
-    x_eval, _ = dataset_tensors(bundle.test, cfg.monitor.samples)
+    x_eval, y_eval = dataset_tensors(bundle.test, cfg.monitor.samples)
     init = train(cfg, out_dir=None, progress=False, bundle=bundle, stop_after_epochs=0)
     initial = _measure(init.encoder, init.projector, x_eval, ctx.device)
+    # the random-init encoder's probe (same architecture, seed and probe as the monitor's
+    # per-epoch ridge probe): the "trained" precondition of the gated verdicts
+    x_pr, y_pr = dataset_tensors(
+        subset(bundle.train, cfg.data.train_samples), cfg.monitor.probe_train_samples
+    )
+    initial["linear_acc"] = ridge_accuracy(
+        encode(init.encoder, x_pr, device=ctx.device),
+        y_pr,
+        encode(init.encoder, x_eval, device=ctx.device),
+        y_eval,
+    )
     result = train(cfg, out_dir=None, progress=False, bundle=bundle)
     if result.status != "completed":
         # the trainer turns SIGINT/SIGTERM into a clean stop; a partial run must not be cached
@@ -290,7 +302,7 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
         raise KeyboardInterrupt(f"training of {unit.label} was interrupted ({result.status})")
     final = _measure(result.encoder, result.projector, x_eval, ctx.device, test=True)
     probe = _probe(result, bundle, cfg, unit.params["probe_train"], ctx.device)
-    history = [{"epoch": 0, **{k: initial.get(k) for k in _IND_KEYS}}]
+    history = [{"epoch": 0, **{k: initial.get(k) for k in (*_IND_KEYS, "linear_acc")}}]
     for h in result.history:
         row: dict[str, Any] = {"epoch": h.get("epoch"), "loss": _num(h.get("loss"))}
         row.update({k: _num(h[k]) for k in (*_IND_KEYS, *_MONITOR_KEYS) if k in h})
@@ -312,6 +324,8 @@ _MONITOR_KEYS = (
     "repr_std_mean",
     "emb_std_mean",
     "emb_hinge_frac",
+    "emb_at_hinge_frac",
+    "emb_offdiag_excess",
     "rf_scale_over_bw",
 )
 
@@ -325,6 +339,8 @@ _MEASURES = {
     "hsic_fixed_bw": "hsic_fixed_bw",
     "emb_std_mean": "emb_std_mean",
     "emb_hinge_frac": "emb_hinge_frac",
+    "emb_at_hinge_frac": "emb_at_hinge_frac",
+    "emb_offdiag_excess": "emb_offdiag_excess",
     "repr_std_median": "repr_std_median",
     "rf_scale_over_bw": "rf_scale_over_bw",
     "dhsic_p": "dhsic_p",
@@ -338,12 +354,17 @@ def run_metrics(value: dict[str, Any]) -> dict[str, Any]:
     ood = value["ood"]
     out: dict[str, Any] = {k: fin.get(v) for k, v in _MEASURES.items()}
     out.update({f"{k}_initial": ini.get(v) for k, v in _MEASURES.items()})
-    monitored = [h.get("linear_acc") for h in value["history"] if h.get("linear_acc") is not None]
+    monitored = [
+        h.get("linear_acc")
+        for h in value["history"]
+        if h.get("linear_acc") is not None and h.get("epoch", 0) >= 1
+    ]
     out.update(
         n_constant=fin.get("n_constant_features"),
         acc_id=value["acc_id"],
         acc_ood=float(np.mean(list(ood.values()))) if ood else None,
         acc_monitor=monitored[-1] if monitored else None,
+        acc_init=ini.get("linear_acc"),
         ood=ood,
         history=value["history"],
         train_seconds=value["train_seconds"],

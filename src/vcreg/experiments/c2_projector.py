@@ -26,6 +26,13 @@ from typing import Any
 import numpy as np
 
 from vcreg.experiments._training import c2_specs, run_training, seeds_mean_sd, train_unit
+from vcreg.experiments.preconditions import (
+    PRECONDITION_HEADER,
+    PRECONDITION_TEXT,
+    claim_gate,
+    gate,
+    precondition_rows,
+)
 from vcreg.experiments.records import (
     control_pairs,
     flagged_configs,
@@ -42,6 +49,7 @@ from vcreg.experiments.verdicts import (
     combine_verdicts,
     control_verdict,
     group_difference_verdict,
+    not_assessable,
     sensitivity_rows,
     trend_verdict,
 )
@@ -90,11 +98,25 @@ def is_reference(r: dict[str, Any], width: int | None = None) -> bool:
     )
 
 
-def _width_trends(s: dict[str, Any], rows: list[dict[str, Any]], key: str) -> list[Verdict]:
+def _enough_for_trend(rows: list[dict[str, Any]]) -> bool:
+    return len({r["width"] for r in rows}) >= 2 and len(rows) >= 3
+
+
+def _width_trends(
+    s: dict[str, Any], rows: list[dict[str, Any]], key: str, ungated: list[dict[str, Any]]
+) -> list[Verdict]:
     parts = []
     for kind in s["kinds"]:
         kr = [r for r in rows if r["kind"] == kind and r[key] is not None]
-        if len({r["width"] for r in kr}) < 2 or len(kr) < 3:
+        if not _enough_for_trend(kr):
+            if _enough_for_trend([r for r in ungated if r["kind"] == kind]):
+                parts.append(
+                    not_assessable(
+                        f"wider → lower {key} ({KIND_NAMES[kind]})",
+                        f"{len(kr)} runs over {len({r['width'] for r in kr})} widths meet the "
+                        "preconditions (a trend needs ≥ 3 runs over ≥ 2 widths)",
+                    )
+                )
             continue
         v = trend_verdict(
             [r["width"] for r in kr],
@@ -109,20 +131,26 @@ def _width_trends(s: dict[str, Any], rows: list[dict[str, Any]], key: str) -> li
     return parts
 
 
-def _depth_verdict(rows: list[dict[str, Any]], key: str) -> Verdict:
+def _depth_verdict(rows: list[dict[str, Any]], key: str, n_depths: int) -> Verdict:
     by_depth: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r[key] is not None:
             by_depth[f"depth {r['depth']}"].append(r[key])
     if len(by_depth) >= 2:
         v = group_difference_verdict(dict(sorted(by_depth.items())), what=key)
+    elif n_depths >= 2:
+        v = not_assessable(
+            "", f"{len(by_depth)} of {n_depths} depths have runs meeting the preconditions"
+        )
     else:
         v = Verdict(INCONCLUSIVE, "fewer than 2 depths", "depth sweep not run")
     v.name = f"depth changes {key}"
     return v
 
 
-def _control_parts(s: dict[str, Any], rows: list[dict[str, Any]], key: str) -> list[Verdict]:
+def _control_parts(
+    s: dict[str, Any], rows: list[dict[str, Any]], key: str, ungated: list[dict[str, Any]]
+) -> list[Verdict]:
     widths = set(s.get("control_widths", []))
     ref = s.get("reference_width")
     checks = [
@@ -144,9 +172,15 @@ def _control_parts(s: dict[str, Any], rows: list[dict[str, Any]], key: str) -> l
     parts = []
     for what, treated, control, match, cname in checks:
         t, c = control_pairs(rows, treated, control, key, match)
-        if not t:
+        n_all = len(control_pairs(ungated, treated, control, key, match)[0])
+        if len(t) < 2 and n_all >= 2:
+            v = not_assessable(
+                "", f"{len(t)} of {n_all} VICReg/{cname} pairs meet the preconditions (need ≥ 2)"
+            )
+        elif not t:
             continue
-        v = control_verdict(t, c, "less", what=key, tname="VICReg", cname=cname)
+        else:
+            v = control_verdict(t, c, "less", what=key, tname="VICReg", cname=cname)
         v.name = f"{what} {key} (VICReg vs {cname}, equal budget)"
         parts.append(v)
     return parts
@@ -205,31 +239,47 @@ def statistics(
     recs = run_records(s, values)
     flagged = flagged_configs(recs, s["guard_ratio"])
     keep = without(recs, flagged) if exclude else recs
+    valid, excluded = gate(keep)
+    ok = {(r["config_id"], r["seed"]) for r in valid}
     groups = {
         g: (without(rows, flagged) if exclude else rows)
         for g, rows in sweep_groups(s, recs).items()
     }
+    gated = {
+        g: [r for r in rows if (r["config_id"], r["seed"]) in ok] for g, rows in groups.items()
+    }
+    n_depths = len({r["depth"] for r in groups["depth"]})
     return {
         "recs": recs,
         "groups": groups,
         "flagged": flagged,
-        "trends": _width_trends(s, groups["width"], key),
-        "depth": _depth_verdict(groups["depth"], key),
-        "controls": _control_parts(s, keep, key),
-        "companions": _companions(s, keep, key),
+        "excluded": excluded,
+        "gate": claim_gate("C2", [r for r in keep if _in_verdict(r)]),
+        "trends": _width_trends(s, gated["width"], key, groups["width"]),
+        "depth": _depth_verdict(gated["depth"], key, n_depths),
+        "controls": _control_parts(s, valid, key, keep),
+        "companions": _companions(s, valid, key),
         "key": key,
     }
+
+
+def _in_verdict(r: dict[str, Any]) -> bool:
+    """The VCReg-family runs the claim-level gate counts (VICReg of the width/depth sweeps)."""
+    return r["loss"] == "vicreg" and r["nu"] is None and r["kind"] != "none"
 
 
 # -- verdict ------------------------------------------------------------------------------------
 
 
 def verdict(st: dict[str, Any]) -> Verdict:
+    if st["gate"] is not None:
+        return st["gate"]
     parts = [*st["trends"], st["depth"], *st["controls"]]
     bits = [
         f"ρ(width, {st['key']}) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
         f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
         for p in st["trends"]
+        if "rho" in p.values
     ]
     bits.append(f"depth: {st['depth'].statistic.split(' (')[0]}")
     for p in st["controls"]:
@@ -249,8 +299,29 @@ def sensitivity(s: dict[str, Any], values: list[dict[str, Any]], main: Verdict) 
 
 # -- tables and figures -------------------------------------------------------------------------
 
-_COLS = ("hsic", "nhsic", "acc_id", "acc_ood", "emb_std_mean", "emb_hinge_frac")
-_HDR = ["HSIC", "±", "nHSIC", "±", "acc ID", "±", "acc OOD", "±", "emb. std", "hinge met"]
+_COLS = (
+    "hsic",
+    "nhsic",
+    "acc_id",
+    "acc_ood",
+    "emb_std_mean",
+    "emb_at_hinge_frac",
+    "emb_offdiag_excess",
+)
+_HDR = [
+    "HSIC",
+    "±",
+    "nHSIC",
+    "±",
+    "acc ID",
+    "±",
+    "acc OOD",
+    "±",
+    "emb. std",
+    "at hinge",
+    "off-diag r² / indep.",
+]
+_NO_SD = ("emb_std_mean", "emb_at_hinge_frac", "emb_offdiag_excess")
 
 
 def _row(rows: list[dict[str, Any]], *lead: Any) -> list[Any]:
@@ -258,7 +329,7 @@ def _row(rows: list[dict[str, Any]], *lead: Any) -> list[Any]:
     for k in _COLS:
         vals = [r[k] for r in rows if r[k] is not None]
         m, sd = seeds_mean_sd(vals) if vals else (None, None)
-        out += [m, sd] if k not in ("emb_std_mean", "emb_hinge_frac") else [m]
+        out += [m, sd] if k not in _NO_SD else [m]
     return out
 
 
@@ -287,7 +358,9 @@ def tables(s: dict[str, Any], st: dict[str, Any]) -> list[Any]:
             ["projector", "width k", *hdr],
             width_rows,
             caption="Width sweep (mean and sd over seeds; emb. std = mean per-dimension std of "
-            "the embedding, hinge met = fraction of embedding dimensions with std ≥ γ = 1)",
+            "the embedding, at hinge = fraction of embedding dimensions with std ≥ 0.9·γ, "
+            "off-diag r² / indep. = mean squared off-diagonal correlation of the embedding in "
+            "units of its level for independent features, 1/(n−1))",
         ),
         Table(
             ["depth", *hdr],
@@ -467,6 +540,26 @@ def _rf_words(s: dict[str, Any]) -> str:
     return f"{_RF_SCALE_WORDS.get(scale, scale)} of the {where} representation"
 
 
+def precondition_blocks(recs: list[dict[str, Any]], excluded: dict[str, list[str]]) -> list[Any]:
+    """The precondition table of the SSL claims (every run, whether it counts and why not)."""
+    n = len(recs)
+    return [
+        Paragraph(
+            f"**Preconditions** (fixed before the data): {PRECONDITION_TEXT}. "
+            f"{n - len(excluded)}/{n} runs meet them; the {len(excluded)} others are left out "
+            "of the verdict and listed below."
+        ),
+        Table(
+            PRECONDITION_HEADER,
+            precondition_rows(recs),
+            caption="Per run: ridge-probe accuracy after training and of the random-init "
+            "encoder (same architecture and seed), fraction of embedding dims with std ≥ "
+            "0.9·γ, mean squared off-diagonal correlation of the embedding in units of its "
+            "independent-features level",
+        ),
+    ]
+
+
 def measurement(s: dict[str, Any]) -> str:
     probe = (
         "the whole training split"
@@ -494,11 +587,13 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     st = statistics(settings, values)
     v = verdict(st)
     blocks = tables(settings, st) + figures(settings, st, ctx)
+    blocks += precondition_blocks(st["recs"], st["excluded"])
     if st["flagged"]:
         blocks.insert(0, Paragraph(flagged_note(st["flagged"], settings["guard_ratio"])))
     numbers = {
         "runs": st["recs"],
         "flagged": st["flagged"],
+        "excluded_by_preconditions": st["excluded"],
         "companions": st["companions"],
     }
     return Summary(

@@ -6,7 +6,9 @@ of ``vcreg.data``), when Fashion-MNIST is installed (else that part is skipped, 
 For each run: mean pairwise HSIC of the representation (held-out in-domain test images) and
 logistic-probe accuracy on the in-domain test set and every OOD set.
 
-Verdict (fixed rule, per domain, VCReg-family runs, flagged configurations left out): partial
+Verdict (fixed rule, per domain, VCReg-family runs meeting the preconditions of
+:mod:`vcreg.experiments.preconditions`, flagged configurations left out; a domain where fewer
+than half the runs meet them is "not assessable at this scale"): partial
 Spearman ρ(pairwise HSIC, mean OOD accuracy | in-domain accuracy) with a bootstrap CI that
 resamples configurations (seeds of one configuration are not independent); supported when the
 CI lies below 0, not supported when above 0 or inside ±0.1. In-domain accuracy is the obvious
@@ -23,12 +25,14 @@ import numpy as np
 from vcreg.data import load_dataset
 from vcreg.experiments import c2_projector
 from vcreg.experiments._training import RunSpec, run_metrics, train_unit
+from vcreg.experiments.preconditions import claim_gate, gate
 from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, without
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
     Verdict,
     combine_verdicts,
+    not_assessable,
     partial_trend_verdict,
     sensitivity_rows,
     spearman_bootstrap,
@@ -115,11 +119,20 @@ def domain_verdict(
     control: bool = True,
     outcome: str = "ood",
 ) -> Verdict:
-    rows = _family(without(recs, flagged) if exclude else recs)
-    rows = [r for r in rows if r[key] is not None]
+    fam = _family(without(recs, flagged) if exclude else recs)
+    blocked = claim_gate("", fam)
+    if blocked is not None:
+        return blocked
+    rows = [r for r in gate(fam)[0] if r[key] is not None]
     if len(rows) < 4:
+        if len(fam) >= 4:
+            return not_assessable(
+                "", f"{len(rows)} of {len(fam)} runs meet the preconditions (need ≥ 4)"
+            )
         return Verdict(
-            "inconclusive", f"{len(rows)} runs", "need ≥ 4 runs for a partial correlation"
+            "inconclusive",
+            f"n too small: {len(rows)} runs",
+            "need ≥ 4 runs for a partial correlation",
         )
     x = [r[key] for r in rows]
     y = [r["acc_ood"] / r["acc_id"] if outcome == "ratio" else r["acc_ood"] for r in rows]
@@ -146,7 +159,7 @@ def domain_verdict(
 
 
 def companions(recs: list[dict[str, Any]], flagged: dict[str, float], n_boot: int) -> dict:
-    rows = _family(without(recs, flagged))
+    rows = gate(_family(without(recs, flagged)))[0]
     if len(rows) < 3:
         return {}
     x, g = [r["hsic"] for r in rows], [r["config_id"] for r in rows]
@@ -237,13 +250,38 @@ def figures(st: dict[str, Any], ctx: Context) -> list[Any]:
         row[0].legend(fontsize=7)
     fig.suptitle("One point per run (flagged configurations not shown)")
     f = ctx.save_figure(fig, "c4_ood_scatter")
-    return [
-        Figure(
-            f,
-            "OOD and in-domain accuracy against pairwise HSIC: both fall together, so "
-            "the verdict controls OOD accuracy for in-domain accuracy.",
+    return [Figure(f, scatter_caption(doms))]
+
+
+def _direction(rho: float, lo: float, hi: float) -> str:
+    if lo > 0:
+        return f"rises with HSIC (ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}])"
+    if hi < 0:
+        return f"falls with HSIC (ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}])"
+    return f"shows no resolved direction (ρ = {rho:+.2f}, CI [{lo:+.2f}, {hi:+.2f}])"
+
+
+def scatter_caption(doms: dict[str, Any], n_boot: int = 1000) -> str:
+    """The figure's caption, its directions computed from the plotted runs (raw Spearman ρ with
+    a configuration bootstrap CI), never fixed text."""
+    bits = []
+    for name, (recs, flagged) in doms.items():
+        fam = [r for r in _family(without(recs, flagged)) if r["hsic"] is not None]
+        if len(fam) < 4:
+            bits.append(f"{name}: n too small ({len(fam)} runs; a rank correlation needs ≥ 4)")
+            continue
+        x, g = [r["hsic"] for r in fam], [r["config_id"] for r in fam]
+        so = spearman_bootstrap(x, [r["acc_ood"] for r in fam], n_boot=n_boot, groups=g)
+        si = spearman_bootstrap(x, [r["acc_id"] for r in fam], n_boot=n_boot, groups=g)
+        bits.append(
+            f"{name}: OOD accuracy {_direction(so['rho'], so['ci_low'], so['ci_high'])}, "
+            f"in-domain accuracy {_direction(si['rho'], si['ci_low'], si['ci_high'])}"
         )
-    ]
+    return (
+        "OOD and in-domain accuracy against pairwise HSIC, all plotted runs (preconditions not "
+        "applied here). " + "; ".join(bits) + ". The verdict controls OOD accuracy for in-domain "
+        "accuracy (partial correlation) on the runs meeting the preconditions."
+    )
 
 
 def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
@@ -268,7 +306,9 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     v = verdict(st)
     blocks: list[Any] = []
     skip = image_available(settings.get("image") or {})
-    if skip is not None:
+    skipped = []
+    if skip is not None and settings.get("image"):
+        skipped.append(f"image domain ({settings['image']['dataset']}) skipped: {skip}")
         blocks.append(
             Paragraph(f"**Image domain skipped**: {skip}. The verdict rests on MNIST-1D.")
         )
@@ -295,5 +335,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         "flagged": {n: f for n, (_, f) in st["domains"].items()},
     }
     return Summary(
-        measurement(settings, st), v, numbers, blocks, sensitivity=sensitivity(settings, values, v)
+        measurement(settings, st),
+        v,
+        numbers,
+        blocks,
+        sensitivity=sensitivity(settings, values, v),
+        skipped=skipped,
     )

@@ -284,10 +284,10 @@ def _comparison_rows(amari: dict[str, list[float]]) -> list[list[Any]]:
         rows.append(
             [
                 f"VCRegICA − {other}",
-                d.values["mean_diff"],
-                d.values["ci_low"],
-                d.values["ci_high"],
-                better,
+                d.values.get("mean_diff"),
+                d.values.get("ci_low"),
+                d.values.get("ci_high"),
+                better if "mean_diff" in d.values else d.statistic,
             ]
         )
     return rows

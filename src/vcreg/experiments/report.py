@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vcreg.experiments.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict
+from vcreg.experiments.verdicts import (
+    CHANGES,
+    INCONCLUSIVE,
+    NOT_ASSESSABLE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Verdict,
+    stability,
+)
 
 __all__ = [
     "Heading",
@@ -28,15 +36,21 @@ __all__ = [
     "fmt",
     "flagged_note",
     "sensitivity_blocks",
-    "robustness",
+    "stability",
 ]
 
 _BADGE = {
     SUPPORTED: "✅ supported",
     NOT_SUPPORTED: "❌ not supported",
     INCONCLUSIVE: "❔ inconclusive",
+    NOT_ASSESSABLE: "⏸ not assessable at this scale",
 }
-_COLOR = {SUPPORTED: "#1a7f37", NOT_SUPPORTED: "#cf222e", INCONCLUSIVE: "#9a6700"}
+_COLOR = {
+    SUPPORTED: "#1a7f37",
+    NOT_SUPPORTED: "#cf222e",
+    INCONCLUSIVE: "#9a6700",
+    NOT_ASSESSABLE: "#57606a",
+}
 
 
 def fmt(x: object, digits: int = 3) -> str:
@@ -223,11 +237,6 @@ def flagged_note(flagged: dict[str, float], ratio: float) -> str:
     )
 
 
-def robustness(rows: Sequence[dict]) -> str:
-    """ "robust" when every analysis gives the main verdict, else "fragile"."""
-    return "robust" if all(r["agrees"] for r in rows) else "fragile"
-
-
 def sensitivity_blocks(sensitivity: dict[str, list[dict]]) -> list[Block]:
     """One table: every claim's verdict under the main and the alternative analysis choices."""
     rows = []
@@ -235,14 +244,14 @@ def sensitivity_blocks(sensitivity: dict[str, list[dict]]) -> list[Block]:
         for r in sens:
             mark = "" if r["agrees"] else " ⚠ differs"
             rows.append([claim, r["analysis"], badge(r["status"]) + mark, r["statistic"]])
-    summary = "; ".join(f"{c}: **{robustness(s)}**" for c, s in sensitivity.items())
+    summary = "; ".join(f"{c}: **{stability(s)}**" for c, s in sensitivity.items())
     return [
         Heading("Sensitivity of the verdicts", 2),
         Paragraph(
             "Every verdict recomputed from the same runs under other reasonable analysis choices "
             "(HSIC estimator, kernel bandwidth rule, baseline epoch, with/without the flagged "
-            "configurations, …). A claim whose verdict changes under any of them is reported as "
-            f"**fragile**. {summary}."
+            "configurations, …). A claim whose verdict is the same under all of them is **stable**; "
+            f"one whose verdict changes under any of them is marked **{CHANGES}**. {summary}."
         ),
         Table(["claim", "analysis", "verdict", "statistic"], rows),
     ]

@@ -43,10 +43,10 @@ from vcreg.experiments.report import (
     badge,
     render_html,
     render_markdown,
-    robustness,
     sensitivity_blocks,
+    stability,
 )
-from vcreg.experiments.verdicts import Verdict
+from vcreg.experiments.verdicts import NOT_ASSESSABLE, Verdict
 
 __all__ = ["Unit", "Summary", "Context", "run_reproduction", "EXPERIMENT_MODULES"]
 
@@ -81,6 +81,9 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     # the verdict under other analysis choices (verdicts.sensitivity_rows); main row first
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    # parts of the measurement that were not run (e.g. a domain whose data are not installed):
+    # named in the report header and the terminal summary
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -255,8 +258,12 @@ class _ClaimRun:
                 figures=summary.figures,
                 notes=summary.notes,
                 sensitivity=summary.sensitivity,
+                stability=stability(summary.sensitivity) if summary.sensitivity else None,
+                skipped=summary.skipped,
             )
             say(f"{claim} {badge(summary.verdict.status)}: {summary.verdict.statistic}")
+            for what in summary.skipped:
+                say(f"{claim} SKIPPED PART: {what}")
         except Exception as exc:  # one failing experiment must not lose the others
             entry["error"] = f"{type(exc).__name__}: {exc}"
             entry["traceback"] = traceback.format_exc()
@@ -402,8 +409,9 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
             + " Scale of this run: "
             + describe_scale({c: e["settings"] for c, e in results["experiments"].items()})
         ),
-        Heading("Verdicts", 2),
     ]
+    blocks += _assessability_blocks(results)
+    blocks.append(Heading("Verdicts", 2))
     blocks += _verdict_table(results)
     for claim, e in results["experiments"].items():
         blocks += _claim_blocks(claim, e, summaries.get(claim))
@@ -420,6 +428,31 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
     return blocks
 
 
+def _assessability_blocks(results: dict[str, Any]) -> list[Block]:
+    """What this run can and cannot assess, first: the claims whose preconditions too few runs
+    met (with the command for the rest), and every skipped part (e.g. a domain not installed)."""
+    exps = results["experiments"]
+    ok = [c for c, e in exps.items() if "verdict" in e and e["verdict"]["status"] != NOT_ASSESSABLE]
+    na = {
+        c: e for c, e in exps.items() if "verdict" in e and e["verdict"]["status"] == NOT_ASSESSABLE
+    }
+    lines = [
+        f"**Assessable at this scale:** {', '.join(ok) or 'none'}."
+        + (
+            " **Not assessable at this scale:** "
+            + "; ".join(f"{c} ({e['verdict']['statistic']})" for c, e in na.items())
+            + ". Their preconditions (trained to the VCReg constraint, probe above a random-init "
+            "encoder) are stated in C2's section; `vcreg reproduce --preset full` assesses them."
+            if na
+            else ""
+        )
+    ]
+    skipped = [f"{c}: {what}" for c, e in exps.items() for what in e.get("skipped") or []]
+    if skipped:
+        lines.append("⚠️ **Skipped in this run:** " + "; ".join(skipped) + ".")
+    return [Heading("What this run can assess", 2), *(Paragraph(x) for x in lines)]
+
+
 def _verdict_table(results: dict[str, Any]) -> list[Block]:
     rows = []
     for claim, e in results["experiments"].items():
@@ -427,7 +460,7 @@ def _verdict_table(results: dict[str, Any]) -> list[Block]:
             rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
         else:
             sens = e.get("sensitivity") or []
-            mark = f" ({robustness(sens)})" if sens else ""
+            mark = f" ({stability(sens)})" if sens else ""
             rows.append(
                 [claim, e["title"], badge(e["verdict"]["status"]) + mark, e["verdict"]["statistic"]]
             )

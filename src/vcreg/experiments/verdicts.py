@@ -1,4 +1,10 @@
-"""Verdicts computed from data: ``supported`` / ``not supported`` / ``inconclusive``.
+"""Verdicts computed from data: ``supported`` / ``not supported`` / ``inconclusive`` /
+``not assessable at this scale``.
+
+``not assessable at this scale`` (:func:`not_assessable`) is the status of a claim or part whose
+preconditions (:mod:`vcreg.experiments.preconditions`: trained to the VCReg constraint, probe
+above a random-init encoder) too few runs meet: the runs say nothing about the claim, for or
+against, and the verdict names the reason and the preset that would assess it.
 
 Every verdict carries the statistic it rests on (a human-readable string plus the raw numbers),
 so the report never states a conclusion that the measured numbers do not back.
@@ -26,9 +32,13 @@ Decision rules (all intervals two-sided at level ``1 − alpha``, default 95 %):
 * :func:`flag_low_accuracy` — sweep hygiene: configurations whose mean in-domain accuracy is
   below ``ratio`` × the sweep's median configuration are flagged (and left out of verdicts).
 * :func:`sensitivity_rows` — a verdict recomputed under other analysis choices: each row says
-  whether its status equals the main one; a claim whose status changes is *fragile*.
-* :func:`combine_verdicts` — a claim with several parts: not supported if any part is,
-  supported if all are, inconclusive otherwise.
+  whether its status equals the main one; :func:`stability` labels a claim *stable* when none
+  changes, else *changes under other analysis choices*.
+* :func:`combine_verdicts` — a claim with several parts: not supported if any assessable part
+  is; not assessable if a part is (and none is not supported); supported if all are;
+  inconclusive otherwise.
+* :func:`equivalence_verdict` — "does not change": a two one-sided t-test (TOST) that the mean
+  lies inside ``±margin``.
 
 These rules were written before the runs they judge (the controls, the partial correlation and
 the guard were fixed in code before the quick/full presets were re-run with them).
@@ -64,18 +74,26 @@ __all__ = [
     "control_verdict",
     "flag_low_accuracy",
     "sensitivity_rows",
-    "FRAGILE",
-    "ROBUST",
+    "STABLE",
+    "CHANGES",
+    "NOT_ASSESSABLE",
+    "not_assessable",
+    "stability",
+    "equivalence_verdict",
+    "MIN_T_N",
+    "min_n_median_ci",
 ]
 
-FRAGILE = "fragile"
-ROBUST = "robust"
+# stability of a verdict across the analyses of its sensitivity table (what it measures, in words)
+STABLE = "stable"
+CHANGES = "changes under other analysis choices"
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
-Status = Literal["supported", "not supported", "inconclusive"]
-_STATUSES = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+NOT_ASSESSABLE = "not assessable at this scale"
+Status = Literal["supported", "not supported", "inconclusive", "not assessable at this scale"]
+_STATUSES = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_ASSESSABLE)
 
 
 @dataclass
@@ -130,6 +148,28 @@ def _side_rule(
     if margin > 0 and -margin < lo and hi < margin:
         return NOT_SUPPORTED, f"the interval lies inside ±{_fmt(margin)} (no effect)"
     return INCONCLUSIVE, f"the interval contains {ref}"
+
+
+# The fewest samples an interval is computed from (else the verdict says "n too small"):
+# a paired Student-t CI needs ≥ 3 pairs (with 2, df = 1 and the 95% half-width is 12.7·sd/√2:
+# an interval in name only).
+MIN_T_N = 3
+
+
+def min_n_median_ci(alpha: float = 0.05) -> int:
+    """Fewest values for which a ``1 − alpha`` CI of the median exists at all: the widest
+    order-statistic interval [x₍₁₎, x₍ₙ₎] covers the median with probability ``1 − 2·0.5ⁿ``,
+    so ``n ≥ log2(2/alpha)`` (6 at 95 %); a bootstrap CI from fewer is not a 95 % interval."""
+    return int(math.ceil(math.log2(2.0 / alpha)))
+
+
+def _too_small(what: str, n: int, need: int, kind: str) -> Verdict:
+    return Verdict(
+        INCONCLUSIVE,
+        f"{what}: n too small ({n}; {kind} needs ≥ {need})",
+        f"n too small: {n} < {need}",
+        {"n": int(n), "min_n": int(need)},
+    )
 
 
 def _check_expected(expected: str) -> None:
@@ -254,8 +294,8 @@ def difference_verdict(
     aa, bb = _finite(a, "a"), _finite(b, "b")
     if aa.shape != bb.shape:
         raise ValueError(f"a and b must be paired (same length), got {aa.size} and {bb.size}")
-    if aa.size < 2:
-        raise ValueError(f"a paired comparison needs at least 2 pairs, got {aa.size}")
+    if aa.size < MIN_T_N:
+        return _too_small(f"mean({aname} − {bname})", aa.size, MIN_T_N, "a paired t-CI")
     d = aa - bb
     mean = float(d.mean())
     sd = float(d.std(ddof=1))
@@ -337,8 +377,13 @@ def threshold_verdict(
     """Median of ``values`` vs ``threshold`` (bootstrap CI of the median); ``expected`` less/greater."""
     _check_expected(expected)
     v = _finite(values, "values")
-    if v.size < 2:
-        raise ValueError(f"threshold_verdict needs at least 2 values, got {v.size}")
+    if v.size < 1:
+        raise ValueError("threshold_verdict needs at least 1 value")
+    need = min_n_median_ci(alpha)
+    if v.size < need:
+        return _too_small(
+            f"median {name}", v.size, need, f"a {100 * (1 - alpha):g}% CI of a median"
+        )
     rng = np.random.default_rng(seed)
     meds = np.median(v[rng.integers(0, v.size, (n_boot, v.size))], axis=1)
     lo, hi = (float(q) for q in np.quantile(meds, [alpha / 2, 1 - alpha / 2]))
@@ -411,6 +456,8 @@ def combine_verdicts(
     statuses = [p.status for p in parts]
     if NOT_SUPPORTED in statuses:
         status: Status = NOT_SUPPORTED
+    elif NOT_ASSESSABLE in statuses:
+        status = NOT_ASSESSABLE
     elif all(s == SUPPORTED for s in statuses):
         status = SUPPORTED
     else:
@@ -533,16 +580,13 @@ def control_verdict(
         raise ValueError(f"treated and control must be paired, got {t.size} and {c.size}")
     if np.any(t <= 0) or np.any(c <= 0):
         raise ValueError(f"{what} values must be > 0 for a log-ratio comparison")
-    if t.size < 2:
-        return Verdict(
-            INCONCLUSIVE,
-            f"{t.size} pair(s) {tname} vs {cname}",
-            "a paired comparison needs at least 2 pairs",
-            {"n": int(t.size)},
-        )
+    if t.size < MIN_T_N:
+        return _too_small(f"{tname} vs {cname}", t.size, MIN_T_N, "a paired t-CI")
     v = difference_verdict(
         np.log(t), np.log(c), expected, alpha, aname=f"log {what} {tname}", bname=cname
     )
+    if "mean_diff" not in v.values:
+        return v
     v.values["ratio"] = float(np.exp(v.values["mean_diff"]))
     v.statistic += f" (geometric-mean ratio {_fmt(v.values['ratio'])})"
     return v
@@ -561,6 +605,61 @@ def flag_low_accuracy(acc_by_config: dict[str, Sequence[float]], ratio: float) -
         return {}
     cut = ratio * float(np.median(list(means.values())))
     return {k: m for k, m in means.items() if m < cut}
+
+
+def not_assessable(name: str, reason: str, preset: str | None = "full") -> Verdict:
+    """The verdict of a claim (or part) whose preconditions too few runs meet: ``reason`` says
+    which and how many; ``preset`` is the one that would assess it."""
+    hint = f"; `vcreg reproduce --preset {preset}` assesses it" if preset else ""
+    return Verdict(NOT_ASSESSABLE, reason, f"{reason}{hint}", {"preset": preset}, [], name)
+
+
+def stability(rows: Sequence[dict]) -> str:
+    """:data:`STABLE` when every analysis of a sensitivity table gives the main status, else
+    :data:`CHANGES`."""
+    return STABLE if all(r["agrees"] for r in rows) else CHANGES
+
+
+def equivalence_verdict(
+    values: Sequence[float],
+    margin: float,
+    alpha: float = 0.05,
+    what: str = "mean",
+    min_n: int = 3,
+) -> Verdict:
+    """ "Does not change": TOST of ``H0: |mean| ≥ margin`` (two one-sided Student-t tests at
+    ``alpha``, i.e. the ``1 − 2·alpha`` t-CI inside ``±margin``). Supported when both reject;
+    not supported when the ``1 − 2·alpha`` CI lies entirely outside ``±margin``; else
+    inconclusive. Fewer than ``min_n`` values: inconclusive, "n too small"."""
+    a = _finite(values, what)
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    if a.size < min_n:
+        return Verdict(
+            INCONCLUSIVE,
+            f"n too small: {a.size} values (TOST needs ≥ {min_n})",
+            "too few values for an equivalence test",
+            {"n": int(a.size), "margin": margin},
+        )
+    m, se = float(a.mean()), float(a.std(ddof=1) / np.sqrt(a.size))
+    df = a.size - 1
+    tq = float(stats.t.ppf(1 - alpha, df))
+    lo, hi = m - tq * se, m + tq * se
+    if se > 0:
+        p = max(float(stats.t.sf((m + margin) / se, df)), float(stats.t.cdf((m - margin) / se, df)))
+    else:
+        p = 0.0 if abs(m) < margin else 1.0
+    level = round(100 * (1 - 2 * alpha))
+    statistic = (
+        f"{what} {m:+.3f}, {level}% CI [{lo:+.3f}, {hi:+.3f}] vs equivalence margin "
+        f"±{_fmt(margin)} (TOST p = {p:.3g}, n = {a.size})"
+    )
+    vals = {"mean": m, "ci_low": lo, "ci_high": hi, "p_tost": p, "n": int(a.size), "margin": margin}
+    if -margin < lo and hi < margin:
+        return Verdict(SUPPORTED, statistic, f"the CI lies inside ±{_fmt(margin)}", vals)
+    if lo >= margin or hi <= -margin:
+        return Verdict(NOT_SUPPORTED, statistic, f"the CI lies outside ±{_fmt(margin)}", vals)
+    return Verdict(INCONCLUSIVE, statistic, f"the CI crosses ±{_fmt(margin)}", vals)
 
 
 def sensitivity_rows(main: Verdict, alternatives: dict[str, Verdict]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from vcreg._io import atomic_write_text
 from vcreg.data import DatasetBundle
 from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
 from vcreg.training.config import TrainConfig
+from vcreg.training.regime import measure_regime, regime_summary
 from vcreg.training.runfolder import CHECKPOINT, check_eval_target, eval_provenance, load_run
 
 __all__ = ["evaluate_encoder", "evaluate_run"]
@@ -72,7 +73,9 @@ def evaluate_run(
 
     An existing ``eval.json`` is replaced only with ``overwrite=True``; the result records the
     checkpoint it evaluated (``checkpoint``: path, SHA-256, epoch, step, complete) and an
-    incomplete run gives a ``RuntimeWarning``."""
+    incomplete run gives a ``RuntimeWarning``. ``regime``: the embedding diagnostics of the
+    checkpoint's projector output and whether the VCReg constraint is met
+    (:func:`vcreg.training.regime.regime_summary`)."""
     t0 = time.time()
     dev = resolve_device(device)
     target = check_eval_target(Path(run_dir), overwrite)
@@ -86,6 +89,16 @@ def evaluate_run(
         "checkpoint": source,
         **evaluate_encoder(model.encoder, cfg, bundle, dev, ood=ood, progress=progress),
     }
+    # the regime the probe numbers come from (VCReg constraint reached or not)
+    diag = measure_regime(
+        model.encoder,
+        model.projector,
+        bundle.test,
+        cfg.evaluation.independence_samples,
+        dev,
+        cfg.evaluation.batch_size,
+    )
+    result["regime"] = regime_summary(list(state.get("history") or []), diag)
     result["wall_time_s"] = time.time() - t0
     atomic_write_text(target, json.dumps(result, indent=1))
     return result

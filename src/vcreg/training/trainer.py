@@ -26,6 +26,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from vcreg.training.config import TrainConfig
 from vcreg.training.feeding import Batches, load_bundle, make_views, subset
 from vcreg.training.monitor import Monitor
 from vcreg.training.optim import build_optimizer, lr_at
+from vcreg.training.regime import RegimeWarning, measure_regime, regime_summary
 from vcreg.training.runfolder import open_run_folder, resume_state
 from vcreg.training.signals import StopFlag
 from vcreg.training.tensorboard import TensorBoardLogger, open_writer
@@ -433,6 +435,7 @@ def _finish(run: _Run, status: str, t_start: float) -> RunResult:
     """``run.json`` and the :class:`RunResult`."""
     enc, proj = run.model.encoder.eval(), run.model.projector.eval()
     final = run.history[-1] if run.history else {}
+    regime = _regime(run) if status == "completed" and run.rank == 0 else None
     wall = time.time() - t_start
     if run.out is not None and run.rank == 0:
         runfolder.write_run_summary(
@@ -442,12 +445,13 @@ def _finish(run: _Run, status: str, t_start: float) -> RunResult:
                 "epochs_completed": len(run.history),
                 "epochs": run.cfg.epochs,
                 "final_metrics": final,
+                "regime": regime,
                 "device": str(run.device),
                 "world_size": run.world,
                 "wall_time_s_last_session": wall,
             },
         )
-    extra = {"world_size": run.world, "steps_per_epoch": run.steps_per_epoch}
+    extra = {"world_size": run.world, "steps_per_epoch": run.steps_per_epoch, "regime": regime}
     return RunResult(
         run.out,
         status,
@@ -461,6 +465,37 @@ def _finish(run: _Run, status: str, t_start: float) -> RunResult:
         wall,
         extra,
     )
+
+
+def _regime(run: _Run) -> dict[str, Any] | None:
+    """The run's regime (:mod:`~vcreg.training.regime`); warns when a hinge loss missed it.
+
+    Measured on the monitor's held-out samples, in a forked RNG (the projector runs in training
+    mode on a copy, as the monitor does)."""
+    if not run.history or "loss_variance" not in run.history[-1]:
+        return None
+    devices = [run.device] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        diag = measure_regime(
+            run.model.encoder,
+            run.model.projector,
+            run.state.bundle.test,
+            max(run.cfg.monitor.samples, 2),
+            run.device,
+            run.cfg.evaluation.batch_size,
+        )
+    summary = regime_summary(run.history, diag)
+    if summary["warning"]:
+        warnings.warn(summary["warning"], RegimeWarning, stacklevel=3)
+        if run.progress:
+            tqdm.write(f"warning: {summary['warning']}")
+    elif run.progress:
+        tqdm.write(
+            f"VCReg constraint met: {100 * summary['emb_at_hinge_frac']:.0f} % of embedding dims "
+            f"at the hinge, off-diagonal correlation {summary['emb_offdiag_excess']:.1f}x the "
+            "independent-features level"
+        )
+    return summary
 
 
 # -- metrics and messages ------------------------------------------------------------------------

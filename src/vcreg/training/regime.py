@@ -1,0 +1,109 @@
+"""Did a run reach the VCReg constraint? The regime summary of ``run.json`` / ``eval.json``.
+
+The paper's claims are about networks trained *to* the constraint: the projector output has
+per-dimension std at VICReg's hinge γ and small off-diagonal covariance. :func:`regime_summary`
+collects, for a finished run, the embedding diagnostics of :mod:`vcreg.diagnostics` on held-out
+samples (mean std, fraction of dimensions at the hinge, off-diagonal correlation relative to its
+independent-features level) and the covariance term's trend over training (first vs last
+epoch), and applies the one rule :func:`vcreg.diagnostics.constraint_met`. The trainer writes it
+to ``run.json["regime"]`` and warns (:class:`RegimeWarning`) when a loss with a variance hinge
+ended outside the constraint; ``vcreg evaluate`` writes the same measures to ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from vcreg.diagnostics import (
+    HINGE_TOL,
+    MAX_OFFDIAG_EXCESS,
+    MIN_HINGE_FRAC,
+    constraint_met,
+    embedding_diagnostics,
+)
+from vcreg.evaluation import dataset_tensors, encode
+
+__all__ = ["RegimeWarning", "measure_regime", "regime_summary", "regime_message"]
+
+_DIAG_KEYS = (
+    "emb_std_mean",
+    "emb_hinge_frac",
+    "emb_at_hinge_frac",
+    "emb_offdiag_corr2",
+    "emb_offdiag_excess",
+)
+
+
+class RegimeWarning(UserWarning):
+    """A run with a variance-hinge loss ended without reaching the VCReg constraint."""
+
+
+@torch.no_grad()
+def measure_regime(
+    encoder: nn.Module, projector: nn.Module, test_data, samples: int, device, batch_size=512
+) -> dict[str, Any]:
+    """Embedding diagnostics of ``projector(encoder(x))`` on the first ``samples`` test samples."""
+    x, _ = dataset_tensors(test_data, samples)
+    feats = encode(encoder, x, batch_size, device)
+    diag = embedding_diagnostics(projector, feats)
+    out = {k: diag.get(k) for k in _DIAG_KEYS}
+    out["n_samples"] = len(feats)
+    out["constraint_met"] = constraint_met(out)
+    return out
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def regime_summary(history: list[dict[str, Any]], diag: dict[str, Any]) -> dict[str, Any]:
+    """The regime of a finished run from its per-epoch ``history`` and end-of-run ``diag``.
+
+    ``has_hinge``: the loss has a variance term (``loss_variance`` logged), the only losses the
+    constraint is defined for; ``cov_term_first/last``: the logged covariance term of the first
+    and last epoch (``cov_term_falling``: last < first).
+    """
+    has_hinge = bool(history) and "loss_variance" in history[-1]
+    cov = [_finite(h.get("loss_covariance")) for h in history]
+    cov = [c for c in cov if c is not None]
+    out: dict[str, Any] = {"has_hinge": has_hinge, **diag}
+    out["variance_term_last"] = _finite(history[-1].get("loss_variance")) if has_hinge else None
+    out["cov_term_first"] = cov[0] if cov else None
+    out["cov_term_last"] = cov[-1] if cov else None
+    out["cov_term_falling"] = (cov[-1] < cov[0]) if len(cov) >= 2 else None
+    out["rule"] = (
+        f">= {MIN_HINGE_FRAC:.0%} of embedding dims with std >= {1 - HINGE_TOL:g}*gamma and mean "
+        f"squared off-diagonal correlation < {MAX_OFFDIAG_EXCESS:g}x its independent-features "
+        "level 1/(n-1)"
+    )
+    out["warning"] = regime_message(out)
+    return out
+
+
+def regime_message(summary: dict[str, Any]) -> str | None:
+    """The end-of-run warning for a hinge loss outside the constraint (None when it is met)."""
+    if not summary.get("has_hinge") or summary.get("constraint_met") is not False:
+        return None
+    frac, std = summary.get("emb_at_hinge_frac"), summary.get("emb_std_mean")
+    exc = summary.get("emb_offdiag_excess")
+    parts = [f"{100 * frac:.0f} % of embedding dims at the variance hinge (mean std {std:.2f})"]
+    if exc is not None:
+        parts.append(f"off-diagonal correlation {exc:.1f}x the independent-features level")
+    c0, c1 = summary.get("cov_term_first"), summary.get("cov_term_last")
+    if c0 is not None and c1 is not None:
+        parts.append(f"covariance term {c0:.3g} -> {c1:.3g}")
+    return (
+        "the run did not reach the VCReg constraint ("
+        + "; ".join(parts)
+        + f"; rule: {summary['rule']}). Train longer, or narrow the projector relative to the "
+        "batch (rank floor of the covariance term when k > batch): see docs/sections/"
+        "training.md, 'Reaching the VCReg constraint'"
+    )

@@ -1,0 +1,143 @@
+"""Regime diagnostics: is a run trained to the VCReg constraint, and does the trainer say so."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from vcreg.diagnostics import constraint_met, embedding_diagnostics
+from vcreg.training import train
+from vcreg.training.regime import RegimeWarning, regime_summary
+
+
+def _cfg(**over) -> dict:
+    cfg = {
+        "epochs": 1,
+        "batch_size": 64,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "data": {"name": "mnist1d", "options": {"num_samples": 400, "ood": False}},
+        "encoder": {"name": "cnn1d", "repr_dim": 8, "options": {"channels": [8, 16, 16]}},
+        "projector": {"spec": "32-32"},
+        "monitor": {"every": 0, "samples": 64},
+    }
+    cfg.update(over)
+    return cfg
+
+
+def _plain_offdiag_corr2(z: np.ndarray) -> float:
+    r = np.corrcoef(z, rowvar=False)
+    k = r.shape[0]
+    return float((r**2).sum() - k) / (k * (k - 1))
+
+
+def test_offdiag_correlation_matches_numpy_and_its_independent_level():
+    g = torch.Generator().manual_seed(0)
+    n, k = 400, 12
+    z = torch.randn(n, k, generator=g, dtype=torch.float64)
+    d = embedding_diagnostics(torch.nn.Identity(), z)
+    assert d["emb_offdiag_corr2"] == pytest.approx(_plain_offdiag_corr2(z.numpy()), rel=1e-5)
+    # independent features: E[r²] = 1/(n−1), so the excess is ≈ 1 (sd over 66 pairs ≈ 0.17)
+    assert 0.6 < d["emb_offdiag_excess"] < 1.5
+    # one shared factor: correlations ≈ 0.5, far above the independent level
+    mixed = z + z[:, :1]
+    dm = embedding_diagnostics(torch.nn.Identity(), mixed)
+    assert dm["emb_offdiag_excess"] > 50
+    # at-hinge fraction: std ≥ 0.9; the strict fraction: std ≥ 1
+    scaled = z * torch.linspace(0.5, 1.5, k, dtype=torch.float64)
+    ds = embedding_diagnostics(torch.nn.Identity(), scaled)
+    std = np.sqrt(scaled.numpy().var(0, ddof=1) + 1e-4)
+    assert ds["emb_at_hinge_frac"] == pytest.approx((std >= 0.9).mean())
+    assert ds["emb_hinge_frac"] == pytest.approx((std >= 1.0).mean())
+
+
+def test_offdiag_correlation_drops_constant_columns_and_needs_two():
+    z = torch.randn(50, 3, dtype=torch.float64)
+    z[:, 1] = 2.0
+    d = embedding_diagnostics(torch.nn.Identity(), z)
+    assert d["emb_offdiag_corr2"] == pytest.approx(
+        _plain_offdiag_corr2(z[:, [0, 2]].numpy()), rel=1e-6
+    )
+    z[:, 2] = -1.0
+    assert embedding_diagnostics(torch.nn.Identity(), z)["emb_offdiag_corr2"] is None
+
+
+def test_constraint_rule():
+    ok = {"emb_at_hinge_frac": 0.95, "emb_offdiag_excess": 2.0}
+    assert constraint_met(ok) is True
+    assert constraint_met({**ok, "emb_at_hinge_frac": 0.5}) is False
+    assert constraint_met({**ok, "emb_offdiag_excess": 40.0}) is False
+    assert constraint_met({}) is None
+
+
+def test_summary_reports_the_covariance_trend_and_warns_only_for_hinge_losses():
+    hist = [
+        {"loss_variance": 0.6, "loss_covariance": 0.7},
+        {"loss_variance": 0.5, "loss_covariance": 1.7},
+    ]
+    diag = {
+        "emb_at_hinge_frac": 0.0,
+        "emb_std_mean": 0.4,
+        "emb_offdiag_excess": 3.0,
+        "constraint_met": False,
+    }
+    s = regime_summary(hist, diag)
+    assert s["cov_term_first"] == 0.7 and s["cov_term_last"] == 1.7
+    assert s["cov_term_falling"] is False
+    assert "did not reach the VCReg constraint" in s["warning"] and "0 %" in s["warning"]
+    no_hinge = regime_summary([{"loss_covariance": 1.0}], diag)  # e.g. Barlow Twins
+    assert no_hinge["has_hinge"] is False and no_hinge["warning"] is None
+
+
+def test_undertrained_run_warns_and_records_the_regime(tmp_path):
+    with pytest.warns(RegimeWarning, match="did not reach the VCReg constraint"):
+        res = train(_cfg(), out_dir=tmp_path / "run", progress=False)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    reg = run["regime"]
+    assert reg["constraint_met"] is False and reg["has_hinge"] is True
+    assert 0.0 <= reg["emb_at_hinge_frac"] < 0.9 and reg["n_samples"] == 64
+    assert reg["emb_offdiag_excess"] > 0 and reg["cov_term_last"] is not None
+    assert res.extra["regime"]["warning"] == reg["warning"]
+
+
+def test_no_regime_warning_for_losses_without_a_hinge():
+    cfg = _cfg(loss={"name": "infonce"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RegimeWarning)
+        res = train(cfg, progress=False)
+    assert res.extra["regime"] is None
+
+
+def _rec(i: int, met: bool, trained: bool = True, loss: str = "vicreg") -> dict:
+    return {
+        "config_id": f"vicreg/trained/{16 * (i + 1)}-{16 * (i + 1)}",
+        "seed": 0,
+        "loss": loss,
+        "nu": None,
+        "kind": "trained",
+        "acc_monitor": 0.7 if trained else 0.31,
+        "acc_init": 0.30,
+        "emb_at_hinge_frac": 0.97 if met else 0.1,
+        "emb_offdiag_excess": 2.0,
+    }
+
+
+def test_gate_excludes_runs_outside_the_regime_and_blocks_the_claim():
+    from vcreg.experiments.preconditions import claim_gate, gate, run_failures
+
+    recs = [_rec(0, True), _rec(1, False), _rec(2, True, trained=False)]
+    valid, excluded = gate(recs)
+    assert [r["config_id"] for r in valid] == [recs[0]["config_id"]]
+    assert "constraint not met" in excluded[f"{recs[1]['config_id']} seed=0"][0]
+    assert "random-init" in excluded[f"{recs[2]['config_id']} seed=0"][0]
+    # Barlow Twins has no variance hinge: only "trained" applies
+    assert run_failures(_rec(3, False, loss="barlow")) == []
+    v = claim_gate("C2", recs)  # 1/3 valid < 50 %
+    assert v is not None and v.status == "not assessable at this scale"
+    assert "1/3" in v.statistic and "--preset full" in v.reason
+    assert claim_gate("C2", [_rec(0, True), _rec(1, True), _rec(2, False)]) is None
