@@ -54,7 +54,8 @@ ROWS: dict[str, list[str]] = {
         "optimizer.weight_decay=1e-6",
         "schedule.warmup_epochs=10",
     ],
-    "k512_n16k": ["projector.spec=512-512", "data.options.num_samples=20000"],
+    # 4x the signals at the same number of steps (5 epochs x 62 steps)
+    "k512_n16k": ["projector.spec=512-512", "data.options.num_samples=20000", "epochs=5"],
     "k512_mu50": ["projector.spec=512-512", "loss.params.mu=50.0"],
     "k512_lam10": ["projector.spec=512-512", "loss.params.lambda_=10.0"],
     # longer training (steps) at a narrow width
@@ -105,14 +106,59 @@ def run(name: str, overrides: list[str], epochs: int, n_eval: int, bundles: dict
     }
 
 
+def _setting(r: dict, key: str, default: float) -> float:
+    for o in r["overrides"]:
+        if o.startswith(key + "="):
+            return float(o.split("=", 1)[1])
+    return default
+
+
+def forces(r: dict) -> dict:
+    """The force balance on the embedding's scale s (module docstring of the docs section).
+
+    With the two views' correlation ρ and the mean squared off-diagonal correlation r̄² read off
+    the last epoch's loss terms (inv = 2(1−ρ)s², cov = 2s⁴(k−1)r̄², both views), the pull of the
+    invariance and covariance terms on s is ``(2λ·inv + 4ν·cov)/s``, balanced by the hinge's μ
+    while dims are below it (``pull_now``/μ ≈ 1 at equilibrium); at s = 1 it would be
+    ``4λ(1−ρ) + 8(k−1)r̄²`` (``pull_at_1``), which must be ≤ μ for the hinge to be reachable;
+    ``floor_at_1 = 8(k−1)/(n−1)`` is the covariance pull of *independent* features (sampling
+    noise of an n-sample covariance), a floor no training removes.
+    """
+    lam = _setting(r, "loss.params.lambda_", 25.0)
+    mu = _setting(r, "loss.params.mu", 25.0)
+    n = int(_setting(r, "batch_size", 256))
+    spec = next(
+        (o.split("=")[1] for o in r["overrides"] if o.startswith("projector.spec")), "2048-2048"
+    )
+    k = int(spec.split("-")[-1])
+    s = r["emb_std_mean"]
+    inv, cov = r["inv_last"], r["cov_last"]
+    return {
+        "one_minus_rho": inv / (2 * s * s),
+        "pull_now_over_mu": (2 * lam * inv + 4 * cov) / s / mu,
+        "pull_at_1_over_mu": (2 * lam * inv / s**2 + 4 * cov / s**4) / mu,
+        "floor_at_1_over_mu": 8 * (k - 1) / (n - 1) / mu,
+    }
+
+
 def _fmt(r: dict) -> str:
+    f = forces(r)
     return (
         f"| {r['row']} | {r['steps']} | {r['wall_s']:.0f} | {r['emb_std_mean']:.3f} "
         f"| {100 * r['emb_hinge_frac']:.0f} % | {100 * r['emb_at_hinge_frac']:.0f} % "
         f"| {r['emb_offdiag_excess']:.1f} | {r['var_term']:.3f} "
         f"| {r['cov_first']:.2f} → {r['cov_last']:.2f} | {r['inv_last']:.3f} "
-        f"| {r['probe_acc']:.3f} | {'yes' if r['met'] else 'no'} |"
+        f"| {f['one_minus_rho']:.2f} | {f['pull_now_over_mu']:.2f} | {f['pull_at_1_over_mu']:.1f} "
+        f"| {f['floor_at_1_over_mu']:.2f} | {r['probe_acc']:.3f} | {'yes' if r['met'] else 'no'} |"
     )
+
+
+HEADER = (
+    "| row | steps | s | emb std | std ≥ γ | at hinge (≥ 0.9γ) | off-diag r² / indep. "
+    "| var term | cov term first → last | inv term | 1 − ρ | pull/μ now | pull/μ at std 1 "
+    "| sampling floor/μ at std 1 | probe acc | constraint met |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main() -> None:
@@ -121,13 +167,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--n-eval", type=int, default=512, help="held-out signals measured")
     ap.add_argument("--json", type=Path, help="also write the rows here (appended per row)")
+    ap.add_argument("--table", nargs="+", type=Path, help="only print the table of these JSONs")
     a = ap.parse_args()
+    print(HEADER)
+    if a.table:
+        for path in a.table:
+            for r in json.loads(path.read_text()):
+                print(_fmt(r))
+        return
     names = a.only.split(",") if a.only else list(ROWS)
-    print(
-        "| row | steps | s | emb std | std ≥ γ | at hinge (≥ 0.9γ) | off-diag r² / indep. "
-        "| var term | cov term first → last | inv term | probe acc | constraint met |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     bundles: dict = {}
     rows = []
     for name in names:
