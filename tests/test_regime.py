@@ -103,6 +103,13 @@ def test_undertrained_run_warns_and_records_the_regime(tmp_path):
     assert 0.0 <= reg["emb_at_hinge_frac"] < 0.9 and reg["n_samples"] == 64
     assert reg["emb_offdiag_excess"] > 0 and reg["cov_term_last"] is not None
     assert res.extra["regime"]["warning"] == reg["warning"]
+    # eval.json carries the regime of the checkpoint it evaluated
+    from vcreg.training.evaluate import evaluate_run
+
+    ev = evaluate_run(tmp_path / "run", device="cpu", ood=False)
+    assert ev["regime"]["constraint_met"] is False
+    assert ev["regime"]["emb_at_hinge_frac"] == pytest.approx(reg["emb_at_hinge_frac"], abs=0.2)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["regime"]["has_hinge"]
 
 
 def test_no_regime_warning_for_losses_without_a_hinge():
