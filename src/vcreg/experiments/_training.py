@@ -23,6 +23,7 @@ from vcreg.experiments.runner import Context, Unit
 from vcreg.independence import dhsic_test
 from vcreg.training import TrainConfig, load_bundle, train
 from vcreg.training.feeding import subset
+from vcreg.training.regime import RegimeWarning
 
 __all__ = [
     "RunSpec",
@@ -295,7 +296,11 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
         encode(init.encoder, x_eval, device=ctx.device),
         y_eval,
     )
-    result = train(cfg, out_dir=None, progress=False, bundle=bundle)
+    with warnings.catch_warnings():
+        # the regime is recorded and gated on (vcreg.experiments.preconditions): one warning per
+        # training run would only bury the summary
+        warnings.simplefilter("ignore", RegimeWarning)
+        result = train(cfg, out_dir=None, progress=False, bundle=bundle)
     if result.status != "completed":
         # the trainer turns SIGINT/SIGTERM into a clean stop; a partial run must not be cached
         # as a finished unit, and the whole reproduction stops (it resumes from the cache)

@@ -103,7 +103,9 @@ def regime_message(summary: dict[str, Any]) -> str | None:
     return (
         "the run did not reach the VCReg constraint ("
         + "; ".join(parts)
-        + f"; rule: {summary['rule']}). Train longer, or narrow the projector relative to the "
-        "batch (rank floor of the covariance term when k > batch): see docs/sections/"
-        "training.md, 'Reaching the VCReg constraint'"
+        + f"; rule: {summary['rule']}). The hinge is reachable only if the invariance and "
+        "covariance terms pull less than mu at std 1; even independent features pull "
+        "8*(k-1)/(batch-1) there, so keep the embedding width k below ~3*batch, and train until "
+        "the off-diagonal correlation falls: see docs/sections/training.md, 'Reaching the "
+        "VCReg constraint'"
     )

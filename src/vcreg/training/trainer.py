@@ -535,6 +535,11 @@ def _epoch_line(m: dict, epochs: int) -> str:
     for k in ("knn_acc", "linear_acc", "pairwise_hsic_mean", "pairwise_nhsic_mean", "dhsic"):
         if k in m:
             parts.append(f"{k} {m[k]:.4g}")
+    if m.get("emb_at_hinge_frac") is not None:  # the regime, on monitored epochs
+        parts.append(
+            f"emb std {m['emb_std_mean']:.3f}, at hinge {100 * m['emb_at_hinge_frac']:.0f} %, "
+            f"off-diag {m.get('emb_offdiag_excess') or float('nan'):.1f}x indep."
+        )
     parts.append(f"{m['samples_per_s']:.0f} samples/s")
     return " | ".join(parts)
 
