@@ -83,6 +83,8 @@ def run(name: str, overrides: list[str], epochs: int, n_eval: int, bundles: dict
     bundle = bundles[key]
     t0 = time.time()
     res = train(cfg, out_dir=None, progress=False, bundle=bundle)
+    if res.status != "completed":  # SIGINT/SIGTERM stop the trainer cleanly: not a result
+        raise SystemExit(f"row {name} was interrupted after {len(res.history)} epochs")
     wall = time.time() - t0
     x_eval, y_eval = dataset_tensors(bundle.test, n_eval)
     x_tr, y_tr = dataset_tensors(bundle.train, 2000)
