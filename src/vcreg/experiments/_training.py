@@ -81,7 +81,8 @@ class RunSpec:
 def _width_specs(s: dict[str, Any], seed: int) -> list[RunSpec]:
     out, d, cap = [], s["repr_dim"], s.get("mlp_max_width")
     for kind in s["kinds"]:
-        for w in s["widths"]:
+        widths = s.get("rf_widths", s["widths"]) if kind == "random_features" else s["widths"]
+        for w in widths:
             if kind == "random_features":
                 m = max(1, w // d)
                 out.append(RunSpec("width", kind, d * m, 1, "vicreg", seed))
