@@ -73,7 +73,7 @@ def embedding_diagnostics(
     x = feats.detach().float().cpu()
     if x.dim() != 2 or x.shape[0] < 2:
         raise ValueError(f"need representations of shape (n >= 2, d), got {tuple(x.shape)}")
-    z = copy.deepcopy(projector).cpu().train()(x).float()
+    z = _local_copy(projector)(x).float()
     std = torch.sqrt(z.var(0) + eps)
     corr2 = _offdiag_corr2(z)
     return {
@@ -85,6 +85,26 @@ def embedding_diagnostics(
         "repr_std_median": float(x.std(0).quantile(0.5)),
         "rf_scale_over_bw": _projector_input_scale(projector, x),
     }
+
+
+_LOCAL_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _local_copy(projector: nn.Module) -> nn.Module:
+    """A CPU copy in training mode whose batch norms use this process's batch only: a
+    synchronized / all-reduce batch norm (DDP) would wait for ranks that are not measuring."""
+    proj = copy.deepcopy(projector).cpu().train()
+    for name, mod in list(proj.named_modules()):
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and not isinstance(mod, _LOCAL_BN):
+            local = nn.BatchNorm1d(
+                mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats
+            )
+            local.load_state_dict(mod.state_dict())
+            if not name:
+                return local.train()
+            parent, _, attr = name.rpartition(".")
+            setattr(proj.get_submodule(parent) if parent else proj, attr, local)
+    return proj.train()
 
 
 def _offdiag_corr2(z: Tensor) -> float | None:

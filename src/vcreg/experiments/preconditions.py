@@ -63,7 +63,7 @@ def run_failures(r: dict[str, Any]) -> list[str]:
     if acc is None or init is None:
         out.append("probe accuracy or random-init baseline not measured")
     elif acc < init + PROBE_MARGIN:
-        out.append(f"probe {acc:.3f} < random-init {init:.3f} + {PROBE_MARGIN:g}")
+        out.append(f"not trained (probe {acc:.3f} < random-init {init:.3f} + {PROBE_MARGIN:g})")
     if _needs_constraint(r):
         met = constraint_met(
             {
@@ -104,7 +104,7 @@ def claim_gate(
     reasons: dict[str, int] = {}
     for r in family:
         for why in run_failures(r):
-            key = why.split(" (")[0].split(" <")[0]
+            key = why.split(" (")[0]
             reasons[key] = reasons.get(key, 0) + 1
     top = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
     return not_assessable(
