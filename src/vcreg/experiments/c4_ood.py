@@ -267,8 +267,12 @@ def scatter_caption(doms: dict[str, Any], n_boot: int = 1000) -> str:
     bits = []
     for name, (recs, flagged) in doms.items():
         fam = [r for r in _family(without(recs, flagged)) if r["hsic"] is not None]
-        if len(fam) < 4:
-            bits.append(f"{name}: n too small ({len(fam)} runs; a rank correlation needs ≥ 4)")
+        n_cfg = len({r["config_id"] for r in fam})
+        if n_cfg < 4:  # the bootstrap resamples configurations: fewer than 4 give no interval
+            bits.append(
+                f"{name}: n too small ({n_cfg} configurations; a configuration-bootstrap CI of "
+                "a rank correlation needs ≥ 4)"
+            )
             continue
         x, g = [r["hsic"] for r in fam], [r["config_id"] for r in fam]
         so = spearman_bootstrap(x, [r["acc_ood"] for r in fam], n_boot=n_boot, groups=g)
