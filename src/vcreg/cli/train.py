@@ -100,12 +100,15 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--no-ood", is_flag=True, help="Skip the out-of-domain test sets.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing eval.json.")
-def evaluate(run_dir, device, no_ood, overwrite) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress messages.")
+def evaluate(run_dir, device, no_ood, overwrite, no_progress) -> None:
     """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run.
 
-    RUN_DIR is a run folder (writes RUN_DIR/eval.json) or an encoder written by `vcreg export`
-    (NAME.safetensors: evaluated on its run's dataset, writes NAME.eval.json).
+    RUN_DIR is a run folder (writes RUN_DIR/eval.json; refused while `vcreg train` or another
+    command holds the folder's lock) or an encoder written by `vcreg export` (NAME.safetensors:
+    evaluated on its run's dataset, writes NAME.eval.json).
     """
+    from vcreg._lock import FolderLockedError
     from vcreg.export import evaluate_exported
     from vcreg.training import CheckpointError, evaluate_run
 
@@ -116,10 +119,16 @@ def evaluate(run_dir, device, no_ood, overwrite) -> None:
             run_dir,
             device=device,
             ood=False if no_ood else None,
-            progress=True,
+            progress=not no_progress,
             overwrite=overwrite,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        FolderLockedError,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"in-domain accuracy: {res['in_domain_acc']:.4f} (train {res['train_acc']:.4f})")
     for name, acc in res["ood_acc"].items():
