@@ -204,12 +204,13 @@ class _CovarianceStats(torch.autograd.Function):
     representable, an exact zero stays zero at any ``|z|``, and the backward never multiplies
     an overflowed scale by zero. The backward is closed-form with a single matmul (autograd
     through ``Z̃ᵀZ̃`` would spend two plus the centring's backward, which is the identity here
-    because the gradient has zero column means). With ``g_c``, ``g_v`` the incoming gradients
-    and ``a = 4·g_c/N``:
+    because the gradient has zero column means). With ``g_c``, ``g_v`` the incoming gradients,
+    ``a = 4·g_c/N`` and ``v = 2·g_v/(n−1)``:
 
-    * Gram path: ``off̃ = ‖Z̃Z̃ᵀ‖_F² − Σ_j d̃_j²``; ``∂/∂Z = s³·a·(G̃ Z̃ − Z̃·d̃) + s·Z̃·2g_v/(n−1)``.
+    * Gram path: ``off̃ = ‖Z̃Z̃ᵀ‖_F² − Σ_j d̃_j²``;
+      ``∂/∂Z = s·[(a·s²·G̃) Z̃ + Z̃·(v − a·s²·d̃)]``.
     * Covariance path: ``M̃ = Z̃ᵀZ̃`` with its diagonal (= d̃) zeroed before squaring (no
-      cancellation); ``∂/∂Z = s³·Z̃ (a·M̃_off) + s·Z̃·2g_v/(n−1)``.
+      cancellation); ``∂/∂Z = s·Z̃ (a·s²·M̃_off + diag(v))``.
 
     Not twice differentiable (double backward raises saying so).
     """
@@ -246,20 +247,24 @@ class _CovarianceStats(torch.autograd.Function):
 
     @staticmethod
     def _grad(ctx, g_c: Tensor | None, g_v: Tensor | None) -> Tensor:
+        # ∂/∂Z = s·Z̃ R with R = a·s²·M̃ + diag(2g_v/(n−1)) (Gram path: the same, through G̃).
+        # The factor s² goes into the small matrix one power of two at a time, so exact zeros
+        # stay zero; an entry can only overflow where c itself does (|a·M_ij| ≤ sqrt(4a·g_c·c)).
         zc, scale = ctx.saved_tensors[:2]
         n, k = zc.shape
-        grad = torch.zeros_like(zc)
-        if g_c is not None:
-            a = 4.0 * g_c / ((n - 1) ** 2 * k)
-            if ctx.gram:
-                g, d = ctx.saved_tensors[2:]
-                part = torch.addmm(zc * (-a * d), g * a, zc)
-            else:
-                part = zc @ (ctx.saved_tensors[2] * a)
-            grad = _times_pow2(part, scale, 3)
-        if g_v is not None:
-            grad = grad + zc * (2.0 * g_v / (n - 1)) * scale
-        return grad
+        a = 4.0 * g_c / ((n - 1) ** 2 * k) if g_c is not None else None
+        v = 2.0 * g_v / (n - 1) if g_v is not None else zc.new_zeros(k)
+        if ctx.gram:
+            g, d = ctx.saved_tensors[2:]
+            if a is None:
+                return zc * v * scale
+            col = v - _times_pow2(d * a, scale, 2)
+            return torch.addmm(zc * col, _times_pow2(g * a, scale, 2), zc) * scale
+        if a is None:
+            return zc * v * scale
+        right = _times_pow2(ctx.saved_tensors[2] * a, scale, 2)
+        right.diagonal().add_(v)
+        return (zc @ right) * scale
 
 
 def _cov_stats(z: Tensor, method: str) -> tuple[Tensor, Tensor]:
