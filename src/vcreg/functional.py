@@ -170,6 +170,16 @@ def _pow2_at_least_one(amax: Tensor) -> Tensor:
     return torch.ldexp(torch.ones_like(amax), exponent)
 
 
+def _pow2_rows(z: Tensor) -> Tensor:
+    """Per row of ``z``, the power of two ``s`` with ``max|z_i| / s`` in ``[½, 1]`` (1 for a
+    zero row), kept within the dtype's normal range: ``(n, 1)``."""
+    amax = z.detach().abs().amax(dim=1, keepdim=True)
+    _, exponent = torch.frexp(torch.where(torch.isfinite(amax), amax, torch.zeros_like(amax)))
+    low = math.frexp(torch.finfo(z.dtype).tiny)[1]
+    exponent = exponent.clamp(low, _max_pow2_exponent(z.dtype))
+    return torch.ldexp(torch.ones_like(amax), exponent)
+
+
 def _times_pow2(x: Tensor, s: Tensor, power: int) -> Tensor:
     """``x · sᵖ`` one factor at a time: exact for a power of two ``s``, ``0`` stays ``0`` and a
     product beyond the range is ``inf`` (``sᵖ`` itself may not be representable)."""
@@ -670,16 +680,19 @@ def info_nce_loss(
     ``L = (1/2n) Σ_i −log( exp(s_{i,p(i)}) / Σ_{j≠i} exp(s_ij) )``,
     i.e. cross-entropy over the other 2n − 1 embeddings of the batch (both views as anchors).
     ``.terms``: ``"contrastive"`` (= the loss) and ``"positive_cosine"`` (mean ``u_iᵀu_{p(i)}``).
-    Same value as lightly's ``NTXentLoss(temperature)`` without a memory bank.
+    Same value as lightly's ``NTXentLoss(temperature)`` without a memory bank, except that rows
+    are divided by a power of two first, so the cosine is right at any scale (lightly's
+    ``normalize`` eps 1e-12 shrinks rows of norm < 1e-12; here it only keeps a zero row 0).
     """
     if not (isinstance(temperature, int | float) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     z_a, z_b = _pair(z_a, z_b, check_finite)
     n = z_a.shape[0]
     z = torch.cat([z_a, z_b])
-    # rows divided by a power of two >= their max (exact; the cosine is scale-free): the norm
-    # of a float32 row of |z| ~ 1e20 would be inf and the row 0
-    u = F.normalize(z / _pow2_at_least_one(z.detach().abs().amax(dim=1, keepdim=True)), dim=1)
+    # rows divided by a power of two near their max (exact; the cosine is scale-free): the norm
+    # of a float32 row of |z| ~ 1e20 would be inf (the row 0), of |z| ~ 1e-30 below normalize's
+    # eps (the row ~0); an all-zero row stays 0
+    u = F.normalize(z / _pow2_rows(z), dim=1)
     logits = u @ u.T / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
     logits = logits.masked_fill(self_mask, float("-inf"))  # j ≠ i
