@@ -232,3 +232,17 @@ def test_barlow_twins_is_scale_free_in_float32():
         assert float(out.detach()) < 1.0  # far from the collapsed value 16 (C = 0)
         out.backward()
         assert bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().max()) > 0
+
+
+def test_a_float16_gradient_overflow_is_an_error_on_the_gathering_path_too(monkeypatch):
+    """Under DDP the views are upcast before the all-gather; the float16 gradient check must
+    be registered there as well (gather_with_grad is the identity without a process group)."""
+    monkeypatch.setattr(vcreg.losses, "should_gather", lambda option: True)
+    a, b = _views(32, 8, 1e4, torch.float16)
+    za = a.clone().requires_grad_()
+    out = vcreg.VICRegLoss()(za, b)
+    with pytest.raises(ValueError, match=r"gradient w\.r\.t\. z_a overflows torch.float16"):
+        out.backward()
+    za.grad = None
+    vcreg.VICRegLoss(check_finite=False)(za, b).backward()  # unchecked: as documented, inf
+    assert not bool(torch.isfinite(za.grad).all())

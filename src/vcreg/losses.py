@@ -93,7 +93,11 @@ class _GatheringLoss(nn.Module):
             # Per-rank batches may hold 1 sample. NaN/Inf and the batch size are checked on the
             # gathered batch, which every rank sees alike: all ranks raise together instead of
             # one raising while the others wait forever in the collective.
-            z = gather_with_grad(VF.as_embeddings(z, name, check_finite=False, min_samples=1))
+            low = z.dtype if isinstance(z, Tensor) else None
+            z = VF.as_embeddings(z, name, check_finite=False, min_samples=1)
+            if self.check_finite and low in (torch.float16, torch.bfloat16):
+                VF._guard_low_precision_grad(z, name, low)  # (as the local path does)
+            z = gather_with_grad(z)
             out.append(VF.as_embeddings(z, name, check_finite=self.check_finite))
         return tuple(out)
 
