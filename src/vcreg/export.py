@@ -50,6 +50,7 @@ from safetensors.torch import save as safetensors_bytes
 from vcreg._device import resolve_device
 from vcreg._exportfile import ExportFileError, payload_sha256
 from vcreg._io import atomic_write, atomic_write_text
+from vcreg._lock import FolderLock
 from vcreg.data import DatasetBundle, canonical_dataset_name
 from vcreg.evaluation import dataset_tensors, encode
 from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION, Encoder, load_encoder, read_export_config
@@ -107,7 +108,8 @@ def export_run(
             f"refusing to overwrite {', '.join(existing)}; pass --overwrite (overwrite=True) "
             f"or choose another --out"
         )
-    cfg, model, state, bundle = load_run(run_dir, "cpu")
+    with FolderLock(run_dir, purpose="vcreg export", shared=True):  # no train/evaluate now
+        cfg, model, state, bundle = load_run(run_dir, "cpu")
     tensors = _tensors(model.encoder, "encoder")
     if projector:
         tensors.update(_tensors(model.projector, "projector"))

@@ -111,13 +111,16 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
     type=click.IntRange(min=20),
     help="Exported MNIST-1D encoder only: signals to generate (default 5000; never the file's).",
 )
-def evaluate(run_dir, device, no_ood, overwrite, data_root, data_samples) -> None:
+@click.option("--no-progress", is_flag=True, help="No progress messages.")
+def evaluate(run_dir, device, no_ood, overwrite, data_root, data_samples, no_progress) -> None:
     """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run.
 
-    RUN_DIR is a run folder (writes RUN_DIR/eval.json) or an encoder written by `vcreg export`
-    (NAME.safetensors: evaluated on its run's dataset, read from --data-root or the dataset's
-    usual place, writes NAME.eval.json).
+    RUN_DIR is a run folder (writes RUN_DIR/eval.json; refused while `vcreg train` or another
+    command holds the folder's lock) or an encoder written by `vcreg export` (NAME.safetensors:
+    evaluated on its run's dataset, read from --data-root or the dataset's usual place, writes
+    NAME.eval.json).
     """
+    from vcreg._lock import FolderLockedError
     from vcreg.export import evaluate_exported
     from vcreg.training import CheckpointError, evaluate_run
 
@@ -134,11 +137,17 @@ def evaluate(run_dir, device, no_ood, overwrite, data_root, data_samples) -> Non
             run_dir,
             device=device,
             ood=False if no_ood else None,
-            progress=True,
+            progress=not no_progress,
             overwrite=overwrite,
             **extra,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        FolderLockedError,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"in-domain accuracy: {res['in_domain_acc']:.4f} (train {res['train_acc']:.4f})")
     for name, acc in res["ood_acc"].items():
