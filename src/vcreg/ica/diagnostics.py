@@ -137,9 +137,11 @@ def diagnose(Xw: np.ndarray, W: np.ndarray, others: list[np.ndarray] | None = No
         )
     if pred > PREDICTED_AMARI_THRESHOLD:
         reasons.append(
-            f"the recovered sources are too close to Gaussian for n_samples={n}: expected Amari "
-            f"error {pred:.3f} > {PREDICTED_AMARI_THRESHOLD} even at the best unmixing (more "
-            "samples, or fewer n_components, may separate them)"
+            f"the recovered sources are close to Gaussian for n_samples={n}: expected Amari "
+            f"error {pred:.3f} > {PREDICTED_AMARI_THRESHOLD} even for an unmixing at the sources "
+            "(near-Gaussian sources are not identifiable at this n: more samples or fewer "
+            "n_components; outputs that are mixtures left by a spurious minimum also look "
+            "Gaussian, then n_init > 1 may help)"
         )
     return {
         "fixed_point_distance": fp,
