@@ -20,7 +20,7 @@ PKG = SRC / "vcreg"
 # The layer order (issue 14): a module may import vcreg modules of LOWER layers only (and its own
 # unit, e.g. vcreg.training.trainer -> vcreg.training.config). Unit = first name after "vcreg".
 LAYERS: list[set[str]] = [
-    {"_io", "_device", "_seed"},  # foundations (any other private top-level module too)
+    {"_io", "_device", "_seed", "io"},  # foundations (any other private top-level module too)
     {"functional"},
     {"distributed", "projectors", "data"},
     {"losses", "models", "diagnostics"},
@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"evaluation", "ica", "metrics"},
     {"training"},
     {"integrations", "export"},
+    {"trained"},
     {"experiments"},
     {"cli", "__main__"},
 ]
