@@ -20,7 +20,7 @@ PKG = SRC / "vcreg"
 # The layer order (issue 14): a module may import vcreg modules of LOWER layers only (and its own
 # unit, e.g. vcreg.training.trainer -> vcreg.training.config). Unit = first name after "vcreg".
 LAYERS: list[set[str]] = [
-    {"_io", "_device", "_seed", "io"},  # foundations (any other private top-level module too)
+    {"_io", "_device", "_seed", "io", "configs"},  # foundations (any other private top-level module too)
     {"functional"},
     {"distributed", "projectors", "data"},
     {"losses", "models", "diagnostics"},
