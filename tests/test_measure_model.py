@@ -122,3 +122,19 @@ def test_labels_device_and_mode_restored():
         measure_model(net, DataLoader(x, batch_size=16), labels=True)
     with pytest.raises(ValueError, match="unknown device"):
         measure_model(net, DataLoader(x, batch_size=16), device="gpu")
+
+
+def test_reservoir_keeps_every_position_with_probability_k_over_n():
+    n, k, runs = 50, 10, 400
+    x = torch.arange(float(n))[:, None].repeat(1, 2)
+    loader = DataLoader(TensorDataset(x, torch.arange(n) % 7), batch_size=16)
+    hits = np.zeros(n)
+    for seed in range(runs):
+        got = collect_features(
+            nn.Identity(), loader, max_samples=k, sample="reservoir", seed=seed, labels=True
+        )
+        hits[got["row_indices"]] += 1
+        assert np.array_equal(got["labels"], got["row_indices"] % 7)  # labels follow their rows
+    # Binomial(400, 0.2) per position: mean 80, sd 8; a first-n or last-n bias would be 0 or 400
+    assert hits.sum() == runs * k and hits.min() > 80 - 5 * 8 and hits.max() < 80 + 5 * 8
+    assert abs(hits[: n // 2].mean() - hits[n // 2 :].mean()) < 8

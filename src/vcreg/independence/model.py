@@ -88,27 +88,38 @@ def _as_rows(out: Any, spatial: str, where: str) -> Tensor:
 
 
 class _Reservoir:
-    """Algorithm R over rows: after t rows, each is held with probability k / t."""
+    """Algorithm R over rows: after t rows, each is held with probability k / t. The rows are
+    copied into one (k, d) buffer, so no batch is kept alive by a row it contributed."""
 
     def __init__(self, k: int, seed: int) -> None:
         self.k, self.seen, self.rng = k, 0, np.random.default_rng(seed)
-        self.slots: list[tuple[int, Tensor, Tensor | None]] = []
+        self.idx = np.full(k, -1, dtype=np.int64)
+        self.buf: Tensor | None = None
+        self.lab: Tensor | None = None
 
     def add(self, rows: Tensor, labels: Tensor | None) -> None:
-        for r in range(rows.shape[0]):
-            lab = labels[r] if labels is not None else None
-            if len(self.slots) < self.k:
-                self.slots.append((self.seen, rows[r], lab))
-            else:
-                j = int(self.rng.integers(0, self.seen + 1))
-                if j < self.k:
-                    self.slots[j] = (self.seen, rows[r], lab)
-            self.seen += 1
+        b = rows.shape[0]
+        if self.buf is None:
+            self.buf = rows.new_empty((self.k, *rows.shape[1:]))
+            self.lab = labels.new_empty(self.k) if labels is not None else None
+        t = self.seen + np.arange(b)
+        # row t fills slot t while t < k, then replaces slot j ~ U{0..t} when j < k
+        slot = np.where(t < self.k, t, self.rng.integers(0, t + 1))
+        for r in np.nonzero(slot < self.k)[0]:  # in order: a later row wins a shared slot
+            self.buf[slot[r]] = rows[r]
+            self.idx[slot[r]] = t[r]
+            if self.lab is not None:
+                self.lab[slot[r]] = labels.reshape(b, -1)[r, 0]
+        self.seen += b
 
-    def rows(self) -> tuple[list[Tensor], list[Tensor] | None, np.ndarray]:
-        held = sorted(self.slots, key=lambda s: s[0])
-        labs = [s[2] for s in held] if held and held[0][2] is not None else None
-        return [s[1][None] for s in held], labs, np.array([s[0] for s in held], dtype=np.int64)
+    def rows(self) -> tuple[Tensor, Tensor | None, np.ndarray]:
+        n = min(self.k, self.seen)
+        order = np.argsort(self.idx[:n], kind="stable")
+        if self.buf is None:
+            return torch.empty(0), None, self.idx[:0]
+        keep = torch.from_numpy(order)
+        lab = self.lab[:n][keep] if self.lab is not None else None
+        return self.buf[:n][keep], lab, self.idx[:n][order]
 
 
 def _check_args(max_samples: int | None, sample: str, spatial: str) -> None:
@@ -199,8 +210,9 @@ def collect_features(
             encoder.to(home)
     complete = not enough()
     if res is not None:
-        chunks, lab_rows, idx = res.rows()
-        labs = [torch.stack([t.reshape(-1)[0] for t in lab_rows])] if lab_rows else labs
+        held, held_labels, idx = res.rows()
+        chunks = [held] if len(idx) else []
+        labs = [held_labels] if held_labels is not None else labs
         seen = res.seen
     else:
         seen = count[0]
