@@ -50,7 +50,8 @@ def _check_resnet(tmp_path: Path, n: int) -> None:
     rep = measure_model(net, loader, device="cpu", **FAST)
     ref = measure_embeddings(_saved(tmp_path, net, loader), device="cpu", **FAST)
     _same_report(rep, ref)
-    assert rep["input"]["rows_seen"] == n and rep["input"]["complete"]
+    assert rep["input"]["rows_seen"] == rep["input"]["n_samples_total"] == n
+    assert rep["input"]["complete"] and not rep["input"]["subsampled"]
     assert not any(note.startswith("SUBSAMPLED") for note in rep["notes"])
 
 
@@ -90,6 +91,7 @@ def test_first_n_stops_early_and_says_so():
     net = nn.Linear(6, 5)
     rep = measure_model(net, DataLoader(data, batch_size=50), max_samples=120, **FAST)
     assert rep["input"]["n_samples_used"] == 120 and not rep["input"]["complete"]
+    assert rep["input"]["subsampled"]
     assert max(seen) < 150  # three batches read, not ten
     assert rep["notes"][0].startswith("SUBSAMPLED: the first 120 rows")
     with torch.no_grad():

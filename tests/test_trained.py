@@ -98,7 +98,8 @@ def test_layer_split_and_sampling(run: Path, tmp_path: Path):
     assert rep["input"]["n_features"] == 8 and rep["input"]["n_samples_used"] == 50
     assert rep["notes"][0].startswith("SUBSAMPLED: a uniform random 50 of the")
     trained = load_trained(run)
-    assert rep["input"]["rows_seen"] == len(trained.bundle.train)
+    assert rep["input"]["rows_seen"] == rep["input"]["n_samples_total"] == len(trained.bundle.train)
+    assert rep["input"]["subsampled"]
     again = measure_trained(
         run, "train", layer="body.0", max_samples=50, method="exact", with_dhsic=False, device="cpu"
     )

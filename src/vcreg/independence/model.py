@@ -264,6 +264,8 @@ def measure_model(
         rows_seen=seen, sampling=sample, complete=got["complete"],
     )  # fmt: skip
     rep["settings"]["max_samples"] = max_samples
+    # the array measure_embeddings saw was already the subsample: state the loader's rows
+    rep["input"].update(n_samples_total=seen, subsampled=n < seen or not got["complete"])
     if sample == "reservoir" and n < seen:
         rep["notes"].insert(
             0, f"SUBSAMPLED: a uniform random {n} of the {seen} rows the loader gave (seed {seed})"
