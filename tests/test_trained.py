@@ -69,13 +69,15 @@ def test_measure_run_folder_equals_the_saved_array(run: Path, tmp_path: Path):
     assert rep["input"]["trained"]["kind"] == "run"
     for key in ("pairwise_nhsic", "pairwise_hsic", "effective_rank", "feature_std", "labels"):
         assert rep[key] == ref[key], key
-    # the exported encoder of the same run gives the same report
+    # the exported encoder of the same run, on the same data (which the file never chooses: the
+    # run's 400 MNIST-1D signals are asked for with --data-samples), gives the same report
     assert (
         CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "e")]).exit_code == 0
     )
     exp = _measure(
-        str(tmp_path / "e.safetensors"), "--out", str(tmp_path / "me"), "--labels", "labels", *FAST
-    )
+        str(tmp_path / "e.safetensors"), "--out", str(tmp_path / "me"), "--labels", "labels",
+        "--data-samples", "400", *FAST,
+    )  # fmt: skip
     assert exp["input"]["trained"]["kind"] == "export"
     for key in ("pairwise_nhsic", "pairwise_hsic", "effective_rank", "labels"):
         assert exp[key] == rep[key], key
@@ -113,6 +115,7 @@ def test_layer_split_and_sampling(run: Path, tmp_path: Path):
         (["--dataset", "validation"], "unknown dataset 'validation'"),
         (["--key", "z"], "--key is for array files"),
         (["--labels", "y.npy"], "--labels labels"),
+        (["--data-samples", "400"], "exported encoder (.safetensors) only"),
     ],
 )
 def test_bad_options_are_clear_errors(run: Path, tmp_path: Path, extra, message):

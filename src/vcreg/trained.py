@@ -49,16 +49,27 @@ def is_trained_source(path: str | Path) -> bool:
     )
 
 
-def load_trained(source: str | Path, device: str | torch.device = "cpu") -> Trained:
-    """The encoder of a run folder or an exported encoder file, on ``device``."""
+def load_trained(
+    source: str | Path,
+    device: str | torch.device = "cpu",
+    data_root: str | Path | None = None,
+    num_samples: int | None = None,
+) -> Trained:
+    """The encoder of a run folder or an exported encoder file, on ``device``. An exported file
+    never chooses where its data come from: ``data_root`` / ``num_samples`` (MNIST-1D) or the
+    loader's defaults (:func:`vcreg.export.load_exported`); a run folder uses its own config."""
     source = Path(source)
     dev = resolve_device(device)
     if source.is_dir():
+        if data_root is not None or num_samples is not None:
+            raise ValueError(
+                "data_root / num_samples apply to an exported encoder, not a run folder"
+            )
         cfg, model, state, bundle = load_run(source, dev)
         origin = {"kind": "run", "path": str(source), "epoch": int(state["epoch"])}
         origin["checkpoint_sha256"] = state.get("sha256")
         return Trained(model.encoder, cfg, bundle, origin)
-    encoder, cfg, bundle, config = load_exported(source, dev)
+    encoder, cfg, bundle, config = load_exported(source, dev, data_root, num_samples)
     return Trained(
         encoder, cfg, bundle, {"kind": "export", "path": str(source), **config["source"]}
     )
@@ -84,16 +95,19 @@ def measure_trained(
     batch_size: int | None = None,
     labels: bool = True,
     device: str | torch.device | None = "auto",
+    data_root: str | Path | None = None,
+    num_samples: int | None = None,
     **measure_options: Any,
 ) -> dict[str, Any]:
     """:func:`vcreg.independence.measure_model` of ``source``'s encoder on ``dataset`` of its run.
 
     Rows: a uniform random subset of ``max_samples`` of the split (reservoir, ``seed``), with its
     class labels unless ``labels=False`` (the report's feature-label dependence). ``batch_size``
-    defaults to the run's ``evaluation.batch_size``; ``layer`` names a submodule of the encoder.
+    defaults to the run's ``evaluation.batch_size``; ``layer`` names a submodule of the encoder;
+    ``data_root`` / ``num_samples``: an exported encoder's data (:func:`load_trained`).
     """
     dev = resolve_device(device)
-    trained = load_trained(source, dev)
+    trained = load_trained(source, dev, data_root, num_samples)
     data = dataset_split(trained.bundle, dataset)
     bs = batch_size or trained.config.evaluation.batch_size
     loader = DataLoader(data, batch_size=bs, shuffle=False)

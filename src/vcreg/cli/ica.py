@@ -22,6 +22,7 @@ RESULT_FILES = (
     "mixing.npy",
     "mean.npy",
     "metrics.json",
+    "diagnostics.json",
 )
 
 
@@ -81,6 +82,8 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
     if metrics is not None:
         text = json.dumps(metrics, indent=2).encode()
         files["metrics.json"] = lambda fh: fh.write(text)
+    diag = json.dumps(est.diagnostics_, indent=2).encode()
+    files["diagnostics.json"] = lambda fh: fh.write(diag)
     return files
 
 
@@ -120,10 +123,23 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 )
 @click.option("--max-iter", type=int, default=200, show_default=True)
 @click.option("--tol", type=float, default=1e-4, show_default=True)
-@click.option("--n-restarts", type=int, default=1, show_default=True)
+@click.option(
+    "--n-init",
+    "--n-restarts",
+    "n_init",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Random restarts; the lowest contrast is kept (--n-restarts: old name).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT (all of them)."
+)
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Accepted as by every vcreg command (ica draws no progress bar).",
 )
 def ica(
     data,
@@ -137,15 +153,18 @@ def ica(
     scale,
     max_iter,
     tol,
-    n_restarts,
+    n_init,
     seed,
     overwrite,
+    no_progress,
 ) -> None:
     """Unmix DATA (rows = samples; .npy/.npz/.csv/.pt/.safetensors, see vcreg.io) with VCReg ICA.
 
     Writes to OUT: sources.npy + sources.csv (estimated sources), unmixing.npy (components_,
-    k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, and, with --sources
-    and/or --mixing, metrics.json (MCC Pearson/Spearman; Amari distance). OUT, --sources and
+    k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, diagnostics.json (the
+    ground-truth-free quality check, VCRegICA.diagnostics_; "reliable": false comes with a
+    warning naming the reasons) and, with --sources and/or --mixing, metrics.json (MCC
+    Pearson/Spearman; Amari distance). OUT, --sources and
     --mixing are checked before the fit. Earlier results in OUT are replaced only with
     --overwrite, all together (no file of the earlier run is left).
     """
@@ -164,14 +183,19 @@ def ica(
         scale=scale,
         max_iter=max_iter,
         tol=tol,
-        n_restarts=n_restarts,
+        n_init=n_init,
         random_state=seed,
     )
     try:
         S_hat = est.fit_transform(X)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    info = {"n_iter": est.n_iter_, "converged": est.converged_, "loss": est.loss_}
+    info = {
+        "n_iter": est.n_iter_,
+        "converged": est.converged_,
+        "loss": est.loss_,
+        "reliable": est.diagnostics_["reliable"],
+    }
     if S_true is not None:
         info["mcc_pearson"] = mean_corr_coef(S_hat, S_true)
         info["mcc_spearman"] = mean_corr_coef(S_hat, S_true, method="spearman")
@@ -181,5 +205,5 @@ def ica(
     write_results_folder(
         out_dir, _result_files(est, S_hat, info if scored else None), RESULT_FILES, overwrite
     )
-    click.echo(json.dumps(info))
+    click.echo(json.dumps({**info, "diagnostics": est.diagnostics_}))
     click.echo(f"wrote sources/unmixing/mixing to {out_dir}")

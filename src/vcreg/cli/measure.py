@@ -104,6 +104,18 @@ def _bandwidth(value: str) -> str | float:
 )
 @click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT.")
 @click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="For an exported encoder (.safetensors): the folder of its dataset (MNIST-1D: the cache "
+    "folder). Default: the dataset's usual place; never a folder named in the file.",
+)
+@click.option(
+    "--data-samples",
+    type=click.IntRange(min=20),
+    help="For an exported MNIST-1D encoder: how many signals to generate (default: the "
+    "generator's 5000); never a count from the file.",
+)
+@click.option(
     "--method",
     type=click.Choice(["auto", "exact", "lowrank"]),
     default="auto",
@@ -153,7 +165,10 @@ def _bandwidth(value: str) -> str | float:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (also off when not a TTY).")
-def measure(embeddings: Path, key, labels, dataset, layer, out_dir, overwrite, **opts) -> None:
+def measure(
+    embeddings: Path, key, labels, dataset, layer, out_dir, overwrite, data_root, data_samples,
+    **opts,
+) -> None:  # fmt: skip
     """Pairwise (HSIC) and mutual (dHSIC) independence of the features of EMBEDDINGS (n, d).
 
     EMBEDDINGS is an array file (.npy/.npz/.csv/.pt/.safetensors), or a training run folder or
@@ -188,8 +203,14 @@ def measure(embeddings: Path, key, labels, dataset, layer, out_dir, overwrite, *
         keep_matrices=True, test=opts.pop("test_method"), n_permutations=opts.pop("permutations"),
         **opts,
     )  # fmt: skip
+    exported = trained and not embeddings.is_dir()
+    if (data_root or data_samples) and not exported:
+        raise click.BadParameter(
+            "applies to an exported encoder (.safetensors) only", param_hint="--data-root"
+        )
     if trained:
-        rep = _measure_trained(embeddings, key, labels, dataset, layer, kw)
+        data = {"data_root": data_root, "num_samples": data_samples} if exported else {}
+        rep = _measure_trained(embeddings, key, labels, dataset, layer, {**kw, **data})
     else:
         if dataset != "test" or layer is not None:
             raise click.UsageError("--dataset and --layer need a run folder or an exported encoder")
