@@ -53,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "LARS": "vcreg.training",
     "linear_probe": "vcreg.evaluation",
     "evaluate_run": "vcreg.training",
+    # measuring embeddings, files and models
+    "measure_embeddings": "vcreg.independence",
+    "measure_model": "vcreg.independence",
+    "load_array": "vcreg.io",
+    "measure_trained": "vcreg.trained",
     # monitoring metrics (torchmetrics)
     "PairwiseHSIC": "vcreg.metrics",
     "EffectiveRank": "vcreg.metrics",
@@ -73,6 +78,8 @@ _SUBMODULES = (
     "evaluation",
     "metrics",
     "experiments",
+    "io",
+    "trained",
 )
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]

@@ -1,4 +1,4 @@
-"""``vcreg ica``: blind source separation of a .csv/.npy matrix with :class:`vcreg.ica.VCRegICA`."""
+"""``vcreg ica``: blind source separation of a matrix file (:mod:`vcreg.io`) with :class:`vcreg.ica.VCRegICA`."""
 
 from __future__ import annotations
 
@@ -26,34 +26,13 @@ RESULT_FILES = (
 )
 
 
-def _load_matrix(path: Path, what: str) -> np.ndarray:
-    if not path.exists():
-        raise click.BadParameter(f"file not found: {path}", param_hint=what)
-    if path.is_file() and path.stat().st_size == 0:
-        raise click.BadParameter(f"{path} is empty (0 bytes)", param_hint=what)
+def _load_matrix(path: Path, what: str, key: str | None = None) -> np.ndarray:
+    from vcreg.io import LoadError, load_matrix
+
     try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif path.suffix in (".csv", ".txt"):
-            arr = np.loadtxt(path, delimiter=",", ndmin=2)
-        else:
-            raise click.BadParameter(
-                f"{path} must be a .npy or .csv file (got suffix {path.suffix!r})", param_hint=what
-            )
-    except (ValueError, OSError, EOFError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=what) from exc
-    if arr.ndim != 2:
-        raise click.BadParameter(
-            f"{path} must hold a 2-D (n_samples, n_features) matrix, got shape {arr.shape}",
-            param_hint=what,
-        )
-    if arr.size == 0:
-        raise click.BadParameter(
-            f"{path} holds an empty matrix (shape {arr.shape})", param_hint=what
-        )
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise click.BadParameter(f"{path} must hold real numbers, got {arr.dtype}", param_hint=what)
-    return arr.astype(np.float64)
+        return load_matrix(path, key)
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
 
 
 def _load_references(sources_path, mixing_path, X, n_components):
@@ -110,6 +89,7 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 
 @click.command("ica")
 @click.argument("data", type=click.Path(path_type=Path))
+@click.option("--key", help="Array name inside an .npz, .pt or .safetensors DATA file.")
 @click.option(
     "--n-components", "-k", type=int, default=None, help="Number of sources (default: all)."
 )
@@ -121,7 +101,7 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
     "sources_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="True sources (.npy/.csv, n_samples x k) to score the separation against.",
+    help="True sources (n_samples x k, any format DATA may have) to score the separation against.",
 )
 @click.option(
     "--mixing",
@@ -163,6 +143,7 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 )
 def ica(
     data,
+    key,
     n_components,
     out_dir,
     sources_path,
@@ -177,7 +158,7 @@ def ica(
     overwrite,
     no_progress,
 ) -> None:
-    """Unmix DATA (.npy or .csv, rows = samples) with VCReg ICA.
+    """Unmix DATA (rows = samples; .npy/.npz/.csv/.pt/.safetensors, see vcreg.io) with VCReg ICA.
 
     Writes to OUT: sources.npy + sources.csv (estimated sources), unmixing.npy (components_,
     k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, diagnostics.json (the
@@ -187,7 +168,7 @@ def ica(
     --mixing are checked before the fit. Earlier results in OUT are replaced only with
     --overwrite, all together (no file of the earlier run is left).
     """
-    X = _load_matrix(data, "DATA")
+    X = _load_matrix(data, "DATA", key)
     try:
         check_results_folder(out_dir, RESULT_FILES, overwrite)
     except ValueError as exc:

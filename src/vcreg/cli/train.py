@@ -1,7 +1,7 @@
 """``vcreg train`` and ``vcreg evaluate``.
 
-``vcreg train --config configs/mnist1d_vicreg.yaml [--set key=value ...] [--out runs/NAME]
-[--resume]``; under ``torchrun --nproc_per_node=N -m vcreg train ...`` it trains with DDP.
+``vcreg train --config configs/mnist1d_vicreg.yaml|mnist1d_vicreg [--set key=value ...]
+[--out runs/NAME] [--resume]`` (``vcreg train --list-configs``: the shipped configs); under ``torchrun --nproc_per_node=N -m vcreg train ...`` it trains with DDP.
 ``vcreg evaluate RUN_DIR`` writes ``RUN_DIR/eval.json``.
 """
 
@@ -15,13 +15,32 @@ from pathlib import Path
 import click
 
 
+def _list_configs(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from vcreg.configs import builtin_configs, describe
+
+    for name, path in builtin_configs().items():
+        click.echo(f"{name:<22} {describe(path)}")
+    ctx.exit()
+
+
 @click.command("train")
 @click.option(
     "--config",
     "-c",
     "config_path",
     type=click.Path(dir_okay=False),
-    help="YAML config (configs/*.yaml). Optional with --resume (the run's own config).",
+    help="YAML config file, or the name of a shipped one (see --list-configs), e.g. "
+    "mnist1d_vicreg. Optional with --resume (the run's own config).",
+)
+@click.option(
+    "--list-configs",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_configs,
+    help="List the shipped configs (names for --config) and exit.",
 )
 @click.option(
     "--set",

@@ -27,6 +27,7 @@ import yaml
 
 from vcreg import losses
 from vcreg._device import check_device_name
+from vcreg.configs import resolve as resolve_config
 from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
 from vcreg.functional import wmse_size_problems
 from vcreg.models import ENCODERS
@@ -229,10 +230,9 @@ class TrainConfig:
     def from_yaml(
         cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()
     ) -> TrainConfig:
-        """Load ``path`` (YAML) and apply ``key.sub=value`` overrides."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        """Load ``path`` (YAML; or the name of a shipped config, :func:`vcreg.configs.resolve`)
+        and apply ``key.sub=value`` overrides."""
+        path = resolve_config(path)
         try:
             data = yaml.load(path.read_text(), Loader=_Loader) or {}
         except yaml.YAMLError as exc:
