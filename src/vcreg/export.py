@@ -15,8 +15,9 @@ keeps its role (resuming: optimizer, RNG and schedule state). Nothing is overwri
 ``overwrite=True``; both files are written atomically.
 
 An exported encoder is evaluated (:func:`evaluate_exported`, ``vcreg evaluate encoder.safetensors``
--> ``encoder.eval.json``) and measured (:func:`encode_exported`, ``vcreg measure
-encoder.safetensors``) on the dataset of the run it came from.
+-> ``encoder.eval.json``) and measured (:func:`vcreg.trained.measure_trained`, ``vcreg measure
+encoder.safetensors``) on the dataset of the run it came from; :func:`encode_exported` returns
+its representations of that dataset's test split as an array.
 
 Exported files are shared, so their content is untrusted (docs/sections/monitoring.md):
 
