@@ -58,6 +58,7 @@ from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_su
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
 from vcreg.independence.measurement import exact_pairwise_seconds, measure_embeddings
+from vcreg.independence.model import SAMPLING_RULES, SPATIAL_RULES, collect_features, measure_model
 from vcreg.independence.pairwise import (
     CORRECTIONS,
     adjust_pvalues,
@@ -86,6 +87,8 @@ __all__ = [
     "effective_rank",
     "feature_std_summary",
     "measure_embeddings",
+    "measure_model",
+    "collect_features",
     "exact_pairwise_seconds",
     # conventions (documented constants)
     "AUTO_JOINT_MASS",
@@ -99,5 +102,7 @@ __all__ = [
     "MEDIAN_SAMPLES",
     "PAIRWISE_METHODS",
     "RANKME_EPS",
+    "SAMPLING_RULES",
+    "SPATIAL_RULES",
     "TEST_METHODS",
 ]
