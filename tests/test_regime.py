@@ -148,3 +148,24 @@ def test_gate_excludes_runs_outside_the_regime_and_blocks_the_claim():
     assert v is not None and v.status == "not assessable at this scale"
     assert "1/3" in v.statistic and "--preset full" in v.reason
     assert claim_gate("C2", [_rec(0, True), _rec(1, True), _rec(2, False)]) is None
+
+
+def test_report_opens_with_what_is_assessable_and_what_was_skipped():
+    from vcreg.experiments.runner import _assessability_blocks
+    from vcreg.experiments.verdicts import Verdict, not_assessable
+
+    results = {
+        "experiments": {
+            "C1": {"verdict": Verdict("supported", "s", "r").to_dict()},
+            "C3": {"verdict": not_assessable("C3", "1/6 VCReg-family runs meet").to_dict()},
+            "C4": {
+                "verdict": Verdict("inconclusive", "s", "r").to_dict(),
+                "skipped": ["image domain (fashion-mnist) skipped: not installed"],
+            },
+        }
+    }
+    text = " ".join(getattr(b, "text", "") for b in _assessability_blocks(results))
+    assert "**Assessable at this scale:** C1, C4." in text
+    assert "**Not assessable at this scale:** C3 (1/6 VCReg-family runs meet)" in text
+    assert "--preset full" in text
+    assert "Skipped in this run:** C4: image domain (fashion-mnist) skipped" in text
