@@ -169,3 +169,30 @@ def test_report_opens_with_what_is_assessable_and_what_was_skipped():
     assert "**Not assessable at this scale:** C3 (1/6 VCReg-family runs meet)" in text
     assert "--preset full" in text
     assert "Skipped in this run:** C4: image domain (fashion-mnist) skipped" in text
+
+
+def test_image_domain_parts_are_gated_and_named_by_domain():
+    from vcreg.experiments import c2_projector, c3_dynamics
+
+    s = {"image": {"dataset": "fashion-mnist", "kinds": ["trained"]}}
+    recs = []
+    for i, w in enumerate([32, 32, 128, 128, 512, 512]):
+        r = _rec(i, True)
+        r.update(width=w, config_id=f"vicreg/trained/{w}-{w}", seed=i % 2, hsic=1.0 / w)
+        r["history"] = [
+            {"epoch": 0, "pairwise_hsic_mean": 0.5},
+            {"epoch": 1, "pairwise_hsic_mean": 1.0},
+            {"epoch": 2, "pairwise_hsic_mean": 0.6 + 0.01 * i, "dhsic": None},
+        ]
+        recs.append(r)
+    (part,) = c2_projector.image_parts(s, recs, "hsic")
+    assert part.name.endswith("[fashion-mnist]") and part.status == "supported"
+    fall = c3_dynamics._image_fall("fashion-mnist", recs, "pairwise_hsic_mean", 1)
+    assert fall.status == "supported" and "[fashion-mnist]" in fall.name
+    # a domain whose runs miss the constraint is not assessable, never "not supported"
+    bad = [{**r, "emb_at_hinge_frac": 0.1} for r in recs]
+    (blocked,) = c2_projector.image_parts(s, bad, "hsic")
+    assert blocked.status == "not assessable at this scale"
+    assert c3_dynamics._image_fall("fashion-mnist", bad, "pairwise_hsic_mean", 1).status == (
+        "not assessable at this scale"
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from vcreg.data import load_dataset
 from vcreg.evaluation import dataset_tensors, encode, linear_probe, ridge_accuracy
 from vcreg.experiments.measures import embedding_diagnostics, independence_variants
 from vcreg.experiments.runner import Context, Unit
@@ -33,6 +34,10 @@ __all__ = [
     "train_unit",
     "run_training",
     "spec_from_params",
+    "image_specs",
+    "image_available",
+    "image_units",
+    "image_records",
 ]
 
 TRAIN_VERSION = 3  # 3: regime diagnostics (at-hinge fraction, off-diagonal excess), init probe
@@ -147,6 +152,46 @@ def memberships(s: dict[str, Any]) -> dict[str, list[RunSpec]]:
         ]
         groups["control"] += control_specs(s, seed)
     return groups
+
+
+def image_specs(s: dict[str, Any]) -> list[RunSpec]:
+    """The image-domain runs (Fashion-MNIST, ``smallcnn``): VICReg through 2-layer MLPs of
+    every ``kinds`` × ``widths`` × ``seeds`` (C4's domain; C2 and C3 reuse them in ``full``)."""
+    return [
+        RunSpec("image", kind, w, 2, "vicreg", seed)
+        for seed in s["seeds"]
+        for kind in s["kinds"]
+        for w in s["widths"]
+    ]
+
+
+def image_available(s: dict[str, Any]) -> str | None:
+    """None when the image domain can run, else the reason it is skipped (with the fix)."""
+    if not s:
+        return "no image domain in this preset"
+    try:
+        load_dataset(s["dataset"], ood=False)
+    except FileNotFoundError as exc:
+        return (
+            f"{s['dataset']} is not installed here ({exc}); install: `apt-get install "
+            "dataset-fashion-mnist`"
+        )
+    return None
+
+
+def image_units(img: dict[str, Any] | None) -> list[Unit]:
+    """The image domain's training units ([] when absent or not installed)."""
+    if not img or image_available(img) is not None:
+        return []
+    return [train_unit(r, img) for r in image_specs(img)]
+
+
+def image_records(img: dict[str, Any], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat records of the image-domain runs (as :func:`run_records` for MNIST-1D)."""
+    return [
+        {**r.__dict__, "config_id": r.config_id, "method": r.method, **run_metrics(v)}
+        for r, v in zip(image_specs(img), values, strict=True)
+    ]
 
 
 def _projector_config(r: RunSpec, s: dict[str, Any], num_classes: int) -> dict[str, Any]:

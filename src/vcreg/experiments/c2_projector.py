@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from vcreg.experiments._training import c2_specs, run_training, seeds_mean_sd, train_unit
+from vcreg.experiments._training import (
+    c2_specs,
+    image_records,
+    image_units,
+    run_training,
+    seeds_mean_sd,
+    train_unit,
+)
 from vcreg.experiments.preconditions import (
     PRECONDITION_HEADER,
     PRECONDITION_TEXT,
@@ -77,7 +84,33 @@ HSIC_VARIANTS = {
 
 
 def plan(settings: dict[str, Any]) -> list[Unit]:
-    return [train_unit(r, settings) for r in c2_specs(settings)]
+    """The MNIST-1D sweep, then (``image``: the full preset) the image-domain runs."""
+    return [train_unit(r, settings) for r in c2_specs(settings)] + image_units(
+        settings.get("image")
+    )
+
+
+def split_values(s: dict[str, Any], values: list[dict[str, Any]]) -> tuple[list, list]:
+    """(MNIST-1D records, image-domain records) of the values of :func:`plan`'s units."""
+    n1 = len(c2_specs(s))
+    recs = run_records(s, values[:n1])
+    img = image_records(s["image"], values[n1:]) if len(values) > n1 else []
+    return recs, img
+
+
+def image_parts(s: dict[str, Any], img_recs: list[dict[str, Any]], key: str) -> list[Verdict]:
+    """The second domain's width trends (one per projector kind), on the runs meeting the
+    preconditions; the whole domain "not assessable" when fewer than half of them do."""
+    if not img_recs:
+        return []
+    name = s["image"]["dataset"]
+    blocked = claim_gate(f"image domain ({name})", img_recs)
+    if blocked is not None:
+        return [blocked]
+    parts = _width_trends(s["image"], gate(img_recs)[0], key, img_recs)
+    for p in parts:
+        p.name = f"{p.name} [{name}]"
+    return parts
 
 
 def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
@@ -236,7 +269,7 @@ def statistics(
     s: dict[str, Any], values: list[dict[str, Any]], key: str = "hsic", exclude: bool = True
 ) -> dict[str, Any]:
     """Every number behind the C2 verdict for HSIC variant ``key`` (``exclude``: drop flagged)."""
-    recs = run_records(s, values)
+    recs, img_recs = split_values(s, values)
     flagged = flagged_configs(recs, s["guard_ratio"])
     keep = without(recs, flagged) if exclude else recs
     valid, excluded = gate(keep)
@@ -259,6 +292,8 @@ def statistics(
         "depth": _depth_verdict(gated["depth"], key, n_depths),
         "controls": _control_parts(s, valid, key, keep),
         "companions": _companions(s, valid, key),
+        "image": image_parts(s, img_recs, key),
+        "image_recs": img_recs,
         "key": key,
     }
 
@@ -274,7 +309,7 @@ def _in_verdict(r: dict[str, Any]) -> bool:
 def verdict(st: dict[str, Any]) -> Verdict:
     if st["gate"] is not None:
         return st["gate"]
-    parts = [*st["trends"], st["depth"], *st["controls"]]
+    parts = [*st["trends"], st["depth"], *st["controls"], *st["image"]]
     bits = [
         f"ρ(width, {st['key']}) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
         f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
@@ -282,6 +317,11 @@ def verdict(st: dict[str, Any]) -> Verdict:
         if "rho" in p.values
     ]
     bits.append(f"depth: {st['depth'].statistic.split(' (')[0]}")
+    bits += [
+        f"{p.name}: ρ {p.values['rho']:+.2f} [{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
+        for p in st["image"]
+        if "rho" in p.values
+    ]
     for p in st["controls"]:
         if "ratio" in p.values:
             bits.append(
@@ -540,9 +580,10 @@ def _rf_words(s: dict[str, Any]) -> str:
     return f"{_RF_SCALE_WORDS.get(scale, scale)} of the {where} representation"
 
 
-def precondition_blocks(recs: list[dict[str, Any]], excluded: dict[str, list[str]]) -> list[Any]:
+def precondition_blocks(recs: list[dict[str, Any]]) -> list[Any]:
     """The precondition table of the SSL claims (every run, whether it counts and why not)."""
     n = len(recs)
+    excluded = [r for r in recs if gate([r])[1]]
     return [
         Paragraph(
             f"**Preconditions** (fixed before the data): {PRECONDITION_TEXT}. "
@@ -587,7 +628,7 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     st = statistics(settings, values)
     v = verdict(st)
     blocks = tables(settings, st) + figures(settings, st, ctx)
-    blocks += precondition_blocks(st["recs"], st["excluded"])
+    blocks += precondition_blocks(st["recs"] + st["image_recs"])
     if st["flagged"]:
         blocks.insert(0, Paragraph(flagged_note(st["flagged"], settings["guard_ratio"])))
     numbers = {

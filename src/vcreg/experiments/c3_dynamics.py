@@ -37,7 +37,6 @@ from vcreg.experiments.records import (
     SSL_LOSSES,
     control_pairs,
     flagged_configs,
-    run_records,
     without,
 )
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
@@ -111,7 +110,7 @@ def statistics(
     exclude: bool = True,
 ) -> dict[str, Any]:
     train = s["train"]
-    recs = run_records(train, values)
+    recs, img_recs = c2_projector.split_values(train, values)
     flagged = flagged_configs(recs, train["guard_ratio"])
     keep = without(recs, flagged) if exclude else recs
     valid, excluded = gate(keep)
@@ -160,6 +159,9 @@ def statistics(
             "dHSIC undefined (saturated) in most runs, or too few runs",
         )
     v_stag.name = f"dHSIC stagnates (TOST: |mean Δlog dHSIC| < {DHSIC_MARGIN:g})"
+    parts = [v_fall, v_cause, v_stag]
+    if img_recs:
+        parts.append(_image_fall(train["image"]["dataset"], img_recs, key, baseline))
     return {
         "recs": recs,
         "runs": runs,
@@ -167,11 +169,28 @@ def statistics(
         "flagged": flagged,
         "excluded": excluded,
         "gate": claim_gate("C3", [r for r in keep if r["loss"] in SSL_LOSSES and r["nu"] is None]),
-        "parts": [v_fall, v_cause, v_stag],
+        "parts": parts,
         "less_than_hsic": v_less,
         "baseline": baseline,
         "key": key,
     }
+
+
+def _image_fall(name: str, img_recs: list[dict[str, Any]], key: str, baseline: int) -> Verdict:
+    """Part (a) on the second domain: pairwise HSIC falls after the baseline epoch in the
+    image-domain VICReg runs meeting the preconditions (not assessable when fewer than half)."""
+    what = f"pairwise HSIC falls [{name}]"
+    blocked = claim_gate(what, img_recs)
+    if blocked is not None:
+        return blocked
+    runs = _run_changes(gate(img_recs)[0], key, baseline)
+    rh = [r["dH"]["log"] for r in runs]
+    if len(rh) >= 2:
+        v = difference_verdict(rh, [0.0] * len(rh), "less", aname="Δlog HSIC", bname="0")
+    else:
+        v = Verdict(INCONCLUSIVE, f"{len(rh)} runs with curves", "need ≥ 2 runs")
+    v.name = what
+    return v
 
 
 # -- verdict ------------------------------------------------------------------------------------
@@ -195,13 +214,14 @@ def verdict(st: dict[str, Any]) -> Verdict:
     rel = [r["dH"]["rel"] for r in fam]
     rel0 = [r["dH"]["rel_init"] for r in fam]
     rel_d = [r["dD"]["rel"] for r in fam if r["dD"] is not None]
-    v_fall, v_cause, v_stag = st["parts"]
+    v_fall, v_cause, v_stag = st["parts"][:3]
     headline = (
         f"change of {st['key']} (mean over {len(fam)} VCReg-family runs) from epoch "
         f"{st['baseline']}: {_pct(rel)}, from initialization: {_pct(rel0)} "
         f"(dHSIC from epoch {st['baseline']}: {_pct(rel_d)}); "
         f"Δlog HSIC VICReg − ν = 0 control: {_ci_text(v_cause)}; "
         f"dHSIC stagnates: {v_stag.statistic}"
+        + "".join(f"; {p.name}: {p.statistic}" for p in st["parts"][3:])
     )
     return combine_verdicts(st["parts"], name="C3", statistic=headline)
 

@@ -22,9 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from vcreg.data import load_dataset
 from vcreg.experiments import c2_projector
-from vcreg.experiments._training import RunSpec, run_metrics, train_unit
+from vcreg.experiments._training import (
+    c2_specs,
+    image_available,
+    image_records,
+    image_units,
+    train_unit,
+)
 from vcreg.experiments.preconditions import claim_gate, gate
 from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, without
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
@@ -47,32 +52,9 @@ CLAIM = (
 )
 
 
-def image_specs(s: dict[str, Any]) -> list[RunSpec]:
-    return [
-        RunSpec("image", kind, w, 2, "vicreg", seed)
-        for seed in s["seeds"]
-        for kind in s["kinds"]
-        for w in s["widths"]
-    ]
-
-
-def image_available(s: dict[str, Any]) -> str | None:
-    """None when the image domain can run, else the reason it is skipped (with the fix)."""
-    if not s:
-        return "no image domain in this preset"
-    try:
-        load_dataset(s["dataset"], ood=False)
-    except FileNotFoundError as exc:
-        return f"{s['dataset']} is not installed here ({exc}); install: `apt-get install dataset-fashion-mnist`"
-    return None
-
-
 def plan(settings: dict[str, Any]) -> list[Unit]:
-    units = c2_projector.plan(settings["train"])
-    img = settings.get("image") or {}
-    if img and image_available(img) is None:
-        units += [train_unit(r, img) for r in image_specs(img)]
-    return units
+    train = settings["train"]
+    return [train_unit(r, train) for r in c2_specs(train)] + image_units(settings.get("image"))
 
 
 def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
@@ -84,16 +66,13 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
 
 def domain_records(settings: dict[str, Any], values: list[dict[str, Any]]) -> dict[str, Any]:
     """``{domain: (records, flagged)}``; records: VCReg-family runs with OOD accuracies."""
-    n1 = len(c2_projector.plan(settings["train"]))
+    n1 = len(c2_specs(settings["train"]))
     out: dict[str, Any] = {}
     recs = run_records(settings["train"], values[:n1])
     out["MNIST-1D"] = (recs, flagged_configs(recs, settings["train"]["guard_ratio"]))
     if len(values) > n1:
         img = settings["image"]
-        irecs = [
-            {**r.__dict__, "config_id": r.config_id, "method": r.method, **run_metrics(v)}
-            for r, v in zip(image_specs(img), values[n1:], strict=True)
-        ]
+        irecs = image_records(img, values[n1:])
         out[img["dataset"]] = (irecs, flagged_configs(irecs, img["guard_ratio"]))
     return out
 

@@ -106,6 +106,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "control_widths": [16],
             "reference_width": 16,
             "seeds": [0],
+            "image_domain": True,
         },
         "C3": {"loss": "vicreg", "width": 16, "kind": "trained"},
         "C4": {
@@ -208,6 +209,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "control_widths": [128, 512, 2048],
             "reference_width": 2048,
             "seeds": [0, 1, 2],
+            "image_domain": True,  # C2/C3 also on C4's Fashion-MNIST runs
         },
         "C3": {"loss": "vicreg", "width": 2048, "kind": "trained"},
         "C4": {
@@ -318,6 +320,9 @@ def resolve_settings(
         settings[claim].update(copy.deepcopy(values))
     c2 = settings["C2"]
     c2["mlp_max_width"] = c2.get("cpu_mlp_max_width") if not device.startswith("cuda") else None
+    # C2/C3 in the image domain too: the same runs as C4's (one cache unit each)
+    if c2.get("image_domain") and settings["C4"].get("image"):
+        c2["image"] = copy.deepcopy(settings["C4"]["image"])
     # C3/C4 reuse the training runs of C2: they inherit its training setup
     for claim in ("C3", "C4"):
         settings[claim]["train"] = copy.deepcopy(settings["C2"])
