@@ -69,6 +69,13 @@ ROWS: dict[str, list[str]] = {
         "loss.params.mu=50.0",
         "loss.params.lambda_=10.0",
     ],
+    "k256_mu50_lam10_ep60": [
+        "projector.spec=256-256",
+        "loss.params.mu=50.0",
+        "loss.params.lambda_=10.0",
+        "epochs=60",
+    ],
+    "k32_lam10_ep60": ["projector.spec=32-32", "loss.params.lambda_=10.0", "epochs=60"],
 }
 
 
