@@ -156,6 +156,11 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 @click.option(
     "--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT (all of them)."
 )
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Accepted as by every vcreg command (ica draws no progress bar).",
+)
 def ica(
     data,
     n_components,
@@ -170,6 +175,7 @@ def ica(
     n_init,
     seed,
     overwrite,
+    no_progress,
 ) -> None:
     """Unmix DATA (.npy or .csv, rows = samples) with VCReg ICA.
 

@@ -110,11 +110,16 @@ def _load_pt(path: Path):
 
 
 def load_array(
-    path: Path, key: str | None, device: Any = "cpu"
+    path: Path,
+    key: str | None,
+    device: Any = "cpu",
+    data_root: Path | None = None,
+    data_samples: int | None = None,
 ) -> tuple[Any, list[str] | None, dict | None]:
     """(array, column names or None, the file's other arrays for --labels lookups). An encoder
     from ``vcreg export`` (.safetensors) gives its run's test set encoded on ``device``, with
-    ``--labels labels`` available."""
+    ``--labels labels`` available; its data come from ``data_root`` / ``data_samples`` (or the
+    defaults), never from the file (``vcreg.export``)."""
     import numpy as np
     import torch
 
@@ -128,7 +133,9 @@ def load_array(
         from vcreg.export import encode_exported
 
         try:
-            feats, labels = encode_exported(path, device=str(device))
+            feats, labels = encode_exported(
+                path, device=str(device), data_root=data_root, num_samples=data_samples
+            )
         except (ValueError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
         return feats, None, {"labels": labels}
@@ -227,6 +234,18 @@ def _bandwidth(value: str) -> str | float:
 )
 @click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT.")
 @click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="For an exported encoder (.safetensors): the folder of its dataset (MNIST-1D: the cache "
+    "folder). Default: the dataset's usual place; never a folder named in the file.",
+)
+@click.option(
+    "--data-samples",
+    type=click.IntRange(min=20),
+    help="For an exported MNIST-1D encoder: how many signals to generate (default: the "
+    "generator's 5000); never a count from the file.",
+)
+@click.option(
     "--method",
     type=click.Choice(["auto", "exact", "lowrank"]),
     default="auto",
@@ -276,7 +295,7 @@ def _bandwidth(value: str) -> str | float:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (also off when not a TTY).")
-def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
+def measure(embeddings: Path, key, labels, out_dir, overwrite, data_root, data_samples, **opts):
     """Pairwise (HSIC) and mutual (dHSIC) independence of the features of EMBEDDINGS (n, d)."""
     from vcreg import __version__
     from vcreg import independence as ind
@@ -296,7 +315,11 @@ def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
         check_results_folder(out, RESULT_FILES, overwrite)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
-    arr, names, others = load_array(embeddings, key, dev)
+    if (data_root or data_samples) and embeddings.suffix.lower() != ".safetensors":
+        raise click.BadParameter(
+            "applies to an exported encoder (.safetensors) only", param_hint="--data-root"
+        )
+    arr, names, others = load_array(embeddings, key, dev, data_root, data_samples)
     z = _as_matrix(arr, "embeddings")
     y = _load_labels(labels, others, len(z)) if labels else None
     progress = not opts.pop("no_progress") and sys.stdout.isatty()

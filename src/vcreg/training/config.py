@@ -219,6 +219,7 @@ class TrainConfig:
         errors: list[str] = []
         cfg = _build(cls, data, "", errors)
         if not errors:
+            cfg._clamp_warmup()
             errors.extend(cfg.problems())
         if errors:
             raise ValueError(_format_errors(errors))
@@ -253,6 +254,20 @@ class TrainConfig:
                 _set_path(data, key, value)
             return TrainConfig.from_dict(data)
         return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+    def _clamp_warmup(self) -> None:
+        """A warm-up longer than the run (``--set epochs=1`` on a config with a 2-epoch
+        warm-up: the natural smoke test) is clamped to the run with a warning, not an error."""
+        s = self.schedule
+        if _is_number(s.warmup_epochs) and self.epochs >= 1 and s.warmup_epochs > self.epochs:
+            warnings.warn(
+                f"schedule.warmup_epochs={s.warmup_epochs:g} is longer than the run "
+                f"(epochs={self.epochs}): clamped to {self.epochs} (the learning rate warms up "
+                "over the whole run)",
+                UserWarning,
+                stacklevel=4,
+            )
+            s.warmup_epochs = float(self.epochs)
 
     # -- cross-field validation -----------------------------------------------------------------
     def problems(self) -> list[str]:
