@@ -24,6 +24,7 @@ from vcreg.independence._common import (
     _check_n,
     _out,
     _progress,
+    _require_memory,
     _rescale,
     _resolve_device,
     _warn_constant,
@@ -69,10 +70,18 @@ def _exact_pairwise(
     z: Tensor, sig: Tensor, kernel: str, estimator: str, budget: int, progress: bool
 ) -> Tensor:
     n, d = z.shape
-    i0, i1 = torch.triu_indices(n, n, 1, device=z.device)
-    t = i0.numel()
+    t = n * (n - 1) // 2
     bpv = t * z.element_size()  # bytes of one variable's triangle
-    avail = budget // bpv - 3  # the index tensors take ~2-3 variables' worth
+    fixed = 2 * t * 8 + 3 * d * d * z.element_size()  # the int64 index pair, the (d, d) results
+    # the smallest blocked run: two resident one-column chunks and ~6 building temporaries
+    _require_memory(
+        fixed + 8 * bpv,
+        budget,
+        f"exact pairwise HSIC at n = {n}",
+        "raise max_memory, use method='lowrank' or subsample rows (exact memory grows as n^2)",
+    )
+    avail = (budget - fixed) // bpv
+    i0, i1 = torch.triu_indices(n, n, 1, device=z.device)
     g = torch.zeros(d, d, dtype=z.dtype, device=z.device)
     # building a chunk of c variables needs ~3 (T, c) buffers
     if avail >= d + 3:
@@ -92,14 +101,7 @@ def _exact_pairwise(
             bar.close()
         g = (v_all.T @ v_all).mul_(2) + vd_all.T @ vd_all
         return g
-    c = avail // 5  # two resident chunks + building temporaries
-    if c < 1:
-        need = (5 + 3) * bpv
-        raise ValueError(
-            f"max_memory={budget} bytes is too small for exact pairwise HSIC with n = {n} "
-            f"samples (needs at least {need / 2**20:.0f} MiB); raise max_memory, use "
-            "method='lowrank' or subsample rows"
-        )
+    c = max(1, (avail - 3) // 5)  # two resident chunks + building temporaries
     starts = list(range(0, d, c))
     bar = _progress(len(starts) * (len(starts) + 1) // 2, "pairwise HSIC (blocks)", progress)
     for a0 in starts:
