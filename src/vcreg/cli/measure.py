@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,7 @@ def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
     from vcreg import __version__
     from vcreg import independence as ind
     from vcreg._device import resolve_device
+    from vcreg.distributed import init_from_env
 
     bw = _bandwidth(opts.pop("bandwidth"))
     try:
@@ -300,18 +302,55 @@ def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
     z = _as_matrix(arr, "embeddings")
     y = _load_labels(labels, others, len(z)) if labels else None
     progress = not opts.pop("no_progress") and sys.stdout.isatty()
+    world, rank, created = init_from_env(dev)  # under torchrun: the pairwise step is sharded
     try:
-        rep = ind.measure_embeddings(
-            z, y, opts.pop("method"), names=names, bandwidth=bw, device=dev,
-            progress=progress, keep_matrices=True, test=opts.pop("test_method"),
-            n_permutations=opts.pop("permutations"), **opts,
-        )  # fmt: skip
+        _echo_plan(z.shape, opts, dev, world, rank)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ind.SubsampledWarning)  # echoed as a banner
+            rep = ind.measure_embeddings(
+                z, y, opts.pop("method"), names=names, bandwidth=bw, device=dev,
+                progress=progress and rank == 0, keep_matrices=True,
+                test=opts.pop("test_method"), n_permutations=opts.pop("permutations"), **opts,
+            )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if created:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if rank != 0:  # one writer
+        return
     rep["input"].update(path=str(embeddings), key=key)
     rep["settings"]["vcreg_version"] = __version__
+    rep["settings"]["world_size"] = world
     _write(out, rep, embeddings.name, overwrite)
     _echo_summary(rep, out)
+
+
+def _echo_plan(shape: tuple[int, int], opts: dict, dev, world: int, rank: int) -> None:
+    """Before any work: the subsampling banner and the estimated cost of the pairwise step."""
+    from vcreg import independence as ind
+
+    if rank != 0 or len(shape) != 2 or min(shape) < 2:
+        return  # bad shapes are reported by measure_embeddings
+    n_total, d = shape
+    n = min(n_total, opts["max_samples"])
+    if n < n_total:
+        click.echo(
+            f"WARNING: SUBSAMPLED -- {n} of {n_total} rows are used (random, seed "
+            f"{opts['seed']}); raise --max-samples to use more (cost grows as n^2 exact, n lowrank)"
+        )
+    method = opts["method"]
+    if method == "auto":
+        sec = ind.exact_pairwise_seconds(n, d, opts["max_memory"], dev.type == "cuda")
+        method = "lowrank" if sec > ind.measurement.AUTO_EXACT_LIMIT_S else "exact"
+    est = ind.measure_cost(n, d, method, opts["max_memory"], dev.type == "cuda", world)
+    click.echo(
+        f"estimate: {method} pairwise HSIC on n = {n}, d = {d}: ~{est['seconds']:.0f} s, peak "
+        f"~{ind.format_bytes(est['peak_bytes'])} per rank ({world} rank(s), {dev}; "
+        f"{est['assumptions']})"
+    )
 
 
 def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
@@ -344,6 +383,14 @@ def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
 
 
 def _echo_summary(rep: dict, out: Path) -> None:
+    acc = rep.get("lowrank_accuracy")
+    if acc is not None:
+        click.echo(
+            f"low-rank accuracy: mean HSIC of {acc['pairs_checked']} random pairs within "
+            f"{100 * acc['relative_error_of_mean']:.2g} % of exact (largest pair error "
+            f"{100 * acc['max_abs_error_over_mean']:.2g} % of the mean); pairwise step "
+            f"{rep['cost']['pairwise_seconds']:.1f} s (estimated {rep['cost']['estimate']['seconds']:.0f} s)"
+        )
     for note in rep["notes"]:
         click.echo(f"note: {note}")
     if rep["constant_features"]:
