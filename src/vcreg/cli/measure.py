@@ -273,7 +273,12 @@ def _bandwidth(value: str) -> str | float:
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05)
 @click.option("--dhsic/--no-dhsic", "with_dhsic", default=True, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--max-memory", default="4GB", show_default=True)
+@click.option(
+    "--max-memory",
+    default="4GB",
+    show_default=True,
+    help="Working-memory budget per rank (binary units); checked before allocating.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (also off when not a TTY).")
