@@ -119,7 +119,8 @@ def test_constant_feature_is_reported(tmp_path: Path):
         ("ok", ["--bandwidth", "wide"], "--bandwidth"),
         ("ok", ["--max-memory", "lots"], "--max-memory"),
         ("ok", ["--labels", "missing.npy"], "--labels"),
-        ("txt", [], "unsupported file type"),
+        ("txt", [], "numeric CSV"),
+        ("bin", [], "unsupported file type"),
         ("tiny", [], "at least 4 samples"),
     ],
 )
@@ -137,6 +138,9 @@ def test_bad_input_messages(tmp_path: Path, content, extra, message):
     elif content == "txt":
         path = tmp_path / "x.txt"
         np.savetxt(path, z)
+    elif content == "bin":
+        path = tmp_path / "x.bin"
+        z.tofile(path)
     elif content == "tiny":
         np.save(path, z[:3])
     else:
@@ -224,7 +228,7 @@ def test_planted_pair_significant_after_correction_and_noise_not(tmp_path: Path)
         (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), ".npy",
          "never unpickles"),
         (lambda p: np.savez(p), ".npz", "holds no arrays"),
-        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(200)), ".npz", "not a valid .npz"),
+        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(200)), ".npz", "not a NumPy .npz file"),
         (lambda p: torch.save({"model": torch.nn.Linear(2, 2)}, p), ".pt", "pickled Python objects"),
         (lambda p: p.write_bytes(np.random.default_rng(1).bytes(4000)), ".pt", "not a file written by torch.save"),
     ],

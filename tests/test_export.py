@@ -116,8 +116,17 @@ def test_evaluate_and_measure_accept_an_exported_encoder(run, tmp_path):
     out = tmp_path / "enc.safetensors"
     runner = CliRunner()
     assert runner.invoke(main, ["export", str(run), "--out", str(out)]).exit_code == 0
+    # the run's MNIST-1D had 400 signals: a count is the user's to give, never the file's
     res = runner.invoke(main, ["evaluate", str(out), "--no-ood", "--device", "cpu"])
     assert res.exit_code == 0, res.output
+    assert "ignoring the file's data.options.num_samples=400" in res.output
+    res = runner.invoke(
+        main,
+        ["evaluate", str(out), "--no-ood", "--device", "cpu", "--overwrite"]
+        + ["--data-samples", "400"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "ignoring" not in res.output
     ev = json.loads((tmp_path / "enc.eval.json").read_text())
     res = runner.invoke(main, ["evaluate", str(run), "--no-ood", "--device", "cpu"])
     assert res.exit_code == 0, res.output
@@ -141,6 +150,8 @@ def test_evaluate_and_measure_accept_an_exported_encoder(run, tmp_path):
             "--no-progress",
             "--labels",
             "labels",
+            "--data-samples",
+            "400",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -153,3 +164,29 @@ def test_evaluate_and_measure_accept_an_exported_encoder(run, tmp_path):
     np.testing.assert_allclose(
         np.load(mdir / "pairwise_hsic.npy"), ind.pairwise_hsic(z, normalized=False), rtol=1e-9
     )
+
+
+def test_a_config_yaml_that_disagrees_with_the_checkpoint_is_named(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "eval.json").unlink(missing_ok=True)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["optimizer"]["lr"] = 0.5
+    cfg["epochs"] = 7
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    runner = CliRunner()
+    res = runner.invoke(main, ["export", str(copy), "--out", str(tmp_path / "e.safetensors")])
+    assert res.exit_code == 0, res.output
+    assert (
+        "config.yaml disagrees with the config stored in the checkpoint at epochs, " in res.output
+    )
+    assert "optimizer.lr (" in res.output and "using the checkpoint's" in res.output
+    # the export and the evaluation use the checkpoint's config
+    assert read_export_config(tmp_path / "e.safetensors")["train_config"]["optimizer"]["lr"] == 3e-3
+    res = runner.invoke(main, ["evaluate", str(copy), "--no-ood", "--device", "cpu"])
+    assert res.exit_code == 0 and "optimizer.lr" in res.output, res.output
+    (copy / "config.yaml").write_text("epochs: [unclosed")
+    res = runner.invoke(main, ["evaluate", str(copy), "--no-ood", "--overwrite"])
+    assert res.exit_code == 0 and "config.yaml is not a valid config" in res.output, res.output

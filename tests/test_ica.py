@@ -496,6 +496,10 @@ def test_cli_ica_npy_and_csv(tmp_path):
     W = np.load(out / "unmixing.npy")
     np.testing.assert_allclose((X - np.load(out / "mean.npy")) @ W.T, S_hat, atol=1e-8)
     assert np.load(out / "mixing.npy").shape == (3, 3)
+    diag = json.loads((out / "diagnostics.json").read_text())
+    assert diag["reliable"] is True and diag["predicted_amari"] < 0.07
+    printed = json.loads(res.output.splitlines()[0])
+    assert printed["reliable"] is True and printed["diagnostics"] == diag
 
     res = runner.invoke(main, ["ica", str(tmp_path / "x.csv"), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 0, res.output

@@ -387,6 +387,31 @@ def test_shipped_configs_are_valid(path):
     assert cfg.name == path.stem
 
 
+@pytest.mark.parametrize(
+    "path", sorted(__import__("pathlib").Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+)
+def test_every_shipped_config_validates_with_epochs_1(path):
+    """The natural smoke test: a warm-up longer than the run is clamped with a warning."""
+    full = TrainConfig.from_yaml(path)
+    assert full.schedule.warmup_epochs > 1  # (else this test checks nothing for this config)
+    with pytest.warns(UserWarning, match=r"warmup_epochs=.* longer than the run.*clamped to 1"):
+        cfg = TrainConfig.from_yaml(path, ["epochs=1"])
+    assert cfg.epochs == 1 and cfg.schedule.warmup_epochs == 1.0
+    lrs = [lr_at(s, 5, 5, 0.1, cfg.schedule) for s in range(5)]
+    assert lrs == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])  # warms up over the whole run
+
+
+def test_warmup_within_the_run_is_untouched_and_a_negative_one_is_an_error():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = TrainConfig.from_dict(tiny(**{"schedule.warmup_epochs": 2.0}))
+    assert cfg.schedule.warmup_epochs == 2.0
+    with pytest.raises(ValueError, match=r"schedule.warmup_epochs: must be in \[0, epochs=2\]"):
+        TrainConfig.from_dict(tiny(**{"schedule.warmup_epochs": -1.0}))
+
+
 def test_resume_restores_global_rng_state(tmp_path):
     """W-MSE draws its whitening sub-batches from torch's global RNG: exact resume needs it."""
     over = {

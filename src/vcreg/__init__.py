@@ -6,12 +6,24 @@ and the reproduction of Mialon, Balestriero & LeCun (arXiv 2209.14905).
 
 Public names are imported lazily (PEP 562) so that ``vcreg --help`` and
 ``import vcreg`` stay fast; ``from vcreg import VICRegLoss`` works as usual.
+
+Threads: importing vcreg before torch sets ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP's sleeping
+waits) unless the variable is already set, so library code runs like the ``vcreg`` command
+(which starts here too). Busy-waiting OpenMP threads slow torch down several-fold when the
+cores are shared with other processes; passive waits cost little on an idle machine. The
+OpenMP runtime reads the variable once, when torch is first imported: after ``import torch``
+setting it has no effect, so vcreg then leaves it alone (set it in the shell instead).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
+
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
@@ -41,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "LARS": "vcreg.training",
     "linear_probe": "vcreg.evaluation",
     "evaluate_run": "vcreg.training",
+    # measuring embeddings, files and models
+    "measure_embeddings": "vcreg.independence",
+    "measure_model": "vcreg.independence",
+    "load_array": "vcreg.io",
+    "measure_trained": "vcreg.trained",
     # monitoring metrics (torchmetrics)
     "PairwiseHSIC": "vcreg.metrics",
     "EffectiveRank": "vcreg.metrics",
@@ -61,6 +78,8 @@ _SUBMODULES = (
     "evaluation",
     "metrics",
     "experiments",
+    "io",
+    "trained",
 )
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]

@@ -10,11 +10,13 @@ Conventions (``docs/sections/losses.md`` and ``docs/PAPER.md``):
   the losses switch off locally); results are float32 (float64 stays float64).
 * Bad input (not a tensor, non-floating dtype, < 2 dims, fewer than 2 samples, NaN/Inf,
   mismatched views) raises ``ValueError`` / ``TypeError`` with a message naming the problem.
-* Magnitude: the covariance statistics are computed on ``Z̄ / s`` for a power of two ``s``
-  (exact, so results are unchanged) and scaled back, so float32 embeddings of any finite size
-  (``|z| ≳ 1e9`` used to give inf/NaN) give the correctly rounded value whenever it is
-  representable; a loss beyond the dtype's range raises ``ValueError`` saying so (with
-  ``check_finite``; otherwise it is inf, which the trainer stops on).
+* Magnitude (docs/sections/losses.md): scale-free losses (Barlow Twins, W-MSE, InfoNCE) divide
+  their input by exact powers of two first, so they are right at any finite ``|z|``; the
+  covariance statistics are computed on ``Z̄ / s`` and scaled back one power of two at a time,
+  so a term is finite whenever its value is representable. A term beyond the dtype's range
+  raises ``ValueError`` naming it and ``|z|``, and so does a float16/bfloat16 input's gradient
+  that overflows its dtype (eager mode with ``check_finite``; otherwise it is inf, which the
+  trainer stops on).
 
 Each loss returns a 0-d tensor; the multi-term losses attach ``.terms``, a dict of detached
 0-d tensors for logging.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import warnings
 from collections.abc import Callable
 from typing import Literal, TypeVar
@@ -95,7 +98,9 @@ def as_embeddings(
     if z.shape[1] < 1:
         raise ValueError(f"{name} has no features (shape {tuple(z.shape)})")
     if z.dtype in (torch.float16, torch.bfloat16):
-        z = z.float()
+        low, z = z.dtype, z.float()
+        if check_finite:
+            _guard_low_precision_grad(z, name, low)
     # one cheap reduction first; the element-wise test only runs if the sum is not finite
     # (NaN/Inf, or — rarely — an overflowing sum of huge finite values). Raising needs a host
     # sync, a graph break under torch.compile: there the check is skipped and a NaN/Inf input
@@ -137,17 +142,50 @@ def _with_terms(loss: Tensor, terms: dict[str, Tensor]) -> Tensor:
     return loss
 
 
+def _max_pow2_exponent(dtype: torch.dtype) -> int:
+    """The largest ``e`` with ``2**e`` finite in ``dtype`` (127 for float32)."""
+    return math.frexp(torch.finfo(dtype).max)[1] - 1
+
+
 def _pow2_scale(zc: Tensor) -> Tensor:
     """The power of two ``s ≥ max|zc|`` (1 for an all-zero batch), as a 0-d tensor.
 
     Dividing by a power of two is exact, so statistics computed on ``zc / s`` and scaled back
     are bit-identical to the direct ones whenever the latter do not overflow — and they do not
     overflow (or cancel ``inf − inf``) for embeddings of any finite magnitude (``|z| ≳ 1e9`` in
-    float32 would: ``Σ C_ij²`` grows like ``|z|⁴``).
+    float32 would: ``Σ C_ij²`` grows like ``|z|⁴``). The exponent is capped so that ``s`` itself
+    is finite.
     """
     amax = zc.detach().abs().amax()
     _, exponent = torch.frexp(torch.where(torch.isfinite(amax), amax, torch.zeros_like(amax)))
+    exponent = exponent.clamp_max(_max_pow2_exponent(zc.dtype))
     return torch.ldexp(torch.ones_like(amax), exponent)
+
+
+def _pow2_at_least_one(amax: Tensor) -> Tensor:
+    """Element-wise power of two ``s ≥ max(amax, 1)``: divides large values down (exactly) and
+    leaves values up to 1 alone, so every ``eps`` of a formula keeps its meaning."""
+    _, exponent = torch.frexp(torch.where(torch.isfinite(amax), amax, torch.zeros_like(amax)))
+    exponent = exponent.clamp(0, _max_pow2_exponent(amax.dtype))
+    return torch.ldexp(torch.ones_like(amax), exponent)
+
+
+def _pow2_rows(z: Tensor) -> Tensor:
+    """Per row of ``z``, the power of two ``s`` with ``max|z_i| / s`` in ``[½, 1]`` (1 for a
+    zero row), kept within the dtype's normal range: ``(n, 1)``."""
+    amax = z.detach().abs().amax(dim=1, keepdim=True)
+    _, exponent = torch.frexp(torch.where(torch.isfinite(amax), amax, torch.zeros_like(amax)))
+    low = math.frexp(torch.finfo(z.dtype).tiny)[1]
+    exponent = exponent.clamp(low, _max_pow2_exponent(z.dtype))
+    return torch.ldexp(torch.ones_like(amax), exponent)
+
+
+def _times_pow2(x: Tensor, s: Tensor, power: int) -> Tensor:
+    """``x · sᵖ`` one factor at a time: exact for a power of two ``s``, ``0`` stays ``0`` and a
+    product beyond the range is ``inf`` (``sᵖ`` itself may not be representable)."""
+    for _ in range(power):
+        x = x * s
+    return x
 
 
 _NOT_TWICE = (
@@ -167,18 +205,22 @@ def _not_twice_differentiable(grad: Tensor) -> Tensor:
 
 
 class _CovarianceStats(torch.autograd.Function):
-    """``(Σ_{i≠j} (Z̃ᵀZ̃)_ij², d̃, s)`` of ``Z̃ = Z̄ / s``, ``Z̄`` batch-centred, ``d̃_j = Σ_a Z̃_aj²``.
+    """``(c(Z), C_jj)``: the covariance term ``c = Σ_{i≠j} C_ij² / k`` and the feature variances.
 
-    ``s`` is the power of two of :func:`_pow2_scale` (a constant for autograd): the unscaled
-    statistics are ``off = s⁴·off̃`` and ``d = s²·d̃``; ``d/(n−1)`` are the feature variances
-    (the variance term reuses them) and ``off = (n−1)²·k·c(Z)``. The backward is closed-form
-    with a single matmul: autograd through ``Z̃ᵀZ̃`` would spend two (one per operand) plus the
-    centring's backward, which is the identity here because the gradient below already has zero
-    column means. With ``g_off``, ``g_d`` the incoming gradients of ``off̃``, ``d̃``:
+    Computed on ``Z̃ = Z̄ / s``, ``Z̄`` batch-centred, ``s`` the power of two of
+    :func:`_pow2_scale` (a constant for autograd), and scaled back one factor of ``s`` at a time
+    (:func:`_times_pow2`): ``c = s⁴·off̃/N`` with ``off̃ = Σ_{i≠j} (Z̃ᵀZ̃)_ij²``, ``N = (n−1)²k``,
+    and ``C_jj = s²·d̃_j/(n−1)`` with ``d̃_j = Σ_a Z̃_aj²``. So a value is finite whenever it is
+    representable, an exact zero stays zero at any ``|z|``, and the backward never multiplies
+    an overflowed scale by zero. The backward is closed-form with a single matmul (autograd
+    through ``Z̃ᵀZ̃`` would spend two plus the centring's backward, which is the identity here
+    because the gradient has zero column means). With ``g_c``, ``g_v`` the incoming gradients,
+    ``a = 4·g_c/N`` and ``v = 2·g_v/(n−1)``:
 
-    * Gram path: ``off̃ = ‖Z̃Z̃ᵀ‖_F² − Σ_j d̃_j²``; ``∂/∂Z = [4·g_off·(G̃ Z̃ − Z̃·d̃) + 2·Z̃·g_d] / s``.
+    * Gram path: ``off̃ = ‖Z̃Z̃ᵀ‖_F² − Σ_j d̃_j²``;
+      ``∂/∂Z = s·[(a·s²·G̃) Z̃ + Z̃·(v − a·s²·d̃)]``.
     * Covariance path: ``M̃ = Z̃ᵀZ̃`` with its diagonal (= d̃) zeroed before squaring (no
-      cancellation); ``∂/∂Z = Z̃ (4·g_off·M̃_off + 2·diag(g_d)) / s``.
+      cancellation); ``∂/∂Z = s·Z̃ (a·s²·M̃_off + diag(v))``.
 
     Not twice differentiable (double backward raises saying so).
     """
@@ -186,13 +228,15 @@ class _CovarianceStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, gram: bool):
         ctx.set_materialize_grads(False)
+        n, k = z.shape
         zc = z - z.mean(dim=0, keepdim=True)
         scale = _pow2_scale(zc)
         zc = zc / scale
         if gram:
             g = zc @ zc.T
             d = zc.pow(2).sum(dim=0)  # (a column reduction; vector_norm is ~2x slower on CPU)
-            off = g.pow(2).sum() - d.pow(2).sum()
+            # (a difference: rounding can make a zero slightly negative; c ≥ 0 by definition)
+            off = (g.pow(2).sum() - d.pow(2).sum()).clamp_min(0.0)
             ctx.save_for_backward(zc, scale, g, d)
         else:
             m = zc.T @ zc
@@ -201,64 +245,91 @@ class _CovarianceStats(torch.autograd.Function):
             off = m.pow(2).sum()
             ctx.save_for_backward(zc, scale, m)
         ctx.gram = gram
-        ctx.mark_non_differentiable(scale)
-        return off, d, scale
+        cov = _times_pow2(off / ((n - 1) ** 2 * k), scale, 4)
+        var = _times_pow2(d / (n - 1), scale, 2)
+        return cov, var
 
     @staticmethod
-    def backward(ctx, g_off: Tensor | None, g_d: Tensor | None, _g_scale: Tensor | None):
+    def backward(ctx, g_c: Tensor | None, g_v: Tensor | None):
         with torch.no_grad():
-            grad = _CovarianceStats._grad(ctx, g_off, g_d)
+            grad = _CovarianceStats._grad(ctx, g_c, g_v)
         return _not_twice_differentiable(grad), None
 
     @staticmethod
-    def _grad(ctx, g_off: Tensor | None, g_d: Tensor | None) -> Tensor:
+    def _grad(ctx, g_c: Tensor | None, g_v: Tensor | None) -> Tensor:
+        # ∂/∂Z = s·Z̃ R with R = a·s²·M̃ + diag(2g_v/(n−1)) (Gram path: the same, through G̃).
+        # The factor s² goes into the small matrix one power of two at a time, so exact zeros
+        # stay zero; an entry can only overflow where c itself does (|a·M_ij| ≤ sqrt(4a·g_c·c)).
+        zc, scale = ctx.saved_tensors[:2]
+        n, k = zc.shape
+        a = 4.0 * g_c / ((n - 1) ** 2 * k) if g_c is not None else None
+        v = 2.0 * g_v / (n - 1) if g_v is not None else zc.new_zeros(k)
         if ctx.gram:
-            zc, scale, g, d = ctx.saved_tensors
-            col = zc.new_zeros(d.shape)
-            if g_d is not None:
-                col = col + 2.0 * g_d
-            if g_off is None:
-                return zc * col / scale
-            col = col - 4.0 * g_off * d
-            return torch.addmm(zc * col, g * (4.0 * g_off), zc) / scale
-        zc, scale, m = ctx.saved_tensors
-        right = m * (4.0 * g_off) if g_off is not None else torch.zeros_like(m)
-        if g_d is not None:
-            right.diagonal().add_(2.0 * g_d)
-        return zc @ right / scale
+            g, d = ctx.saved_tensors[2:]
+            if a is None:
+                return zc * v * scale
+            col = v - _times_pow2(d * a, scale, 2)
+            return torch.addmm(zc * col, _times_pow2(g * a, scale, 2), zc) * scale
+        if a is None:
+            return zc * v * scale
+        right = _times_pow2(ctx.saved_tensors[2] * a, scale, 2)
+        right.diagonal().add_(v)
+        return (zc @ right) * scale
 
 
 def _cov_stats(z: Tensor, method: str) -> tuple[Tensor, Tensor]:
-    """``(c(Z), d)`` with ``d_j = Σ_a Z̄_aj²``: the scaled statistics scaled back, dividing
-    before multiplying so that ``c`` is finite whenever its value is representable."""
+    """``(c(Z), C_jj)`` of a validated 2-D ``z`` (see :class:`_CovarianceStats`)."""
     n, k = z.shape
-    off, d, scale = _CovarianceStats.apply(z, _use_gram(method, n, k))
-    s2 = scale * scale
-    # off / (N / s²) · s² is off·s⁴/N rounded exactly as off/N (powers of two), and keeps the
-    # backward's factors (s², s²/N) finite wherever the value is
-    return off / ((n - 1) ** 2 * k / s2) * s2, d * s2
+    return _CovarianceStats.apply(z, _use_gram(method, n, k))
 
 
 def _vc_terms(z: Tensor, gamma: float, eps: float, method: str) -> tuple[Tensor, Tensor]:
-    """(v(Z), c(Z)) for a validated 2-D ``z``, sharing one pass over the data."""
-    n, _ = z.shape
-    cov, d = _cov_stats(z, method)
-    var = F.relu(gamma - torch.sqrt(d / (n - 1) + eps)).mean()
-    return var, cov
+    """(v(Z), c(Z)) for a validated 2-D ``z``, sharing one pass over the data. A variance
+    beyond the dtype's range is ``inf``: its std is far above ``γ``, so ``v`` is exactly 0."""
+    cov, var = _cov_stats(z, method)
+    return F.relu(gamma - torch.sqrt(var + eps)).mean(), cov
 
 
-def _check_overflow(terms: dict[str, Tensor], z: Tensor, check_finite: bool) -> None:
+def _check_overflow(terms: dict[str, Tensor], views: tuple[Tensor, ...], check: bool) -> None:
     """A term that is not finite although its finite input was validated has overflowed its
-    dtype: say so (with the input's magnitude) instead of returning inf/NaN."""
-    if not check_finite or torch.compiler.is_compiling():
+    dtype: say so (with the input's magnitude) instead of returning inf/NaN. Eager mode only
+    (raising needs a host sync; under torch.compile the loss is inf for the divergence guard)."""
+    if not check or torch.compiler.is_compiling():
+        return
+    if bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
         return
     bad = [name for name, value in terms.items() if not bool(torch.isfinite(value))]
-    if bad:
-        raise ValueError(
-            f"the {'/'.join(bad)} term overflows {z.dtype}: the embeddings reach "
-            f"|z| = {float(z.detach().abs().max()):.3g}, so the statistics exceed "
-            f"{torch.finfo(z.dtype).max:.3g}; normalise the embeddings or compute in float64"
-        )
+    if len(bad) > 1 and "total" in bad:  # the total overflows because a term does
+        bad.remove("total")
+    z = views[0]
+    zmax = max(float(v.detach().abs().max()) for v in views)
+    rounding = torch.finfo(z.dtype).eps * zmax * zmax  # of each covariance entry, even a 0
+    raise ValueError(
+        f"the {'/'.join(bad)} term overflows {z.dtype}: the embeddings reach "
+        f"|z| = {zmax:.3g}, so the term exceeds {torch.finfo(z.dtype).max:.3g} (it grows like "
+        f"|z|² (invariance) or |z|⁴ (covariance), and at this scale each covariance entry is "
+        f"only resolved to ≈ {rounding:.1g}); normalise the embeddings or compute in float64"
+    )
+
+
+def _guard_low_precision_grad(z: Tensor, name: str, low: torch.dtype) -> None:
+    """Make a gradient that overflows the caller's float16/bfloat16 a ``ValueError`` in the
+    backward (eager mode only: one host sync per backward) instead of a silent ``inf``."""
+    if not z.requires_grad or torch.compiler.is_compiling():
+        return
+    zmax = z.detach().abs().max()
+
+    def check(grad: Tensor) -> Tensor:
+        gmax = float(grad.detach().abs().max())
+        if not gmax <= torch.finfo(low).max:
+            raise ValueError(
+                f"the loss's gradient w.r.t. {name} overflows {low}: it reaches {gmax:.3g} at "
+                f"|{name}| = {float(zmax):.3g} (the VCReg/VICReg covariance and invariance terms "
+                f"grow with the scale of {name}); normalise the embeddings or pass float32"
+            )
+        return grad
+
+    z.register_hook(check)
 
 
 # --------------------------------------------------------------------------- VCReg terms
@@ -273,7 +344,9 @@ def variance_loss(
     ``C_jj`` is the unbiased (``n − 1``) variance of feature ``j`` (official VICReg code).
     """
     z = as_embeddings(z, check_finite=check_finite)
-    std = torch.sqrt(z.var(dim=0, unbiased=True) + eps)
+    # per-feature power-of-two scale (exact): a variance beyond the range cannot become inf/NaN
+    s = _pow2_at_least_one(z.detach().abs().amax(dim=0))
+    std = torch.sqrt((z / s).var(dim=0, unbiased=True) + eps / (s * s)) * s
     return F.relu(gamma - std).mean()
 
 
@@ -289,7 +362,7 @@ def covariance_loss(z: Tensor, method: CovMethod = "auto", *, check_finite: bool
     _check_method(method)
     z = as_embeddings(z, check_finite=check_finite)
     cov, _ = _cov_stats(z, method)
-    _check_overflow({"covariance": cov}, z, check_finite)
+    _check_overflow({"covariance": cov}, (z,), check_finite)
     return cov
 
 
@@ -319,7 +392,9 @@ def block_covariance_norms(z: Tensor, *, debias: bool = False) -> Tensor:
 def invariance_loss(z_a: Tensor, z_b: Tensor, *, check_finite: bool = True) -> Tensor:
     """Mean squared error between the two views, averaged over batch and dimension."""
     z_a, z_b = _pair(z_a, z_b, check_finite, min_samples=1)
-    return F.mse_loss(z_a, z_b)
+    inv = F.mse_loss(z_a, z_b)
+    _check_overflow({"invariance": inv}, (z_a, z_b), check_finite)
+    return inv
 
 
 @_float32_compute
@@ -336,9 +411,16 @@ def vcreg_loss(
     """Single-view VCReg ``μ·v(Z) + ν·c(Z)``; ``.terms = {"variance", "covariance"}``."""
     _check_method(method)
     z = as_embeddings(z, check_finite=check_finite)
+    return _vcreg_loss(z, mu, nu, gamma, eps, method, check_overflow=check_finite)
+
+
+def _vcreg_loss(
+    z: Tensor, mu: float, nu: float, gamma: float, eps: float, method: str, check_overflow: bool
+) -> Tensor:
+    """:func:`vcreg_loss` of a validated ``z`` (the loss modules validate once, then call this)."""
     var, cov = _vc_terms(z, gamma, eps, method)
     loss = mu * var + nu * cov
-    _check_overflow({"covariance": cov, "total": loss}, z, check_finite)
+    _check_overflow({"covariance": cov, "total": loss}, (z,), check_overflow)
     return _with_terms(loss, {"variance": var, "covariance": cov})
 
 
@@ -364,13 +446,29 @@ def vicreg_loss(
     """
     _check_method(method)
     z_a, z_b = _pair(z_a, z_b, check_finite)
+    return _vicreg_loss(z_a, z_b, lambda_, mu, nu, gamma, eps, method, check_finite)
+
+
+def _vicreg_loss(
+    z_a: Tensor,
+    z_b: Tensor,
+    lambda_: float,
+    mu: float,
+    nu: float,
+    gamma: float,
+    eps: float,
+    method: str,
+    check_overflow: bool,
+) -> Tensor:
+    """:func:`vicreg_loss` of validated views (the loss modules validate once, then call this)."""
     inv = F.mse_loss(z_a, z_b)
     var_a, cov_a = _vc_terms(z_a, gamma, eps, method)
     var_b, cov_b = _vc_terms(z_b, gamma, eps, method)
     var = 0.5 * (var_a + var_b)
     cov = cov_a + cov_b
     loss = lambda_ * inv + mu * var + nu * cov
-    _check_overflow({"invariance": inv, "covariance": cov, "total": loss}, z_a, check_finite)
+    terms = {"invariance": inv, "covariance": cov, "total": loss}
+    _check_overflow(terms, (z_a, z_b), check_overflow)
     return _with_terms(loss, {"invariance": inv, "variance": var, "covariance": cov})
 
 
@@ -378,10 +476,16 @@ def vicreg_loss(
 
 
 def _batch_standardize(z: Tensor, eps: float) -> Tensor:
-    # BatchNorm1d(affine=False) in training mode: biased batch variance, eps inside the sqrt.
+    """BatchNorm1d(affine=False) in training mode: biased batch variance, eps inside the sqrt.
+
+    Computed on ``z / s`` with ``s`` a per-feature power of two ``≥ max(|z_j|, 1)`` and ``eps``
+    as ``eps / s²``: exactly the same numbers whenever the direct form does not overflow, and
+    scale-free for embeddings of any finite size (float32 at ``|z| ≈ 1e20`` has ``var = inf``)."""
+    s = _pow2_at_least_one(z.detach().abs().amax(dim=0, keepdim=True))
+    z = z / s
     mean = z.mean(dim=0, keepdim=True)
     var = z.var(dim=0, unbiased=False, keepdim=True)
-    return (z - mean) / torch.sqrt(var + eps)
+    return (z - mean) / torch.sqrt(var + eps / (s * s))
 
 
 @_float32_compute
@@ -441,8 +545,12 @@ def whiten(
     z = as_embeddings(z, check_finite=check_finite)
     n, d = z.shape
     zc = z - z.mean(dim=0, keepdim=True)
+    # whitening on zc / s with the shrinkage target I / s² (s a power of two): the same factor
+    # L / s, hence the same output, without overflowing C for embeddings of any finite size
+    s = _pow2_scale(zc).clamp_min(2.0**-40)  # (not so small that I / s² overflows)
+    zc = zc / s
     cov = zc.T @ zc / (n - 1)
-    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    eye = torch.eye(d, dtype=z.dtype, device=z.device) / (s * s)
     # a numerically singular matrix can still "factorize" with a tiny rounding-level pivot,
     # which would blow the whitened values up: treat pivots below tol as failures too
     scale = cov.diagonal().max().clamp_min(torch.finfo(z.dtype).tiny)
@@ -572,13 +680,19 @@ def info_nce_loss(
     ``L = (1/2n) Σ_i −log( exp(s_{i,p(i)}) / Σ_{j≠i} exp(s_ij) )``,
     i.e. cross-entropy over the other 2n − 1 embeddings of the batch (both views as anchors).
     ``.terms``: ``"contrastive"`` (= the loss) and ``"positive_cosine"`` (mean ``u_iᵀu_{p(i)}``).
-    Same value as lightly's ``NTXentLoss(temperature)`` without a memory bank.
+    Same value as lightly's ``NTXentLoss(temperature)`` without a memory bank, except that rows
+    are divided by a power of two first, so the cosine is right at any scale (lightly's
+    ``normalize`` eps 1e-12 shrinks rows of norm < 1e-12; here it only keeps a zero row 0).
     """
     if not (isinstance(temperature, int | float) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     z_a, z_b = _pair(z_a, z_b, check_finite)
     n = z_a.shape[0]
-    u = F.normalize(torch.cat([z_a, z_b]), dim=1)
+    z = torch.cat([z_a, z_b])
+    # rows divided by a power of two near their max (exact; the cosine is scale-free): the norm
+    # of a float32 row of |z| ~ 1e20 would be inf (the row 0), of |z| ~ 1e-30 below normalize's
+    # eps (the row ~0); an all-zero row stays 0
+    u = F.normalize(z / _pow2_rows(z), dim=1)
     logits = u @ u.T / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
     logits = logits.masked_fill(self_mask, float("-inf"))  # j ≠ i

@@ -93,7 +93,11 @@ class _GatheringLoss(nn.Module):
             # Per-rank batches may hold 1 sample. NaN/Inf and the batch size are checked on the
             # gathered batch, which every rank sees alike: all ranks raise together instead of
             # one raising while the others wait forever in the collective.
-            z = gather_with_grad(VF.as_embeddings(z, name, check_finite=False, min_samples=1))
+            low = z.dtype if isinstance(z, Tensor) else None
+            z = VF.as_embeddings(z, name, check_finite=False, min_samples=1)
+            if self.check_finite and low in (torch.float16, torch.bfloat16):
+                VF._guard_low_precision_grad(z, name, low)  # (as the local path does)
+            z = gather_with_grad(z)
             out.append(VF.as_embeddings(z, name, check_finite=self.check_finite))
         return tuple(out)
 
@@ -126,9 +130,8 @@ class VCRegLoss(_GatheringLoss):
 
     def forward(self, z: Tensor) -> Tensor:
         (z,) = self._prepare(z)
-        return VF.vcreg_loss(
-            z, self.mu, self.nu, self.gamma, self.eps, self.method, check_finite=False
-        )
+        args = (self.mu, self.nu, self.gamma, self.eps, self.method)
+        return VF._vcreg_loss(z, *args, check_overflow=self.check_finite)
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, nu={self.nu}, gamma={self.gamma}, eps={self.eps}"
@@ -163,14 +166,17 @@ class TwoViewVCRegLoss(_GatheringLoss):
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         z_a, z_b = self._prepare(z_a, z_b)
         args = (self.mu, self.nu, self.gamma, self.eps, self.method)
-        la = VF.vcreg_loss(z_a, *args, check_finite=False)
-        lb = VF.vcreg_loss(z_b, *args, check_finite=False)
+        la = VF._vcreg_loss(z_a, *args, check_overflow=False)
+        lb = VF._vcreg_loss(z_b, *args, check_overflow=False)
         inv = F.mse_loss(z_a, z_b)  # float32/float64 after _prepare
         loss = (la + lb) / 2 + self.invariance * inv
+        cov = (la.terms["covariance"] + lb.terms["covariance"]) / 2
+        terms = {"invariance": inv, "covariance": cov, "total": loss}
+        VF._check_overflow(terms, (z_a, z_b), self.check_finite)
         loss.terms = {  # type: ignore[attr-defined]
             "invariance": inv.detach(),
             "variance": (la.terms["variance"] + lb.terms["variance"]) / 2,
-            "covariance": (la.terms["covariance"] + lb.terms["covariance"]) / 2,
+            "covariance": cov,
         }
         return loss
 
@@ -203,17 +209,8 @@ class VICRegLoss(_GatheringLoss):
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         z_a, z_b = self._prepare(z_a, z_b)
-        return VF.vicreg_loss(
-            z_a,
-            z_b,
-            self.lambda_,
-            self.mu,
-            self.nu,
-            self.gamma,
-            self.eps,
-            self.method,
-            check_finite=False,
-        )
+        args = (self.lambda_, self.mu, self.nu, self.gamma, self.eps, self.method)
+        return VF._vicreg_loss(z_a, z_b, *args, check_overflow=self.check_finite)
 
     def extra_repr(self) -> str:
         return f"lambda_={self.lambda_}, mu={self.mu}, nu={self.nu}"
@@ -372,6 +369,7 @@ class SupervisedLoss(nn.Module):
             + F.cross_entropy(z_b, y, label_smoothing=ls)
         ) / 2
         acc = ((z_a.argmax(1) == y).float().mean() + (z_b.argmax(1) == y).float().mean()) / 2
+        VF._check_overflow({"cross_entropy": ce}, (z_a, z_b), self.check_finite)
         ce.terms = {"cross_entropy": ce.detach(), "accuracy": acc.detach()}  # type: ignore[attr-defined]
         return ce
 

@@ -34,6 +34,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
+from vcreg._exportfile import ExportFileError, check_config, check_hash, read_header
 from vcreg._seed import mix_seed
 from vcreg.projectors import MLPProjector, RandomFeatureProjector
 
@@ -54,9 +55,10 @@ __all__ = [
 ENCODERS = ("cnn1d", "smallcnn", "resnet18", "mlp")
 
 # `vcreg export` files: safetensors with SSLModel's key names ("encoder.<name>", optionally
-# "projector.<name>") and the metadata {"format": EXPORT_FORMAT, "version", "config": JSON}
+# "projector.<name>") and the metadata {"format": EXPORT_FORMAT, "version", "config": JSON,
+# "sha256": content hash} (vcreg._exportfile; version 1 files have no hash)
 EXPORT_FORMAT = "vcreg-encoder"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 class Encoder(nn.Module):
@@ -245,49 +247,89 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, ...]) -> SSLModel:
 
 def read_export_config(path: str | Path) -> dict[str, Any]:
     """The model config stored in a ``vcreg export`` file (``{"encoder": {"name",
-    "input_shape", "repr_dim", "options"}, ...}``); ValueError if it is not one."""
+    "input_shape", "repr_dim", "options"}, ...}``), after the file's content hash is verified
+    and the config checked against the export schema (``vcreg._exportfile``); ValueError
+    (one line) if the file is not one, is damaged, or declares out-of-bounds sizes."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"exported encoder not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"cannot read {path}: not a readable safetensors file ({exc})") from None
+    header = read_header(path)
+    meta = header.metadata
     if meta.get("format") != EXPORT_FORMAT or "config" not in meta:
         raise ValueError(
             f"{path} is a safetensors file but not a vcreg export (no {EXPORT_FORMAT!r} "
             f"metadata); write one with `vcreg export RUN --out {path.name}`"
         )
-    if int(meta.get("version", 0)) > EXPORT_VERSION:
+    version = meta.get("version", "")
+    if not (version.isdigit() and len(version) < 6):
+        raise ExportFileError(f"{path}: invalid export version {version[:20]!r}")
+    if int(version) > EXPORT_VERSION:
+        raise ValueError(f"{path} was written by a newer vcreg (export version {version}); upgrade")
+    check_hash(path, header, int(version))
+    try:
+        config = json.loads(meta["config"])
+    except json.JSONDecodeError:
+        raise ExportFileError(f"{path}: its config metadata is not valid JSON") from None
+    return check_config(config, path)
+
+
+def _tensor_index(path: Path, prefix: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (shape, dtype)}`` of the file's ``prefix.*`` tensors, read from the header."""
+    return {
+        k[len(prefix) :]: (tuple(v["shape"]), v["dtype"])
+        for k, v in read_header(path).index.items()
+        if k.startswith(prefix)
+    }
+
+
+_ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
+              torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32"}  # fmt: skip
+
+
+def _check_fits(path: Path, name: str, encoder: nn.Module) -> None:
+    """The encoder (built on the meta device: nothing allocated) has exactly the file's tensors,
+    shapes and dtypes: what loading then allocates is bounded by the file's own size."""
+    want = {k: (tuple(v.shape), _ST_DTYPES.get(v.dtype)) for k, v in encoder.state_dict().items()}
+    have = _tensor_index(path, "encoder.")
+    diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    if diff:
+        k = diff[0]
         raise ValueError(
-            f"{path} was written by a newer vcreg (export version {meta['version']}); upgrade"
+            f"{path}: the stored weights do not fit the {name!r} encoder its config describes "
+            f"({len(diff)} tensor(s) differ; {k!r}: config {want.get(k)}, file {have.get(k)})"
         )
-    return json.loads(meta["config"])
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
     """The encoder of a ``vcreg export`` file, in eval mode, with bit-identical weights.
 
-    The architecture is rebuilt from the file's metadata with :func:`build_encoder` (without
-    touching the global RNG) and the ``encoder.*`` tensors are loaded strictly.
+    The file is verified (:func:`read_export_config`), the architecture built on the meta
+    device from its metadata with :func:`build_encoder` and checked against the file's tensor
+    index, then materialized and filled with the ``encoder.*`` tensors (strict): a file cannot
+    make vcreg allocate more than its own weights.
     """
     path = Path(path)
     enc = read_export_config(path)["encoder"]
-    with torch.random.fork_rng(devices=[]):
-        encoder = build_encoder(
-            enc["name"], enc["input_shape"], int(enc["repr_dim"]), **enc.get("options", {})
-        )
-    with safe_open(str(path), framework="pt") as fh:
-        state = {
-            k[len("encoder.") :]: fh.get_tensor(k) for k in fh.keys() if k.startswith("encoder.")
-        }
     try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1:2] or str(exc).splitlines()[:1]
-        raise ValueError(
-            f"{path}: the stored weights do not fit the {enc['name']!r} encoder its config "
-            f"describes ({' '.join(first).strip()[:300]})"
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            encoder = build_encoder(
+                enc["name"], enc["input_shape"], enc["repr_dim"], **enc.get("options", {})
+            )
+    except (TypeError, ValueError) as exc:
+        raise ExportFileError(f"{path}: invalid encoder in its metadata: {exc}") from None
+    _check_fits(path, enc["name"], encoder)
+    persistent = set(encoder.state_dict())
+    if any(n not in persistent for n, _ in encoder.named_buffers()):  # would stay uninitialized
+        with torch.random.fork_rng(devices=[]):
+            encoder = build_encoder(
+                enc["name"], enc["input_shape"], enc["repr_dim"], **enc.get("options", {})
+            )
+    else:
+        encoder = encoder.to_empty(device="cpu")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            state = {k: fh.get_tensor(f"encoder.{k}") for k in persistent}
+    except (SafetensorError, OSError) as exc:
+        raise ExportFileError(
+            f"cannot read {path}: not a readable safetensors file ({exc})"
         ) from None
+    encoder.load_state_dict(state, strict=True)
     return encoder.to(device).eval()

@@ -3,26 +3,18 @@
 Subcommands live in their own modules under ``vcreg/cli/`` and are loaded lazily.
 
 Threads: every command runs with OpenMP's passive (sleeping) wait policy unless the user set
-``OMP_WAIT_POLICY``. Busy-waiting OpenMP threads slow torch down several-fold when the cores
-are shared with other processes, and passive waits cost little on an idle machine. The setting
-is read by the OpenMP runtime when torch is first imported, so it is set here, in the entry
-point, before any command module imports torch (``vcreg`` and ``python -m vcreg`` both start
-here; a library user who imports torch first sets it themselves).
+``OMP_WAIT_POLICY``: the ``vcreg`` package sets it when imported before torch (see
+``vcreg/__init__.py``, the one owner of that rule), and this module is imported through it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import sys
 
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import click
 
-import click  # noqa: E402 (after the OpenMP setting, see the module docstring)
-
-from vcreg import __version__  # noqa: E402
+from vcreg import __version__
 from vcreg.cli._errors import as_click_error, one_line_warnings
 
 # command name -> "module:attribute" of a click.Command

@@ -29,13 +29,22 @@ import click
 )
 @click.option("--projector", is_flag=True, help="Include the projector's weights too.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-def export(run_dir, fmt, out, projector, overwrite) -> None:
-    """Export a trained run's encoder (optionally + projector) with its config."""
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Accepted as by every vcreg command (export draws no progress bar).",
+)
+def export(run_dir, fmt, out, projector, overwrite, no_progress) -> None:
+    """Export a trained run's encoder (optionally + projector) with its config.
+
+    Reads RUN_DIR under its lock in shared mode: refused while `vcreg train` or `vcreg evaluate`
+    writes there."""
+    from vcreg._lock import FolderLockedError
     from vcreg.export import export_run
 
     try:
         res = export_run(run_dir, out, fmt=fmt, projector=projector, overwrite=overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # CheckpointError included
+    except (ValueError, FileNotFoundError, FileExistsError, FolderLockedError) as exc:
         raise click.ClickException(str(exc)) from None
     enc = res["encoder"]
     click.echo(

@@ -1,4 +1,4 @@
-"""``vcreg ica``: blind source separation of a .csv/.npy matrix with :class:`vcreg.ica.VCRegICA`."""
+"""``vcreg ica``: blind source separation of a matrix file (:mod:`vcreg.io`) with :class:`vcreg.ica.VCRegICA`."""
 
 from __future__ import annotations
 
@@ -22,37 +22,17 @@ RESULT_FILES = (
     "mixing.npy",
     "mean.npy",
     "metrics.json",
+    "diagnostics.json",
 )
 
 
-def _load_matrix(path: Path, what: str) -> np.ndarray:
-    if not path.exists():
-        raise click.BadParameter(f"file not found: {path}", param_hint=what)
-    if path.is_file() and path.stat().st_size == 0:
-        raise click.BadParameter(f"{path} is empty (0 bytes)", param_hint=what)
+def _load_matrix(path: Path, what: str, key: str | None = None) -> np.ndarray:
+    from vcreg.io import LoadError, load_matrix
+
     try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif path.suffix in (".csv", ".txt"):
-            arr = np.loadtxt(path, delimiter=",", ndmin=2)
-        else:
-            raise click.BadParameter(
-                f"{path} must be a .npy or .csv file (got suffix {path.suffix!r})", param_hint=what
-            )
-    except (ValueError, OSError, EOFError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=what) from exc
-    if arr.ndim != 2:
-        raise click.BadParameter(
-            f"{path} must hold a 2-D (n_samples, n_features) matrix, got shape {arr.shape}",
-            param_hint=what,
-        )
-    if arr.size == 0:
-        raise click.BadParameter(
-            f"{path} holds an empty matrix (shape {arr.shape})", param_hint=what
-        )
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise click.BadParameter(f"{path} must hold real numbers, got {arr.dtype}", param_hint=what)
-    return arr.astype(np.float64)
+        return load_matrix(path, key)
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
 
 
 def _load_references(sources_path, mixing_path, X, n_components):
@@ -102,11 +82,14 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
     if metrics is not None:
         text = json.dumps(metrics, indent=2).encode()
         files["metrics.json"] = lambda fh: fh.write(text)
+    diag = json.dumps(est.diagnostics_, indent=2).encode()
+    files["diagnostics.json"] = lambda fh: fh.write(diag)
     return files
 
 
 @click.command("ica")
 @click.argument("data", type=click.Path(path_type=Path))
+@click.option("--key", help="Array name inside an .npz, .pt or .safetensors DATA file.")
 @click.option(
     "--n-components", "-k", type=int, default=None, help="Number of sources (default: all)."
 )
@@ -118,7 +101,7 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
     "sources_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="True sources (.npy/.csv, n_samples x k) to score the separation against.",
+    help="True sources (n_samples x k, any format DATA may have) to score the separation against.",
 )
 @click.option(
     "--mixing",
@@ -140,13 +123,27 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 )
 @click.option("--max-iter", type=int, default=200, show_default=True)
 @click.option("--tol", type=float, default=1e-4, show_default=True)
-@click.option("--n-restarts", type=int, default=1, show_default=True)
+@click.option(
+    "--n-init",
+    "--n-restarts",
+    "n_init",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Random restarts; the lowest contrast is kept (--n-restarts: old name).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT (all of them)."
 )
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Accepted as by every vcreg command (ica draws no progress bar).",
+)
 def ica(
     data,
+    key,
     n_components,
     out_dir,
     sources_path,
@@ -156,19 +153,22 @@ def ica(
     scale,
     max_iter,
     tol,
-    n_restarts,
+    n_init,
     seed,
     overwrite,
+    no_progress,
 ) -> None:
-    """Unmix DATA (.npy or .csv, rows = samples) with VCReg ICA.
+    """Unmix DATA (rows = samples; .npy/.npz/.csv/.pt/.safetensors, see vcreg.io) with VCReg ICA.
 
     Writes to OUT: sources.npy + sources.csv (estimated sources), unmixing.npy (components_,
-    k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, and, with --sources
-    and/or --mixing, metrics.json (MCC Pearson/Spearman; Amari distance). OUT, --sources and
+    k x n_features, S = (X - mean) @ unmixing.T), mixing.npy, mean.npy, diagnostics.json (the
+    ground-truth-free quality check, VCRegICA.diagnostics_; "reliable": false comes with a
+    warning naming the reasons) and, with --sources and/or --mixing, metrics.json (MCC
+    Pearson/Spearman; Amari distance). OUT, --sources and
     --mixing are checked before the fit. Earlier results in OUT are replaced only with
     --overwrite, all together (no file of the earlier run is left).
     """
-    X = _load_matrix(data, "DATA")
+    X = _load_matrix(data, "DATA", key)
     try:
         check_results_folder(out_dir, RESULT_FILES, overwrite)
     except ValueError as exc:
@@ -183,14 +183,19 @@ def ica(
         scale=scale,
         max_iter=max_iter,
         tol=tol,
-        n_restarts=n_restarts,
+        n_init=n_init,
         random_state=seed,
     )
     try:
         S_hat = est.fit_transform(X)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    info = {"n_iter": est.n_iter_, "converged": est.converged_, "loss": est.loss_}
+    info = {
+        "n_iter": est.n_iter_,
+        "converged": est.converged_,
+        "loss": est.loss_,
+        "reliable": est.diagnostics_["reliable"],
+    }
     if S_true is not None:
         info["mcc_pearson"] = mean_corr_coef(S_hat, S_true)
         info["mcc_spearman"] = mean_corr_coef(S_hat, S_true, method="spearman")
@@ -200,5 +205,5 @@ def ica(
     write_results_folder(
         out_dir, _result_files(est, S_hat, info if scored else None), RESULT_FILES, overwrite
     )
-    click.echo(json.dumps(info))
+    click.echo(json.dumps({**info, "diagnostics": est.diagnostics_}))
     click.echo(f"wrote sources/unmixing/mixing to {out_dir}")

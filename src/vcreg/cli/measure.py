@@ -1,9 +1,11 @@
 """``vcreg measure``: pairwise (HSIC) and mutual (dHSIC) independence of saved embeddings.
 
-``vcreg measure embeddings.(npy|npz|pt|csv) [--key K] [--labels L] [--out DIR] [--overwrite]``
-(or ``vcreg measure encoder.safetensors``, an encoder from ``vcreg export``: the test set of its
-run's dataset, encoded): loads the matrix, calls :func:`vcreg.independence.measure_embeddings`
-and writes its report as ``DIR/independence.json``, the heatmap ``DIR/pairwise_hsic.png`` and
+``vcreg measure embeddings.(npy|npz|pt|csv|safetensors) [--key K] [--labels L] [--out DIR]
+[--overwrite]``: loads the matrix (:mod:`vcreg.io`), calls
+:func:`vcreg.independence.measure_embeddings`. ``vcreg measure RUN_DIR`` (a training run folder)
+or ``vcreg measure encoder.safetensors`` (from ``vcreg export``) ``[--dataset test|train|OOD]
+[--layer NAME]``: the split of the run's dataset, encoded (:func:`vcreg.trained.measure_trained`).
+Either way it writes its report as ``DIR/independence.json``, the heatmap ``DIR/pairwise_hsic.png`` and
 the matrices (``pairwise_hsic.npy``, ``pairwise_nhsic.npy``, ``pairwise_pvalues.npy``). The
 result set is published together (``vcreg._results``): an earlier result folder is replaced
 only with ``--overwrite``, atomically and without leaving stale files.
@@ -12,10 +14,8 @@ only with ``--overwrite``, atomically and without leaving stale files.
 from __future__ import annotations
 
 import json
-import pickle
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,43 +23,6 @@ import click
 
 from vcreg._results import check_results_folder, write_results_folder
 
-SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".csv", ".safetensors")
-
-
-def _pick(container: dict, key: str | None, path: Path, what: str) -> Any:
-    keys = list(container.keys())
-    if key is not None:
-        if key not in container:
-            raise click.BadParameter(
-                f"key {key!r} not in {path.name}; it holds {keys}", param_hint="--key"
-            )
-        return container[key]
-    if len(keys) == 1:
-        return container[keys[0]]
-    raise click.BadParameter(
-        f"{path.name} holds several {what} {keys}; choose one with --key", param_hint="--key"
-    )
-
-
-def _read_csv(path: Path) -> tuple[Any, list[str] | None]:
-    import numpy as np
-
-    with open(path) as fh:
-        first = fh.readline()
-    fields = [f.strip() for f in first.strip().split(",")]
-    try:
-        [float(f) for f in fields]
-        header = None
-    except ValueError:
-        header = fields
-    try:
-        arr = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, ndmin=2)
-    except ValueError as exc:
-        raise click.ClickException(f"cannot parse {path.name} as numeric CSV: {exc}") from exc
-    return arr, header
-
-
-NPY_MAGIC = b"\x93NUMPY"
 RESULT_FILES = (
     "independence.json",
     "pairwise_hsic.png",
@@ -69,126 +32,29 @@ RESULT_FILES = (
 )
 
 
-def _load_npy(path: Path):
-    import numpy as np
+def _load(path: Path, key: str | None, labels: str | None):
+    """(embeddings, column names, labels or None) of an array file (vcreg.io)."""
+    from vcreg.io import LoadError, as_real, load_array
 
-    with open(path, "rb") as fh:
-        magic = fh.read(len(NPY_MAGIC))
-    if magic != NPY_MAGIC:
-        raise click.ClickException(f"{path.name} is not a NumPy .npy file (no NumPy header)")
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickled" in str(exc) or "Object arrays" in str(exc):
-            raise click.ClickException(
-                f"{path.name} holds Python objects (dtype=object), not a numeric array; vcreg "
-                "never unpickles data: save a numeric array"
-            ) from None
-        raise click.ClickException(f"cannot read {path.name}: {exc}") from exc
-
-
-def _load_pt(path: Path):
-    import torch
-
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    # torch.save writes a zip archive (or, legacy, a pickle stream starting with PROTO 0x80)
-    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
-        raise click.ClickException(f"{path.name} is not a file written by torch.save")
+        got = load_array(path, key)
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMBEDDINGS") from None
+    if not labels:
+        return got.array, got.columns, None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
-            raise click.ClickException(
-                f"{path.name} holds pickled Python objects, which vcreg refuses to load "
-                "(weights-only loading); save a tensor or a dict of tensors with torch.save"
-            ) from None
-        raise click.ClickException(f"{path.name} is not a file written by torch.save") from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise click.ClickException(
-            f"{path.name} is not a file written by torch.save ({type(exc).__name__})"
-        ) from None
-
-
-def load_array(
-    path: Path, key: str | None, device: Any = "cpu"
-) -> tuple[Any, list[str] | None, dict | None]:
-    """(array, column names or None, the file's other arrays for --labels lookups). An encoder
-    from ``vcreg export`` (.safetensors) gives its run's test set encoded on ``device``, with
-    ``--labels labels`` available."""
-    import numpy as np
-    import torch
-
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise click.BadParameter(
-            f"unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}",
-            param_hint="EMBEDDINGS",
-        )
-    if suffix == ".safetensors":  # `vcreg export`: its run's test set, encoded
-        from vcreg.export import encode_exported
-
-        try:
-            feats, labels = encode_exported(path, device=str(device))
-        except (ValueError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
-        return feats, None, {"labels": labels}
-    try:
-        if suffix == ".npy":
-            return _load_npy(path), None, None
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-            if not data:
-                raise click.ClickException(f"{path.name} holds no arrays")
-            return _pick(data, key, path, "arrays"), None, data
-        if suffix == ".csv":
-            arr, header = _read_csv(path)
-            return arr, header, None
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise click.ClickException(f"{path.name} is not a valid .npz (zip) file: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot read {path}: {exc}") from exc
-    obj = _load_pt(path)
-    if isinstance(obj, torch.Tensor):
-        return obj, None, None
-    if isinstance(obj, dict):
-        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor | np.ndarray)}
-        if not tensors:
-            raise click.ClickException(f"{path.name} holds a dict without tensors")
-        return _pick(tensors, key, path, "tensors"), None, tensors
-    raise click.ClickException(f"{path.name} holds a {type(obj).__name__}, not a tensor or dict")
-
-
-def _as_matrix(arr: Any, name: str):
-    import numpy as np
-    import torch
-
-    a = arr.detach().cpu().double().numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
-    if a.dtype.kind not in "biuf":
-        raise click.ClickException(f"{name} must be numeric, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
-
-
-def _load_labels(spec: str, others: dict | None, n_total: int):
-    import numpy as np
-
-    p = Path(spec)
-    if p.is_file():
-        arr, _, _ = load_array(p, None)
-    elif others is not None and spec in others:
-        arr = others[spec]
-    else:
-        raise click.BadParameter(
-            f"{spec!r} is neither a file nor a key of the embeddings file", param_hint="--labels"
-        )
-    lab = _as_matrix(arr, "labels").reshape(len(arr), -1)
-    if lab.shape[1] != 1 or lab.shape[0] != n_total:
-        raise click.BadParameter(
-            f"labels must be one value per sample ({n_total}), got shape {lab.shape}",
-            param_hint="--labels",
-        )
-    return np.asarray(lab[:, 0])
+        if Path(labels).is_file():
+            y = load_array(labels).array
+        elif got.arrays is not None and labels in got.arrays:
+            y = as_real(got.arrays[labels], path, labels)
+        else:
+            raise click.BadParameter(
+                f"{labels!r} is neither a file nor a key of the embeddings file",
+                param_hint="--labels",
+            )
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="--labels") from None
+    return got.array, got.columns, y
 
 
 def _bandwidth(value: str) -> str | float:
@@ -206,12 +72,23 @@ def _bandwidth(value: str) -> str | float:
 
 
 @click.command("measure")
-@click.argument("embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", help="Array/tensor name inside an .npz or .pt file.")
+@click.argument("embeddings", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", help="Array/tensor name inside an .npz, .pt or .safetensors file.")
 @click.option(
     "--labels",
     help="Per-sample class labels (a file, or a key of the .npz/.pt): adds each feature's "
-    "normalized HSIC with the labels (delta kernel).",
+    "normalized HSIC with the labels (delta kernel). For a run folder or an exported encoder: "
+    "'labels' (its dataset's classes).",
+)
+@click.option(
+    "--dataset",
+    default="test",
+    show_default=True,
+    help="Run folder / exported encoder only: the split encoded ('test', 'train' or an OOD set).",
+)
+@click.option(
+    "--layer",
+    help="Run folder / exported encoder only: measure this submodule's output (e.g. 'net.3').",
 )
 @click.option(
     "--max-samples",
@@ -227,6 +104,18 @@ def _bandwidth(value: str) -> str | float:
     help="Output folder (default: <embeddings stem>_independence next to the file).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT.")
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="For an exported encoder (.safetensors): the folder of its dataset (MNIST-1D: the cache "
+    "folder). Default: the dataset's usual place; never a folder named in the file.",
+)
+@click.option(
+    "--data-samples",
+    type=click.IntRange(min=20),
+    help="For an exported MNIST-1D encoder: how many signals to generate (default: the "
+    "generator's 5000); never a count from the file.",
+)
 @click.option(
     "--method",
     type=click.Choice(["auto", "exact", "lowrank"]),
@@ -282,12 +171,21 @@ def _bandwidth(value: str) -> str | float:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (also off when not a TTY).")
-def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
-    """Pairwise (HSIC) and mutual (dHSIC) independence of the features of EMBEDDINGS (n, d)."""
+def measure(
+    embeddings: Path, key, labels, dataset, layer, out_dir, overwrite, data_root, data_samples,
+    **opts,
+) -> None:  # fmt: skip
+    """Pairwise (HSIC) and mutual (dHSIC) independence of the features of EMBEDDINGS (n, d).
+
+    EMBEDDINGS is an array file (.npy/.npz/.csv/.pt/.safetensors), or a training run folder or
+    an encoder from `vcreg export` (then the --dataset split of its run's data is encoded).
+    """
     from vcreg import __version__
     from vcreg import independence as ind
     from vcreg._device import resolve_device
     from vcreg.distributed import init_from_env
+    from vcreg.io import LoadError
+    from vcreg.trained import is_trained_source
 
     bw = _bandwidth(opts.pop("bandwidth"))
     try:
@@ -301,24 +199,41 @@ def measure(embeddings: Path, key, labels, out_dir, overwrite, **opts) -> None:
     out = out_dir if out_dir is not None else embeddings.parent / f"{embeddings.stem}_independence"
     try:
         check_results_folder(out, RESULT_FILES, overwrite)
+        trained = is_trained_source(embeddings)
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMBEDDINGS") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
-    arr, names, others = load_array(embeddings, key, dev)
-    z = _as_matrix(arr, "embeddings")
-    y = _load_labels(labels, others, len(z)) if labels else None
     progress = not opts.pop("no_progress") and sys.stdout.isatty()
+    kw = dict(
+        method=opts.pop("method"), bandwidth=bw, device=dev, progress=progress,
+        keep_matrices=True, test=opts.pop("test_method"), n_permutations=opts.pop("permutations"),
+        **opts,
+    )  # fmt: skip
+    exported = trained and not embeddings.is_dir()
+    if (data_root or data_samples) and not exported:
+        raise click.BadParameter(
+            "applies to an exported encoder (.safetensors) only", param_hint="--data-root"
+        )
     world, rank, created = init_from_env(dev)  # under torchrun: the pairwise step is sharded
+    kw["progress"] = progress and rank == 0
     try:
-        _echo_plan(z.shape, opts, dev, world, rank)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ind.SubsampledWarning)  # echoed as a banner
-            rep = ind.measure_embeddings(
-                z, y, opts.pop("method"), names=names, bandwidth=bw, device=dev,
-                progress=progress and rank == 0, keep_matrices=True,
-                test=opts.pop("test_method"), n_permutations=opts.pop("permutations"), **opts,
-            )  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        if trained:
+            data = {"data_root": data_root, "num_samples": data_samples} if exported else {}
+            rep = _measure_trained(embeddings, key, labels, dataset, layer, {**kw, **data})
+        else:
+            if dataset != "test" or layer is not None:
+                raise click.UsageError(
+                    "--dataset and --layer need a run folder or an exported encoder"
+                )
+            z, names, y = _load(embeddings, key, labels)
+            _echo_plan(z.shape, kw, dev, world, rank)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ind.SubsampledWarning)  # echoed as a banner
+                    rep = ind.measure_embeddings(z, y, names=names, **kw)
+            except (TypeError, ValueError) as exc:
+                raise click.ClickException(str(exc)) from exc
     finally:
         if created:
             import torch.distributed
@@ -356,6 +271,23 @@ def _echo_plan(shape: tuple[int, int], opts: dict, dev, world: int, rank: int) -
         f"~{ind.format_bytes(est['peak_bytes'])} per rank ({world} rank(s), {dev}; "
         f"{est['assumptions']})"
     )
+
+
+def _measure_trained(source: Path, key, labels, dataset, layer, kw: dict) -> dict[str, Any]:
+    from vcreg.trained import measure_trained
+    from vcreg.training import CheckpointError
+
+    if key is not None:
+        raise click.UsageError("--key is for array files, not a run folder or exported encoder")
+    if labels not in (None, "labels"):
+        raise click.BadParameter(
+            "a run folder / exported encoder has one set of labels: pass --labels labels",
+            param_hint="--labels",
+        )
+    try:
+        return measure_trained(source, dataset, layer=layer, labels=labels is not None, **kw)
+    except (TypeError, ValueError, FileNotFoundError, CheckpointError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:

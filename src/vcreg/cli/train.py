@@ -1,7 +1,7 @@
 """``vcreg train`` and ``vcreg evaluate``.
 
-``vcreg train --config configs/mnist1d_vicreg.yaml [--set key=value ...] [--out runs/NAME]
-[--resume]``; under ``torchrun --nproc_per_node=N -m vcreg train ...`` it trains with DDP.
+``vcreg train --config configs/mnist1d_vicreg.yaml|mnist1d_vicreg [--set key=value ...]
+[--out runs/NAME] [--resume]`` (``vcreg train --list-configs``: the shipped configs); under ``torchrun --nproc_per_node=N -m vcreg train ...`` it trains with DDP.
 ``vcreg evaluate RUN_DIR`` writes ``RUN_DIR/eval.json``.
 """
 
@@ -15,13 +15,32 @@ from pathlib import Path
 import click
 
 
+def _list_configs(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from vcreg.configs import builtin_configs, describe
+
+    for name, path in builtin_configs().items():
+        click.echo(f"{name:<22} {describe(path)}")
+    ctx.exit()
+
+
 @click.command("train")
 @click.option(
     "--config",
     "-c",
     "config_path",
     type=click.Path(dir_okay=False),
-    help="YAML config (configs/*.yaml). Optional with --resume (the run's own config).",
+    help="YAML config file, or the name of a shipped one (see --list-configs), e.g. "
+    "mnist1d_vicreg. Optional with --resume (the run's own config).",
+)
+@click.option(
+    "--list-configs",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_configs,
+    help="List the shipped configs (names for --config) and exit.",
 )
 @click.option(
     "--set",
@@ -100,26 +119,54 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--no-ood", is_flag=True, help="Skip the out-of-domain test sets.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing eval.json.")
-def evaluate(run_dir, device, no_ood, overwrite) -> None:
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    help="Exported encoder only: the folder of its dataset (default: the dataset's usual place; "
+    "never a folder named in the file).",
+)
+@click.option(
+    "--data-samples",
+    type=click.IntRange(min=20),
+    help="Exported MNIST-1D encoder only: signals to generate (default 5000; never the file's).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress messages.")
+def evaluate(run_dir, device, no_ood, overwrite, data_root, data_samples, no_progress) -> None:
     """Linear probe (in-domain + out-of-domain accuracy) and independence of a trained run.
 
-    RUN_DIR is a run folder (writes RUN_DIR/eval.json) or an encoder written by `vcreg export`
-    (NAME.safetensors: evaluated on its run's dataset, writes NAME.eval.json).
+    RUN_DIR is a run folder (writes RUN_DIR/eval.json; refused while `vcreg train` or another
+    command holds the folder's lock) or an encoder written by `vcreg export` (NAME.safetensors:
+    evaluated on its run's dataset, read from --data-root or the dataset's usual place, writes
+    NAME.eval.json).
     """
+    from vcreg._lock import FolderLockedError
     from vcreg.export import evaluate_exported
     from vcreg.training import CheckpointError, evaluate_run
 
     exported = Path(run_dir).suffix == ".safetensors"
+    extra = {"data_root": data_root, "num_samples": data_samples} if exported else {}
+    if not exported and (data_root or data_samples):
+        raise click.BadParameter(
+            "applies to an exported encoder (.safetensors); a run folder uses its own config",
+            param_hint="--data-root/--data-samples",
+        )
     run = evaluate_exported if exported else evaluate_run
     try:
         res = run(
             run_dir,
             device=device,
             ood=False if no_ood else None,
-            progress=True,
+            progress=not no_progress,
             overwrite=overwrite,
+            **extra,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        FolderLockedError,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"in-domain accuracy: {res['in_domain_acc']:.4f} (train {res['train_acc']:.4f})")
     for name, acc in res["ood_acc"].items():

@@ -18,11 +18,12 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from vcreg._device import resolve_device
 from vcreg.ica.contrast import FEATURE_SCALES, OBJECTIVES, PROJECTORS, whiten_unit_variance
+from vcreg.ica.diagnostics import diagnose
 from vcreg.ica.problems import random_rotation
 from vcreg.ica.solver import OPTIMIZERS, SolverConfig, SolverResult, optimise
 
@@ -121,8 +122,11 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         max_iter: maximum quasi-Newton iterations per bandwidth stage.
         tol: stop a stage when an iteration lowers the loss by less than ``tol`` relative to its
             starting value (default 1e-4), or the line search finds no decrease.
-        n_restarts: random initial rotations; the one with the lowest final loss is kept (the
-            loss is a noisy estimate, so the lowest loss is not always the best unmixing).
+        n_init: random initial rotations (restarts); the one with the lowest final loss is kept
+            (the loss is a noisy estimate, so the lowest loss is not always the best unmixing).
+            With ``n_init ≥ 2`` ``diagnostics_["restart_distance"]`` says how far the nearest
+            other restart ended.
+        n_restarts: deprecated alias of ``n_init`` (``FutureWarning``).
         max_warmup_samples: the Jacobi sweeps, and the polish stages before the last, use at
             most this many samples (a random subset; ``None`` = all). The last polish stage
             always uses every sample.
@@ -141,6 +145,11 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         ``loss_``: its final contrast value. ``converged_``: whether its last stage's sweeps
         stopped before ``max_sweeps`` and its polish on ``tol`` (not on ``max_iter``).
         ``polished_``: whether its last polish was kept (see ``optimizer``).
+        diagnostics_ (dict): quality of the kept unmixing computed without ground truth
+        (:func:`vcreg.ica.diagnostics.diagnose`): ``fixed_point_distance``,
+        ``predicted_amari``, ``negentropy`` (per source), ``restart_distance``, the
+        ``thresholds``, ``reliable`` and the ``reasons``. When ``reliable`` is false the fit
+        emits a :class:`~sklearn.exceptions.ConvergenceWarning` naming the reasons.
     """
 
     # Declarative constraints, checked by scikit-learn's parameter validation at fit time;
@@ -161,7 +170,8 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         "angle_tol": [_NON_NEGATIVE],
         "max_iter": [_POSITIVE_INT],
         "tol": [_NON_NEGATIVE],
-        "n_restarts": [_POSITIVE_INT],
+        "n_init": [_POSITIVE_INT],
+        "n_restarts": [_POSITIVE_INT, Hidden(StrOptions({"deprecated"}))],
         "max_warmup_samples": [Interval(Integral, 2, None, closed="left"), None],
         "device": [str, torch.device, None],
         "random_state": ["random_state"],
@@ -185,7 +195,8 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         angle_tol: float = 0.1,
         max_iter: int = 200,
         tol: float = 1e-4,
-        n_restarts: int = 1,
+        n_init: int = 1,
+        n_restarts: int | str = "deprecated",
         max_warmup_samples: int | None = 2000,
         device: str | None = None,
         random_state: int | np.random.RandomState | None = None,
@@ -205,6 +216,7 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.angle_tol = angle_tol
         self.max_iter = max_iter
         self.tol = tol
+        self.n_init = n_init
         self.n_restarts = n_restarts
         self.max_warmup_samples = max_warmup_samples
         self.device = device
@@ -219,7 +231,8 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     def _resolve_params(self, n_samples: int, n_features: int) -> tuple[int, SolverConfig]:
         """The rules coupling several parameters (the single ones are in
         ``_parameter_constraints``); returns ``k`` and the resolved solver settings."""
-        for name in ("n_components", "width", "depth", "n_angles", "max_sweeps", "max_iter"):
+        names = ("n_components", "width", "depth", "n_angles", "max_sweeps", "max_iter", "n_init")
+        for name in names:
             if isinstance(getattr(self, name), bool):  # bool passes sklearn's Integral interval
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         k = n_features if self.n_components is None else int(self.n_components)
@@ -335,15 +348,36 @@ class VCRegICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
                 np.sort(rng.choice(n, self.max_warmup_samples, replace=False)), device=device
             )
         seeds = rng.randint(0, 2**31 - 1, size=len(cfg.bandwidths))
-        best: SolverResult | None = None
-        for _ in range(self.n_restarts):
-            result = optimise(x_full, warm_idx, random_rotation(k, rng), seeds, cfg)
-            if best is None or result.loss < best.loss:
-                best = result
+        results = [
+            optimise(x_full, warm_idx, random_rotation(k, rng), seeds, cfg)
+            for _ in range(self._n_init())
+        ]
+        best = min(results, key=lambda r: r.loss)
         self._store(best, K, mean, X.dtype)
+        others = [r.w for r in results if r is not best]
+        self.diagnostics_ = diagnose(Xw, best.w, others)
         if not best.converged:
             self._warn_not_converged(cfg.optimizer)
+        if not self.diagnostics_["reliable"]:
+            warnings.warn(
+                "VCRegICA: the unmixing looks unreliable (judged without ground truth, "
+                "diagnostics_): " + "; ".join(self.diagnostics_["reasons"]),
+                ConvergenceWarning,
+                stacklevel=4,
+            )
         return X
+
+    def _n_init(self) -> int:
+        if isinstance(self.n_restarts, str):
+            return int(self.n_init)
+        warnings.warn(
+            "VCRegICA(n_restarts=...) is deprecated; use n_init (the scikit-learn name)",
+            FutureWarning,
+            stacklevel=5,
+        )
+        if isinstance(self.n_restarts, bool):
+            raise ValueError(f"n_restarts must be a positive integer, got {self.n_restarts!r}")
+        return int(self.n_restarts)
 
     def _store(self, best: SolverResult, K: np.ndarray, mean: np.ndarray, dtype) -> None:
         components = (K @ best.w).T  # (k, p) in float64

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-__all__ = ["SOURCE_FAMILIES", "make_ica_problem", "random_rotation", "sample_sources"]
+__all__ = [
+    "BANK_FAMILIES",
+    "SOURCE_FAMILIES",
+    "make_ica_problem",
+    "random_rotation",
+    "sample_sources",
+]
 
 SOURCE_FAMILIES = (
     "laplace",
@@ -15,6 +21,24 @@ SOURCE_FAMILIES = (
     "bimodal",
     "mixed",
     "signals",
+    "binary",
+    "sines",
+    "student-t",
+    "sparse",
+    "near-gaussian",
+)
+# the source bank of benchmarks/bench_ica_bank.py (docs/sections/ica.md says how it was chosen):
+# sub-Gaussian (uniform, binary, sines), super-Gaussian (laplace, student-t with 3-10 dof,
+# sparse), mixed, and near-Gaussian hard cases
+BANK_FAMILIES = (
+    "uniform",
+    "binary",
+    "sines",
+    "laplace",
+    "student-t",
+    "sparse",
+    "mixed",
+    "near-gaussian",
 )
 
 
@@ -57,7 +81,26 @@ def sample_sources(family: str, n: int, k: int, rng: np.random.Generator) -> np.
                 cols.append(signal.sawtooth(2 * np.pi * (t + ph) / (2 * np.pi / f)))
         S = np.stack(cols, axis=1)
         return S + 0.2 * rng.normal(size=S.shape)
+    if family in ("binary", "sines", "student-t", "sparse", "near-gaussian"):
+        return _bank_sources(family, n, k, rng)
     raise ValueError(f"unknown source family {family!r}; choose one of {SOURCE_FAMILIES}")
+
+
+def _bank_sources(family: str, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    if family == "binary":  # ±1 coin flips: the most sub-Gaussian law (kurtosis −2)
+        return rng.choice([-1.0, 1.0], size=(n, k))
+    if family == "sines":  # sin(2π f t + φ), a different random frequency per source (arcsine law)
+        t = np.arange(n)[:, None] / n
+        f = rng.uniform(2.0, 40.0, size=k)
+        return np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, size=k))
+    if family == "student-t":  # heavy tails, 3-10 degrees of freedom per source
+        return rng.standard_t(rng.uniform(3.0, 10.0, size=k), size=(n, k))
+    if family == "sparse":  # Bernoulli(0.1)-Gaussian: mostly exact zeros (kurtosis 27)
+        return rng.normal(size=(n, k)) * (rng.random((n, k)) < 0.1)
+    # near-gaussian: generalized Gaussian exp(−|x|^β), β in [1.6, 2.4] per source (excess
+    # kurtosis between about +0.5 and −0.4; β = 2 is Gaussian)
+    beta = rng.uniform(1.6, 2.4, size=k)
+    return rng.choice([-1.0, 1.0], size=(n, k)) * rng.gamma(1.0 / beta, size=(n, k)) ** (1.0 / beta)
 
 
 def make_ica_problem(

@@ -64,6 +64,7 @@ from vcreg.independence.measurement import (
     measure_cost,
     measure_embeddings,
 )
+from vcreg.independence.model import SAMPLING_RULES, SPATIAL_RULES, collect_features, measure_model
 from vcreg.independence.pairwise import (
     CORRECTIONS,
     adjust_pvalues,
@@ -93,6 +94,8 @@ __all__ = [
     "effective_rank",
     "feature_std_summary",
     "measure_embeddings",
+    "measure_model",
+    "collect_features",
     "exact_pairwise_seconds",
     "measure_cost",
     "SubsampledWarning",
@@ -108,5 +111,7 @@ __all__ = [
     "MEDIAN_SAMPLES",
     "PAIRWISE_METHODS",
     "RANKME_EPS",
+    "SAMPLING_RULES",
+    "SPATIAL_RULES",
     "TEST_METHODS",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Iterable, Sequence
@@ -62,16 +63,59 @@ def _resolve_device(x: Any, device: str | torch.device | None) -> torch.device:
     return torch.device("cpu")
 
 
+COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_dtype(dtype: Any) -> torch.dtype:
+    """The compute dtype: float32 or float64 (integer data is converted to it, never computed in
+    an integer or half type, whose range cannot hold squared distances)."""
+    if dtype not in COMPUTE_DTYPES:
+        raise TypeError(
+            f"dtype must be torch.float32 or torch.float64, got {dtype!r} (the compute dtype; "
+            "integer data is converted to it automatically)"
+        )
+    return dtype
+
+
+def _check_fixed_bandwidth(bw: float, kernel: str) -> float:
+    """A fixed bandwidth whose kernel denominator (2·sigma² Gaussian, sigma Laplacian) is a normal
+    float32 number, so no supported dtype turns it into 0 (0/0 = NaN) or inf. float32's range
+    is the bound for both dtypes: a result must not depend on the dtype chosen for speed."""
+    fi = torch.finfo(torch.float32)
+    lo, hi = fi.tiny, fi.max
+    if kernel == "gaussian":
+        lo, hi = math.sqrt(lo / 2), math.sqrt(hi / 2)
+    if not lo <= bw <= hi:
+        raise ValueError(
+            f"bandwidth {bw:.3g} is outside [{lo:.3g}, {hi:.3g}] for the {kernel} kernel: its "
+            "denominator under/overflows floating point and the kernel would be 0/0 (NaN) or "
+            "constant; rescale the data or use bandwidth='median'"
+        )
+    return bw
+
+
 def _as_variable(
     x: Any, name: str, dtype: torch.dtype, device: torch.device, allow_matrix: bool = True
 ) -> Tensor:
-    """Convert to a finite (n, p) tensor of ``dtype`` on ``device``."""
+    """Convert to a finite (n, p) tensor of ``dtype`` (float32/float64) on ``device``; real
+    numeric input only (complex, object, string and boolean tensors are refused)."""
+    _check_dtype(dtype)
     if isinstance(x, Tensor):
         t = x.detach()
-        if t.is_complex() or t.dtype == torch.bool:
+        if t.is_complex():
+            raise TypeError(
+                f"{name}: complex data (dtype {t.dtype}) is not supported; HSIC needs real "
+                "values: pass x.real, x.abs() or the two parts as separate columns"
+            )
+        if t.dtype == torch.bool:
             raise TypeError(f"{name}: expected a real-valued tensor, got dtype {t.dtype}")
     else:
         arr = np.asarray(x)
+        if arr.dtype.kind == "c":
+            raise TypeError(
+                f"{name}: complex data (dtype {arr.dtype}) is not supported; HSIC needs real "
+                "values: pass x.real, abs(x) or the two parts as separate columns"
+            )
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name}: expected numeric data, got array of dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))

@@ -15,6 +15,7 @@ from vcreg.independence._common import (
     MEDIAN_SAMPLES,
     _as_variable,
     _check_choice,
+    _check_fixed_bandwidth,
     _check_median_samples,
     _check_n,
     _rescale,
@@ -105,7 +106,7 @@ def _check_bandwidth(bw: Any, kernel: str) -> str | float:
         raise TypeError(f"bandwidth must be 'median', 'dhsic' or a positive number, got {bw!r}")
     if not (math.isfinite(float(bw)) and float(bw) > 0):
         raise ValueError(f"bandwidth must be a positive finite number, got {bw!r}")
-    return float(bw)
+    return _check_fixed_bandwidth(float(bw), kernel)
 
 
 def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN_SAMPLES) -> float:

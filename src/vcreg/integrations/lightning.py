@@ -1,8 +1,9 @@
 """``IndependenceMonitor``: pairwise HSIC, effective rank and collapse of the representation,
 measured during PyTorch Lightning training and logged through ``pl_module.log``.
 
-Needs the ``lightning`` extra (``pip install "vcreg[lightning]"``); ``import vcreg`` never
-imports this module. The measurement is :class:`vcreg.metrics.RepresentationMonitor` (the same
+Needs the ``lightning`` extra (``pip install "vcreg[lightning]"``) or the standalone
+``pytorch_lightning`` package: the callback works with the Trainer of either (with both installed,
+it is a Callback of both); ``import vcreg`` never imports this module. The measurement is :class:`vcreg.metrics.RepresentationMonitor` (the same
 object a plain loop or vcreg's own trainer uses), so the logged numbers are those of
 :mod:`vcreg.independence` on the collected rows.
 
@@ -25,6 +26,7 @@ first element (and the first view again if that is a list/tuple).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -34,14 +36,26 @@ from torch import Tensor, nn
 
 from vcreg.metrics import DEFAULT_SAMPLES, RepresentationMonitor, pairwise_heatmap
 
-try:
-    import lightning.pytorch as pl
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+# Lightning ships as `lightning` (lightning.pytorch) and as the older standalone
+# `pytorch_lightning` (solo-learn, many lightly examples); each Trainer accepts only its own
+# package's Callback class. The monitor subclasses the Callback of every package installed, so
+# it works with either Trainer, whichever of the two is present.
+PACKAGES = ("lightning.pytorch", "pytorch_lightning")
+_found = []
+for _name in PACKAGES:
+    try:
+        _found.append(importlib.import_module(_name))
+    except ImportError:
+        pass
+if not _found:
     raise ImportError(
-        'vcreg.integrations.lightning needs PyTorch Lightning: pip install "vcreg[lightning]"'
-    ) from exc
+        "vcreg.integrations.lightning needs PyTorch Lightning (`lightning` or "
+        '`pytorch_lightning`): pip install "vcreg[lightning]"'
+    )
+pl = _found[0]
+CALLBACK_BASES: tuple[type, ...] = tuple(m.Callback for m in _found)
 
-__all__ = ["IndependenceMonitor"]
+__all__ = ["CALLBACK_BASES", "IndependenceMonitor"]
 
 Representation = str | Callable[[Any, Any], Tensor]
 
@@ -57,7 +71,7 @@ def _first_tensor(batch: Any) -> Tensor:
     return batch
 
 
-class IndependenceMonitor(pl.Callback):
+class IndependenceMonitor(*CALLBACK_BASES):
     """Log independence and collapse measures of the representation every N epochs.
 
     Args:

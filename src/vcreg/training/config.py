@@ -27,6 +27,7 @@ import yaml
 
 from vcreg import losses
 from vcreg._device import check_device_name
+from vcreg.configs import resolve as resolve_config
 from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
 from vcreg.functional import wmse_size_problems
 from vcreg.models import ENCODERS
@@ -219,6 +220,7 @@ class TrainConfig:
         errors: list[str] = []
         cfg = _build(cls, data, "", errors)
         if not errors:
+            cfg._clamp_warmup()
             errors.extend(cfg.problems())
         if errors:
             raise ValueError(_format_errors(errors))
@@ -228,10 +230,9 @@ class TrainConfig:
     def from_yaml(
         cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()
     ) -> TrainConfig:
-        """Load ``path`` (YAML) and apply ``key.sub=value`` overrides."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        """Load ``path`` (YAML; or the name of a shipped config, :func:`vcreg.configs.resolve`)
+        and apply ``key.sub=value`` overrides."""
+        path = resolve_config(path)
         try:
             data = yaml.load(path.read_text(), Loader=_Loader) or {}
         except yaml.YAMLError as exc:
@@ -253,6 +254,20 @@ class TrainConfig:
                 _set_path(data, key, value)
             return TrainConfig.from_dict(data)
         return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides))
+
+    def _clamp_warmup(self) -> None:
+        """A warm-up longer than the run (``--set epochs=1`` on a config with a 2-epoch
+        warm-up: the natural smoke test) is clamped to the run with a warning, not an error."""
+        s = self.schedule
+        if _is_number(s.warmup_epochs) and self.epochs >= 1 and s.warmup_epochs > self.epochs:
+            warnings.warn(
+                f"schedule.warmup_epochs={s.warmup_epochs:g} is longer than the run "
+                f"(epochs={self.epochs}): clamped to {self.epochs} (the learning rate warms up "
+                "over the whole run)",
+                UserWarning,
+                stacklevel=4,
+            )
+            s.warmup_epochs = float(self.epochs)
 
     # -- cross-field validation -----------------------------------------------------------------
     def problems(self) -> list[str]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from vcreg._device import resolve_device
 from vcreg._io import atomic_write_text
+from vcreg._lock import FolderLock
 from vcreg.data import DatasetBundle
 from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
 from vcreg.training.config import TrainConfig
@@ -72,10 +73,21 @@ def evaluate_run(
 
     An existing ``eval.json`` is replaced only with ``overwrite=True``; the result records the
     checkpoint it evaluated (``checkpoint``: path, SHA-256, epoch, step, complete) and an
-    incomplete run gives a ``RuntimeWarning``."""
+    incomplete run gives a ``RuntimeWarning``. Holds the run folder's lock throughout
+    (:mod:`vcreg._lock`): ``FolderLockedError`` at once while ``vcreg train`` (or another
+    evaluation) uses the folder, instead of reading a checkpoint that is being replaced."""
     t0 = time.time()
     dev = resolve_device(device)
-    target = check_eval_target(Path(run_dir), overwrite)
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    with FolderLock(run_dir, purpose="vcreg evaluate"):
+        return _evaluate_locked(Path(run_dir), dev, ood, progress, overwrite, t0)
+
+
+def _evaluate_locked(
+    run_dir: Path, dev: torch.device, ood: bool | None, progress: bool, overwrite: bool, t0: float
+) -> dict[str, Any]:
+    target = check_eval_target(run_dir, overwrite)
     cfg, model, state, bundle = load_run(run_dir, dev)
     source = eval_provenance(Path(run_dir) / CHECKPOINT, state["sha256"], state, cfg.epochs)
     result = {

@@ -55,6 +55,7 @@ __all__ = [
     "open_run_folder",
     "resume_state",
     "retire_stale_eval",
+    "warn_config_disagreement",
     "write_config",
     "write_metrics",
     "write_run_summary",
@@ -246,6 +247,35 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 _config_diff = config_diff  # the default of resume_state
 
 
+def warn_config_disagreement(run_dir: Path, cfg: TrainConfig) -> list[str]:
+    """Warn (``RuntimeWarning``) when ``run_dir/config.yaml`` differs from ``cfg``, the config
+    stored in the checkpoint, naming the differing keys; returns the differences. The checkpoint's
+    config is the one used: its weights were trained with it."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return []
+    try:
+        with warnings.catch_warnings():  # saved_config's notes were given for the checkpoint
+            warnings.simplefilter("ignore")
+            data = yaml.safe_load(path.read_text())
+            other = TrainConfig.from_dict(saved_config(data, str(path))).to_dict()
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, TypeError, ValueError) as exc:
+        diff = [f"{CONFIG} is not a valid config ({str(exc).splitlines()[0][:120]})"]
+        keys = diff
+    else:
+        diff = config_diff(cfg.to_dict(), other)
+        keys = [d.split(":")[0] for d in diff]
+    if diff:
+        warnings.warn(
+            f"{path} disagrees with the config stored in the checkpoint at {', '.join(keys)} "
+            f"({'; '.join(diff)[:400]}); using the checkpoint's, which its weights were "
+            "trained with",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return diff
+
+
 def write_config(out: Path, cfg: TrainConfig) -> None:
     """``config.yaml`` (creates the folder)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +307,7 @@ def load_run(
         cfg = TrainConfig.from_dict(saved_config(dict(state["config"]), str(ckpt)))
     except ValueError as exc:
         raise CheckpointError(f"{ckpt} holds an invalid config: {exc}") from None
+    warn_config_disagreement(run_dir, cfg)
     bundle = load_bundle(cfg)
     model = build_model(cfg, bundle.input_shape)
     load_model_state(model, state, ckpt)
