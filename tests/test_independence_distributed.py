@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,4 +91,36 @@ def test_distributed_false_without_group_is_single_process():
     z = _data()
     np.testing.assert_array_equal(
         ind.pairwise_hsic(z, distributed=False), ind.pairwise_hsic(z, distributed=None)
+    )
+
+
+@pytest.mark.slow
+def test_vcreg_measure_under_torchrun_equals_one_process(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "z.npy", np.maximum(_data(), 0.05)[:, :10])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    common = ["measure", str(tmp_path / "z.npy"), "--method", "lowrank", "--no-dhsic"]
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    for cmd, out in (
+        ([torchrun, "--nproc_per_node=2", "-m", "vcreg"], "two"),
+        ([sys.executable, "-m", "vcreg"], "one"),
+    ):
+        proc = subprocess.run(
+            [*cmd, *common, "--out", str(tmp_path / out)], capture_output=True, text=True,
+            env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "estimate: lowrank pairwise HSIC" in proc.stdout
+    two = json.loads((tmp_path / "two" / "independence.json").read_text())
+    one = json.loads((tmp_path / "one" / "independence.json").read_text())
+    assert two["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1
+    np.testing.assert_allclose(
+        np.load(tmp_path / "two" / "pairwise_hsic.npy"),
+        np.load(tmp_path / "one" / "pairwise_hsic.npy"),
+        rtol=1e-9,
+        atol=1e-15,
     )
