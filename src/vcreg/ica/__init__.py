@@ -42,7 +42,9 @@ and :func:`mean_corr_coef` (Hungarian matching of |correlations|).
 
 Layout: :mod:`~vcreg.ica.metrics` (Amari distance, MCC), :mod:`~vcreg.ica.contrast` (whitening,
 projector, contrast), :mod:`~vcreg.ica.solver` (Jacobi sweeps, BFGS), :mod:`~vcreg.ica.estimator`
-(:class:`VCRegICA`), :mod:`~vcreg.ica.problems` (benchmark problems). The nonlinear-ICA negative
+(:class:`VCRegICA`), :mod:`~vcreg.ica.diagnostics` (ground-truth-free quality checks behind
+``VCRegICA.diagnostics_`` and its warning), :mod:`~vcreg.ica.problems` (benchmark problems and
+the source bank). The nonlinear-ICA negative
 result of claim C5 is an experiment: :func:`vcreg.experiments.c5_ica.nonlinear_ica_experiment`.
 """
 
