@@ -260,9 +260,19 @@ def test_measure_embeddings_library_report(monkeypatch):
     z = embeddings(n=300, d=8, planted=(1, 6), seed=5)
     z[:, 4] = 2.0
     y = (z[:, 0] > 0).astype(int)
-    rep = ind.measure_embeddings(z, labels=y, max_samples=250, n_permutations=49, top_k=3)
+    with pytest.warns(ind.SubsampledWarning, match="250 of 300"):
+        rep = ind.measure_embeddings(z, labels=y, max_samples=250, n_permutations=49, top_k=3)
     assert rep["input"]["n_samples_used"] == 250 and rep["input"]["subsampled"]
-    assert any("subsampled 250 of 300" in s for s in rep["notes"])
+    assert rep["notes"][0].startswith("SUBSAMPLED: 250 of 300 rows")
+    est = rep["cost"]["estimate"]
+    assert est["seconds"] > 0 and est["peak_bytes"] > 0 and rep["cost"]["pairwise_seconds"] > 0
+    lr = ind.measure_embeddings(z, method="lowrank", max_samples=None, with_dhsic=False)
+    acc = lr["lowrank_accuracy"]
+    assert (
+        acc["pairs_checked"] == min(28, lr["pairwise_tests"]["n_pairs"])
+        and acc["relative_error_of_mean"] < 0.05
+    )
+    assert acc["mean_rank"] >= 1 and lr["cost"]["estimate"]["method"] == "lowrank"
     assert rep["constant_features"] == [4]
     assert rep["pairwise_tests"]["n_pairs"] == 21 and rep["pairwise_tests"]["n_significant"] >= 1
     assert rep["labels"]["most_label_dependent_features"][0]["feature"] == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,12 @@ def _bandwidth(value: str) -> str | float:
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05)
 @click.option("--dhsic/--no-dhsic", "with_dhsic", default=True, show_default=True)
 @click.option("--top-k", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--max-memory", default="4GB", show_default=True)
+@click.option(
+    "--max-memory",
+    default="4GB",
+    show_default=True,
+    help="Working-memory budget per rank (binary units); checked before allocating.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (also off when not a TTY).")
@@ -177,6 +183,7 @@ def measure(
     from vcreg import __version__
     from vcreg import independence as ind
     from vcreg._device import resolve_device
+    from vcreg.distributed import init_from_env
     from vcreg.io import LoadError
     from vcreg.trained import is_trained_source
 
@@ -208,21 +215,62 @@ def measure(
         raise click.BadParameter(
             "applies to an exported encoder (.safetensors) only", param_hint="--data-root"
         )
-    if trained:
-        data = {"data_root": data_root, "num_samples": data_samples} if exported else {}
-        rep = _measure_trained(embeddings, key, labels, dataset, layer, {**kw, **data})
-    else:
-        if dataset != "test" or layer is not None:
-            raise click.UsageError("--dataset and --layer need a run folder or an exported encoder")
-        z, names, y = _load(embeddings, key, labels)
-        try:
-            rep = ind.measure_embeddings(z, y, names=names, **kw)
-        except (TypeError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from exc
+    world, rank, created = init_from_env(dev)  # under torchrun: the pairwise step is sharded
+    kw["progress"] = progress and rank == 0
+    try:
+        if trained:
+            data = {"data_root": data_root, "num_samples": data_samples} if exported else {}
+            rep = _measure_trained(embeddings, key, labels, dataset, layer, {**kw, **data})
+        else:
+            if dataset != "test" or layer is not None:
+                raise click.UsageError(
+                    "--dataset and --layer need a run folder or an exported encoder"
+                )
+            z, names, y = _load(embeddings, key, labels)
+            _echo_plan(z.shape, kw, dev, world, rank)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ind.SubsampledWarning)  # echoed as a banner
+                    rep = ind.measure_embeddings(z, y, names=names, **kw)
+            except (TypeError, ValueError) as exc:
+                raise click.ClickException(str(exc)) from exc
+    finally:
+        if created:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if rank != 0:  # one writer
+        return
     rep["input"].update(path=str(embeddings), key=key)
     rep["settings"]["vcreg_version"] = __version__
+    rep["settings"]["world_size"] = world
     _write(out, rep, embeddings.name, overwrite)
     _echo_summary(rep, out)
+
+
+def _echo_plan(shape: tuple[int, int], opts: dict, dev, world: int, rank: int) -> None:
+    """Before any work: the subsampling banner and the estimated cost of the pairwise step."""
+    from vcreg import independence as ind
+
+    if rank != 0 or len(shape) != 2 or min(shape) < 2:
+        return  # bad shapes are reported by measure_embeddings
+    n_total, d = shape
+    n = min(n_total, opts["max_samples"])
+    if n < n_total:
+        click.echo(
+            f"WARNING: SUBSAMPLED -- {n} of {n_total} rows are used (random, seed "
+            f"{opts['seed']}); raise --max-samples to use more (cost grows as n^2 exact, n lowrank)"
+        )
+    method = opts["method"]
+    if method == "auto":
+        sec = ind.exact_pairwise_seconds(n, d, opts["max_memory"], dev.type == "cuda")
+        method = "lowrank" if sec > ind.measurement.AUTO_EXACT_LIMIT_S else "exact"
+    est = ind.measure_cost(n, d, method, opts["max_memory"], dev.type == "cuda", world)
+    click.echo(
+        f"estimate: {method} pairwise HSIC on n = {n}, d = {d}: ~{est['seconds']:.0f} s, peak "
+        f"~{ind.format_bytes(est['peak_bytes'])} per rank ({world} rank(s), {dev}; "
+        f"{est['assumptions']})"
+    )
 
 
 def _measure_trained(source: Path, key, labels, dataset, layer, kw: dict) -> dict[str, Any]:
@@ -272,6 +320,14 @@ def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
 
 
 def _echo_summary(rep: dict, out: Path) -> None:
+    acc = rep.get("lowrank_accuracy")
+    if acc is not None:
+        click.echo(
+            f"low-rank accuracy: mean HSIC of {acc['pairs_checked']} random pairs within "
+            f"{100 * acc['relative_error_of_mean']:.2g} % of exact (largest pair error "
+            f"{100 * acc['max_abs_error_over_mean']:.2g} % of the mean); pairwise step "
+            f"{rep['cost']['pairwise_seconds']:.1f} s (estimated {rep['cost']['estimate']['seconds']:.0f} s)"
+        )
     for note in rep["notes"]:
         click.echo(f"note: {note}")
     if rep["constant_features"]:

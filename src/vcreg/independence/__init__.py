@@ -43,6 +43,7 @@ from vcreg.independence._common import (
     TEST_METHODS,
     ConstantVariableWarning,
     IndependenceTestResult,
+    format_bytes,
     parse_memory,
 )
 from vcreg.independence.dhsic import (
@@ -57,7 +58,12 @@ from vcreg.independence.dhsic import (
 from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
-from vcreg.independence.measurement import exact_pairwise_seconds, measure_embeddings
+from vcreg.independence.measurement import (
+    SubsampledWarning,
+    exact_pairwise_seconds,
+    measure_cost,
+    measure_embeddings,
+)
 from vcreg.independence.model import SAMPLING_RULES, SPATIAL_RULES, collect_features, measure_model
 from vcreg.independence.pairwise import (
     CORRECTIONS,
@@ -84,12 +90,15 @@ __all__ = [
     "mutual_dependence",
     "SaturationWarning",
     "parse_memory",
+    "format_bytes",
     "effective_rank",
     "feature_std_summary",
     "measure_embeddings",
     "measure_model",
     "collect_features",
     "exact_pairwise_seconds",
+    "measure_cost",
+    "SubsampledWarning",
     # conventions (documented constants)
     "AUTO_JOINT_MASS",
     "BANDWIDTH_RULES",

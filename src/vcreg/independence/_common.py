@@ -217,6 +217,24 @@ def parse_memory(value: int | float | str) -> int:
     return out
 
 
+def format_bytes(n: float) -> str:
+    """``1.5 GiB`` / ``64 MiB`` / ``512 KiB``: binary units, as :func:`parse_memory` reads them."""
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def _require_memory(need: float, budget: int, what: str, advice: str) -> None:
+    """The one budget rule: refuse *before* allocating when the estimated peak ``need`` (bytes)
+    exceeds ``max_memory``. ``advice`` says what to change (it follows the numbers)."""
+    if need > budget:
+        raise ValueError(
+            f"{what} needs about {format_bytes(need)} of working memory (estimated before "
+            f"allocating) but max_memory is {format_bytes(budget)}; {advice}"
+        )
+
+
 def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state

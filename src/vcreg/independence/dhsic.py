@@ -48,6 +48,7 @@ from vcreg.independence._common import (
     _check_same_n,
     _is_constant,
     _progress,
+    _require_memory,
     _rescale,
     _resolve_device,
     _rng,
@@ -59,6 +60,7 @@ from vcreg.independence.kernels import (
     BANDWIDTH_RULES,
     _check_bandwidth,
     _column_sigmas,
+    _median_chunk,
     _sigma,
     _subsample_rows,
 )
@@ -158,16 +160,19 @@ def _log_offdiag_mass(s: Tensor) -> float:
 
 
 def _variable_sigmas(
-    xs: list[Tensor], kernel: str, rule: str | float, median_samples: int
+    xs: list[Tensor], kernel: str, rule: str | float, median_samples: int, budget: int
 ) -> list[float]:
     """Per-variable bandwidths; ``"joint"`` scales the median rule by sqrt(d) (laplacian: d)."""
     if rule == "joint":
         d = len(xs)
         factor = math.sqrt(d) if kernel == "gaussian" else float(d)
-        return [s * factor for s in _variable_sigmas(xs, kernel, "median", median_samples)]
+        sig = _variable_sigmas(xs, kernel, "median", median_samples, budget)
+        return [s * factor for s in sig]
     base = rule
     if all(v.shape[1] == 1 for v in xs) and not isinstance(base, float):
-        sig_t, const = _column_sigmas(torch.cat(xs, 1), base, median_samples)
+        sig_t, const = _column_sigmas(
+            torch.cat(xs, 1), base, median_samples, _median_chunk(budget, xs[0].element_size())
+        )
         sigmas, constant = sig_t.tolist(), const.tolist()
     else:
         constant = [_is_constant(v) for v in xs]
@@ -191,7 +196,8 @@ def _marginal_stats(
     est_b = torch.empty(d, dtype=dt, device=dev) if gamma_stats else None
     est_c = torch.empty(d, dtype=dt, device=dev) if gamma_stats else None
     # chunks of <= 64 variables: bounded by max_memory, and cache-friendlier than one huge block
-    chunk = max(1, min(64, budget // (3 * n * n * xs[0].element_size())))
+    # the joint (n, n) log-kernel is alive meanwhile
+    chunk = max(1, min(64, budget // (3 * n * n * xs[0].element_size()) - 1))
     for j0 in range(0, d, chunk):
         j1 = min(d, j0 + chunk)
         sg = torch.tensor(sigmas[j0:j1], dtype=dt, device=dev)[:, None, None]
@@ -244,8 +250,9 @@ def _dhsic_parts(
     budget: int,
 ) -> _DhsicParts:
     """Statistic parts under rule ``bw``; ``"auto"`` tries the median rule, then "joint"."""
+    _check_dhsic_memory(xs, budget, "dHSIC")
     first = "median" if bw == "auto" else bw
-    sigmas = _variable_sigmas(xs, kernel, first, median_samples)
+    sigmas = _variable_sigmas(xs, kernel, first, median_samples, budget)
     parts, s = _joint_parts(xs, kernel, first, sigmas)
     if bw == "auto" and parts.offdiag_mass < AUTO_JOINT_MASS:
         d = len(xs)
@@ -258,6 +265,30 @@ def _dhsic_parts(
     parts.log_t2 = float(log_a.sum())
     parts.log_t3 = math.log(2.0) - ln + float(torch.logsumexp(log_rm.sum(0), 0))
     return parts
+
+
+DHSIC_NN_BUFFERS = 4  # (n, n) matrices alive at the peak: the joint log-kernel, its
+# replacement under the "auto" rule's second try, and logsumexp's temporaries
+
+
+def _dhsic_peak(n: int, width: int, d: int, item: int, per_batch: int = 0) -> int:
+    """Peak bytes of dHSIC on n rows of d variables (width scalar columns in all):
+    DHSIC_NN_BUFFERS (n, n) matrices (or ``per_batch`` of them for a permutation batch) and
+    the O(n d) inputs, scaled copies and log row means."""
+    return item * (max(DHSIC_NN_BUFFERS, per_batch) * n * n + 4 * n * width + 2 * d * n)
+
+
+def _check_dhsic_memory(xs: list[Tensor], budget: int, what: str, per_batch: int = 0) -> None:
+    n, d = xs[0].shape[0], len(xs)
+    width, item = sum(v.shape[1] for v in xs), xs[0].element_size()
+    need = _dhsic_peak(n, width, d, item, per_batch)
+    n_fit = int(math.isqrt(max(0, budget // (item * max(DHSIC_NN_BUFFERS, per_batch)))))
+    _require_memory(
+        need,
+        budget,
+        f"{what} at n = {n} ({max(DHSIC_NN_BUFFERS, per_batch)} kernel matrices of n x n)",
+        f"raise max_memory or subsample the rows (about n <= {n_fit} fit this budget)",
+    )
 
 
 def _saturation_reason(parts: _DhsicParts, d: int, n: int) -> str:
@@ -368,9 +399,10 @@ def dhsic_test(
             "(Laplace) rejections of independent data at alpha = 0.05, "
             "benchmarks/bench_calibration.py); use method='permutation' or 'auto'"
         )
-    parts = _dhsic_parts(
-        xs, kernel, bw, median_samples, chosen == "gamma", parse_memory(max_memory)
-    )
+    budget = parse_memory(max_memory)
+    if chosen == "permutation":
+        _check_dhsic_memory(xs, budget, "the dHSIC permutation test", per_batch=3)
+    parts = _dhsic_parts(xs, kernel, bw, median_samples, chosen == "gamma", budget)
     det: dict[str, Any] = {"n_variables": d, "bandwidth_rule": parts.rule}
     det["offdiag_mass"] = parts.offdiag_mass
     if method == "auto":
@@ -384,7 +416,7 @@ def dhsic_test(
     if chosen == "gamma":
         p, g = _gamma_pvalue(n, stat, parts.log_a.exp(), parts.est_b, parts.est_c)
         return IndependenceTestResult(stat, p, "gamma", n, None, {**g, **det})
-    null = _dhsic_null(xs, parts, kernel, n_permutations, _rng(random_state), progress)
+    null = _dhsic_null(xs, parts, kernel, n_permutations, _rng(random_state), progress, budget)
     det.update(null_mean=float(null.mean()), null_std=float(null.std()))
     return IndependenceTestResult(
         stat, _perm_pvalue(stat, null), "permutation", n, n_permutations, det
@@ -415,6 +447,7 @@ def _dhsic_null(
     n_permutations: int,
     rng: np.random.Generator,
     progress: bool,
+    budget: int,
 ) -> np.ndarray:
     """dHSIC of ``n_permutations`` data sets with variables 2..d permuted independently.
 
@@ -425,7 +458,10 @@ def _dhsic_null(
     dev = xs[0].device
     ln = math.log(n)
     batched = kernel == "gaussian" and parts.scaled.shape[1] == d
-    batch = max(1, min(64, 2**23 // (n * n))) if batched else 1  # <= 64 MiB of (n, n) blocks
+    item = parts.scaled.element_size()
+    # <= 64 MiB of (n, n) blocks and within the budget: ~3 (n, n) and 2 (n, d) per permutation
+    batch = max(1, min(64, 2**23 // (n * n), budget // (item * (3 * n * n + 2 * n * d))))
+    batch = batch if batched else 1
     base = np.tile(np.arange(n), (d, 1))
     null = []
     bar = _progress(n_permutations, "dHSIC permutations", progress)
@@ -485,14 +521,24 @@ def mutual_dependence(
         if int(max_samples) < 4:
             raise ValueError(f"max_samples must be >= 4 or None, got {max_samples!r}")
         z = _subsample_rows(z, int(max_samples))
-    sig, constant = _column_sigmas(z, "median", median_samples)
+    budget = parse_memory(max_memory)
+    n = z.shape[0]
+    _require_memory(
+        z.element_size() * (5 * n * n + 3 * n * d),
+        budget,
+        f"mutual_dependence at n = {n} (5 kernel matrices of n x n)",
+        "raise max_memory or lower max_samples",
+    )
+    sig, constant = _column_sigmas(
+        z, "median", median_samples, _median_chunk(budget, z.element_size())
+    )
     if bool(constant.any()):
         _warn_constant(f"column {i}" for i in torch.nonzero(constant).flatten().tolist())
     keep = torch.nonzero(~constant).flatten()
     out = torch.zeros(d, dtype=dtype, device=dev)
     if keep.numel() >= 2:
         u = z[:, keep] / sig[keep]
-        out[keep] = _one_vs_rest(u, parse_memory(max_memory))
+        out[keep] = _one_vs_rest(u, budget)
     vals = out.cpu().numpy()
     return float(vals.mean()) if reduction == "mean" else vals
 
@@ -515,7 +561,7 @@ def _one_vs_rest(u: Tensor, budget: int) -> Tensor:
     # squared distance of all columns; the rest's is total - own, own = (u_aj - u_bj)^2
     total = torch.cdist(u, u, compute_mode="donot_use_mm_for_euclid_dist").square_()
     out = torch.empty(d, dtype=u.dtype, device=u.device)
-    chunk = max(1, min(64, budget // (4 * n * n * u.element_size())))
+    chunk = max(1, min(64, budget // (4 * n * n * u.element_size()) - 1))
     for c0 in range(0, d, chunk):
         x = u[:, c0 : c0 + chunk].T  # (c, n)
         own = (x[:, :, None] - x[:, None, :]).square_()

@@ -22,12 +22,22 @@ from vcreg.independence._common import (
     _check_median_samples,
     _check_same_n,
     _is_constant,
+    _require_memory,
     _rescale,
     _resolve_device,
     _rng,
     _warn_constant,
+    parse_memory,
 )
-from vcreg.independence.kernels import _centre, _check_bandwidth, _gram, _scale, _sigma
+from vcreg.independence.kernels import (
+    GRAM_ROW_ITEMS,
+    _centre,
+    _check_bandwidth,
+    _gram,
+    _gram_rows,
+    _scale,
+    _sigma,
+)
 
 
 def _prepare_pair(
@@ -51,6 +61,7 @@ def hsic(
     normalized: bool = False,
     *,
     median_samples: int = MEDIAN_SAMPLES,
+    max_memory: int | str = "4GB",
     dtype: torch.dtype = DEFAULT_DTYPE,
     device: str | torch.device | None = None,
 ) -> float:
@@ -59,25 +70,88 @@ def hsic(
     ``estimator="biased"``: tr(K H L H)/n^2 (Gretton et al. 2005); ``"unbiased"``: Song et al.
     (2012). ``normalized=True`` divides by sqrt(HSIC(x, x) HSIC(y, y)). ``bandwidth`` is
     ``"median"``, ``"dhsic"`` or a number, applied to x and y separately (module docs).
+    The kernel matrices are never held whole: they are built in blocks of rows that fit
+    ``max_memory`` (two passes: row sums, then the centred products), so memory is O(n) rows
+    times the block; a budget too small for one row is a ``ValueError`` before allocating.
     Returns 0.0 (with a :class:`ConstantVariableWarning`) when x or y is constant.
     """
     kernel = _check_choice(kernel, "kernel", KERNELS)
     estimator = _check_choice(estimator, "estimator", ESTIMATORS)
     bw = _check_bandwidth(bandwidth, kernel)
     median_samples = _check_median_samples(median_samples)
+    budget = parse_memory(max_memory)
+    _require_memory(
+        _input_bytes(x, y, dtype), budget, "hsic (a float copy of x and y)", "raise max_memory"
+    )
     xt, yt, n, const = _prepare_pair(
         x, y, dtype, device, kernel != "linear" and isinstance(bw, str)
     )
     if const:
         _warn_constant(const)
         return 0.0
-    kc = _centre(_gram(xt, kernel, _sigma(xt, bw, median_samples)), estimator)
-    lc = _centre(_gram(yt, kernel, _sigma(yt, bw, median_samples)), estimator)
-    cross = float((kc * lc).sum())
+    sx, sy = _sigma(xt, bw, median_samples), _sigma(yt, bw, median_samples)
+    cross, kk, ll = _centred_products(xt, yt, kernel, (sx, sy), estimator, budget)
     if normalized:  # the 1/n^2 or 1/(n(n-3)) scales cancel
-        den = math.sqrt(float((kc * kc).sum()) * float((lc * lc).sum()))
+        den = math.sqrt(max(kk, 0.0) * max(ll, 0.0))
         return cross / den if den > 0 else 0.0
     return cross * _scale(n, estimator)
+
+
+def _input_bytes(x: Any, y: Any, dtype: torch.dtype) -> int:
+    """Bytes of the float copies of x and y (and their rescaled versions) made by hsic."""
+    item = 8  # at most float64 (dtype itself is validated when the copies are made)
+    size = sum(int(np.prod(np.shape(v))) for v in (x, y))
+    return 2 * size * item
+
+
+def _centred_products(
+    xt: Tensor, yt: Tensor, kernel: str, sig: tuple[float, float], estimator: str, budget: int
+) -> tuple[float, float, float]:
+    """<Kc, Lc>, <Kc, Kc>, <Lc, Lc> of the centred (biased: H K H; unbiased: U-centred, zero
+    diagonal) kernel matrices, streamed over blocks of rows that fit ``budget``."""
+    n = xt.shape[0]
+    item = xt.element_size()
+    width = min(max(xt.shape[1], yt.shape[1]), 8)
+    per_row = (2 * width + GRAM_ROW_ITEMS + 6) * n * item
+    fixed = 3 * (xt.numel() + yt.numel()) * item + 8 * n * item
+    advice = (
+        f"raise max_memory to at least {_fmt_mib(fixed + per_row)} or subsample rows (the "
+        "kernel matrices are streamed in blocks of rows; one row must fit)"
+    )
+    _require_memory(fixed + per_row, budget, f"hsic at n = {n}", advice)
+    step = max(1, min(n, int((budget - fixed) // per_row)))
+    unb = estimator == "unbiased"
+
+    def rows(t: Tensor, s: float, a0: int) -> Tensor:
+        k = _gram_rows(t[a0 : a0 + step], t, kernel, s)
+        if unb:  # U-centring works on the matrix with a zero diagonal
+            k[torch.arange(k.shape[0]), torch.arange(a0, a0 + k.shape[0])] = 0
+        return k
+
+    rk = torch.cat([rows(xt, sig[0], a0).sum(1) for a0 in range(0, n, step)])
+    rl = torch.cat([rows(yt, sig[1], a0).sum(1) for a0 in range(0, n, step)])
+    if unb:
+        mk, ml = rk / (n - 2), rl / (n - 2)
+        ck, cl = rk.sum() / ((n - 1) * (n - 2)), rl.sum() / ((n - 1) * (n - 2))
+    else:
+        mk, ml = rk / n, rl / n
+        ck, cl = mk.mean(), ml.mean()
+    acc = torch.zeros(3, dtype=xt.dtype, device=xt.device)
+    for a0 in range(0, n, step):
+        kc = rows(xt, sig[0], a0).sub_(mk[a0 : a0 + step, None]).sub_(mk).add_(ck)
+        lc = rows(yt, sig[1], a0).sub_(ml[a0 : a0 + step, None]).sub_(ml).add_(cl)
+        if unb:
+            idx = (torch.arange(kc.shape[0]), torch.arange(a0, a0 + kc.shape[0]))
+            kc[idx] = 0
+            lc[idx] = 0
+        acc[0] += (kc * lc).sum()
+        acc[1] += kc.square().sum()
+        acc[2] += lc.square().sum()
+    return tuple(float(v) for v in acc)
+
+
+def _fmt_mib(n: float) -> str:
+    return f"{math.ceil(n / 2**20)}MB"
 
 
 # ----------------------------------------------------------------------------- gamma null

@@ -49,6 +49,12 @@ def _subsample_rows(x: Tensor, median_samples: int) -> Tensor:
     return x[idx]
 
 
+def _median_chunk(budget: int, item: int) -> int:
+    """Elements of pairwise distances per block of :func:`_column_sigmas` under ``budget``
+    (the distances, the two gathered operands and NumPy's partition copy: ~5 buffers)."""
+    return max(1, min(2**25, budget // (5 * item)))
+
+
 def _column_sigmas(
     z: Tensor, rule: str | float, median_samples: int, chunk_elems: int = 2**25
 ) -> tuple[Tensor, Tensor]:
@@ -117,11 +123,20 @@ def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN
 
 def _gram(x: Tensor, kernel: str, sigma: float) -> Tensor:
     """Full (n, n) kernel matrix of x (n, p)."""
+    return _gram_rows(x, x, kernel, sigma)
+
+
+GRAM_ROW_ITEMS = 8  # working items per kernel entry of _gram_rows beyond 2 p (temporaries)
+
+
+def _gram_rows(xr: Tensor, x: Tensor, kernel: str, sigma: float) -> Tensor:
+    """(b, n) rows of the kernel matrix: k(xr_a, x_b) for xr (b, p), x (n, p). Working memory
+    about (2 min(p, 8) + GRAM_ROW_ITEMS) b n elements."""
     if kernel == "linear":
-        return x @ x.T
-    sq = (x[:, None, :] - x[None, :, :]).pow(2).sum(-1) if x.shape[1] <= 8 else None
+        return xr @ x.T
+    sq = (xr[:, None, :] - x[None, :, :]).pow(2).sum(-1) if x.shape[1] <= 8 else None
     if sq is None:
-        sq = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+        sq = torch.cdist(xr, x, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     if kernel == "gaussian":
         return torch.exp(sq / (-2.0 * sigma * sigma))
     return torch.exp(sq.sqrt() / (-sigma))

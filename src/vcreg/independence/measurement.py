@@ -12,6 +12,7 @@ dependence), ``settings`` and ``notes`` (every automatic choice, in words).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -19,18 +20,57 @@ from typing import Any
 import numpy as np
 import torch
 
+from vcreg.distributed import world_size
 from vcreg.independence._common import MEDIAN_SAMPLES, ConstantVariableWarning, parse_memory
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
 from vcreg.independence.health import effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic
 from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
 
-__all__ = ["measure_embeddings", "exact_pairwise_seconds", "MEASURE_METHODS"]
+__all__ = ["measure_embeddings", "measure_cost", "exact_pairwise_seconds", "MEASURE_METHODS"]
 
 MEASURE_METHODS = ("auto", "exact", "lowrank")
 EXACT_FLOPS = 1e10  # conservative float64 rate of the exact product on a shared 2-core CPU
 BUILD_SECONDS = 1e-7  # per kernel entry (exp + centring of one column's triangle)
 AUTO_EXACT_LIMIT_S = 60.0
+LOWRANK_FLOPS = 2e10  # conservative float32 Gram rate on a shared 2-core CPU (bench: 33-48)
+ASSUMED_RANK = 16  # per-column rank at rank_tol 1e-2 (measured 11.5 on ReLU features, max 16)
+ACCURACY_COLUMNS = 8  # features whose 28 pairs are recomputed exactly (low-rank error)
+
+
+class SubsampledWarning(UserWarning):
+    """Rows were subsampled: every statistic uses a random subset of the input."""
+
+
+def measure_cost(
+    n: int, d: int, method: str, max_memory: int | str = "4GB", cuda: bool = False,
+    world: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """Estimate of the pairwise step before paying it: ``{"method", "seconds", "peak_bytes",
+    "flops", "assumptions"}``. Exact: :func:`exact_pairwise_seconds`, peak min(T d, budget)
+    float64. Lowrank: a Gram of D = d r features (r = ASSUMED_RANK, the real rank is known only
+    after the factorisation) costs n D^2 flops (upper triangle) at LOWRANK_FLOPS, sharded over
+    ``world`` ranks; peak = the float32 features twice + (d, d) float64 results. Per rank."""
+    budget = parse_memory(max_memory)
+    if method == "exact":
+        t = n * (n - 1) / 2
+        sec = exact_pairwise_seconds(n, d, budget, cuda) / world
+        peak = min(t * d * 8 + 16 * t, budget) + 3 * d * d * 8
+        flops, note = 2 * t * d * d, "float64 batched product of the centred kernel triangles"
+    else:
+        big_d = d * ASSUMED_RANK  # features in all
+        flops = n * float(big_d) ** 2 + 4 * n * d * ASSUMED_RANK**2
+        sec = flops / LOWRANK_FLOPS / world / (20 if cuda else 1)
+        peak = min(2 * n * big_d * 4 + 3 * d * d * 8 + n * d * 8, budget)
+        note = f"assumes rank {ASSUMED_RANK} per feature (pivoted Cholesky, rank_tol 1e-2)"
+    return {
+        "method": method,
+        "seconds": float(sec),
+        "peak_bytes": int(peak),
+        "flops": float(flops),
+        "world_size": int(world),
+        "assumptions": note,
+    }
 
 
 def exact_pairwise_seconds(
@@ -85,7 +125,12 @@ def _subsample(z: np.ndarray, y, max_samples: int | None, seed: int, notes: list
     if max_samples is None or n <= max_samples:
         return z, y
     idx = np.sort(np.random.default_rng(seed).choice(n, int(max_samples), replace=False))
-    notes.append(f"subsampled {max_samples} of {n} rows (seed {seed}); all statistics use them")
+    msg = (
+        f"SUBSAMPLED: {max_samples} of {n} rows (random, seed {seed}) are used by every "
+        "statistic; raise max_samples (--max-samples) to use more"
+    )
+    warnings.warn(msg, SubsampledWarning, stacklevel=3)
+    notes.insert(0, msg)
     return z[idx], (y[idx] if y is not None else None)
 
 
@@ -103,6 +148,29 @@ def _resolve_method(method: str, n: int, d: int, budget: int, cuda: bool, notes:
         return "lowrank"
     notes.append(f"method auto: exact pairwise HSIC (estimated ~{max(sec, 0.1):.1f} s)")
     return "exact"
+
+
+def _lowrank_accuracy(
+    zk: torch.Tensor, raw: np.ndarray, kernel: str, bandwidth, seed: int, info: dict | None
+) -> dict:
+    """Low-rank error measured, not assumed: the pairs among ACCURACY_COLUMNS random features
+    recomputed exactly (biased HSIC, the same bandwidths); relative error of their mean and the
+    largest per-pair error, both relative to the exact mean."""
+    d = zk.shape[1]
+    cols = np.sort(np.random.default_rng(seed).choice(d, min(ACCURACY_COLUMNS, d), False))
+    ex = pairwise_hsic(
+        zk[:, torch.as_tensor(cols, device=zk.device)], False, "exact",
+        kernel=kernel, bandwidth=bandwidth,
+    ).cpu().numpy()  # fmt: skip
+    iu, ju = np.triu_indices(cols.size, 1)
+    ex, lr = ex[iu, ju], raw[cols[iu], cols[ju]]
+    scale = max(float(np.abs(ex).mean()), 1e-300)
+    return {
+        "pairs_checked": int(iu.size),
+        "relative_error_of_mean": float(abs(lr.mean() - ex.mean()) / scale),
+        "max_abs_error_over_mean": float(np.abs(lr - ex).max() / scale),
+        **(info or {}),
+    }
 
 
 def _remap(pairs: list[dict], keep: np.ndarray, names: Sequence[str] | None) -> list[dict]:
@@ -308,15 +376,19 @@ def measure_embeddings(
 ) -> dict[str, Any]:
     """Independence and health report of embeddings Z (n, d) -- what ``vcreg measure`` writes.
 
-    Rows beyond ``max_samples`` are subsampled (seeded, stated in ``notes``); constant features
+    Rows beyond ``max_samples`` are subsampled (seeded; a :class:`SubsampledWarning` and the
+    first note say so, ``input.subsampled`` is true); constant features
     are reported and left out of every HSIC statistic. ``method``: ``"exact"``, ``"lowrank"`` or
     ``"auto"`` (lowrank when exact would take more than ~1 minute, see
     :func:`exact_pairwise_seconds`). Pairwise p-values: :func:`pairwise_hsic_test` (spectral
     null, ``correction`` at ``alpha``; ``pair_permutations`` adds permutation p-values for the
     ``top_k`` pairs). dHSIC: :func:`dhsic_test` with ``test`` ("auto" = permutation,
     ``n_permutations``; "gamma"; "none") and the "auto" bandwidth rule; a saturated statistic is
-    reported as null with the reason. JSON-ready dict (module docs); ``keep_matrices=True`` adds
-    ``"matrices"`` (NumPy ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted``; full d x d).
+    reported as null with the reason. ``cost``: :func:`measure_cost`'s estimate and the
+    pairwise step's measured seconds; with lowrank, ``lowrank_accuracy`` states the error vs
+    exact on the pairs of ACCURACY_COLUMNS random features. Under a multi-rank ``torch.distributed`` group the
+    pairwise HSIC is sharded over the ranks (:func:`pairwise_hsic`). JSON-ready dict (module
+    docs); ``keep_matrices=True`` adds ``"matrices"`` (NumPy ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted``; full d x d).
     """
     notes: list[str] = []
     budget = parse_memory(max_memory)
@@ -324,13 +396,20 @@ def measure_embeddings(
     n, d = z.shape
     dev = torch.device(device) if device is not None else torch.device("cpu")
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
+    cost = measure_cost(n, keep.size, resolved, budget, dev.type == "cuda", world_size())
     zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
+    t0 = time.perf_counter()
     tests, sections, raw = _pairwise_sections(
         zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed, estimator,
         dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
     )  # fmt: skip
     report: dict[str, Any] = _input_sections(n_total, n, d, names, constant) | sections
     report["pairwise_tests"] = _tests_section(tests, keep, names)
+    report["cost"] = {"estimate": cost, "pairwise_seconds": time.perf_counter() - t0}
+    if resolved == "lowrank":
+        report["lowrank_accuracy"] = _lowrank_accuracy(
+            zk, tests["hsic"], kernel, bandwidth, seed, tests.get("lowrank")
+        )
     report["dhsic"] = _dhsic_section(
         zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
     )
