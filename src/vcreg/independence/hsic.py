@@ -121,15 +121,17 @@ def _centred_products(
     _require_memory(fixed + per_row, budget, f"hsic at n = {n}", advice)
     step = max(1, min(n, int((budget - fixed) // per_row)))
     unb = estimator == "unbiased"
+    bufs = [xt.new_empty(step, n) for _ in range(3)]  # K rows, L rows, scratch: reused by blocks
 
-    def rows(t: Tensor, s: float, a0: int) -> Tensor:
-        k = _gram_rows(t[a0 : a0 + step], t, kernel, s)
+    def rows(t: Tensor, s: float, a0: int, buf: Tensor) -> Tensor:
+        b = min(step, n - a0)
+        k = _gram_rows(t[a0 : a0 + b], t, kernel, s, out=buf[:b], tmp=bufs[2][:b])
         if unb:  # U-centring works on the matrix with a zero diagonal
-            k[torch.arange(k.shape[0]), torch.arange(a0, a0 + k.shape[0])] = 0
+            k[torch.arange(b), torch.arange(a0, a0 + b)] = 0
         return k
 
-    rk = torch.cat([rows(xt, sig[0], a0).sum(1) for a0 in range(0, n, step)])
-    rl = torch.cat([rows(yt, sig[1], a0).sum(1) for a0 in range(0, n, step)])
+    rk = torch.cat([rows(xt, sig[0], a0, bufs[0]).sum(1) for a0 in range(0, n, step)])
+    rl = torch.cat([rows(yt, sig[1], a0, bufs[1]).sum(1) for a0 in range(0, n, step)])
     if unb:
         mk, ml = rk / (n - 2), rl / (n - 2)
         ck, cl = rk.sum() / ((n - 1) * (n - 2)), rl.sum() / ((n - 1) * (n - 2))
@@ -138,15 +140,16 @@ def _centred_products(
         ck, cl = mk.mean(), ml.mean()
     acc = torch.zeros(3, dtype=xt.dtype, device=xt.device)
     for a0 in range(0, n, step):
-        kc = rows(xt, sig[0], a0).sub_(mk[a0 : a0 + step, None]).sub_(mk).add_(ck)
-        lc = rows(yt, sig[1], a0).sub_(ml[a0 : a0 + step, None]).sub_(ml).add_(cl)
+        kc = rows(xt, sig[0], a0, bufs[0]).sub_(mk[a0 : a0 + step, None]).sub_(mk).add_(ck)
+        lc = rows(yt, sig[1], a0, bufs[1]).sub_(ml[a0 : a0 + step, None]).sub_(ml).add_(cl)
         if unb:
             idx = (torch.arange(kc.shape[0]), torch.arange(a0, a0 + kc.shape[0]))
             kc[idx] = 0
             lc[idx] = 0
-        acc[0] += (kc * lc).sum()
-        acc[1] += kc.square().sum()
-        acc[2] += lc.square().sum()
+        kf, lf = kc.reshape(-1), lc.reshape(-1)  # views: the buffers are contiguous
+        acc[0] += kf.dot(lf)
+        acc[1] += kf.dot(kf)
+        acc[2] += lf.dot(lf)
     return tuple(float(v) for v in acc)
 
 

@@ -129,17 +129,34 @@ def _gram(x: Tensor, kernel: str, sigma: float) -> Tensor:
 GRAM_ROW_ITEMS = 8  # working items per kernel entry of _gram_rows beyond 2 p (temporaries)
 
 
-def _gram_rows(xr: Tensor, x: Tensor, kernel: str, sigma: float) -> Tensor:
+def _gram_rows(
+    xr: Tensor,
+    x: Tensor,
+    kernel: str,
+    sigma: float,
+    out: Tensor | None = None,
+    tmp: Tensor | None = None,
+) -> Tensor:
     """(b, n) rows of the kernel matrix: k(xr_a, x_b) for xr (b, p), x (n, p). Working memory
-    about (2 min(p, 8) + GRAM_ROW_ITEMS) b n elements."""
+    about (2 min(p, 8) + GRAM_ROW_ITEMS) b n elements. With ``out`` and ``tmp`` ((b, n) each)
+    for p <= 8, the rows are written into ``out`` and nothing else of size b n is allocated: a
+    loop over row blocks then reuses the same memory (fresh blocks each time fragment the heap,
+    and the process's resident size grows by a block per step)."""
     if kernel == "linear":
-        return xr @ x.T
-    sq = (xr[:, None, :] - x[None, :, :]).pow(2).sum(-1) if x.shape[1] <= 8 else None
-    if sq is None:
+        return torch.matmul(xr, x.T, out=out) if out is not None else xr @ x.T
+    if out is not None and tmp is not None and x.shape[1] <= 8:
+        out.zero_()
+        for j in range(x.shape[1]):
+            torch.sub(xr[:, j, None], x[None, :, j], out=tmp)
+            out.addcmul_(tmp, tmp)
+        sq = out
+    elif x.shape[1] <= 8:
+        sq = (xr[:, None, :] - x[None, :, :]).pow(2).sum(-1)
+    else:
         sq = torch.cdist(xr, x, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     if kernel == "gaussian":
-        return torch.exp(sq / (-2.0 * sigma * sigma))
-    return torch.exp(sq.sqrt() / (-sigma))
+        return sq.mul_(-0.5 / (sigma * sigma)).exp_()
+    return sq.sqrt_().mul_(-1.0 / sigma).exp_()
 
 
 def _centre(k: Tensor, estimator: str) -> Tensor:
