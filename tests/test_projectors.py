@@ -263,3 +263,19 @@ def test_unit_scale_features_can_meet_the_variance_hinge_kernel_scale_cannot():
     assert float(unit.max()) == pytest.approx(1.0, abs=0.05)
     assert float(kern.max()) == pytest.approx(1.0 / np.sqrt(m), rel=0.05)
     assert float((unit > 0.9).float().mean()) > 0.5
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
+@pytest.mark.parametrize("spec", ["128-128", "512-512-512"])
+def test_frozen_mlp_output_can_meet_the_hinge(activation, spec):
+    """A frozen MLP's own BatchNorm fixes its output scale, so the encoder cannot move it: the
+    init must put the output std at VICReg's hinge γ = 1 (PyTorch's default gives ≈ 0.34)."""
+    x = torch.randn(4096, 64) * 7.0  # any input scale: the BatchNorm removes it
+    frozen = MLPProjector(64, spec, activation=activation, frozen=True, seed=0)
+    std = frozen(x).std(0)
+    assert 0.9 < float(std.mean()) < 1.1
+    # the default init, with the analytic std for ReLU: sqrt(Var(relu(z)) / 3) for z ~ N(0, 1)
+    if activation == "relu":
+        default = MLPProjector(64, spec, activation=activation, seed=0)
+        expected = np.sqrt((0.5 - 1 / (2 * np.pi)) / 3)
+        assert float(default(x).std(0).mean()) == pytest.approx(expected, rel=0.1)

@@ -249,3 +249,30 @@ def test_full_preset_plans_without_running():
     assert keys == {json.dumps(u.params, sort_keys=True) for u in units["C3"]}
     assert keys <= {json.dumps(u.params, sort_keys=True) for u in train}
     assert any(u.params["config"]["loss"].get("params", {}).get("nu") == 0.0 for u in train)
+
+
+@pytest.mark.parametrize("preset", ["quick", "full"])
+def test_ssl_presets_are_designed_for_the_regime(preset):
+    """Every VICReg run of quick/full trains ≥ 900 steps with the regime weights (hinge μ = 50
+    above the invariance λ = 5), and its embedding width k stays below 3·(batch − 1), where the
+    covariance term's sampling floor 8(k−1)/(n−1) is under half of μ."""
+    from vcreg.experiments.runner import EXPERIMENT_MODULES
+
+    settings = resolve_settings(preset, device="cpu")
+    units = {}
+    for claim in ("C2", "C3", "C4"):
+        for u in __import__(EXPERIMENT_MODULES[claim], fromlist=["plan"]).plan(settings[claim]):
+            units[u.label + u.params["config"]["data"]["name"]] = u.params["config"]
+    assert len(units) >= 14
+    for cfg in units.values():
+        n = cfg["data"]["train_samples"]
+        steps = cfg["epochs"] * -(-n // cfg["batch_size"])
+        assert steps >= 900, cfg["name"]
+        if cfg["loss"]["name"] != "vicreg":
+            continue
+        p = cfg["loss"]["params"]
+        assert (p["lambda_"], p["mu"]) == (5.0, 50.0) and p["nu"] in (0.0, 1.0), cfg["name"]
+        proj = cfg["projector"]
+        if proj["kind"] == "mlp":
+            k = int(str(proj["spec"]).split("-")[-1])
+            assert 8 * (k - 1) / (cfg["batch_size"] - 1) < p["mu"] / 2, cfg["name"]

@@ -80,6 +80,20 @@ def _check_input(x: Tensor, in_dim: int, cls: str) -> None:
         raise ValueError(f"{cls} expects input of shape (batch, {in_dim}), got {tuple(x.shape)}")
 
 
+def _unit_output_init(net: nn.Sequential) -> None:
+    """Every Linear that follows an activation gets weights N(0, 1/(σ_act²·fan_in)), σ_act the
+    std of the activation of a standard normal (ReLU: 0.584), so a ``BN → act → Linear`` block
+    outputs features of std ≈ 1 over the batch (see ``MLPProjector(frozen=True)``)."""
+    z = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(1e-4, 1 - 1e-4, 20001))
+    mods = list(net)
+    for prev, mod in zip(mods, mods[1:], strict=False):
+        if isinstance(mod, nn.Linear) and not isinstance(prev, (nn.Linear, nn.BatchNorm1d)):
+            sigma = float(prev(z).std())
+            nn.init.normal_(mod.weight, std=1.0 / (sigma * math.sqrt(mod.in_features)))
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+
+
 class MLPProjector(nn.Module):
     """VICReg projector: ``[Linear → BN → act] × (L−1) → Linear`` with widths from ``spec``.
 
@@ -93,7 +107,12 @@ class MLPProjector(nn.Module):
         last_bias: bias of the final Linear (official VICReg: False).
         frozen: keep the random initialisation: every parameter gets ``requires_grad=False``, so
             :meth:`trainable_parameters` (or ``filter(lambda p: p.requires_grad, ...)``) is empty.
-            BatchNorm still normalises with batch statistics in ``train()`` mode.
+            BatchNorm still normalises with batch statistics in ``train()`` mode. With
+            ``batch_norm``, Linear layers after an activation are drawn with std
+            1/(σ_act·√fan_in) (σ_act: the activation's std on N(0, 1); ReLU 0.584), so the
+            output std is ≈ 1 = VICReg's hinge γ: with PyTorch's default init (std
+            1/√(3·fan_in)) the BatchNorm pins a frozen projector's output std at ≈ 0.34 whatever
+            the encoder does, and the variance hinge could never be met.
         seed: if given, the initialisation is drawn from this seed (reproducible, global RNG
             untouched); otherwise from the global torch RNG.
     """
@@ -132,6 +151,8 @@ class MLPProjector(nn.Module):
                 layers.append(_ACTIVATIONS[activation]())
             layers.append(nn.Linear(dims[-2], dims[-1], bias=last_bias))
             self.net = nn.Sequential(*layers)
+            if self.frozen and batch_norm:
+                _unit_output_init(self.net)
         if self.frozen:
             self.requires_grad_(False)
 

@@ -32,6 +32,14 @@ import click
     show_default=True,
 )
 @click.option("--force", is_flag=True, help="Recompute everything, ignoring the cache.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training units computed at once, in worker processes  [default: CPU count on cpu "
+    "(at most 4), 1 on cuda]",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def reproduce(
     preset: str,
@@ -40,6 +48,7 @@ def reproduce(
     out: str | None,
     device: str,
     force: bool,
+    jobs: int | None,
     no_progress: bool,
 ) -> None:
     """Re-run the claims of the VCReg paper and write report.md, report.html, results.json.
@@ -47,7 +56,7 @@ def reproduce(
     Work is cached per experiment unit under OUT/cache, so an interrupted run resumes.
     """
     from vcreg._lock import FolderLockedError
-    from vcreg.experiments import parse_only, run_reproduction
+    from vcreg.experiments import default_jobs, parse_only, run_reproduction
 
     try:
         parse_only(only)
@@ -65,6 +74,7 @@ def reproduce(
             device=device,
             force=force,
             progress=not no_progress,
+            jobs=jobs if jobs is not None else default_jobs(device),
             command=command if sys.argv[1:2] == ["reproduce"] else None,
         )
     except (ValueError, FolderLockedError) as exc:

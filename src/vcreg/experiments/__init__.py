@@ -8,6 +8,7 @@ computed by :mod:`vcreg.experiments.verdicts` from the measured data.
 
 from __future__ import annotations
 
+from vcreg.experiments.parallel import default_jobs
 from vcreg.experiments.presets import CLAIM_IDS, PRESETS, resolve_settings
 from vcreg.experiments.runner import EXPERIMENT_MODULES, parse_only, run_reproduction
 from vcreg.experiments.verdicts import Verdict
@@ -17,6 +18,7 @@ __all__ = [
     "PRESETS",
     "EXPERIMENT_MODULES",
     "Verdict",
+    "default_jobs",
     "parse_only",
     "resolve_settings",
     "run_reproduction",

@@ -601,6 +601,21 @@ def precondition_blocks(recs: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+def _steps(s: dict[str, Any]) -> int:
+    return s["epochs"] * -(-s["n_train"] // s["batch_size"])
+
+
+def _weights(s: dict[str, Any]) -> str:
+    p = s.get("vicreg_params") or {}
+    if not p:
+        return "VICReg's official weights λ = μ = 25, ν = 1"
+    return (
+        f"VICReg weights λ = {p.get('lambda_', 25.0):g}, μ = {p.get('mu', 25.0):g}, "
+        f"ν = {p.get('nu', 1.0):g} (chosen so the runs reach the VCReg constraint; the ν = 0 "
+        "control keeps λ and μ)"
+    )
+
+
 def measurement(s: dict[str, Any]) -> str:
     probe = (
         "the whole training split"
@@ -610,8 +625,8 @@ def measurement(s: dict[str, Any]) -> str:
     return (
         f"SSL on MNIST-1D ({s['n_train']} training signals), encoder `{s['encoder']}` with "
         f"representation dimension d = {s['repr_dim']}, {s['epochs']} epochs, batch "
-        f"{s['batch_size']}, one optimiser setting for every run (Adam lr {s['lr']}: the rate at "
-        f"which every width trains; 3e-3 broke the widest MLP), {len(s['seeds'])} seeds. Width "
+        f"{s['batch_size']} ({_steps(s)} optimizer steps), one optimiser setting for every run "
+        f"(Adam lr {s['lr']}), {_weights(s)}, {len(s['seeds'])} seeds. Width "
         f"sweep (VICReg, 2-layer MLP k-k trained or frozen; random features: {_rf_words(s)}, "
         f"bandwidth {s.get('rf_bandwidth', 1.0)}, k = d·m): k ∈ "
         f"{s['widths']}; depth 1–{max(s['depths'])} at width {s['depth_width']}; losses "

@@ -33,6 +33,7 @@ from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
 from vcreg.experiments.cache import UnitCache, to_jsonable
+from vcreg.experiments.parallel import compute_pending
 from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
 from vcreg.experiments.report import (
     Block,
@@ -201,22 +202,27 @@ def parse_only(only: str | Sequence[str] | None) -> list[str]:
     return [c for c in CLAIM_IDS if c in claims]
 
 
-def _pending_weight(plans: dict[str, list[Unit]], cache: UnitCache) -> float:
-    """Estimated cost of the units still to compute (units shared by C2–C4 count once)."""
-    pending: dict[Path, float] = {}
-    for units in plans.values():
+def _pending(plans: dict[str, list[Unit]], cache: UnitCache) -> list[tuple[str, Unit]]:
+    """``(module, unit)`` of the units still to compute (units shared by C2–C4 once)."""
+    pending: dict[Path, tuple[str, Unit]] = {}
+    for claim, units in plans.items():
         for u in units:
             if not cache.contains(u.namespace, u.params):
-                pending[cache.path(u.namespace, u.params)] = u.weight
-    return sum(pending.values())
+                pending.setdefault(
+                    cache.path(u.namespace, u.params), (EXPERIMENT_MODULES[claim], u)
+                )
+    return list(pending.values())
 
 
 class _ClaimRun:
     """One claim: compute (or reuse) its units, then summarize; errors are kept, not raised."""
 
-    def __init__(self, mod, plan, settings, cache: UnitCache, ctx: Context, bar) -> None:
+    def __init__(
+        self, mod, plan, settings, cache: UnitCache, ctx: Context, bar, fresh: set[Path]
+    ) -> None:
         self.mod, self.plan, self.settings = mod, plan, settings
         self.cache, self.ctx, self.bar = cache, ctx, bar
+        self.fresh = fresh  # units computed by this run's worker processes
         self.computed = self.cached = 0
         self.seconds = 0.0
         self.unit_seconds: dict[Path, float] = {}
@@ -231,6 +237,8 @@ class _ClaimRun:
                 value = self.mod.run_unit(unit, self.ctx)
                 record = self.cache.put(unit.namespace, unit.params, value, time.time() - u0)
                 self.bar.advance(unit.weight)
+                self.computed += 1
+            elif self.cache.path(unit.namespace, unit.params) in self.fresh:
                 self.computed += 1
             else:
                 self.cached += 1
@@ -289,6 +297,7 @@ def run_reproduction(
     overrides: dict[str, dict[str, Any]] | None = None,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
 
@@ -301,17 +310,22 @@ def run_reproduction(
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         force: recompute every unit even if cached.
         overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
+        jobs: units computed at once in worker processes (:mod:`vcreg.experiments.parallel`),
+            each with ``cpu_count // jobs`` torch threads; 1 = in this process, in order.
 
     Returns the content of ``results.json`` as a dict. Raises
     :class:`~vcreg._lock.FolderLockedError` at once if another vcreg process writes to ``out``
     (two runs into one folder would interleave their cache and report files).
     """
     claims = parse_only(only)
+    if int(jobs) < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs}")
     device = str(resolve_device(device))
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
     with FolderLock(out_dir, purpose="vcreg reproduce"):
         meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
+        meta["jobs"] = int(jobs)
         return _reproduce(claims, settings, out_dir, device, meta, progress, log)
 
 
@@ -334,15 +348,25 @@ def _reproduce(
 
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
-    bar = _Progress(_pending_weight(plans, cache), enabled=progress)
+    pending = _pending(plans, cache)
+    bar = _Progress(sum(u.weight for _, u in pending), enabled=progress)
     say = log or bar.write
 
     experiments: dict[str, Any] = {}
     summaries: dict[str, Summary] = {}
     unit_seconds: dict[Path, float] = {}  # compute time of every unit used (shared ones once)
     try:
+        fresh: set[Path] = set()
+        if meta["jobs"] > 1 and len(pending) > 1:
+
+            def done(u: Unit) -> None:
+                fresh.add(cache.path(u.namespace, u.params))
+                bar.advance(u.weight)
+
+            bar.describe(f"{len(pending)} units, {meta['jobs']} at once")
+            compute_pending(pending, cache, ctx, meta["jobs"], done, say)
         for claim in claims:
-            run = _ClaimRun(modules[claim], plans[claim], settings[claim], cache, ctx, bar)
+            run = _ClaimRun(modules[claim], plans[claim], settings[claim], cache, ctx, bar, fresh)
             experiments[claim], summary = run.execute(claim, say)
             unit_seconds.update(run.unit_seconds)
             if summary is not None:
@@ -361,7 +385,7 @@ def _reproduce(
         # time spent computing the units this report uses, in this or earlier (resumed) runs
         "unit_compute_s": sum(unit_seconds.values()),
         "versions": _versions(),
-        "environment": _environment(device),
+        "environment": {**_environment(device), "jobs": meta["jobs"]},
         "experiments": experiments,
     }
     try:

@@ -150,8 +150,8 @@ class ScheduleConfig:
 
 @dataclass
 class MonitorConfig:
-    """Online monitoring every ``every`` epochs (0 = only never; the last epoch is always
-    measured when ``every > 0``) on the first ``samples`` test samples (fixed held-out subset):
+    """Online monitoring every ``every`` epochs (0 = never; the first and the last epoch are
+    always measured when ``every > 0``) on the first ``samples`` test samples (fixed held-out subset):
     mean pairwise HSIC (biased, Gaussian kernels, median bandwidth), mean normalized HSIC, dHSIC,
     and a ``probe`` accuracy ("knn": cosine k-NN with ``knn_k`` neighbours, or "linear":
     closed-form ridge classifier) fitted on ``probe_train_samples`` training samples."""

@@ -1,6 +1,6 @@
 """Online monitoring during training, as a trainer callback.
 
-Every ``monitor.every`` epochs (and after the last one) the encoder's representation of a fixed
+Every ``monitor.every`` epochs (and after the first and the last) the encoder's representation of a fixed
 held-out subset (the first ``monitor.samples`` test samples) is measured by
 :class:`vcreg.metrics.RepresentationMonitor` (the object Lightning and plain-loop users get):
 mean pairwise HSIC and normalized HSIC (``pairwise_hsic_mean``, ``pairwise_nhsic_mean``, their
@@ -59,7 +59,9 @@ class Monitor(Callback):
     def due(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (0-based) is measured."""
         every = self.cfg.monitor.every
-        return self.enabled and ((epoch + 1) % every == 0 or epoch + 1 == self.cfg.epochs)
+        # the first epoch too: the baseline of "independence rises during training" (C3)
+        last = epoch + 1 == self.cfg.epochs
+        return self.enabled and ((epoch + 1) % every == 0 or epoch == 0 or last)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.rank == 0 and self.due(state.epoch):

@@ -1,0 +1,105 @@
+"""Do the reproduction's SSL runs reach the VCReg constraint? One training run per projector spec.
+
+    python benchmarks/bench_preset_regime.py trained:128:2 trained:512:2 frozen:128:2
+    python benchmarks/bench_preset_regime.py --domain image trained:256:2 --set epochs=8
+    python benchmarks/bench_preset_regime.py --table docs/images/bench_preset_regime.json
+
+Each spec ``kind:width:depth[:nu]`` (kind: trained, frozen, random_features) is trained with the
+``full`` preset's C2 settings (``--domain mnist1d``) or its C4 image-domain settings
+(``--domain image``), with ``--set key=json`` overrides, through the reproduction's own
+``run_training``; the row reports, on the held-out signals the gate uses, the embedding's mean
+std, the fraction of dims at the hinge, the off-diagonal excess, the ridge probe vs the
+random-init encoder's, and :func:`vcreg.experiments.preconditions.run_failures` (empty = the run
+counts). Rows are appended to ``--json`` as they finish. Run two at once with
+``OMP_NUM_THREADS=1`` (as ``vcreg reproduce --jobs 2`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from vcreg.experiments._training import RunSpec, run_metrics, run_training, train_unit  # noqa: E402
+from vcreg.experiments.preconditions import run_failures  # noqa: E402
+from vcreg.experiments.presets import resolve_settings  # noqa: E402
+from vcreg.experiments.runner import Context  # noqa: E402
+
+
+def settings(domain: str, sets: list[str]) -> dict:
+    s = resolve_settings("full")
+    base = dict(s["C2"] if domain == "mnist1d" else s["C4"]["image"])
+    for item in sets:
+        key, _, val = item.partition("=")
+        base[key] = json.loads(val)
+    return base
+
+
+def run(spec: str, base: dict, domain: str, sets: list[str]) -> dict:
+    kind, width, depth, *nu = spec.split(":")
+    r = RunSpec("width", kind, int(width), int(depth), "vicreg", 0, nu=float(nu[0]) if nu else None)
+    t0 = time.time()
+    m = run_metrics(run_training(train_unit(r, base), Context(Path("."), "cpu", {})))
+    rec = {**r.__dict__, "config_id": r.config_id, **m}
+    return {
+        "spec": spec,
+        "domain": domain,
+        "set": sets,
+        "steps": base["epochs"] * -(-base["n_train"] // base["batch_size"]),
+        "vicreg_params": base.get("vicreg_params"),
+        "seconds": round(time.time() - t0, 1),
+        "emb_std_mean": m["emb_std_mean"],
+        "at_hinge": m["emb_at_hinge_frac"],
+        "offdiag_excess": m["emb_offdiag_excess"],
+        "probe": m["acc_monitor"],
+        "probe_init": m["acc_init"],
+        "fails": run_failures(rec),
+    }
+
+
+def fmt(r: dict) -> str:
+    p = r.get("vicreg_params") or {}
+    weights = "/".join(f"{p.get(k, d):g}" for k, d in (("lambda_", 25), ("mu", 25), ("nu", 1)))
+    return (
+        f"| {r['domain']} | {r['spec']} | {weights} | {r['steps']} | {r['emb_std_mean']:.3f} "
+        f"| {100 * r['at_hinge']:.0f} % | {r['offdiag_excess']:.1f} | {r['probe']:.3f} "
+        f"| {r['probe_init']:.3f} | {'yes' if not r['fails'] else 'no'} | {r['seconds']:.0f} |"
+    )
+
+
+HEADER = (
+    "| domain | kind:width:depth | λ/μ/ν | steps | emb. std | dims at hinge | off-diag ×indep. "
+    "| probe | random-init probe | counts | s |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("specs", nargs="*")
+    ap.add_argument("--domain", choices=["mnist1d", "image"], default="mnist1d")
+    ap.add_argument("--set", action="append", default=[], help="setting=JSON value")
+    ap.add_argument("--json", type=Path, help="append the rows here")
+    ap.add_argument("--table", nargs="+", type=Path, help="only print the table of these JSONs")
+    a = ap.parse_args()
+    if a.table:
+        print(HEADER)
+        for path in a.table:
+            for r in json.loads(path.read_text()):
+                print(fmt(r))
+        return
+    base = settings(a.domain, a.set)
+    print(HEADER, flush=True)
+    for spec in a.specs:
+        row = run(spec, base, a.domain, a.set)
+        print(fmt(row), flush=True)
+        if a.json:
+            rows = json.loads(a.json.read_text()) if a.json.exists() else []
+            a.json.write_text(json.dumps(rows + [row], indent=1))
+
+
+if __name__ == "__main__":
+    main()
