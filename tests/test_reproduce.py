@@ -254,8 +254,9 @@ def test_full_preset_plans_without_running():
 @pytest.mark.parametrize("preset", ["quick", "full"])
 def test_ssl_presets_are_designed_for_the_regime(preset):
     """Every VICReg run of quick/full trains ≥ 900 steps with the regime weights (hinge μ = 50
-    above the invariance λ = 5), and its embedding width k stays below 3·(batch − 1), where the
-    covariance term's sampling floor 8(k−1)/(n−1) is under half of μ."""
+    at least 10× the invariance λ: 5 on MNIST-1D, 2.5 on Fashion-MNIST), and its embedding
+    width k stays below 3·(batch − 1), where the covariance term's sampling floor 8(k−1)/(n−1)
+    is under half of μ."""
     from vcreg.experiments.runner import EXPERIMENT_MODULES
 
     settings = resolve_settings(preset, device="cpu")
@@ -271,7 +272,8 @@ def test_ssl_presets_are_designed_for_the_regime(preset):
         if cfg["loss"]["name"] != "vicreg":
             continue
         p = cfg["loss"]["params"]
-        assert (p["lambda_"], p["mu"]) == (5.0, 50.0) and p["nu"] in (0.0, 1.0), cfg["name"]
+        assert p["mu"] == 50.0 and p["lambda_"] in (2.5, 5.0), cfg["name"]
+        assert p["nu"] in (0.0, 1.0), cfg["name"]
         proj = cfg["projector"]
         if proj["kind"] == "mlp":
             k = int(str(proj["spec"]).split("-")[-1])

@@ -222,7 +222,7 @@ class _ClaimRun:
     ) -> None:
         self.mod, self.plan, self.settings = mod, plan, settings
         self.cache, self.ctx, self.bar = cache, ctx, bar
-        self.fresh = fresh  # units computed by this run's worker processes
+        self.fresh = fresh  # units computed by worker processes, not yet credited to a claim
         self.computed = self.cached = 0
         self.seconds = 0.0
         self.unit_seconds: dict[Path, float] = {}
@@ -239,6 +239,8 @@ class _ClaimRun:
                 self.bar.advance(unit.weight)
                 self.computed += 1
             elif self.cache.path(unit.namespace, unit.params) in self.fresh:
+                # credited to the first claim that uses it; later claims reuse it
+                self.fresh.discard(self.cache.path(unit.namespace, unit.params))
                 self.computed += 1
             else:
                 self.cached += 1
@@ -345,6 +347,7 @@ def _reproduce(
         out_dir=out_dir, device=device, settings=settings, dpi=50 if preset == "tiny" else 110
     )
     started = time.time()
+    environment = {**_environment(device), "jobs": meta["jobs"]}  # load average before the work
 
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
@@ -385,7 +388,7 @@ def _reproduce(
         # time spent computing the units this report uses, in this or earlier (resumed) runs
         "unit_compute_s": sum(unit_seconds.values()),
         "versions": _versions(),
-        "environment": {**_environment(device), "jobs": meta["jobs"]},
+        "environment": environment,
         "experiments": experiments,
     }
     try:
