@@ -9,6 +9,7 @@ from scipy import stats
 from vcreg.experiments.verdicts import (
     CHANGES,
     INCONCLUSIVE,
+    MIN_GROUPS,
     NOT_ASSESSABLE,
     NOT_SUPPORTED,
     STABLE,
@@ -282,3 +283,16 @@ def test_not_assessable_dominates_all_but_not_supported():
     assert combine_verdicts([ok, na]).status == NOT_ASSESSABLE
     assert combine_verdicts([na, Verdict(NOT_SUPPORTED, "s", "r")]).status == NOT_SUPPORTED
     assert Verdict.from_dict(na.to_dict()).status == NOT_ASSESSABLE
+
+
+def test_group_bootstrap_needs_enough_groups():
+    """With 2 groups the percentile 'interval' collapses (here to [+1, +1]): n too small."""
+    x = np.array([1.0, 1.1, 2.0, 2.1])
+    z = np.array([0.5, 0.4, 0.6, 0.7])
+    g = [0, 0, 1, 1]
+    v = partial_trend_verdict(x, -x, z, "decreasing", groups=g, n_boot=200)
+    assert v.status == INCONCLUSIVE and "n too small (2" in v.statistic
+    v = trend_verdict(x, -x, "decreasing", groups=g, n_boot=200)
+    assert v.status == INCONCLUSIVE and v.values["min_n"] == MIN_GROUPS
+    # resampling points is unaffected
+    assert trend_verdict([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], "decreasing").status == SUPPORTED

@@ -8,7 +8,9 @@ logistic-probe accuracy on the in-domain test set and every OOD set.
 
 Verdict (fixed rule, per domain, VCReg-family runs meeting the preconditions of
 :mod:`vcreg.experiments.preconditions`, flagged configurations left out; a domain where fewer
-than half the runs meet them is "not assessable at this scale"): partial
+than half the runs meet them, or whose runs meeting them span fewer than
+:data:`~vcreg.experiments.verdicts.MIN_GROUPS` configurations, is "not assessable at this
+scale"): partial
 Spearman ρ(pairwise HSIC, mean OOD accuracy | in-domain accuracy) with a bootstrap CI that
 resamples configurations (seeds of one configuration are not independent); supported when the
 CI lies below 0, not supported when above 0 or inside ±0.1. In-domain accuracy is the obvious
@@ -35,6 +37,7 @@ from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, 
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
+    MIN_GROUPS,
     Verdict,
     combine_verdicts,
     not_assessable,
@@ -103,15 +106,19 @@ def domain_verdict(
     if blocked is not None:
         return blocked
     rows = [r for r in gate(fam)[0] if r[key] is not None]
-    if len(rows) < 4:
-        if len(fam) >= 4:
+    n_cfg, fam_cfg = (len({r["config_id"] for r in rs}) for rs in (rows, fam))
+    if len(rows) < 4 or n_cfg < MIN_GROUPS:
+        need = f"need ≥ 4 runs over ≥ {MIN_GROUPS} configurations"
+        if len(fam) >= 4 and fam_cfg >= MIN_GROUPS:
             return not_assessable(
-                "", f"{len(rows)} of {len(fam)} runs meet the preconditions (need ≥ 4)"
+                "",
+                f"{len(rows)} of {len(fam)} runs ({n_cfg} of {fam_cfg} configurations) meet "
+                f"the preconditions ({need})",
             )
         return Verdict(
             "inconclusive",
-            f"n too small: {len(rows)} runs",
-            "need ≥ 4 runs for a partial correlation",
+            f"n too small: {len(rows)} runs over {n_cfg} configurations",
+            f"{need} for a partial correlation across configurations",
         )
     x = [r[key] for r in rows]
     y = [r["acc_ood"] / r["acc_id"] if outcome == "ratio" else r["acc_ood"] for r in rows]
@@ -139,8 +146,8 @@ def domain_verdict(
 
 def companions(recs: list[dict[str, Any]], flagged: dict[str, float], n_boot: int) -> dict:
     rows = gate(_family(without(recs, flagged)))[0]
-    if len(rows) < 3:
-        return {}
+    if len({r["config_id"] for r in rows}) < MIN_GROUPS:
+        return {}  # a configuration bootstrap over fewer is no interval (verdicts.MIN_GROUPS)
     x, g = [r["hsic"] for r in rows], [r["config_id"] for r in rows]
     pairs = {
         "raw: mean OOD accuracy": [r["acc_ood"] for r in rows],
@@ -247,10 +254,10 @@ def scatter_caption(doms: dict[str, Any], n_boot: int = 1000) -> str:
     for name, (recs, flagged) in doms.items():
         fam = [r for r in _family(without(recs, flagged)) if r["hsic"] is not None]
         n_cfg = len({r["config_id"] for r in fam})
-        if n_cfg < 4:  # the bootstrap resamples configurations: fewer than 4 give no interval
+        if n_cfg < MIN_GROUPS:  # the bootstrap resamples configurations
             bits.append(
                 f"{name}: n too small ({n_cfg} configurations; a configuration-bootstrap CI of "
-                "a rank correlation needs ≥ 4)"
+                f"a rank correlation needs ≥ {MIN_GROUPS})"
             )
             continue
         x, g = [r["hsic"] for r in fam], [r["config_id"] for r in fam]
@@ -278,7 +285,7 @@ def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
             f"{img['dataset']}: VICReg with encoder `{img['encoder']}` (d = {img['repr_dim']}), "
             f"{img['epochs']} epochs on {img['n_train']} images, Adam lr {img['lr']}, 2-layer MLP "
             f"projectors {img['kinds']} of widths {img['widths']}, {len(img['seeds'])} seeds; OOD = "
-            f"corruptions {img['data_options'].get('ood_corruptions')} at severities "
+            f"corruptions {img['data_options'].get('ood_corruptions') or '(all)'} at severities "
             f"{img['data_options'].get('ood_severities')} ({img['ood_samples']} test images each)"
         )
     return "; ".join(parts) + f". {settings['n_boot']} bootstrap resamples of the configurations."

@@ -80,6 +80,7 @@ __all__ = [
     "not_assessable",
     "stability",
     "equivalence_verdict",
+    "MIN_GROUPS",
     "MIN_T_N",
     "min_n_median_ci",
 ]
@@ -155,12 +156,23 @@ def _side_rule(
 # an interval in name only).
 MIN_T_N = 3
 
+# The fewest groups a group (configuration) bootstrap resamples: g groups give only
+# C(2g−1, g) distinct resamples (3 for g = 2, 10 for g = 3) and a rank correlation whose points
+# come from ≤ 3 configurations takes a handful of values, so the percentile interval collapses
+# (e.g. [+1, +1] from 2 configurations): not a 95% interval.
+MIN_GROUPS = 4
+
 
 def min_n_median_ci(alpha: float = 0.05) -> int:
     """Fewest values for which a ``1 − alpha`` CI of the median exists at all: the widest
     order-statistic interval [x₍₁₎, x₍ₙ₎] covers the median with probability ``1 − 2·0.5ⁿ``,
     so ``n ≥ log2(2/alpha)`` (6 at 95 %); a bootstrap CI from fewer is not a 95 % interval."""
     return int(math.ceil(math.log2(2.0 / alpha)))
+
+
+def _n_groups(groups: Sequence[Any] | None) -> int | None:
+    """Number of distinct bootstrap groups (None: points are resampled)."""
+    return None if groups is None else len(np.unique(np.asarray(groups)))
 
 
 def _too_small(what: str, n: int, need: int, kind: str) -> Verdict:
@@ -268,6 +280,8 @@ def trend_verdict(
 ) -> Verdict:
     """Monotone relation between ``x`` and ``y`` (Spearman ρ, bootstrap CI); see module doc."""
     _check_expected(expected)
+    if (g := _n_groups(groups)) is not None and g < MIN_GROUPS:
+        return _too_small(f"groups of ρ({xname}, {yname})", g, MIN_GROUPS, "a group bootstrap")
     s = spearman_bootstrap(x, y, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
     level = round(100 * (1 - alpha))
     statistic = (
@@ -548,6 +562,9 @@ def partial_trend_verdict(
 ) -> Verdict:
     """Monotone relation of x and y given z (partial Spearman, group bootstrap); module doc."""
     _check_expected(expected)
+    if (g := _n_groups(groups)) is not None and g < MIN_GROUPS:
+        what = f"groups of ρ({names[0]}, {names[1]} | {names[2]})"
+        return _too_small(what, g, MIN_GROUPS, "a group bootstrap")
     s = partial_spearman_bootstrap(x, y, z, groups, n_boot=n_boot, alpha=alpha, seed=seed)
     level = round(100 * (1 - alpha))
     statistic = (
