@@ -20,6 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from vcreg.data import load_dataset
 from vcreg.evaluation import dataset_tensors, encode, linear_probe, ridge_accuracy
 from vcreg.experiments.measures import embedding_diagnostics, independence_variants
+from vcreg.experiments.presets import kind_widths
 from vcreg.experiments.runner import Context, Unit
 from vcreg.independence import dhsic_test
 from vcreg.training import TrainConfig, load_bundle, train
@@ -86,8 +87,7 @@ class RunSpec:
 def _width_specs(s: dict[str, Any], seed: int) -> list[RunSpec]:
     out, d, cap = [], s["repr_dim"], s.get("mlp_max_width")
     for kind in s["kinds"]:
-        widths = s.get("rf_widths", s["widths"]) if kind == "random_features" else s["widths"]
-        for w in widths:
+        for w in kind_widths(s, kind):
             if kind == "random_features":
                 m = max(1, w // d)
                 out.append(RunSpec("width", kind, d * m, 1, "vicreg", seed))
@@ -156,12 +156,13 @@ def memberships(s: dict[str, Any]) -> dict[str, list[RunSpec]]:
 
 def image_specs(s: dict[str, Any]) -> list[RunSpec]:
     """The image-domain runs (Fashion-MNIST, ``smallcnn``): VICReg through 2-layer MLPs of
-    every ``kinds`` × ``widths`` × ``seeds`` (C4's domain; C2 and C3 reuse them in ``full``)."""
+    every ``kinds`` × :func:`kind_widths` × ``seeds`` (C4's domain; C2 and C3 reuse them in
+    ``full``)."""
     return [
         RunSpec("image", kind, w, 2, "vicreg", seed)
         for seed in s["seeds"]
         for kind in s["kinds"]
-        for w in s["widths"]
+        for w in kind_widths(s, kind)
     ]
 
 

@@ -33,6 +33,7 @@ from vcreg.experiments._training import (
     train_unit,
 )
 from vcreg.experiments.preconditions import claim_gate, gate
+from vcreg.experiments.presets import image_widths_text
 from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, without
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
@@ -284,7 +285,7 @@ def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
         parts.append(
             f"{img['dataset']}: VICReg with encoder `{img['encoder']}` (d = {img['repr_dim']}), "
             f"{img['epochs']} epochs on {img['n_train']} images, Adam lr {img['lr']}, 2-layer MLP "
-            f"projectors {img['kinds']} of widths {img['widths']}, {len(img['seeds'])} seeds; OOD = "
+            f"projectors at widths {image_widths_text(img)}, {len(img['seeds'])} seeds; OOD = "
             f"corruptions {img['data_options'].get('ood_corruptions') or '(all)'} at severities "
             f"{img['data_options'].get('ood_severities')} ({img['ood_samples']} test images each)"
         )

@@ -256,11 +256,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "data_options": {"ood_severities": [1, 3, 5]},  # all 5 corruptions
                 "probe_iter": 300,
                 "probe_train": 10000,
-                # 3 kinds x 2 widths = 6 configurations: C4's configuration bootstrap needs >= 4
-                # meeting the preconditions, and in the first full run (2 kinds) only trained 512
-                # and random features 256 did (trained 256: 86-88 % at the hinge; random
-                # features 512: probe gain < 0.05 over the random-init encoder)
+                # 7 configurations: C4's configuration bootstrap needs >= 4 meeting the
+                # preconditions, and in the first lambda-2.5 full run (2 kinds x 2 widths) only
+                # trained 512 and random features 256 did (trained 256: 86-88 % at the hinge;
+                # random features 512: probe gain < 0.05 over the random-init encoder); frozen
+                # MLPs and random features at 128 (C2's rf width trend: >= 2 widths) are added
                 "widths": [256, 512],
+                "rf_widths": [128, 256, 512],
                 "kinds": ["trained", "frozen", "random_features"],
                 "rf_scale": "standardized",
                 "rf_standardize": True,
@@ -303,6 +305,17 @@ PRESET_NOTES = {
 }
 
 
+def kind_widths(s: dict[str, Any], kind: str) -> list[int]:
+    """The widths swept for projector ``kind``: ``rf_widths`` for random features when set
+    (their constraint and cost differ from an MLP's), else ``widths``."""
+    return list(s.get("rf_widths", s["widths"]) if kind == "random_features" else s["widths"])
+
+
+def image_widths_text(img: dict[str, Any]) -> str:
+    """ "trained [256, 512], random features [128, 256, 512]" for the image domain's settings."""
+    return ", ".join(f"{k.replace('_', ' ')} {kind_widths(img, k)}" for k in img["kinds"])
+
+
 def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
     """One sentence with the sizes that matter, generated from the settings actually used."""
     parts = []
@@ -322,8 +335,7 @@ def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
     if img:
         parts.append(
             f"C4 image domain: {img['dataset']}, {len(img['seeds'])} seeds, {img['epochs']} epochs "
-            f"on {img['n_train']} images, projectors {', '.join(img['kinds'])} at widths "
-            f"{img['widths']}"
+            f"on {img['n_train']} images, projector widths {image_widths_text(img)}"
         )
     if "C5" in settings:
         c = settings["C5"]
