@@ -15,7 +15,7 @@ import click
     type=click.Choice(["quick", "full", "tiny"]),
     default="quick",
     show_default=True,
-    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≤ 2 h); tiny: seconds.",
+    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1 h 45 min); tiny: seconds.",
 )
 @click.option("--only", default=None, help="Comma-separated subset of claims, e.g. C1,C5.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per configuration.")

@@ -4,8 +4,8 @@
 * ``quick`` — all five claims on CPU in ≤ 10 minutes on 2 cores: fewer seeds, epochs and
   configurations than ``full`` (the report lists them).
 * ``full``  — the settings that make each verdict statistically meaningful (3 seeds, every
-  projector kind, two domains); about 1 h 20 min from a clean cache on 2 CPU cores with
-  ``--jobs 2`` (46 min for its 58 MNIST-1D and first image-domain runs, measured), faster with
+  projector kind, two domains); ≈ 1 h 45 min from a clean cache on 2 CPU cores with
+  ``--jobs 2`` (estimated from its units' measured compute time, 209.5 min), faster with
   CUDA.
 
 The SSL runs of ``quick`` and ``full`` share one recipe (``_REGIME``) that trains them to the
