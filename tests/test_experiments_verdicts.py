@@ -9,7 +9,7 @@ from scipy import stats
 from vcreg.experiments.verdicts import (
     CHANGES,
     INCONCLUSIVE,
-    MIN_GROUPS,
+    MIN_RANK_UNITS,
     NOT_ASSESSABLE,
     NOT_SUPPORTED,
     STABLE,
@@ -293,6 +293,27 @@ def test_group_bootstrap_needs_enough_groups():
     v = partial_trend_verdict(x, -x, z, "decreasing", groups=g, n_boot=200)
     assert v.status == INCONCLUSIVE and "n too small (2" in v.statistic
     v = trend_verdict(x, -x, "decreasing", groups=g, n_boot=200)
-    assert v.status == INCONCLUSIVE and v.values["min_n"] == MIN_GROUPS
+    assert v.status == INCONCLUSIVE and v.values["min_n"] == MIN_RANK_UNITS
     # resampling points is unaffected
     assert trend_verdict([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], "decreasing").status == SUPPORTED
+
+
+def test_rank_trend_from_too_few_points_is_n_too_small():
+    """A full run printed ρ = −0.87, CI [−1.00, −0.87] from 3 points. With u ≤ 4 points no
+    ordering is significant at 5 % (exact permutation test, written out here), so no interval."""
+    from itertools import permutations
+
+    for u in (3, 4):
+        x = np.arange(u, dtype=float)
+        rhos = [stats.spearmanr(x, p)[0] for p in permutations(x)]
+        p_best = np.mean(np.abs(rhos) >= 1 - 1e-12)  # the most extreme ordering
+        assert p_best > 0.05
+        v = trend_verdict(x, -x, "decreasing", n_boot=200)
+        assert v.status == INCONCLUSIVE and v.values["min_n"] == MIN_RANK_UNITS
+        assert "n too small" in v.statistic
+    x5 = np.arange(5, dtype=float)
+    assert np.mean([abs(stats.spearmanr(x5, p)[0]) >= 1 - 1e-12 for p in permutations(x5)]) < 0.05
+    assert trend_verdict(x5, -x5, "decreasing", n_boot=200).status == SUPPORTED
+    z = np.array([0.1, 0.3, 0.2, 0.4])
+    v = partial_trend_verdict(np.arange(4.0), -np.arange(4.0), z, "decreasing", n_boot=200)
+    assert v.status == INCONCLUSIVE and "n too small (4" in v.statistic

@@ -200,20 +200,20 @@ def test_image_domain_parts_are_gated_and_named_by_domain():
 
 def test_c4_domain_with_too_few_configurations_is_not_assessable():
     """Two configurations meeting the preconditions gave ρ = +1, CI [+1, +1] in a full run:
-    a configuration bootstrap over < 4 configurations is no interval, so no verdict."""
+    a configuration bootstrap over < 5 configurations is no interval, so no verdict."""
     from vcreg.experiments import c4_ood
 
     recs = []
-    for i, w in enumerate([128, 256, 512, 1024] * 2):
-        r = _rec(i % 4, met=w in (512, 1024))
-        r.update(width=w, config_id=f"vicreg/trained/{w}-{w}", seed=i // 4, hsic=1.0 / w)
-        r.update(acc_id=0.8 + 0.01 * (i % 4), acc_ood=0.4 + 0.02 * (i % 4), hsic_unbiased=None)
+    for i, w in enumerate([128, 256, 384, 512, 1024] * 2):
+        r = _rec(i % 5, met=w in (384, 512, 1024))
+        r.update(width=w, config_id=f"vicreg/trained/{w}-{w}", seed=i // 5, hsic=1.0 / w)
+        r.update(acc_id=0.8 + 0.01 * (i % 5), acc_ood=0.4 + 0.02 * (i % 5), hsic_unbiased=None)
         recs.append(r)
     v = c4_ood.domain_verdict(recs, {}, n_boot=200)
     assert v.status == "not assessable at this scale"
-    assert "2 of 4 configurations" in v.statistic
+    assert "3 of 5 configurations" in v.statistic
     assert c4_ood.companions(recs, {}, n_boot=200) == {}
-    # every configuration at the constraint: 4 configurations, a real interval
+    # every configuration at the constraint: 5 configurations, a real interval
     ok = [{**r, "emb_at_hinge_frac": 0.97} for r in recs]
     v = c4_ood.domain_verdict(ok, {}, n_boot=200)
-    assert v.status != "not assessable at this scale" and v.values["n_groups"] == 4
+    assert v.status != "not assessable at this scale" and v.values["n_groups"] == 5

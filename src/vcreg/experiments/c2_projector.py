@@ -52,6 +52,7 @@ from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
     INCONCLUSIVE,
+    MIN_RANK_UNITS,
     Verdict,
     combine_verdicts,
     control_verdict,
@@ -132,7 +133,7 @@ def is_reference(r: dict[str, Any], width: int | None = None) -> bool:
 
 
 def _enough_for_trend(rows: list[dict[str, Any]]) -> bool:
-    return len({r["width"] for r in rows}) >= 2 and len(rows) >= 3
+    return len({r["width"] for r in rows}) >= 2 and len(rows) >= MIN_RANK_UNITS
 
 
 def _width_trends(
@@ -147,10 +148,12 @@ def _width_trends(
                     not_assessable(
                         f"wider → lower {key} ({KIND_NAMES[kind]})",
                         f"{len(kr)} runs over {len({r['width'] for r in kr})} widths meet the "
-                        "preconditions (a trend needs ≥ 3 runs over ≥ 2 widths)",
+                        f"preconditions (a trend needs ≥ {MIN_RANK_UNITS} runs over ≥ 2 widths)",
                     )
                 )
-            continue
+                continue
+            if len({r["width"] for r in kr}) < 2:
+                continue  # too few for a trend even ungated: trend_verdict says "n too small"
         v = trend_verdict(
             [r["width"] for r in kr],
             [r[key] for r in kr],

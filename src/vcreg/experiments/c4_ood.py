@@ -9,7 +9,7 @@ logistic-probe accuracy on the in-domain test set and every OOD set.
 Verdict (fixed rule, per domain, VCReg-family runs meeting the preconditions of
 :mod:`vcreg.experiments.preconditions`, flagged configurations left out; a domain where fewer
 than half the runs meet them, or whose runs meeting them span fewer than
-:data:`~vcreg.experiments.verdicts.MIN_GROUPS` configurations, is "not assessable at this
+:data:`~vcreg.experiments.verdicts.MIN_RANK_UNITS` configurations, is "not assessable at this
 scale"): partial
 Spearman ρ(pairwise HSIC, mean OOD accuracy | in-domain accuracy) with a bootstrap CI that
 resamples configurations (seeds of one configuration are not independent); supported when the
@@ -38,7 +38,7 @@ from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, 
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
-    MIN_GROUPS,
+    MIN_RANK_UNITS,
     Verdict,
     combine_verdicts,
     not_assessable,
@@ -108,9 +108,9 @@ def domain_verdict(
         return blocked
     rows = [r for r in gate(fam)[0] if r[key] is not None]
     n_cfg, fam_cfg = (len({r["config_id"] for r in rs}) for rs in (rows, fam))
-    if len(rows) < 4 or n_cfg < MIN_GROUPS:
-        need = f"need ≥ 4 runs over ≥ {MIN_GROUPS} configurations"
-        if len(fam) >= 4 and fam_cfg >= MIN_GROUPS:
+    if n_cfg < MIN_RANK_UNITS:  # runs ≥ configurations, so this bounds both
+        need = f"need runs over ≥ {MIN_RANK_UNITS} configurations"
+        if fam_cfg >= MIN_RANK_UNITS:
             return not_assessable(
                 "",
                 f"{len(rows)} of {len(fam)} runs ({n_cfg} of {fam_cfg} configurations) meet "
@@ -147,8 +147,8 @@ def domain_verdict(
 
 def companions(recs: list[dict[str, Any]], flagged: dict[str, float], n_boot: int) -> dict:
     rows = gate(_family(without(recs, flagged)))[0]
-    if len({r["config_id"] for r in rows}) < MIN_GROUPS:
-        return {}  # a configuration bootstrap over fewer is no interval (verdicts.MIN_GROUPS)
+    if len({r["config_id"] for r in rows}) < MIN_RANK_UNITS:
+        return {}  # a configuration bootstrap over fewer is no interval (verdicts.MIN_RANK_UNITS)
     x, g = [r["hsic"] for r in rows], [r["config_id"] for r in rows]
     pairs = {
         "raw: mean OOD accuracy": [r["acc_ood"] for r in rows],
@@ -255,10 +255,10 @@ def scatter_caption(doms: dict[str, Any], n_boot: int = 1000) -> str:
     for name, (recs, flagged) in doms.items():
         fam = [r for r in _family(without(recs, flagged)) if r["hsic"] is not None]
         n_cfg = len({r["config_id"] for r in fam})
-        if n_cfg < MIN_GROUPS:  # the bootstrap resamples configurations
+        if n_cfg < MIN_RANK_UNITS:  # the bootstrap resamples configurations
             bits.append(
                 f"{name}: n too small ({n_cfg} configurations; a configuration-bootstrap CI of "
-                f"a rank correlation needs ≥ {MIN_GROUPS})"
+                f"a rank correlation needs ≥ {MIN_RANK_UNITS})"
             )
             continue
         x, g = [r["hsic"] for r in fam], [r["config_id"] for r in fam]

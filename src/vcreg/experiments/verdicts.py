@@ -80,7 +80,7 @@ __all__ = [
     "not_assessable",
     "stability",
     "equivalence_verdict",
-    "MIN_GROUPS",
+    "MIN_RANK_UNITS",
     "MIN_T_N",
     "min_n_median_ci",
 ]
@@ -156,11 +156,12 @@ def _side_rule(
 # an interval in name only).
 MIN_T_N = 3
 
-# The fewest groups a group (configuration) bootstrap resamples: g groups give only
-# C(2g−1, g) distinct resamples (3 for g = 2, 10 for g = 3) and a rank correlation whose points
-# come from ≤ 3 configurations takes a handful of values, so the percentile interval collapses
-# (e.g. [+1, +1] from 2 configurations): not a 95% interval.
-MIN_GROUPS = 4
+# The fewest resampling units (points, or groups in a group bootstrap) a rank-correlation
+# interval is computed from. With u ≤ 4 units no ordering is significant at 5 % two-sided (the
+# exact permutation p-value of Spearman's ρ is ≥ 2/u! = 0.083 at u = 4), and u units give only
+# C(2u−1, u) distinct resamples (10 at u = 3), so a percentile interval such as [−1.00, −0.87]
+# from 3 points, or [+1, +1] from 2 configurations, is not a 95 % interval.
+MIN_RANK_UNITS = 5
 
 
 def min_n_median_ci(alpha: float = 0.05) -> int:
@@ -170,9 +171,14 @@ def min_n_median_ci(alpha: float = 0.05) -> int:
     return int(math.ceil(math.log2(2.0 / alpha)))
 
 
-def _n_groups(groups: Sequence[Any] | None) -> int | None:
-    """Number of distinct bootstrap groups (None: points are resampled)."""
-    return None if groups is None else len(np.unique(np.asarray(groups)))
+def _too_few_rank_units(n_points: int, groups: Sequence[Any] | None, what: str) -> Verdict | None:
+    """ "n too small" when a rank-correlation bootstrap has < MIN_RANK_UNITS resampling units."""
+    if groups is None:
+        units, kind = n_points, "a rank-correlation bootstrap over points"
+    else:
+        units, kind = len(np.unique(np.asarray(groups))), "a group bootstrap"
+        what = f"groups of {what}"
+    return None if units >= MIN_RANK_UNITS else _too_small(what, units, MIN_RANK_UNITS, kind)
 
 
 def _too_small(what: str, n: int, need: int, kind: str) -> Verdict:
@@ -280,8 +286,8 @@ def trend_verdict(
 ) -> Verdict:
     """Monotone relation between ``x`` and ``y`` (Spearman ρ, bootstrap CI); see module doc."""
     _check_expected(expected)
-    if (g := _n_groups(groups)) is not None and g < MIN_GROUPS:
-        return _too_small(f"groups of ρ({xname}, {yname})", g, MIN_GROUPS, "a group bootstrap")
+    if (small := _too_few_rank_units(len(x), groups, f"ρ({xname}, {yname})")) is not None:
+        return small
     s = spearman_bootstrap(x, y, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
     level = round(100 * (1 - alpha))
     statistic = (
@@ -562,9 +568,9 @@ def partial_trend_verdict(
 ) -> Verdict:
     """Monotone relation of x and y given z (partial Spearman, group bootstrap); module doc."""
     _check_expected(expected)
-    if (g := _n_groups(groups)) is not None and g < MIN_GROUPS:
-        what = f"groups of ρ({names[0]}, {names[1]} | {names[2]})"
-        return _too_small(what, g, MIN_GROUPS, "a group bootstrap")
+    what = f"ρ({names[0]}, {names[1]} | {names[2]})"
+    if (small := _too_few_rank_units(len(x), groups, what)) is not None:
+        return small
     s = partial_spearman_bootstrap(x, y, z, groups, n_boot=n_boot, alpha=alpha, seed=seed)
     level = round(100 * (1 - alpha))
     statistic = (
