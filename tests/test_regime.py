@@ -217,3 +217,25 @@ def test_c4_domain_with_too_few_configurations_is_not_assessable():
     ok = [{**r, "emb_at_hinge_frac": 0.97} for r in recs]
     v = c4_ood.domain_verdict(ok, {}, n_boot=200)
     assert v.status != "not assessable at this scale" and v.values["n_groups"] == 5
+
+
+def test_designs_too_small_for_a_rank_trend_are_not_assessable():
+    """The quick preset has 2 widths × 2 seeds per projector kind and 4 configurations: every
+    run can meet the preconditions and still be too few for a rank-correlation interval
+    (verdicts.MIN_RANK_UNITS = 5), so C2's width trends and C4 are not assessable there."""
+    from vcreg.experiments import c2_projector, c4_ood
+
+    recs = []
+    for i, (kind, w) in enumerate(
+        [(k, w) for k in ("trained", "random_features") for w in (128, 512)] * 2
+    ):
+        r = _rec(i, True)
+        r.update(kind=kind, width=w, config_id=f"vicreg/{kind}/{w}", seed=i // 4, hsic=1.0 / w)
+        r.update(acc_id=0.8 + 0.01 * i, acc_ood=0.4 + 0.02 * i, hsic_unbiased=None, depth=2)
+        recs.append(r)
+    s = {"kinds": ["trained", "random_features"]}
+    parts = c2_projector._width_trends(s, recs, "hsic", recs)
+    assert [p.status for p in parts] == ["not assessable at this scale"] * 2
+    assert "4 of 4 runs over 2 widths" in parts[0].statistic
+    v = c4_ood.domain_verdict(recs, {}, n_boot=200)
+    assert v.status == "not assessable at this scale" and "4 of 4 configurations" in v.statistic

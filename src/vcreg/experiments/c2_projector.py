@@ -143,17 +143,18 @@ def _width_trends(
     for kind in s["kinds"]:
         kr = [r for r in rows if r["kind"] == kind and r[key] is not None]
         if not _enough_for_trend(kr):
-            if _enough_for_trend([r for r in ungated if r["kind"] == kind]):
+            # too few runs meet the preconditions, or the preset has too few (quick: 2 × 2)
+            design = [r for r in ungated if r["kind"] == kind]
+            if len({r["width"] for r in design}) >= 2:
                 parts.append(
                     not_assessable(
                         f"wider → lower {key} ({KIND_NAMES[kind]})",
-                        f"{len(kr)} runs over {len({r['width'] for r in kr})} widths meet the "
-                        f"preconditions (a trend needs ≥ {MIN_RANK_UNITS} runs over ≥ 2 widths)",
+                        f"{len(kr)} of {len(design)} runs over {len({r['width'] for r in kr})} "
+                        f"widths meet the preconditions (a trend needs ≥ {MIN_RANK_UNITS} runs "
+                        "over ≥ 2 widths)",
                     )
                 )
-                continue
-            if len({r["width"] for r in kr}) < 2:
-                continue  # too few for a trend even ungated: trend_verdict says "n too small"
+            continue
         v = trend_verdict(
             [r["width"] for r in kr],
             [r[key] for r in kr],

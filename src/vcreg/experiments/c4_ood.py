@@ -108,18 +108,11 @@ def domain_verdict(
         return blocked
     rows = [r for r in gate(fam)[0] if r[key] is not None]
     n_cfg, fam_cfg = (len({r["config_id"] for r in rs}) for rs in (rows, fam))
-    if n_cfg < MIN_RANK_UNITS:  # runs ≥ configurations, so this bounds both
-        need = f"need runs over ≥ {MIN_RANK_UNITS} configurations"
-        if fam_cfg >= MIN_RANK_UNITS:
-            return not_assessable(
-                "",
-                f"{len(rows)} of {len(fam)} runs ({n_cfg} of {fam_cfg} configurations) meet "
-                f"the preconditions ({need})",
-            )
-        return Verdict(
-            "inconclusive",
-            f"n too small: {len(rows)} runs over {n_cfg} configurations",
-            f"{need} for a partial correlation across configurations",
+    if n_cfg < MIN_RANK_UNITS:  # too few meet the preconditions, or the preset has too few
+        return not_assessable(
+            "",
+            f"{len(rows)} of {len(fam)} runs ({n_cfg} of {fam_cfg} configurations) meet the "
+            f"preconditions (a configuration bootstrap needs ≥ {MIN_RANK_UNITS} configurations)",
         )
     x = [r[key] for r in rows]
     y = [r["acc_ood"] / r["acc_id"] if outcome == "ratio" else r["acc_ood"] for r in rows]
