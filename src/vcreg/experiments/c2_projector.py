@@ -317,14 +317,16 @@ def verdict(st: dict[str, Any]) -> Verdict:
     bits = [
         f"ρ(width, {st['key']}) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
         f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
-        for p in st["trends"]
         if "rho" in p.values
+        else f"{p.name}: {p.statistic}"  # not assessable / n too small: say why
+        for p in st["trends"]
     ]
     bits.append(f"depth: {st['depth'].statistic.split(' (')[0]}")
     bits += [
         f"{p.name}: ρ {p.values['rho']:+.2f} [{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
-        for p in st["image"]
         if "rho" in p.values
+        else f"{p.name}: {p.statistic}"
+        for p in st["image"]
     ]
     for p in st["controls"]:
         if "ratio" in p.values:

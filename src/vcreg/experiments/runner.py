@@ -468,8 +468,9 @@ def _assessability_blocks(results: dict[str, Any]) -> list[Block]:
         + (
             " **Not assessable at this scale:** "
             + "; ".join(f"{c} ({e['verdict']['statistic']})" for c, e in na.items())
-            + ". Their preconditions (trained to the VCReg constraint, probe above a random-init "
-            "encoder) are stated in C2's section; `vcreg reproduce --preset full` assesses them."
+            + ". Each reason says what is missing: runs meeting the preconditions (trained to "
+            "the VCReg constraint, probe above a random-init encoder; stated in C2's section) "
+            "or enough runs at this scale; `vcreg reproduce --preset full` assesses them."
             if na
             else ""
         )
