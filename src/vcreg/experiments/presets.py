@@ -336,7 +336,7 @@ def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
     img = (settings.get("C4") or {}).get("image")
     if img:
         parts.append(
-            f"C4 image domain: {img['dataset']}, {len(img['seeds'])} seeds, {img['epochs']} epochs "
+            f"image domain (C2–C4): {img['dataset']}, {len(img['seeds'])} seeds, {img['epochs']} epochs "
             f"on {img['n_train']} images, projector widths {image_widths_text(img)}"
         )
     if "C5" in settings:
