@@ -112,7 +112,7 @@ def _check_bandwidth(bw: Any, kernel: str) -> str | float:
 def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN_SAMPLES) -> float:
     """Kernel bandwidth sigma of one variable x (n,) or (n, p) under ``rule`` (module docs)."""
     rule = _check_bandwidth(rule, "gaussian")
-    t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None))
+    t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None), centre=True)
     _check_n(t.shape[0], "x")
     t, e = _rescale(t, "x", True, per_column=False)
     return math.ldexp(_sigma(t, rule, _check_median_samples(median_samples)), int(e[0]))

@@ -398,8 +398,9 @@ def pairwise_hsic(
     if int(max_rank) < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank!r}")
     dev = _resolve_device(Z, device)
-    z = _as_variable(Z, "Z", dtype, dev)
-    z, _ = _rescale(z, "Z", kernel != "linear" and isinstance(bw, str), per_column=True)
+    free = kernel != "linear" and isinstance(bw, str)  # scale-invariant statistics
+    z = _as_variable(Z, "Z", dtype, dev, centre=True, scale="column" if free else None)
+    z, _ = _rescale(z, "Z", free, per_column=True)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:
@@ -708,8 +709,11 @@ def _check_test_args(
 
 def _test_matrix(Z: Any, dtype: torch.dtype, device, bw: str | float) -> Tensor:
     """Z as a checked (n, d >= 2) tensor, columns rescaled for the median bandwidth rule."""
-    z = _as_variable(Z, "Z", dtype, _resolve_device(Z, device))
-    z, _ = _rescale(z, "Z", isinstance(bw, str), per_column=True)
+    free = isinstance(bw, str)
+    z = _as_variable(
+        Z, "Z", dtype, _resolve_device(Z, device), centre=True, scale="column" if free else None
+    )
+    z, _ = _rescale(z, "Z", free, per_column=True)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:
