@@ -77,13 +77,17 @@ class ColumnProfiles:
     ``moments`` (3, d): mean K, mean K^2, mean squared row mean (gamma null); ``eig`` (d,
     SPECTRAL_TOP): top eigenvalues of H K H / n, descending; ``trace`` (d,): tr(H K H) / n;
     ``skew``, ``kurt`` (d, SHAPE_TOP): skewness and excess kurtosis of sqrt(n) times the top
-    unit eigenvectors' entries."""
+    unit eigenvectors' entries; ``q`` (d,): the diagonal's concentration
+    (n(n+1) delta - (n-1)(beta + 2)) / (n - 1 - beta) of W = H K H, beta = tr(W)^2 / tr(W^2),
+    delta = sum_a W_aa^2 / tr(W^2) (Kazi-Aoual et al. 1995): the exact permutation variance of
+    tr(W_x P W_y P') exceeds the Gaussian one by the factor 1 + (n-3) q_x q_y / (2n(n-1))."""
 
     moments: Tensor
     eig: Tensor
     trace: Tensor
     skew: np.ndarray
     kurt: np.ndarray
+    q: np.ndarray
 
 
 def column_profiles(z: Tensor, sig: Tensor, kernel: str, budget: int) -> ColumnProfiles:
@@ -95,6 +99,7 @@ def column_profiles(z: Tensor, sig: Tensor, kernel: str, budget: int) -> ColumnP
     eig = torch.zeros(d, SPECTRAL_TOP, dtype=z.dtype, device=z.device)
     skew = np.zeros((d, SHAPE_TOP))
     kurt = np.zeros((d, SHAPE_TOP))
+    q = np.zeros(d)
     for c0 in range(0, d, cc):
         sl = slice(c0, min(d, c0 + cc))
         lmat, r, _ = _pivoted_cholesky(z[:, sl], sig[sl], kernel, NULL_RANK_TOL, 128)
@@ -112,7 +117,20 @@ def column_profiles(z: Tensor, sig: Tensor, kernel: str, budget: int) -> ColumnP
         eig[sl, :k] = ev[:, :k]
         s = min(SHAPE_TOP, ev.shape[1])
         skew[sl, :s], kurt[sl, :s] = _eigvec_shape(lc, vec[:, :, :s], ev[:, :s], n)
-    return ColumnProfiles(mom, eig, 1 - mom[0], skew, kurt)
+        q[sl] = _diagonal_concentration(lc, ev, n)
+    return ColumnProfiles(mom, eig, 1 - mom[0], skew, kurt, q)
+
+
+def _diagonal_concentration(lc: Tensor, ev: Tensor, n: int) -> np.ndarray:
+    """q of :class:`ColumnProfiles` from the centred factors lc (c, n, R) (W = lc lc')."""
+    tr = (n * ev.sum(1)).double()
+    tr2 = (n * n * ev.square().sum(1)).double()
+    dg = lc.square().sum(2).double().square().sum(1)
+    ok = tr2 > 0
+    beta = torch.where(ok, tr * tr / tr2.clamp_min(1e-300), 0.0)
+    delta = torch.where(ok, dg / tr2.clamp_min(1e-300), 0.0)
+    q = (n * (n + 1) * delta - (n - 1) * (beta + 2)) / (n - 1 - beta).clamp_min(1.0)
+    return torch.where(ok, q, 0.0).cpu().numpy()
 
 
 def _eigvec_shape(lc: Tensor, vec: Tensor, ev: Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +157,9 @@ def spectral_tail_error(
     i: np.ndarray, j: np.ndarray, prof: ColumnProfiles, n: int, level: float
 ) -> np.ndarray:
     """Predicted relative error E of the spectral null's tail at p = ``level`` for the pairs
-    (i, j) (module docs): sum over the top SHAPE_TOP^2 eigen-terms (k, l) of
+    (i, j) (module docs): z kd He3(z) / 24 for the excess kurtosis kd = 2 iota of the rows
+    both columns concentrate their kernel diagonal on (:class:`ColumnProfiles` ``q``), plus the
+    sum over the top SHAPE_TOP^2 eigen-terms (k, l) of
     exp(-(z^2/2)(r - 1)) z_kl (kurt+ He3(z_kl) / 24 + skew^2 He5(z_kl) / 72), r = w_11 / w_kl,
     z_kl = z sqrt(r): a smaller term reaches the tail only at its own, larger z_kl, where its
     non-Gaussian part has grown (a concentrated term can outweigh its exponential discount)."""
@@ -159,7 +179,9 @@ def spectral_tail_error(
         ku = np.maximum(prof.kurt[a, :, None] * prof.kurt[b, None, :], 0) / n
         e = zk * (ku * he3 / 24 + g2 * he5 / 72) * reach
         out[s0 : s0 + step] = np.where(np.isfinite(ratio), e, 0.0).sum((1, 2))
-    return out
+    # the overlap of the rows that carry each column's kernel diagonal: excess kurtosis 2 iota
+    kd = np.maximum((n - 3) / (n * (n - 1.0)) * prof.q[i] * prof.q[j], 0)
+    return out + z * kd * (z**3 - 3 * z) / 24
 
 
 def choose_null(err: np.ndarray, ki: np.ndarray, kj: np.ndarray, n: int) -> np.ndarray:
