@@ -166,7 +166,7 @@ def test_choose_null():
     ki = np.array([10, 10, 900, 10, 900])
     kj = np.array([10, 10, 10, 10, 900])
     got = nulls.choose_null(err, ki, kj, 1000)
-    want = [nulls.SPECTRAL, nulls.EXACT, nulls.CORRECTED, nulls.EXACT, nulls.EXACT]
+    want = [nulls.SPECTRAL, nulls.EXACT, nulls.SPECTRAL, nulls.EXACT, nulls.EXACT]
     np.testing.assert_array_equal(got, want)
 
 

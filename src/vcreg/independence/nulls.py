@@ -58,10 +58,10 @@ from vcreg.independence.kernels import _pivoted_cholesky
 SPECTRAL_TOP = 8  # eigenvalues kept per column for the spectral null
 SHAPE_TOP = 4  # eigenvectors per column whose skewness / kurtosis enter the criterion
 NULL_RANK_TOL = 1e-3  # pivoted-Cholesky residual of the null's per-column factors
-EDGEWORTH_TOL = 0.5  # predicted relative tail error above which the spectral null is corrected
-EDGEWORTH_MAX = 10.0  # ... above which no asymptotic correction is trusted
-EDGEWORTH_SAFETY = 2.0  # a corrected p-value is p (1 + EDGEWORTH_SAFETY * E)
-SPECTRAL, CORRECTED, EXACT = 0, 1, 2  # the null a pair gets
+EDGEWORTH_TOL = 0.5  # predicted tail error above which a pair of moded columns gets the exact null
+EDGEWORTH_MAX = 10.0  # ... above which no asymptotic null is trusted for any pair
+EDGEWORTH_SAFETY = 2.0  # every spectral p-value is reported as p (1 + EDGEWORTH_SAFETY * E)
+SPECTRAL, EXACT = 0, 1  # the null a pair gets
 PAIR_BLOCK = 2**16 // SPECTRAL_TOP**2  # pairs per block: cache-sized (3.4x faster than 2**22)
 
 REASON_CONSTANT = "a constant column"
@@ -185,15 +185,12 @@ def spectral_tail_error(
 
 
 def choose_null(err: np.ndarray, ki: np.ndarray, kj: np.ndarray, n: int) -> np.ndarray:
-    """SPECTRAL where the predicted tail error ``err`` <= EDGEWORTH_TOL; otherwise EXACT when
+    """EXACT where the spectral null's predicted tail error ``err`` exceeds EDGEWORTH_TOL and
     both columns have a mode covering at least half of the rows (k <= n / 2 rows elsewhere:
-    the exact null is informative) or the error exceeds EDGEWORTH_MAX, else CORRECTED."""
-    kind = np.full(err.size, SPECTRAL, dtype=np.int8)
+    the exact null is informative), or exceeds EDGEWORTH_MAX; SPECTRAL otherwise."""
     moded = (2 * ki <= n) & (2 * kj <= n)
-    off = err > EDGEWORTH_TOL
-    kind[off & ~moded] = CORRECTED
-    kind[off & (moded | (err > EDGEWORTH_MAX))] = EXACT
-    return kind
+    exact = ((err > EDGEWORTH_TOL) & moded) | (err > EDGEWORTH_MAX)
+    return np.where(exact, EXACT, SPECTRAL).astype(np.int8)
 
 
 # ----------------------------------------------------------------------------- spectral null
