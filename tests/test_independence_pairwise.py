@@ -11,12 +11,15 @@ measured tail of the spectral p-values (docs/sections/independence.md) is calibr
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
 from vcreg import independence as ind
+from vcreg.independence import nulls
 from vcreg.independence.nulls import saddlepoint_sf
 
 
@@ -124,3 +127,84 @@ def test_no_significant_pair_on_noise_after_holm():
         z = np.random.default_rng(90_000 + s).standard_normal((2000, 256))
         hits += ind.pairwise_hsic_test(z, correction="holm", method="lowrank")["n_significant"] > 0
     assert hits <= 1, hits
+
+
+def _resnet18_permuted(n=300, d=200, seed=0):
+    """Penultimate features of a random-init torchvision ResNet-18 on Gaussian 32 x 32 inputs,
+    every column permuted independently: all pairs independent, with the real marginals."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).eval()
+    net.fc = torch.nn.Identity()
+    with torch.inference_mode():
+        f = net(torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))).double()
+    f = f.numpy()[:, ~np.all(f.numpy() == f.numpy()[:1], 0)]
+    rng = np.random.default_rng(seed)
+    f = f[:, rng.choice(f.shape[1], min(d, f.shape[1]), replace=False)]
+    return np.stack([rng.permutation(c) for c in f.T], 1)
+
+
+def test_permuted_resnet_features_have_no_false_discovery():
+    """The issue's case (main: 159 / 323 'significant' pairs; p = 0.0 for single-spike columns):
+    no significant pair, no numpy warning, every non-constant pair tested or counted."""
+    z = _resnet18_permuted()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = ind.pairwise_hsic_test(z)
+    d = z.shape[1]
+    assert res["n_significant"] == 0
+    assert res["n_pairs"] + res["n_not_tested"] == d * (d - 1) // 2
+    assert res["n_pairs"] == sum(res["nulls"].values())
+    assert res["nulls"]["exact"] > 0 and res["not_tested"][nulls.REASON_UNREACHABLE] > 0
+    p = res["p_values"][np.triu_indices(d, 1)]
+    assert np.isnan(p).sum() == res["n_not_tested"] and np.nanmin(p) > 0.05 / res["n_pairs"]
+
+
+def _relu(u):
+    return np.maximum(u - stats.norm.isf(0.05), 0)
+
+
+@pytest.mark.parametrize(
+    "kind", ["co-activated ReLU", "ReLU and a noisy copy", "rare binary", "dense cos"]
+)
+def test_planted_sparse_and_dense_pairs_are_found(kind):
+    """A dependent pair among independent sparse ReLU features (5 % active), n = 1000, d = 60."""
+    rng = np.random.default_rng(45)
+    n = 1000
+    z = _relu(rng.standard_normal((n, 60)))
+    u, e = rng.standard_normal(n), rng.standard_normal(n)
+    if kind == "co-activated ReLU":
+        z[:, 3], z[:, 9] = _relu(u), _relu(u + 0.5 * e)
+    elif kind == "ReLU and a noisy copy":
+        z[:, 3] = _relu(u)
+        z[:, 9] = z[:, 3] + 0.3 * e * z[z[:, 3] > 0, 3].std()
+    elif kind == "rare binary":
+        cut = stats.norm.isf(0.01)
+        z[:, 3], z[:, 9] = 1.0 * (u > cut), 1.0 * (u + 0.3 * e > cut)
+    else:
+        z[:, 3], z[:, 9] = u, np.cos(2 * u) + 0.5 * e
+    res = ind.pairwise_hsic_test(z, top_k=1)
+    top = res["top_pairs"][0]
+    assert (top["i"], top["j"]) == (3, 9) and top["significant"]
+    assert res["n_significant"] == 1
+
+
+def test_measuring_sparse_and_network_features_raises_no_runtime_warning():
+    """Issue 30 item 2: the saddlepoint / spectral numerics warned 84 times on such features."""
+    rng = np.random.default_rng(46)
+    relu = np.maximum(rng.standard_normal((400, 80)) - stats.norm.isf(0.03), 0)
+    relu[:, :3] = 0  # dead units: excluded, reported, no warning from the numerics
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for z in (relu, _resnet18_permuted(n=300, d=120)):
+            rep = ind.measure_embeddings(z, n_permutations=19)
+            t = rep["pairwise_tests"]
+            assert t["n_significant"] == 0
+            assert (
+                t["n_pairs"] + t["n_not_tested"]
+                == (z.shape[1] - len(rep["constant_features"]))
+                * (z.shape[1] - len(rep["constant_features"]) - 1)
+                // 2
+            )

@@ -9,22 +9,29 @@ approximation. That is accurate while each w_kl is close to Gaussian *at the tai
 multiple-testing correction needs* (p ~ alpha / m, e.g. 2.4e-8 for 2.1 M pairs), and it is not
 when both columns put their kernel mass on a few rows (sparse ReLU units, rare binary values,
 single spikes): their w_kl are sums over the few rows where both are active, far from Gaussian.
+Every decision below uses the marginals only, which a permutation leaves unchanged, so each
+p-value stays valid conditional on them.
 
 **The measured criterion** (:func:`spectral_tail_error`). The permutation distribution of
 w_kl has skewness g_k h_l / sqrt(n) and excess kurtosis e_k f_l / n (Pitman 1937), where g, e
 (h, f) are the skewness and excess kurtosis of the entries of sqrt(n) u_k (sqrt(n) v_l) --
-measured from each column's kernel eigenvectors. The first Edgeworth terms of the two-sided tail
-P(w^2 > z^2) change it by the factor 1 + E with
+measured from each column's top SHAPE_TOP kernel eigenvectors; the rows that carry the two
+centred-kernel diagonals add an excess kurtosis (n - 3) q_x q_y / (n (n - 1)) (``q`` of
+:class:`ColumnProfiles`, from the exact permutation variance, Kazi-Aoual et al. 1995). The
+first Edgeworth terms change the two-sided tail P(w^2 > z^2) by the factor 1 + E with
 E = z (max(kurt, 0) He3(z) / 24 + skew^2 He5(z) / 72), He the Hermite polynomials, z^2 the
-chi-square(1) quantile at the level needed. Each (k, l) term enters with the weight
-exp(-(z^2 / 2)(w_11 / w_kl - 1)) by which its eigenvalue product w_kl = lambda_k mu_l reaches
-the tail relative to the largest one. A pair keeps the spectral null when the sum of E over its
-top SHAPE_TOP x SHAPE_TOP terms is at most EDGEWORTH_TOL (tail within ~1.5x of the truth).
-Checked against exact hypergeometric tails for binary pairs (n = 300 ... 2000): E predicts
-the measured error factors 7 / 19 / 1.9 where they are 8.8 / 20 / 1.2.
+chi-square(1) quantile at the level needed; a smaller eigen-term (k, l) enters at its own,
+larger z_kl = z sqrt(w_11 / w_kl), discounted by exp(-(z^2 / 2)(w_11 / w_kl - 1)). Checked
+against exact hypergeometric tails for binary pairs (n = 300 ... 2000): E predicts the
+measured error factors 7 / 19 / 1.9 where they are 8.8 / 20 / 1.2.
 
-**The exact null** of the other pairs (:func:`exact_bound_pvalue`): with x0 the most frequent
-value of x, A its other rows (k of them), phi'_a = phi(x_a) - phi(x0) and s = sum_A phi'_a,
+**Spectral pairs** report the saddlepoint p-value times 1 + EDGEWORTH_SAFETY * E: the tail
+adjusted by twice its predicted error (measured conservative on heavy-tailed columns, where
+the Edgeworth terms alone fall short by about 2x).
+
+**The exact null** (:func:`exact_pvalues`) of pairs with E > EDGEWORTH_TOL whose two columns
+each sit at one value x0 on at least half of the rows: with A the other rows (k of them),
+phi'_a = phi(x_a) - phi(x0) and s = sum_A phi'_a,
 n sqrt(HSIC_b) = || sum_{a in A cap B} phi'_a psi'_a^T - s_x s_y^T / n ||_F (H removes the
 constant feature), which depends on the permutation only through the rows where both are active.
 Writing phi'_a = mean_A + delta_a, the norm is at most
@@ -32,14 +39,14 @@ Writing phi'_a = mean_A + delta_a, the norm is at most
 rows active in both -- hypergeometric (n, k_x, k_y) under permutation -- and D_M, E_M, S_M the
 sums of the M largest deviation norms (and of their sorted products). So
 p = P(f(M) >= observed) over the hypergeometric law is a valid p-value at *every* threshold
-(exact, not asymptotic; equal to the permutation p-value of the overlap for binary columns).
+(exact, not asymptotic; equal to the permutation p-value of the overlap for binary columns). It
+is combined (x2, Bonferroni) with the exact two-sided p-value of M itself (co-activation).
 
 **Not tested** (Tarone 1990): a pair whose exact null cannot reach the corrected threshold --
-its smallest attainable p-value, the least hypergeometric probability of the support, is above
-alpha / K -- is left out of the family, so it does not dilute the others; K is the smallest
-number with #{pairs that can reach alpha / K} <= K. Valid because the selection depends only on
-the marginals, which a permutation leaves unchanged. Such pairs are counted, never dropped
-silently (``not_tested`` in :func:`vcreg.independence.pairwise_hsic_test`).
+its smallest attainable p-value, twice the least hypergeometric probability of the support, is
+above alpha / K -- is left out of the family, so it does not dilute the others; K is the
+smallest number with #{pairs that can reach alpha / K} <= K. Such pairs are counted, never
+dropped silently (``not_tested`` in :func:`vcreg.independence.pairwise_hsic_test`).
 """
 
 from __future__ import annotations

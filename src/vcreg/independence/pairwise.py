@@ -710,19 +710,26 @@ def pairwise_hsic_test(
     """Test H0: Z_i independent of Z_j for every pair i < j, with multiple-testing correction.
 
     Per-pair p-values of n * HSIC_b (biased estimator, Gaussian or Laplacian kernel, per-column
-    bandwidths). ``null="spectral"`` (default): the asymptotic null sum_kl lambda_k mu_l z_kl^2
-    with each column's kernel eigenvalues and a saddlepoint tail (:func:`_pair_spectral_pvalues`).
+    bandwidths); which null a pair gets is decided from the marginals alone
+    (:mod:`vcreg.independence.nulls`): ``null="spectral"`` (default): the asymptotic null
+    sum_kl lambda_k mu_l z_kl^2 with each column's kernel eigenvalues and a saddlepoint tail,
+    times 1 + 2E with E its predicted (Edgeworth) tail error at the corrected level; pairs of
+    columns that each sit at one value on at least half of the rows (sparse ReLU units, rare
+    binary features) and whose E exceeds 0.5 get the exact overlap null instead.
     ``null="gamma"``: the two-moment Gamma fit (Gretton et al. 2008) -- measured
     anti-conservative in the tail on i.i.d. Gaussian noise (n = 2000, d = 256: 18 pairs below
     p = 1e-4 where 3.3 are expected, 2 below 1e-5 where 0.33 are), so family-wise corrections
     that need p ~ 1e-6 must not use it. P-values are adjusted over
     the m tested pairs by ``correction`` (:func:`adjust_pvalues`: ``"holm"``, ``"bonferroni"``,
-    ``"fdr_bh"``, ``"none"``); a pair is significant when its adjusted p <= ``alpha``. Pairs
-    with a constant column are not tested (p = NaN, not in m). ``n_permutations > 0`` adds a
-    permutation p-value (:func:`hsic_test`) to each of the ``top_k`` reported pairs, with its
-    Bonferroni adjustment min(1, m p) -- only able to reach alpha when B + 1 >= m / alpha.
+    ``"fdr_bh"``, ``"none"``); a pair is significant when its adjusted p <= ``alpha``. Not
+    tested (p = NaN, not in m, counted by reason): pairs with a constant column, and exact-null
+    pairs whose smallest attainable p-value cannot reach the corrected threshold (Tarone).
+    ``n_permutations > 0`` adds a permutation p-value (:func:`hsic_test`) to each of the
+    ``top_k`` reported pairs, with its Bonferroni adjustment min(1, m p) -- only able to reach
+    alpha when B + 1 >= m / alpha.
 
-    Returns a dict: ``n_variables``, ``n_pairs`` (tested), ``correction``, ``alpha``,
+    Returns a dict: ``n_variables``, ``n_pairs`` (tested), ``n_not_tested``, ``not_tested``
+    ({reason: count}), ``nulls`` ({null: tested pairs}), ``correction``, ``alpha``,
     ``n_significant``, ``min_p_value``, ``top_pairs`` (smallest p first: ``i, j, hsic, nhsic,
     p_value, p_adjusted, significant`` [+ ``p_permutation``, ``p_permutation_bonferroni``]) and
     the (d, d) NumPy matrices ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted`` (NaN diagonal)
