@@ -22,10 +22,14 @@ from vcreg.independence import nulls
 from vcreg.independence.kernels import _column_sigmas
 
 
-def _plain_hsic(x, y, sx, sy):
+def _plain_hsic(x, y, sx, sy, kernel="gaussian"):
     n = x.size
-    k = np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * sx * sx))
-    ell = np.exp(-((y[:, None] - y[None, :]) ** 2) / (2 * sy * sy))
+    if kernel == "gaussian":
+        k = np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * sx * sx))
+        ell = np.exp(-((y[:, None] - y[None, :]) ** 2) / (2 * sy * sy))
+    else:
+        k = np.exp(-np.abs(x[:, None] - x[None, :]) / sx)
+        ell = np.exp(-np.abs(y[:, None] - y[None, :]) / sy)
     h = np.eye(n) - 1 / n
     return np.trace(k @ h @ ell @ h) / n**2
 
@@ -35,11 +39,11 @@ def _mode(x):
     return float(vals[counts.argmax()])
 
 
-def _exact(x, y, sy=None):
+def _exact(x, y, sy=None, kernel="gaussian"):
     """(p, n^2 HSIC_b) of one pair; y's bandwidth ``sy`` (default: its own median rule)."""
     sig = np.array([ind.bandwidth(x), ind.bandwidth(y) if sy is None else sy])
-    t = nulls.active_table(np.c_[x, y], np.array([_mode(x), _mode(y)]), sig, "gaussian")
-    p, s2 = nulls.exact_pvalues(t, np.array([0]), np.array([1]), "gaussian")
+    t = nulls.active_table(np.c_[x, y], np.array([_mode(x), _mode(y)]), sig, kernel)
+    p, s2 = nulls.exact_pvalues(t, np.array([0]), np.array([1]), kernel)
     return float(p[0]), float(s2[0])
 
 
@@ -47,15 +51,16 @@ def _relu(rng, n, frac):
     return np.maximum(rng.standard_normal(n) - stats.norm.isf(frac), 0)
 
 
-def test_exact_statistic_equals_the_plain_formula():
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian"])
+def test_exact_statistic_equals_the_plain_formula(kernel):
     rng = np.random.default_rng(0)
     for x, y in (
         (_relu(rng, 300, 0.05), _relu(rng, 300, 0.2)),
         (1.0 * (rng.random(300) < 0.1), _relu(rng, 300, 0.5)),
         (_relu(rng, 300, 0.05) + 7.0, rng.standard_normal(300)),  # mode 7, dense y
     ):
-        p, s2 = _exact(x, y)
-        want = _plain_hsic(x, y, ind.bandwidth(x), ind.bandwidth(y))
+        p, s2 = _exact(x, y, kernel=kernel)
+        want = _plain_hsic(x, y, ind.bandwidth(x), ind.bandwidth(y), kernel)
         assert s2 / x.size**2 == pytest.approx(want, rel=1e-9)
         assert 0 < p <= 1
 
@@ -185,3 +190,19 @@ def test_vectorised_pairs_equal_one_at_a_time():
         want_p, want_s = _exact(cols[a], cols[b])
         assert pa == pytest.approx(want_p, rel=1e-12) and sa == pytest.approx(want_s, rel=1e-12)
         assert sa / n**2 == pytest.approx(_plain_hsic(cols[a], cols[b], sig[a], sig[b]), rel=1e-9)
+
+
+@pytest.mark.parametrize("level", [0.3, 0.05, 0.01, 1e-4, 1e-8])
+def test_tail_error_is_a_magnitude_at_every_level(level):
+    """E >= 0 at any level (Hermite polynomials change sign below z ~ 2.9), so an adjusted
+    p-value never shrinks; every pairwise p-value lies in [0, 1], also uncorrected."""
+    rng = np.random.default_rng(6)
+    z = np.c_[rng.standard_normal((300, 3)), _relu(rng, 300, 0.3), rng.pareto(0.7, 300)]
+    zt = torch.as_tensor(z - np.median(z, 0))
+    sig, _ = _column_sigmas(zt, "median", 256)
+    prof = nulls.column_profiles(zt, sig, "gaussian", 2**30)
+    i, j = np.triu_indices(5, 1)
+    assert (nulls.spectral_tail_error(i, j, prof, 300, level) >= 0).all()
+    for corr in ("none", "holm"):
+        p = ind.pairwise_hsic_test(z, correction=corr)["p_values"][i, j]
+        assert ((p >= 0) & (p <= 1)).all()

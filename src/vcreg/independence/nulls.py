@@ -180,7 +180,8 @@ def spectral_tail_error(
         top = w.max((1, 2), keepdims=True)
         ratio = np.where(w > 0, top / np.where(w > 0, w, 1.0), np.inf)
         zk = z * np.sqrt(np.minimum(ratio, 1e6))
-        he3, he5 = zk**3 - 3 * zk, zk**5 - 10 * zk**3 + 15 * zk
+        he3 = np.abs(zk**3 - 3 * zk)  # magnitudes: E bounds an error of either sign
+        he5 = np.abs(zk**5 - 10 * zk**3 + 15 * zk)
         reach = np.exp(-0.5 * z * z * (np.minimum(ratio, 1e6) - 1))
         g2 = (prof.skew[a, :, None] * prof.skew[b, None, :]) ** 2 / n
         ku = np.maximum(prof.kurt[a, :, None] * prof.kurt[b, None, :], 0) / n
@@ -188,7 +189,7 @@ def spectral_tail_error(
         out[s0 : s0 + step] = np.where(np.isfinite(ratio), e, 0.0).sum((1, 2))
     # the overlap of the rows that carry each column's kernel diagonal: excess kurtosis 2 iota
     kd = np.maximum((n - 3) / (n * (n - 1.0)) * prof.q[i] * prof.q[j], 0)
-    return out + z * kd * (z**3 - 3 * z) / 24
+    return out + z * kd * abs(z**3 - 3 * z) / 24
 
 
 def choose_null(err: np.ndarray, ki: np.ndarray, kj: np.ndarray, n: int) -> np.ndarray:
