@@ -339,6 +339,8 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     """
     cfg_dict = dict(unit.params["config"])
     cfg_dict["device"] = ctx.device
+    if ctx.data_root is not None:  # where this process keeps the files: not part of the key
+        cfg_dict["data"] = {**cfg_dict["data"], "root": ctx.data_root}
     cfg = TrainConfig.from_dict(cfg_dict)
     bundle = load_bundle(cfg)
     x_eval, y_eval = dataset_tensors(bundle.test, cfg.monitor.samples)

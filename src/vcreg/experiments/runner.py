@@ -32,6 +32,7 @@ from vcreg import __version__
 from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
+from vcreg.experiments import placement
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.parallel import compute_pending
 from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
@@ -96,6 +97,9 @@ class Context:
     settings: dict[str, Any]
     figures: list[str] = field(default_factory=list)
     dpi: int = 110
+    # folder of the datasets read from files (``--data-root``): where this process finds them,
+    # so not part of any unit's key (ranks on different machines may keep them elsewhere)
+    data_root: str | None = None
 
     @property
     def figures_dir(self) -> Path:
@@ -300,6 +304,7 @@ def run_reproduction(
     command: str | None = None,
     log: Callable[[str], None] | None = None,
     jobs: int = 1,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
 
@@ -314,8 +319,12 @@ def run_reproduction(
         overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
         jobs: units computed at once in worker processes (:mod:`vcreg.experiments.parallel`),
             each with ``cpu_count // jobs`` torch threads; 1 = in this process, in order.
+            Under ``torchrun`` (``WORLD_SIZE`` > 1) the units are placed on the job's ranks
+            instead, one at a time per rank (:mod:`vcreg.experiments.placement`).
+        data_root: folder holding the datasets read from files (CIFAR-10, CIFAR-10-C).
 
-    Returns the content of ``results.json`` as a dict. Raises
+    Returns the content of ``results.json`` as a dict; under ``torchrun``, on ranks other than
+    0, what the rank computed (``rank``, ``units``, ...: rank 0 writes the report). Raises
     :class:`~vcreg._lock.FolderLockedError` at once if another vcreg process writes to ``out``
     (two runs into one folder would interleave their cache and report files).
     """
@@ -325,10 +334,15 @@ def run_reproduction(
     device = str(resolve_device(device))
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
-    with FolderLock(out_dir, purpose="vcreg reproduce"):
-        meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
-        meta["jobs"] = int(jobs)
-        return _reproduce(claims, settings, out_dir, device, meta, progress, log)
+    root = str(data_root) if data_root is not None else None
+    with placement.join(device) as job:
+        if job.rank != 0:  # rank 0 alone owns the output folder
+            ctx = Context(out_dir=out_dir, device=device, settings=settings, data_root=root)
+            return placement.serve(job, ctx, Unit)
+        with FolderLock(out_dir, purpose="vcreg reproduce"):
+            meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
+            meta.update(jobs=1 if job.distributed else int(jobs), data_root=root, job=job)
+            return _reproduce(claims, settings, out_dir, device, meta, progress, log)
 
 
 def _reproduce(
@@ -344,10 +358,16 @@ def _reproduce(
     preset, force = meta["preset"], meta["force"]
     cache = UnitCache(out_dir / "cache", force=force)
     ctx = Context(
-        out_dir=out_dir, device=device, settings=settings, dpi=50 if preset == "tiny" else 110
+        out_dir=out_dir,
+        device=device,
+        settings=settings,
+        dpi=50 if preset == "tiny" else 110,
+        data_root=meta["data_root"],
     )
     started = time.time()
+    job = meta["job"]
     environment = {**_environment(device), "jobs": meta["jobs"]}  # load average before the work
+    environment["world_size"] = job.world
 
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
@@ -360,12 +380,16 @@ def _reproduce(
     unit_seconds: dict[Path, float] = {}  # compute time of every unit used (shared ones once)
     try:
         fresh: set[Path] = set()
-        if meta["jobs"] > 1 and len(pending) > 1:
 
-            def done(u: Unit) -> None:
-                fresh.add(cache.path(u.namespace, u.params))
-                bar.advance(u.weight)
+        def done(u: Unit) -> None:
+            fresh.add(cache.path(u.namespace, u.params))
+            bar.advance(u.weight)
 
+        if job.distributed:  # every rank waits for the unit list, even an empty one
+            bar.describe(f"{len(pending)} units on {job.world} ranks")
+            placement.compute_on_ranks(job, pending, cache, ctx, done, say)
+            environment["ranks"] = job.ranks
+        elif meta["jobs"] > 1 and len(pending) > 1:
             bar.describe(f"{len(pending)} units, {meta['jobs']} at once")
             compute_pending(pending, cache, ctx, meta["jobs"], done, say)
         for claim in claims:
