@@ -240,7 +240,7 @@ def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
         "encoder": {"name": s["encoder"], "repr_dim": s["repr_dim"]},
         "projector": _projector_config(r, s, s.get("num_classes", 10)),
         "loss": _loss_config(r, s),
-        "optimizer": {"name": "adam", "lr": s["lr"]},
+        "optimizer": s.get("optimizer") or {"name": "adam", "lr": s["lr"]},
         "schedule": {"kind": "cosine", "warmup_epochs": s.get("warmup_epochs", 0)},
         "monitor": {
             # C3's curves; the trainer also measures the first epoch (C3's baseline)
@@ -261,7 +261,7 @@ def _train_config(r: RunSpec, s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_STEP_SECONDS = {"cnn1d": 0.04, "smallcnn": 0.6}
+_STEP_SECONDS = {"cnn1d": 0.04, "smallcnn": 0.6, "resnet18": 13.0}
 
 
 def train_unit(r: RunSpec, s: dict[str, Any]) -> Unit:

@@ -40,6 +40,7 @@ from vcreg.experiments.preconditions import (
     gate,
     precondition_rows,
 )
+from vcreg.experiments.presets import domain_title, ood_text, optimizer_text, sample_word
 from vcreg.experiments.records import (
     control_pairs,
     flagged_configs,
@@ -533,7 +534,7 @@ def figures(s: dict[str, Any], st: dict[str, Any], ctx: Context) -> list[Any]:
         ax.set_ylabel(name)
         ax.legend(fontsize=7)
     fig.suptitle(
-        f"MNIST-1D, {s['epochs']} epochs, mean ± sd over {len(s['seeds'])} seeds "
+        f"{domain_title(s)}, {s['epochs']} epochs, mean ± sd over {len(s['seeds'])} seeds "
         "(flagged configurations not shown)"
     )
     f_width = ctx.save_figure(fig, "c2_width")
@@ -626,22 +627,23 @@ def measurement(s: dict[str, Any]) -> str:
     probe = (
         "the whole training split"
         if s["probe_train"] is None
-        else f"{s['probe_train']} training signals"
+        else f"{s['probe_train']} training {sample_word(s)}"
     )
     return (
-        f"SSL on MNIST-1D ({s['n_train']} training signals), encoder `{s['encoder']}` with "
+        f"SSL on {domain_title(s)} ({s['n_train']} training {sample_word(s)}), encoder "
+        f"`{s['encoder']}` with "
         f"representation dimension d = {s['repr_dim']}, {s['epochs']} epochs, batch "
         f"{s['batch_size']} ({_steps(s)} optimizer steps), one optimiser setting for every run "
-        f"(Adam lr {s['lr']}), {_weights(s)}, {len(s['seeds'])} seeds. Width "
+        f"({optimizer_text(s)}), {_weights(s)}, {len(s['seeds'])} seeds. Width "
         f"sweep (VICReg, 2-layer MLP k-k trained or frozen; random features: {_rf_words(s)}, "
         f"bandwidth {s.get('rf_bandwidth', 1.0)}, k = d·m): k ∈ "
         f"{s['widths']}; depth 1–{max(s['depths'])} at width {s['depth_width']}; losses "
         f"{s['losses']} with projector {s['loss_spec']}; controls {s.get('controls', [])} at widths "
         f"{s.get('control_widths', [])} (reference VICReg width {s.get('reference_width')}). "
         f"Independence: mean over feature pairs of HSIC (biased, Gaussian kernels, median "
-        f"bandwidth) and normalized HSIC on {s['n_eval']} held-out test signals. Linear probe: "
-        f"logistic regression on the frozen representation of {probe} ({s['probe_iter']} L-BFGS "
-        f"iterations), in-domain and shifted MNIST-1D OOD test sets."
+        f"bandwidth) and normalized HSIC on {s['n_eval']} held-out test {sample_word(s)}. Linear "
+        f"probe: logistic regression on the frozen representation of {probe} ({s['probe_iter']} "
+        f"L-BFGS iterations), in-domain and {ood_text(s)}."
     )
 
 

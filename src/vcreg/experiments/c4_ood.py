@@ -33,7 +33,12 @@ from vcreg.experiments._training import (
     train_unit,
 )
 from vcreg.experiments.preconditions import claim_gate, gate
-from vcreg.experiments.presets import image_widths_text
+from vcreg.experiments.presets import (
+    domain_title,
+    image_widths_text,
+    ood_text,
+    sample_word,
+)
 from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, without
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
 from vcreg.experiments.runner import Context, Summary, Unit
@@ -73,7 +78,10 @@ def domain_records(settings: dict[str, Any], values: list[dict[str, Any]]) -> di
     n1 = len(c2_specs(settings["train"]))
     out: dict[str, Any] = {}
     recs = run_records(settings["train"], values[:n1])
-    out["MNIST-1D"] = (recs, flagged_configs(recs, settings["train"]["guard_ratio"]))
+    out[domain_title(settings["train"])] = (
+        recs,
+        flagged_configs(recs, settings["train"]["guard_ratio"]),
+    )
     if len(values) > n1:
         img = settings["image"]
         irecs = image_records(img, values[n1:])
@@ -269,10 +277,10 @@ def scatter_caption(doms: dict[str, Any], n_boot: int = 1000) -> str:
 
 
 def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
-    img = settings.get("image") or {}
+    img, t = settings.get("image") or {}, settings["train"]
     parts = [
-        f"MNIST-1D: the C2 runs (VCReg family), probe on {settings['train']['n_train']} training "
-        "signals, OOD = the shifted MNIST-1D sets"
+        f"{domain_title(t)}: the C2 runs (VCReg family), probe on {t['n_train']} training "
+        f"{sample_word(t)}, OOD = {ood_text(t)}"
     ]
     if img and img["dataset"] in st["domains"]:
         parts.append(
@@ -294,7 +302,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     if skip is not None and settings.get("image"):
         skipped.append(f"image domain ({settings['image']['dataset']}) skipped: {skip}")
         blocks.append(
-            Paragraph(f"**Image domain skipped**: {skip}. The verdict rests on MNIST-1D.")
+            Paragraph(
+                f"**Image domain skipped**: {skip}. The verdict rests on "
+                f"{domain_title(settings['train'])}."
+            )
         )
     for name, (_, flagged) in st["domains"].items():
         if flagged:

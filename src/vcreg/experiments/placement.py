@@ -5,7 +5,9 @@ device. Each joins the job's process group (:func:`vcreg.distributed.init_from_e
 CUDA, gloo on CPU; device ``cuda:LOCAL_RANK``) and a gloo group that carries this module's
 messages (small JSON documents; no pickle, no shared file system):
 
-1. rank 0 plans the units, reads its unit cache and broadcasts the pending units;
+1. rank 0 plans the units, reads its unit cache and broadcasts the pending units; every rank
+   checks that its machine holds the data of its units (``check``), and all stop with the
+   list of what is missing where if one does not;
 2. every rank computes its share, :func:`assign` — longest estimated unit first, each to the
    rank with the least estimated work so far: a deterministic function of the pending list and
    the world size — one unit at a time on its own device, **rank-local**
@@ -46,7 +48,7 @@ __all__ = ["Job", "assign", "makespan", "join", "compute_on_ranks", "serve"]
 WAIT = datetime.timedelta(days=7)
 
 _HEADER, _PAYLOAD = 1, 2  # message tags
-_RESULT, _FAILED, _DONE, _ABORT = 0, 1, 2, 3  # message kinds
+_RESULT, _FAILED, _DONE, _CHECK = 0, 1, 2, 3  # message kinds
 
 
 @dataclass
@@ -202,6 +204,25 @@ def _task(module: str, unit: Any) -> dict[str, Any]:
     return {"module": module, "unit": asdict(unit)}
 
 
+Check = Callable[[list[Any]], list[str]]
+
+
+def _agree_on_inputs(job: Job, problems: list[str]) -> None:
+    """Every rank's ``problems`` (what its machine lacks) reach rank 0, which sends the union
+    back; every rank raises ``FileNotFoundError`` naming them when there is any."""
+    if job.rank == 0:
+        found = list(problems)
+        for _ in range(job.world - 1):
+            src, _kind, _index, doc = _recv(job)
+            found += [f"rank {src} ({doc['host']}): {p}" for p in doc["problems"]]
+        found = _broadcast(job, {"problems": found})["problems"]
+    else:
+        _send(job, _CHECK, -1, {"host": job.host, "problems": problems})
+        found = _broadcast(job)["problems"]
+    if found:
+        raise FileNotFoundError("; ".join(found))
+
+
 def compute_on_ranks(
     job: Job,
     pending: list[tuple[str, Any]],
@@ -209,11 +230,15 @@ def compute_on_ranks(
     ctx: Any,
     on_done: Callable[[Any], None],
     say: Callable[[str], None],
+    check: Check | None = None,
 ) -> int:
     """Rank 0: place ``pending`` = ``[(module, unit), ...]`` on the job's ranks, compute this
     rank's share, and store every rank's results in ``cache`` (``on_done(unit)`` after each).
-    Returns the number of units stored; fills ``job.ranks`` with what each rank did."""
+    ``check(units)`` lists what this machine lacks to compute ``units`` (rank 0 checks them
+    all: it recomputes a unit that failed elsewhere). Returns the number of units stored;
+    fills ``job.ranks`` with what each rank did."""
     _broadcast(job, {"tasks": [_task(m, u) for m, u in pending]})
+    _agree_on_inputs(job, check([u for _, u in pending]) if check else [])
     plan = assign([u.weight for _, u in pending], job.world)
     receiver = _Receiver(job, pending, cache, on_done, say)
     receiver.start()
@@ -237,15 +262,19 @@ def compute_on_ranks(
     return done + sum(r["units"] for r in receiver.ranks)
 
 
-def serve(job: Job, ctx: Any, unit_type: Callable[..., Any]) -> dict[str, Any]:
-    """Ranks other than 0: receive the pending units, compute this rank's share (rank-local),
-    send each result to rank 0. ``unit_type(**fields)`` rebuilds a unit. Returns what this
-    rank did (``rank``, ``host``, ``device``, ``units``, ``seconds``)."""
+def serve(
+    job: Job, ctx: Any, unit_type: Callable[..., Any], check: Check | None = None
+) -> dict[str, Any]:
+    """Ranks other than 0: receive the pending units, check this machine holds their data
+    (``check``, as :func:`compute_on_ranks`), compute this rank's share (rank-local), send
+    each result to rank 0. ``unit_type(**fields)`` rebuilds a unit. Returns what this rank did
+    (``rank``, ``host``, ``device``, ``units``, ``seconds``)."""
     msg = _broadcast(job)
     if "abort" in msg:
         raise RuntimeError(f"rank 0 stopped before placing the units: {msg['abort']}")
     tasks = [(t["module"], unit_type(**t["unit"])) for t in msg["tasks"]]
     plan = assign([u.weight for _, u in tasks], job.world)
+    _agree_on_inputs(job, check([tasks[i][1] for i in plan[job.rank]]) if check else [])
     done, t0 = 0, time.time()
     for i in plan[job.rank]:
         module, unit = tasks[i]

@@ -15,6 +15,7 @@ verdicts, tables and figures always come from the stored measurements.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -32,7 +33,7 @@ from vcreg import __version__
 from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
-from vcreg.experiments import placement
+from vcreg.experiments import datafiles, placement
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.parallel import compute_pending
 from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
@@ -335,13 +336,16 @@ def run_reproduction(
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
     root = str(data_root) if data_root is not None else None
+    data_notes = datafiles.resolve_ood_sources(settings, root)  # the OOD source: in the unit keys
+    check = functools.partial(datafiles.missing_for_units, root=root)
     with placement.join(device) as job:
         if job.rank != 0:  # rank 0 alone owns the output folder
             ctx = Context(out_dir=out_dir, device=device, settings=settings, data_root=root)
-            return placement.serve(job, ctx, Unit)
+            return placement.serve(job, ctx, Unit, check=check)
         with FolderLock(out_dir, purpose="vcreg reproduce"):
             meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
             meta.update(jobs=1 if job.distributed else int(jobs), data_root=root, job=job)
+            meta.update(data_notes=data_notes, check=check)
             return _reproduce(claims, settings, out_dir, device, meta, progress, log)
 
 
@@ -372,8 +376,14 @@ def _reproduce(
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
     pending = _pending(plans, cache)
+    if not job.distributed:  # under torchrun every rank checks its own machine (placement)
+        missing = meta["check"]([u for _, u in pending])
+        if missing:
+            raise FileNotFoundError("; ".join(missing))
     bar = _Progress(sum(u.weight for _, u in pending), enabled=progress)
     say = log or bar.write
+    for note in meta["data_notes"]:
+        say(f"WARNING: {note}")
 
     experiments: dict[str, Any] = {}
     summaries: dict[str, Summary] = {}
@@ -387,7 +397,7 @@ def _reproduce(
 
         if job.distributed:  # every rank waits for the unit list, even an empty one
             bar.describe(f"{len(pending)} units on {job.world} ranks")
-            placement.compute_on_ranks(job, pending, cache, ctx, done, say)
+            placement.compute_on_ranks(job, pending, cache, ctx, done, say, meta["check"])
             environment["ranks"] = job.ranks
         elif meta["jobs"] > 1 and len(pending) > 1:
             bar.describe(f"{len(pending)} units, {meta['jobs']} at once")
@@ -413,6 +423,11 @@ def _reproduce(
         "unit_compute_s": sum(unit_seconds.values()),
         "versions": _versions(),
         "environment": environment,
+        "data": {
+            "root": meta["data_root"],
+            "notes": meta["data_notes"],
+            "datasets": datafiles.data_status(settings, meta["data_root"]),
+        },
         "experiments": experiments,
     }
     try:
@@ -455,6 +470,7 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
             f"{results.get('unit_compute_s', 0.0) / 60:.1f} min) · "
             f"load average at start {_load_str(env.get('load_average_at_start'))}."
         ),
+        *_data_blocks(results.get("data") or {}),
         Paragraph(
             PRESET_NOTES.get(results["preset"], "")
             + " Scale of this run: "
@@ -477,6 +493,13 @@ def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) 
         items = ", ".join(f"{k}={_short(val)}" for k, val in e["settings"].items())
         blocks.append(Paragraph(f"**{claim}**: {items}"))
     return blocks
+
+
+def _data_blocks(data: dict[str, Any]) -> list[Block]:
+    """Where the file datasets came from, and (loudly) what stood in for a missing one."""
+    text = datafiles.describe_data(data.get("datasets") or [])
+    out = [Paragraph(text)] if text else []
+    return out + [Paragraph(f"⚠️ **Data:** {note}.") for note in data.get("notes") or []]
 
 
 def _assessability_blocks(results: dict[str, Any]) -> list[Block]:
