@@ -141,8 +141,9 @@ def independence_metrics(
     NaN with a SaturationWarning if even that saturates). Gaussian kernels, median-heuristic
     bandwidths otherwise (the conventions of :mod:`vcreg.independence`). Constant features are
     dropped (their HSIC is 0 and normalized HSIC undefined); ``n_constant_features`` counts them.
-    ``dhsic_median`` adds ``dhsic_median``, dHSIC under per-variable median bandwidths (R dHSIC's
-    default convention; NaN when saturated, i.e. within float noise of its floor), and that
+    ``dhsic_median`` adds ``dhsic_median``, dHSIC under per-variable median-heuristic bandwidths
+    in the R package dHSIC's convention (``bandwidth="dhsic"``: sigma_j = sqrt(median|x_a -
+    x_b|^2 / 2), its default; NaN when saturated, i.e. within float noise of its floor), and that
     floor ``dhsic_floor`` = 1/n (the value of a joint kernel matrix equal to the identity).
     """
     z = np.asarray(torch.as_tensor(feats).double().cpu().numpy())
@@ -165,7 +166,7 @@ def independence_metrics(
         with warnings.catch_warnings():
             # asked for to show the saturation: recorded as NaN next to its floor, not warned
             warnings.simplefilter("ignore", SaturationWarning)
-            out["dhsic_median"] = float(_dhsic(z, bandwidth="median"))
+            out["dhsic_median"] = float(_dhsic(z, bandwidth="dhsic"))
         out["dhsic_floor"] = 1.0 / z.shape[0]
     return out
 

@@ -155,8 +155,9 @@ class MonitorConfig:
     mean pairwise HSIC (biased, Gaussian kernels, median bandwidth), mean normalized HSIC, dHSIC,
     and a ``probe`` accuracy ("knn": cosine k-NN with ``knn_k`` neighbours, or "linear":
     closed-form ridge classifier) fitted on ``probe_train_samples`` training samples.
-    ``dhsic_median``: also dHSIC under per-variable median bandwidths (R dHSIC's default) and its
-    floor 1/n (``dhsic_median``, ``dhsic_floor``; NaN when saturated)."""
+    ``dhsic_median``: also dHSIC under per-variable median bandwidths (R dHSIC's default,
+    ``bandwidth="dhsic"``) and its floor 1/n (``dhsic_median``, ``dhsic_floor``; NaN when
+    saturated)."""
 
     every: int = 5
     samples: int = 256
