@@ -304,8 +304,8 @@ def run_reproduction(
     """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
 
     Args:
-        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (≤ 10 min on 2 CPU cores) or
-            ``"full"`` (statistically meaningful settings).
+        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (a first look on CPU; the README
+            gives its measured time) or ``"full"`` (statistically meaningful settings).
         only: subset of claims, e.g. ``"C1,C5"``.
         seeds: number of seeds for the claims that repeat over seeds (overrides the preset).
         out: output folder (default ``reports/<preset>``).
