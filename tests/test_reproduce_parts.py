@@ -157,7 +157,8 @@ def test_c3_median_convention_row_and_old_records_without_it():
     st = c3_dynamics.statistics(s3, sat, dkey="dhsic_median")
     stag = [p for p in st["parts"] if p.short == "dHSIC stagnates"][0]
     assert stag.status == SUPPORTED and stag.values["mean"] == 0.0
-    (table,) = c3_dynamics.median_convention_blocks(c3_dynamics.statistics(s3, sat))
+    table, finding = c3_dynamics.median_convention_blocks(c3_dynamics.statistics(s3, sat))
+    assert "holds trivially" in finding.text
     n_fam = len(c3_dynamics.statistics(s3, sat)["family"])
     assert [row[0] for row in table.rows] == [0, 1, 2, 3]
     assert all(row[5] == f"{n_fam} of {n_fam}" for row in table.rows)  # all saturated
@@ -167,7 +168,8 @@ def test_c3_median_convention_row_and_old_records_without_it():
     rows = c3_dynamics.sensitivity(s3, mov, main)
     (row,) = [r for r in rows if r["analysis"] == c3_dynamics.MEDIAN_ROW]
     assert row["status"] == NOT_SUPPORTED and not row["agrees"]
-    (table,) = c3_dynamics.median_convention_blocks(c3_dynamics.statistics(s3, mov))
+    table, finding = c3_dynamics.median_convention_blocks(c3_dynamics.statistics(s3, mov))
+    assert "can move" in finding.text and "0 of" in finding.text
     assert [row[3] for row in table.rows] == pytest.approx([1.0, 2.0, 3.0, 4.0])
 
 
