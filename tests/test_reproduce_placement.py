@@ -99,7 +99,7 @@ def _cache(out: Path) -> dict[str, dict]:
 def _report_body(out: Path) -> list[str]:
     # the header (command, wall time, load) and the per-claim timing lines differ by design
     lines = (out / "report.md").read_text().splitlines()
-    return [x for x in lines if not x.startswith(("Command:", "_"))]
+    return [x for x in lines if not x.startswith(("Command:", "Measured:", "_"))]
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def _report_body(out: Path) -> list[str]:
     lines, and table columns of seconds (C5's ``time (s)``)."""
     body, timed = [], []
     for line in (out / "report.md").read_text().splitlines():
-        if line.startswith(("Command:", "_")):
+        if line.startswith(("Command:", "Measured:", "_")):
             continue
         if line.startswith("|"):
             cells = line.split("|")

@@ -22,8 +22,10 @@ from typing import Any
 from vcreg.data import find_cifar_files
 from vcreg.data.cifar import CIFAR_SPECS
 from vcreg.data.images import cifar_ood_set_names, data_root
+from vcreg.experiments.report import Block, Paragraph
 
 __all__ = [
+    "data_blocks",
     "data_status",
     "describe_data",
     "missing_for_units",
@@ -171,3 +173,11 @@ def describe_data(status: list[dict[str, Any]]) -> str:
             )
         parts.append(text)
     return ("Data read from files: " + "; ".join(parts) + ".") if parts else ""
+
+
+def data_blocks(data: dict[str, Any]) -> list[Block]:
+    """Report paragraphs: where the file datasets came from, and (loudly) what stood in for a
+    missing one (``results["data"]``)."""
+    text = describe_data(data.get("datasets") or [])
+    out: list[Block] = [Paragraph(text)] if text else []
+    return out + [Paragraph(f"⚠️ **Data:** {note}.") for note in data.get("notes") or []]
