@@ -10,15 +10,21 @@ API (docs/sections/data.md):
   ``aug(x, batch=True/False)`` asserts which layout is expected (default: inferred from ndim).
 - ``TwoViewDataset(base, augmentation, seed=None)`` yields ``(view1, view2, y)``.
 
-Inputs are the datasets' standardized float tensors. 1-D signal augmentations
-(``SignalAugmentation``, names "mnist1d"/"signal1d") are vectorized over the batch, so applying
-them to a whole (B, C, L) batch on the main process is the fast path on CPU. Image augmentations
-(``ImageAugmentation``, names "fashion-mnist", "cifar10"/"cifar100"/"cifar", "imagenet") use
-``torchvision.transforms.v2``: they undo the dataset standardization (mean/std), transform in
-[0, 1] pixel space (colour jitter, solarize are defined there) and standardize again; a batch is
-processed sample by sample (use DataLoader workers with ``TwoViewDataset`` for images).
-torchvision draws from torch's global RNG, so with a generator each call runs under
-``torch.random.fork_rng`` seeded from the generator (global RNG state is left untouched).
+Inputs are the datasets' standardized float tensors. Both augmentation families split a batch
+view into ``sample_params(shape, generator)`` (every sample's random parameters, drawn on the CPU
+from the generator: the same parameters whatever device the images are on) and
+``apply(x, params)`` (vectorized, on ``x``'s device); ``take_rows(params, lo, hi)`` is a DDP
+rank's share of a global batch's parameters. 1-D signals (``SignalAugmentation``, names
+"mnist1d"/"signal1d") are vectorized operations of their own. Images (``ImageAugmentation``,
+names "fashion-mnist", "cifar10"/"cifar100"/"cifar", "imagenet") follow
+``torchvision.transforms.v2`` exactly: the parameters are drawn with torchvision's samplers
+(``RandomResizedCrop.get_params``' integer boxes, ``ColorJitter``'s order and factors per
+sample, ...) and applied with its operations' formulas (equal to its functional ops to 1e-5,
+``tests/test_augment_batched.py``), after undoing the dataset standardization (mean/std; colour
+jitter and solarize are defined on [0, 1] pixels) and before redoing it. torchvision's own v2
+transforms applied to a batched tensor draw ONE set of parameters for the whole batch, which is
+why the batched path does not call them; ``batched=False`` runs them sample by sample (torch's
+global RNG, under ``torch.random.fork_rng`` seeded from the generator when one is given).
 """
 
 from __future__ import annotations
@@ -203,7 +209,9 @@ _IMAGE_RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class ImageAugmentation:
-    """torchvision-v2 random view of standardized images (C, H, W) or (B, C, H, W).
+    """torchvision-v2 random view of standardized images (C, H, W) or (B, C, H, W); batches are
+    vectorized (``batched=True``: :meth:`sample_params` + :meth:`apply`, any device), or run
+    through torchvision's v2 transforms sample by sample (``batched=False``).
 
     Pipeline (SimCLR/VICReg style): RandomResizedCrop(size, scale=crop_scale) ->
     RandomHorizontalFlip(flip_p) -> ColorJitter(*jitter) w.p. jitter_p (RGB only) ->
