@@ -392,4 +392,6 @@ def test_an_exported_cifar_encoder_keeps_its_ood_source_not_its_paths(
     with pytest.warns(UserWarning, match="ignoring the file's .*ood_path"):
         _, ecfg, bundle, _ = load_exported(tmp_path / "enc.safetensors", "cpu", data_root=root)
     assert ecfg.data.options["ood_source"] == "cifar-c" and "ood_path" not in ecfg.data.options
-    assert bundle.info["ood_path"] == str(root / "CIFAR-10-C") and list(bundle.ood)[0] == "contrast-1"
+    assert (
+        bundle.info["ood_path"] == str(root / "CIFAR-10-C") and list(bundle.ood)[0] == "contrast-1"
+    )
