@@ -362,3 +362,36 @@ def test_cifar100_synthetic(tmp_path: Path) -> None:
     b = load_dataset("cifar100", root=str(tmp_path), ood=True, ood_corruptions=["fog"])
     assert b.num_classes == 100 and sorted(set(b.train.tensors[1].tolist())) == list(range(100))
     assert list(b.ood) == [f"fog-{s}" for s in range(1, 6)] and b.info["ood_source"] == "cifar-c"
+
+
+@pytest.mark.filterwarnings("ignore::vcreg.training.regime.RegimeWarning")
+def test_an_exported_cifar_encoder_keeps_its_ood_source_not_its_paths(
+    root: Path, tmp_path: Path
+) -> None:
+    from vcreg.export import export_run, load_exported
+    from vcreg.training import train
+
+    cfg = {
+        "epochs": 1,
+        "batch_size": 10,
+        "device": "cpu",
+        "data": {
+            "name": "cifar10",
+            "root": str(root),
+            "options": {"ood": True, "ood_source": "cifar-c", "ood_corruptions": ["contrast"]},
+        },
+        "encoder": {"name": "smallcnn", "repr_dim": 4, "options": {"channels": [4, 4, 4, 4]}},
+        "projector": {"spec": "8-8"},
+        "monitor": {"every": 0},
+    }
+    (root / "CIFAR-10-C").rename(tmp_path / "C")
+    write_synthetic_cifar(root, n_train=30, n_test=20, corruptions=["contrast"])  # a new one
+    cfg["data"]["options"]["ood_path"] = str(tmp_path / "C")  # a location: never from the file
+    train(cfg, out_dir=tmp_path / "run", progress=False)
+    export_run(tmp_path / "run", tmp_path / "enc.safetensors")
+    with pytest.warns(UserWarning, match="ignoring the file's .*ood_path"):
+        _, ecfg, bundle, _ = load_exported(tmp_path / "enc.safetensors", "cpu", data_root=root)
+    assert ecfg.data.options["ood_source"] == "cifar-c" and "ood_path" not in ecfg.data.options
+    assert (
+        bundle.info["ood_path"] == str(root / "CIFAR-10-C") and list(bundle.ood)[0] == "contrast-1"
+    )

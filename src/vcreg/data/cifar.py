@@ -417,13 +417,17 @@ def write_synthetic_cifar(
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0.15, 0.85, (s.num_classes, 3, 4, 4))
-    protos = coarse.repeat(8, axis=2).repeat(8, axis=3).transpose(0, 2, 3, 1)  # (K, 32, 32, 3)
+    protos = coarse.repeat(8, axis=2).repeat(8, axis=3).transpose(0, 2, 3, 1).astype(np.float32)
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = np.arange(n) % s.num_classes
         rng.shuffle(y)
-        x = protos[y] + 0.12 * rng.standard_normal((n, *_IMAGE_SHAPE))
-        return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8), y.astype(np.int64)
+        x = np.empty((n, *_IMAGE_SHAPE), np.uint8)
+        for lo in range(0, n, 4096):  # bounded memory for a full-size synthetic set
+            part = protos[y[lo : lo + 4096]]
+            part = part + 0.12 * rng.standard_normal(part.shape, dtype=np.float32)
+            x[lo : lo + 4096] = np.clip(np.rint(part * 255), 0, 255)
+        return x, y.astype(np.int64)
 
     xtr, ytr = draw(n_train)
     xte, yte = draw(n_test)
