@@ -330,7 +330,7 @@ def test_full_preset_plans_without_running():
     assert any(u.params["config"]["loss"].get("params", {}).get("nu") == 0.0 for u in train)
 
 
-@pytest.mark.parametrize("preset", ["quick", "full"])
+@pytest.mark.parametrize("preset", ["quick", "full", "paper"])
 def test_ssl_presets_are_designed_for_the_regime(preset):
     """Every VICReg run of quick/full trains ≥ 900 steps with the regime weights (hinge μ = 50
     at least 10× the invariance λ: 5 on MNIST-1D, 2.5 on Fashion-MNIST), and its embedding
