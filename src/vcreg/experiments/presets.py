@@ -310,6 +310,86 @@ PRESET_NOTES = {
 }
 
 
+def kind_widths(s: dict[str, Any], kind: str) -> list[int]:
+    """The widths swept for projector ``kind``: ``rf_widths`` for random features when set
+    (their constraint and cost differ from an MLP's), else ``widths``."""
+    return list(s.get("rf_widths", s["widths"]) if kind == "random_features" else s["widths"])
+
+
+def image_widths_text(img: dict[str, Any]) -> str:
+    """ "trained [256, 512], random features [128, 256, 512]" for the image domain's settings."""
+    return ", ".join(f"{k.replace('_', ' ')} {kind_widths(img, k)}" for k in img["kinds"])
+
+
+def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
+    """One sentence with the sizes that matter, generated from the settings actually used."""
+    parts = []
+    if "C1" in settings:
+        c = settings["C1"]
+        parts.append(f"C1: n = {c['n']}, m ≤ {max(c['m_grid'])}, {c['rf_seeds']} feature seeds")
+    if "C2" in settings:
+        c = settings["C2"]
+        cap = c.get("mlp_max_width")
+        widths = c["widths"] if cap is None else [w for w in c["widths"] if w <= cap]
+        parts.append(
+            f"C2–C4: {len(c['seeds'])} seeds, {c['epochs']} epochs on {c['n_train']} signals, "
+            f"MLP widths {widths}"
+            + (f" (random features up to {max(c['widths'])})" if widths != c["widths"] else "")
+        )
+    img = (settings.get("C4") or {}).get("image")
+    if img:
+        parts.append(
+            f"image domain (C2–C4): {img['dataset']}, {len(img['seeds'])} seeds, {img['epochs']} epochs "
+            f"on {img['n_train']} images, projector widths {image_widths_text(img)}"
+        )
+    if "C5" in settings:
+        c = settings["C5"]
+        parts.append(
+            f"C5: {len(c['seeds'])} seeds × {len(c['families'])} source families, "
+            f"n = {c['n_samples']}"
+        )
+    return "; ".join(parts) + "."
+
+
+def resolve_settings(
+    preset: str,
+    seeds: int | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Per-claim settings of ``preset`` with ``--seeds`` and ``overrides`` applied (a deep copy).
+
+    On CPU, a preset's ``cpu_mlp_max_width`` caps the width of the MLP projectors of the C2
+    sweep (``mlp_max_width``; random-feature projectors keep every width); on CUDA no cap.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    settings = copy.deepcopy(PRESETS[preset])
+    if seeds is not None:
+        if int(seeds) < 1:
+            raise ValueError(f"--seeds must be a positive integer, got {seeds}")
+        for claim in settings.values():
+            for part in (claim, claim.get("image") or {}):
+                if "seeds" in part:
+                    part["seeds"] = list(range(int(seeds)))
+    for claim, values in (overrides or {}).items():
+        if claim not in settings:
+            raise ValueError(f"override for unknown claim {claim!r}; choose from {CLAIM_IDS}")
+        unknown = set(values) - set(settings[claim])
+        if unknown:
+            raise ValueError(f"unknown {claim} setting(s) {sorted(unknown)}")
+        settings[claim].update(copy.deepcopy(values))
+    c2 = settings["C2"]
+    c2["mlp_max_width"] = c2.get("cpu_mlp_max_width") if not device.startswith("cuda") else None
+    # C2/C3 in the image domain too: the same runs as C4's (one cache unit each)
+    if c2.get("image_domain") and settings["C4"].get("image"):
+        c2["image"] = copy.deepcopy(settings["C4"]["image"])
+    # C3/C4 reuse the training runs of C2: they inherit its training setup
+    for claim in ("C3", "C4"):
+        settings[claim]["train"] = copy.deepcopy(settings["C2"])
+    return settings
+
+
 # -- paper: the paper's own scale (a GPU preset; `vcreg reproduce --preset paper --estimate`) --
 # CIFAR-10 (50,000 training images; OOD = CIFAR-10-C, 15 corruptions x 5 severities, read from
 # --data-root; vcreg's generated corruptions when it is absent, said loudly), ResNet-18 with the
@@ -439,84 +519,3 @@ def parse_overrides(items: Sequence[str], preset: str) -> dict[str, dict[str, An
             value = node
         out.setdefault(claim, {})[name] = value
     return out
-
-
-def kind_widths(s: dict[str, Any], kind: str) -> list[int]:
-    """The widths swept for projector ``kind``: ``rf_widths`` for random features when set
-    (their constraint and cost differ from an MLP's), else ``widths``."""
-    return list(s.get("rf_widths", s["widths"]) if kind == "random_features" else s["widths"])
-
-
-def image_widths_text(img: dict[str, Any]) -> str:
-    """ "trained [256, 512], random features [128, 256, 512]" for the image domain's settings."""
-    return ", ".join(f"{k.replace('_', ' ')} {kind_widths(img, k)}" for k in img["kinds"])
-
-
-def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
-    """One sentence with the sizes that matter, generated from the settings actually used."""
-    parts = []
-    if "C1" in settings:
-        c = settings["C1"]
-        parts.append(f"C1: n = {c['n']}, m ≤ {max(c['m_grid'])}, {c['rf_seeds']} feature seeds")
-    if "C2" in settings:
-        c = settings["C2"]
-        cap = c.get("mlp_max_width")
-        widths = c["widths"] if cap is None else [w for w in c["widths"] if w <= cap]
-        parts.append(
-            f"C2–C4: {domain_title(c)}, {len(c['seeds'])} seeds, {c['epochs']} epochs on "
-            f"{c['n_train']} {sample_word(c)}, "
-            f"MLP widths {widths}"
-            + (f" (random features up to {max(c['widths'])})" if widths != c["widths"] else "")
-        )
-    img = (settings.get("C4") or {}).get("image")
-    if img:
-        parts.append(
-            f"image domain (C2–C4): {img['dataset']}, {len(img['seeds'])} seeds, {img['epochs']} epochs "
-            f"on {img['n_train']} images, projector widths {image_widths_text(img)}"
-        )
-    if "C5" in settings:
-        c = settings["C5"]
-        parts.append(
-            f"C5: {len(c['seeds'])} seeds × {len(c['families'])} source families, "
-            f"n = {c['n_samples']}"
-        )
-    return "; ".join(parts) + "."
-
-
-def resolve_settings(
-    preset: str,
-    seeds: int | None = None,
-    overrides: dict[str, dict[str, Any]] | None = None,
-    device: str = "cpu",
-) -> dict[str, dict[str, Any]]:
-    """Per-claim settings of ``preset`` with ``--seeds`` and ``overrides`` applied (a deep copy).
-
-    On CPU, a preset's ``cpu_mlp_max_width`` caps the width of the MLP projectors of the C2
-    sweep (``mlp_max_width``; random-feature projectors keep every width); on CUDA no cap.
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    settings = copy.deepcopy(PRESETS[preset])
-    if seeds is not None:
-        if int(seeds) < 1:
-            raise ValueError(f"--seeds must be a positive integer, got {seeds}")
-        for claim in settings.values():
-            for part in (claim, claim.get("image") or {}):
-                if "seeds" in part:
-                    part["seeds"] = list(range(int(seeds)))
-    for claim, values in (overrides or {}).items():
-        if claim not in settings:
-            raise ValueError(f"override for unknown claim {claim!r}; choose from {CLAIM_IDS}")
-        unknown = set(values) - set(settings[claim])
-        if unknown:
-            raise ValueError(f"unknown {claim} setting(s) {sorted(unknown)}")
-        settings[claim].update(copy.deepcopy(values))
-    c2 = settings["C2"]
-    c2["mlp_max_width"] = c2.get("cpu_mlp_max_width") if not device.startswith("cuda") else None
-    # C2/C3 in the image domain too: the same runs as C4's (one cache unit each)
-    if c2.get("image_domain") and settings["C4"].get("image"):
-        c2["image"] = copy.deepcopy(settings["C4"]["image"])
-    # C3/C4 reuse the training runs of C2: they inherit its training setup
-    for claim in ("C3", "C4"):
-        settings[claim]["train"] = copy.deepcopy(settings["C2"])
-    return settings
