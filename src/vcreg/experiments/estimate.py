@@ -13,8 +13,9 @@ The cost model of one training unit (``seconds = steps × t_step + encoded × t_
 * **time** ``t_step`` and ``t_fwd``: a short timed step of the unit's own model (its encoder,
   projector, loss, optimizer and the trainer's autocast rule) on random inputs, on the device
   this process detects — at the unit's batch on a GPU (halved until it fits; the estimate says
-  it does not fit), at :data:`CPU_CALIBRATION_BATCH` on the CPU, scaled to the unit's batch by
-  the FLOP ratio. One calibration per distinct model (seeds share it).
+  it does not fit), on the CPU at :data:`CPU_CALIBRATION_BATCH` (×4 until a step takes
+  :data:`CPU_MIN_STEP_SECONDS`: a small model's per-call overheads must not dominate), scaled
+  to the unit's batch by the FLOP ratio. One calibration per distinct model (seeds share it).
 
 Not modelled (listed in the output): data loading and augmentation (measured separately by
 ``benchmarks/bench_pipeline.py``), fitting the probes, the HSIC/dHSIC measures, start-up. Units
@@ -58,7 +59,8 @@ __all__ = [
     "format_estimate",
 ]
 
-CPU_CALIBRATION_BATCH = 8
+CPU_CALIBRATION_BATCH = 8  # first try; ×4 until a step takes CPU_MIN_STEP_SECONDS
+CPU_MIN_STEP_SECONDS = 0.25
 # The shapes and test-split sizes of the datasets, known without reading them.
 INPUT_SHAPES = {
     "cifar10": (3, 32, 32),
@@ -179,9 +181,10 @@ def _time_step(cfg, model, loss_fn, shape, batch: int, device: torch.device) -> 
     return seconds, peak
 
 
-def _time_forward(encoder, shape, device: torch.device) -> float:
-    """Seconds per sample of the encoder alone, as ``vcreg.evaluation.encode`` runs it."""
-    batch = 1024 if device.type == "cuda" else 4 * CPU_CALIBRATION_BATCH
+def _time_forward(encoder, shape, device: torch.device, calib: int) -> float:
+    """Seconds per sample of the encoder alone, as ``vcreg.evaluation.encode`` runs it (in
+    batches of 1024; on a CPU 4 × the training step's calibration batch, at most 1024)."""
+    batch = 1024 if device.type == "cuda" else min(1024, 4 * calib)
     x = torch.randn(batch, *shape).to(device)
     encoder.eval()
 
@@ -209,14 +212,17 @@ def calibrate(
     while timed:
         try:
             seconds, peak = _time_step(cfg, model, loss_fn, shape, calib, device)
-            break
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if calib <= 8:
                 raise
             calib, fits = calib // 2, False
+            continue
+        if device.type == "cuda" or calib >= batch or seconds >= CPU_MIN_STEP_SECONDS:
+            break
+        calib = min(batch, 4 * calib)  # a small model: per-call overheads would dominate
     if timed:
-        fwd_seconds = _time_forward(model.encoder, shape, device)
+        fwd_seconds = _time_forward(model.encoder, shape, device, calib)
     model, loss_fn = model.to("meta"), loss_fn.to("meta")
     step_flops, fwd_flops, saved = _count(cfg, model, loss_fn, shape, batch)
     if not timed:
@@ -410,7 +416,7 @@ def format_estimate(est: dict[str, Any]) -> str:
         lines.append(f"  WARNING: {note}")
     gpu = dev["type"] == "cuda"
     hw = f"{dev['count']} × {dev['name']}" if gpu else f"CPU ({dev['cpu_count']} cores)"
-    how = "at its batch" if gpu else f"at batch {CPU_CALIBRATION_BATCH}, scaled by FLOPs"
+    how = "at its batch" if gpu else "at a smaller batch, scaled by FLOPs"
     hours = f"{'GPU' if gpu else 'CPU'}-h"
     lines += [
         "",
@@ -449,7 +455,7 @@ def format_estimate(est: dict[str, Any]) -> str:
 
 
 def _memory(u: dict[str, Any], dev: dict[str, Any]) -> str:
-    act = f"activations {u['activation_gib']:.1f} GiB (fp32) at batch {u['batch']}"
+    act = f"activations {u['activation_gib']:.2g} GiB (fp32) at batch {u['batch']}"
     if dev["type"] != "cuda":
         return act
     if u["fits"] is False:
