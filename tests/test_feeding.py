@@ -206,3 +206,19 @@ def test_on_cuda_the_views_are_made_on_the_device(cifar_root: Path) -> None:
     torch.testing.assert_close(va.cpu(), next(iter(cpu.epoch(0, 0, False)))[0], rtol=0, atol=1e-4)
     res = train(cfg, progress=False, bundle=bundle)
     assert res.device.startswith("cuda")
+
+
+def test_per_sample_torchvision_views_keep_their_draws_under_ranks(cifar_root: Path) -> None:
+    """augmentation.params.batched=false (torchvision sample by sample, global RNG seeded from
+    the step): a rank's rows are the rows of the single-process batch."""
+    cfg = _cfg(cifar_root, augmentation__params={"batched": False}, batch_size=8)
+    bundle = load_bundle(cfg)
+    aug = make_views(cfg, bundle)
+    cpu = torch.device("cpu")
+    whole = next(iter(Batches(cfg, bundle.train, aug, 1, 0, cpu).epoch(0, 0, False)))
+    rows = [
+        next(iter(Batches(cfg, bundle.train, aug, 2, r, cpu).epoch(0, 0, False))) for r in (0, 1)
+    ]
+    for v in (0, 1):
+        torch.testing.assert_close(torch.cat([rows[0][v], rows[1][v]]), whole[v], rtol=0, atol=1e-6)
+    assert not torch.allclose(whole[0], whole[1])
