@@ -99,7 +99,7 @@ def reproduce(
     if estimate:
         _estimate(preset, only, seeds, settings, device, data_root, out, no_progress)
         return
-    if preset == "paper" and device != "cuda" and not _cuda():
+    if preset == "paper" and (device == "cpu" or not _cuda()):
         click.echo(
             "warning: no GPU here: the paper preset is meant for GPUs (see its cost with "
             "--estimate); running it on the CPU",
