@@ -137,6 +137,7 @@ def test_two_ranks_give_the_units_verdicts_and_report_of_one_process(tmp_path, o
     assert _report_body(out) == _report_body(one)
 
 
+@pytest.mark.slow  # ~30 s of process start-up; test_reproduce_smoke kills a real torchrun job
 def test_a_killed_job_resumes_from_the_cache(tmp_path, one_process):
     one, _ = one_process
     out = tmp_path / "ddp"
