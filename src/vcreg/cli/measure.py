@@ -14,13 +14,13 @@ only with ``--overwrite``, atomically and without leaving stale files.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
+from vcreg._progress import bars_enabled
 from vcreg._results import check_results_folder, write_results_folder
 
 RESULT_FILES = (
@@ -204,7 +204,7 @@ def measure(
         raise click.BadParameter(str(exc), param_hint="EMBEDDINGS") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
-    progress = not opts.pop("no_progress") and sys.stdout.isatty()
+    progress = bars_enabled(not opts.pop("no_progress"))
     kw = dict(
         method=opts.pop("method"), bandwidth=bw, device=dev, progress=progress,
         keep_matrices=True, test=opts.pop("test_method"), n_permutations=opts.pop("permutations"),

@@ -40,7 +40,11 @@ import click
     help="Training units computed at once, in worker processes  [default: CPU count on cpu "
     "(at most 4), 1 on cuda]",
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bar: one line per unit instead (also when not on a terminal).",
+)
 def reproduce(
     preset: str,
     only: str | None,
@@ -73,7 +77,7 @@ def reproduce(
             out=out,
             device=device,
             force=force,
-            progress=not no_progress,
+            progress="log" if no_progress else "auto",
             jobs=jobs if jobs is not None else default_jobs(device),
             command=command if sys.argv[1:2] == ["reproduce"] else None,
         )
