@@ -21,7 +21,9 @@ from pathlib import Path
 
 import click
 
-__all__ = ["one_line", "as_click_error", "one_line_warnings", "is_internal_warning"]
+from vcreg._suggest import did_you_mean
+
+__all__ = ["Choice", "one_line", "as_click_error", "one_line_warnings", "is_internal_warning"]
 
 # NumPy's floating-point error messages ("divide by zero encountered in log", ...) and its
 # reductions of empty or too-short slices
@@ -32,6 +34,19 @@ _NUMPY_FLOAT = re.compile(
 # packages whose own warning classes are about their internals
 _INTERNAL_PACKAGES = ("numpy", "scipy", "tqdm")
 _VCREG = str(Path(__file__).resolve().parents[1])
+
+
+class Choice(click.Choice):
+    """``click.Choice`` whose error suggests the closest choice ("did you mean `quick`?")."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            hint = did_you_mean(value, self.choices)
+            if hint:
+                exc.message = f"{exc.message.rstrip('.')}{hint}"
+            raise
 
 
 def one_line(exc: BaseException) -> str:

@@ -8,11 +8,13 @@ import time
 
 import click
 
+from vcreg.cli._errors import Choice
+
 
 @click.command("reproduce")
 @click.option(
     "--preset",
-    type=click.Choice(["quick", "full", "tiny"]),
+    type=Choice(["quick", "full", "tiny"]),
     default="quick",
     show_default=True,
     help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1 h 45 min); tiny: seconds.",
@@ -27,7 +29,7 @@ import click
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=Choice(["auto", "cpu", "cuda"]),
     default="auto",
     show_default=True,
 )
