@@ -103,7 +103,9 @@ def test_nan_in_a_csv_is_located_by_the_files_line_number(tmp_path):
     path = _csv(tmp_path / "h.csv", rows)
     arr = load_array(path).array
     assert arr.shape == (4, 3) and np.isnan(arr[2, 1])
-    with pytest.raises(LoadError, match=r"h\.csv: 1 NaN/Inf value\(s\) in 1 row\(s\): on line\(s\) 6 "):
+    with pytest.raises(
+        LoadError, match=r"h\.csv: 1 NaN/Inf value\(s\) in 1 row\(s\): on line\(s\) 6 "
+    ):
         check_finite(arr, path)
     code, out = _run("measure", str(path), "--out", str(tmp_path / "o"))
     assert code == 2 and "on line(s) 6 of the file" in out

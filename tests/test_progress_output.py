@@ -99,9 +99,11 @@ def test_warning_lines_once_and_no_library_internals(capsys):
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             for _ in range(2):
-                warnings.warn("the run did not reach the VCReg constraint", RegimeWarning)
-            warnings.warn("invalid value encountered in divide", RuntimeWarning)
-            warnings.warn("removed 1 temporary file(s) left in run/", RuntimeWarning)
+                warnings.warn(
+                    "the run did not reach the VCReg constraint", RegimeWarning, stacklevel=1
+                )
+            warnings.warn("invalid value encountered in divide", RuntimeWarning, stacklevel=1)
+            warnings.warn("removed 1 temporary file(s) left in run/", RuntimeWarning, stacklevel=1)
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "warning: the run did not reach the VCReg constraint",

@@ -59,7 +59,9 @@ def tiny_run(tmp_path_factory):
     assert "report:" in res.output
     # --no-progress (and any non-terminal): one line per unit with the time left, no bar,
     # no tqdm or numpy internals
-    assert re.search(r"^\[1/\d+ units, .*left \(from the units' cost estimates\)$", res.output, re.M)
+    assert re.search(
+        r"^\[1/\d+ units, .*left \(from the units' cost estimates\)$", res.output, re.M
+    )
     assert "\r" not in res.output and "clamping frac" not in res.output
     assert "encountered in" not in res.output
     return out
