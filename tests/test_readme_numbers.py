@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ CHECKS = load_checks()
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.label for c in CHECKS])
 def test_readme_number_agrees_with_its_results_file(check):
+    if check.file in os.environ.get("VCREG_WRITING_RESULTS", "").split(os.pathsep):
+        pytest.skip(f"{check.file} is being written by the run that runs this test")
     assert check.ok, check.problem()
 
 
