@@ -52,6 +52,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _doc_block_in_empty_folder(request, tmp_path, monkeypatch):
     if request.node.get_closest_marker(MARKER_NAME):
         monkeypatch.chdir(tmp_path)
+        from vcreg import losses  # a block may register a loss: the registry is restored after
+
+        monkeypatch.setattr(losses, "_REGISTRY", dict(losses._REGISTRY))
 
 
 @register_runner(default=True)
