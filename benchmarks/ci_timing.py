@@ -52,6 +52,7 @@ def run_suite(name: str) -> dict:
         "command": "python -m pytest" + "".join(f" {a}" for a in SUITES[name]),
         "returncode": proc.returncode,
         "summary": last.strip("= "),
+        "not_passed": [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))],
         **summary_counts(last),
         "wall_s": seconds,
         "load_average_before": load,
