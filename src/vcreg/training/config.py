@@ -69,10 +69,13 @@ class DataConfig:
 @dataclass
 class AugmentationConfig:
     """Two random views per sample (``vcreg.data.make_augmentation``). ``name="default"`` uses
-    the dataset's recipe; ``params`` override the recipe's fields; ``"none"`` disables it."""
+    the dataset's recipe; ``params`` override the recipe's fields; ``"none"`` disables it.
+    ``on_device``: augment whole batches on the training device, each sample with its own
+    parameters (``vcreg.training.feeding``); "auto" = on CUDA, off on CPU."""
 
     name: str = "default"
     params: dict[str, Any] = field(default_factory=dict)
+    on_device: bool | Literal["auto"] = "auto"
 
 
 @dataclass
