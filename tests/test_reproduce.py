@@ -69,6 +69,13 @@ def tiny_run(tmp_path_factory):
     )
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "report:" in res.output
+    # --no-progress (and any non-terminal): one line per unit with the time left, no bar,
+    # no tqdm or numpy internals
+    assert re.search(
+        r"^\[1/\d+ units, .*left \(from the units' cost estimates\)$", res.output, re.M
+    )
+    assert "\r" not in res.output and "clamping frac" not in res.output
+    assert "encountered in" not in res.output
     return out
 
 

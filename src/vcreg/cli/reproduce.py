@@ -8,11 +8,13 @@ import time
 
 import click
 
+from vcreg.cli._errors import Choice
+
 
 @click.command("reproduce")
 @click.option(
     "--preset",
-    type=click.Choice(["quick", "full", "tiny", "paper"]),
+    type=Choice(["quick", "full", "tiny", "paper"]),
     default="quick",
     show_default=True,
     help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1 h 45 min); "
@@ -29,7 +31,7 @@ import click
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=Choice(["auto", "cpu", "cuda"]),
     default="auto",
     show_default=True,
 )
@@ -63,7 +65,11 @@ import click
     help="Print the units, the data found or missing, and device-hours per unit and in total "
     "on this hardware (a timed step per model); train nothing.",
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bar: one line per unit instead (also when not on a terminal).",
+)
 def reproduce(
     preset: str,
     only: str | None,
@@ -115,7 +121,7 @@ def reproduce(
             out=out,
             device=device,
             force=force,
-            progress=not no_progress,
+            progress="log" if no_progress else "auto",
             jobs=jobs if jobs is not None else default_jobs(device),
             command=command if sys.argv[1:2] == ["reproduce"] else None,
             overrides=settings or None,

@@ -176,10 +176,10 @@ def _rank_info(job: Job, units: int, seconds: float) -> dict[str, Any]:
 class _Receiver(threading.Thread):
     """Rank 0's thread storing the other ranks' results in the cache as they arrive."""
 
-    def __init__(self, job, units, cache, on_done, say) -> None:
+    def __init__(self, job, units, cache, on_done, say, lock: threading.Lock) -> None:
         super().__init__(name="vcreg-placement-receiver", daemon=True)
         self.job, self.units, self.cache = job, units, cache
-        self.on_done, self.say = on_done, say
+        self.on_done, self.say, self.lock = on_done, say, lock
         self.ranks: list[dict[str, Any]] = []
         self.error: BaseException | None = None
 
@@ -191,11 +191,12 @@ class _Receiver(threading.Thread):
                     self.ranks.append(doc)
                     continue
                 unit = self.units[index][1]
-                if kind == _FAILED:
-                    self.say(f"{unit.label}: failed on rank {src} ({doc['error']})")
-                    continue
-                self.cache.put(unit.namespace, unit.params, doc["value"], doc["seconds"])
-                self.on_done(unit)
+                with self.lock:  # the progress display is shared with the main thread
+                    if kind == _FAILED:
+                        self.say(f"{unit.label}: failed on rank {src} ({doc['error']})")
+                        continue
+                    self.cache.put(unit.namespace, unit.params, doc["value"], doc["seconds"])
+                    self.on_done(unit)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.error = exc
 
@@ -240,7 +241,8 @@ def compute_on_ranks(
     _broadcast(job, {"tasks": [_task(m, u) for m, u in pending]})
     _agree_on_inputs(job, check([u for _, u in pending]) if check else [])
     plan = assign([u.weight for _, u in pending], job.world)
-    receiver = _Receiver(job, pending, cache, on_done, say)
+    lock = threading.Lock()
+    receiver = _Receiver(job, pending, cache, on_done, say, lock)
     receiver.start()
     done, t0 = 0, time.time()
     for i in plan[0]:
@@ -248,10 +250,12 @@ def compute_on_ranks(
         try:
             value, seconds = _compute(module, unit, ctx)
         except Exception as exc:  # noqa: BLE001 - recomputed (and recorded) by its claim
-            say(f"{unit.label}: failed on rank 0 ({type(exc).__name__}: {exc})")
+            with lock:
+                say(f"{unit.label}: failed on rank 0 ({type(exc).__name__}: {exc})")
             continue
-        cache.put(unit.namespace, unit.params, value, seconds)
-        on_done(unit)
+        with lock:
+            cache.put(unit.namespace, unit.params, value, seconds)
+            on_done(unit)
         done += 1
     own = _rank_info(job, done, time.time() - t0)
     receiver.join()

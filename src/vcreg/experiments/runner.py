@@ -33,6 +33,7 @@ from vcreg import __version__
 from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
+from vcreg._progress import WorkProgress, resolve_progress
 from vcreg.experiments import datafiles, placement
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.parallel import compute_pending
@@ -156,33 +157,6 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
-class _Progress:
-    """One overall tqdm bar over the estimated cost of the units still to compute."""
-
-    def __init__(self, total: float, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=max(total, 1e-9),
-            disable=not enabled,
-            unit="est.s",
-            dynamic_ncols=True,
-            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]",
-        )
-
-    def describe(self, text: str) -> None:
-        self.bar.set_description_str(text, refresh=True)
-
-    def advance(self, weight: float) -> None:
-        self.bar.update(weight)
-
-    def write(self, text: str) -> None:
-        self.bar.write(text)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _load(claim: str):
     return importlib.import_module(EXPERIMENT_MODULES[claim])
 
@@ -235,7 +209,7 @@ class _ClaimRun:
                 u0 = time.time()
                 value = self.mod.run_unit(unit, self.ctx)
                 record = self.cache.put(unit.namespace, unit.params, value, time.time() - u0)
-                self.bar.advance(unit.weight)
+                self.bar.done(f"{claim} {unit.label}", unit.weight, record["seconds"])
                 self.computed += 1
             elif self.cache.path(unit.namespace, unit.params) in self.fresh:
                 # credited to the first claim that uses it; later claims reuse it
@@ -300,7 +274,7 @@ def run_reproduction(
     out: str | Path | None = None,
     device: str = "auto",
     force: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     overrides: dict[str, dict[str, Any]] | None = None,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
@@ -317,6 +291,9 @@ def run_reproduction(
         out: output folder (default ``reports/<preset>``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         force: recompute every unit even if cached.
+        progress: ``True`` (a bar on a terminal, else one line per unit with the time left
+            estimated from the units' costs), ``"log"`` (lines), ``"bar"`` or ``False``
+            (:mod:`vcreg._progress`).
         overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
         jobs: units computed at once in worker processes (:mod:`vcreg.experiments.parallel`),
             each with ``cpu_count // jobs`` torch threads; 1 = in this process, in order.
@@ -355,7 +332,7 @@ def _reproduce(
     out_dir: Path,
     device: str,
     meta: dict[str, Any],
-    progress: bool,
+    progress: bool | str,
     log: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     """:func:`run_reproduction` once its arguments are resolved and ``out_dir`` is locked."""
@@ -382,8 +359,14 @@ def _reproduce(
         if missing:
             raise FileNotFoundError("; ".join(missing))
     now = {cache.path(u.namespace, u.params) for _, u in pending}  # computed by this run
-    bar = _Progress(sum(u.weight for _, u in pending), enabled=progress)
-    say = log or bar.write
+    bar = WorkProgress(
+        sum(u.weight for _, u in pending),
+        len(pending),
+        mode=resolve_progress(progress),
+        jobs=job.world if job.distributed else meta["jobs"],
+        write=log,
+    )
+    say = bar.write
     for note in meta["data_notes"]:
         say(f"WARNING: {note}")
 
@@ -395,7 +378,8 @@ def _reproduce(
 
         def done(u: Unit) -> None:
             fresh.add(cache.path(u.namespace, u.params))
-            bar.advance(u.weight)
+            seconds = (cache.get(u.namespace, u.params) or {}).get("seconds", 0.0)
+            bar.done(u.label, u.weight, seconds)
 
         if job.distributed:  # every rank waits for the unit list, even an empty one
             bar.describe(f"{len(pending)} units on {job.world} ranks")
