@@ -15,6 +15,7 @@ verdicts, tables and figures always come from the stored measurements.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -32,22 +33,14 @@ from vcreg import __version__
 from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
+from vcreg._progress import WorkProgress, resolve_progress
+from vcreg.experiments import datafiles, placement
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.parallel import compute_pending
-from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
-from vcreg.experiments.report import (
-    Block,
-    Heading,
-    Paragraph,
-    Table,
-    VerdictBlock,
-    badge,
-    render_html,
-    render_markdown,
-    sensitivity_blocks,
-    stability,
-)
-from vcreg.experiments.verdicts import NOT_ASSESSABLE, Verdict
+from vcreg.experiments.presets import CLAIM_IDS, resolve_settings
+from vcreg.experiments.report import Block, badge, render_html, render_markdown, stability
+from vcreg.experiments.report_sections import build_report_blocks
+from vcreg.experiments.verdicts import Verdict, parts_line, retarget_hints
 
 __all__ = ["Unit", "Summary", "Context", "run_reproduction", "EXPERIMENT_MODULES"]
 
@@ -85,6 +78,9 @@ class Summary:
     # parts of the measurement that were not run (e.g. a domain whose data are not installed):
     # named in the report header and the terminal summary
     skipped: list[str] = field(default_factory=list)
+    # the sizes of this claim's run in a phrase, from its settings and results (report header;
+    # claims sharing runs give the same phrase, said once)
+    scale: str = ""
 
 
 @dataclass
@@ -96,6 +92,10 @@ class Context:
     settings: dict[str, Any]
     figures: list[str] = field(default_factory=list)
     dpi: int = 110
+    preset: str = ""
+    # folder of the datasets read from files (``--data-root``): where this process finds them,
+    # so not part of any unit's key (ranks on different machines may keep them elsewhere)
+    data_root: str | None = None
 
     @property
     def figures_dir(self) -> Path:
@@ -157,33 +157,6 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
-class _Progress:
-    """One overall tqdm bar over the estimated cost of the units still to compute."""
-
-    def __init__(self, total: float, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=max(total, 1e-9),
-            disable=not enabled,
-            unit="est.s",
-            dynamic_ncols=True,
-            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]",
-        )
-
-    def describe(self, text: str) -> None:
-        self.bar.set_description_str(text, refresh=True)
-
-    def advance(self, weight: float) -> None:
-        self.bar.update(weight)
-
-    def write(self, text: str) -> None:
-        self.bar.write(text)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _load(claim: str):
     return importlib.import_module(EXPERIMENT_MODULES[claim])
 
@@ -236,7 +209,7 @@ class _ClaimRun:
                 u0 = time.time()
                 value = self.mod.run_unit(unit, self.ctx)
                 record = self.cache.put(unit.namespace, unit.params, value, time.time() - u0)
-                self.bar.advance(unit.weight)
+                self.bar.done(f"{claim} {unit.label}", unit.weight, record["seconds"])
                 self.computed += 1
             elif self.cache.path(unit.namespace, unit.params) in self.fresh:
                 # credited to the first claim that uses it; later claims reuse it
@@ -261,6 +234,7 @@ class _ClaimRun:
             self.ctx.figures = []
             summary = mod.summarize(self.settings, values, self.ctx)
             summary.figures = list(self.ctx.figures)
+            retarget_hints(summary.verdict, self.ctx.preset)
             entry.update(
                 measurement=summary.measurement,
                 verdict=summary.verdict.to_dict(),
@@ -271,7 +245,12 @@ class _ClaimRun:
                 stability=stability(summary.sensitivity) if summary.sensitivity else None,
                 skipped=summary.skipped,
             )
-            say(f"{claim} {badge(summary.verdict.status)}: {summary.verdict.statistic}")
+            line = parts_line(summary.verdict)
+            say(
+                f"{claim} {badge(summary.verdict.status)}"
+                + (f" [{line}]" if line else "")
+                + f": {summary.verdict.statistic}"
+            )
             for what in summary.skipped:
                 say(f"{claim} SKIPPED PART: {what}")
         except Exception as exc:  # one failing experiment must not lose the others
@@ -295,27 +274,35 @@ def run_reproduction(
     out: str | Path | None = None,
     device: str = "auto",
     force: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     overrides: dict[str, dict[str, Any]] | None = None,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
     jobs: int = 1,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
 
     Args:
-        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (≤ 10 min on 2 CPU cores) or
-            ``"full"`` (statistically meaningful settings).
+        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (a first look on CPU; the README
+            gives its measured time) or ``"full"`` (statistically meaningful settings).
         only: subset of claims, e.g. ``"C1,C5"``.
         seeds: number of seeds for the claims that repeat over seeds (overrides the preset).
         out: output folder (default ``reports/<preset>``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         force: recompute every unit even if cached.
+        progress: ``True`` (a bar on a terminal, else one line per unit with the time left
+            estimated from the units' costs), ``"log"`` (lines), ``"bar"`` or ``False``
+            (:mod:`vcreg._progress`).
         overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
         jobs: units computed at once in worker processes (:mod:`vcreg.experiments.parallel`),
             each with ``cpu_count // jobs`` torch threads; 1 = in this process, in order.
+            Under ``torchrun`` (``WORLD_SIZE`` > 1) the units are placed on the job's ranks
+            instead, one at a time per rank (:mod:`vcreg.experiments.placement`).
+        data_root: folder holding the datasets read from files (CIFAR-10, CIFAR-10-C).
 
-    Returns the content of ``results.json`` as a dict. Raises
+    Returns the content of ``results.json`` as a dict; under ``torchrun``, on ranks other than
+    0, what the rank computed (``rank``, ``units``, ...: rank 0 writes the report). Raises
     :class:`~vcreg._lock.FolderLockedError` at once if another vcreg process writes to ``out``
     (two runs into one folder would interleave their cache and report files).
     """
@@ -325,10 +312,18 @@ def run_reproduction(
     device = str(resolve_device(device))
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
-    with FolderLock(out_dir, purpose="vcreg reproduce"):
-        meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
-        meta["jobs"] = int(jobs)
-        return _reproduce(claims, settings, out_dir, device, meta, progress, log)
+    root = str(data_root) if data_root is not None else None
+    data_notes = datafiles.resolve_ood_sources(settings, root)  # the OOD source: in the unit keys
+    check = functools.partial(datafiles.missing_for_units, root=root)
+    with placement.join(device) as job:
+        if job.rank != 0:  # rank 0 alone owns the output folder
+            ctx = Context(out_dir=out_dir, device=device, settings=settings, data_root=root)
+            return placement.serve(job, ctx, Unit, check=check)
+        with FolderLock(out_dir, purpose="vcreg reproduce"):
+            meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
+            meta.update(jobs=1 if job.distributed else int(jobs), data_root=root, job=job)
+            meta.update(data_notes=data_notes, check=check)
+            return _reproduce(claims, settings, out_dir, device, meta, progress, log)
 
 
 def _reproduce(
@@ -337,40 +332,68 @@ def _reproduce(
     out_dir: Path,
     device: str,
     meta: dict[str, Any],
-    progress: bool,
+    progress: bool | str,
     log: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     """:func:`run_reproduction` once its arguments are resolved and ``out_dir`` is locked."""
     preset, force = meta["preset"], meta["force"]
     cache = UnitCache(out_dir / "cache", force=force)
     ctx = Context(
-        out_dir=out_dir, device=device, settings=settings, dpi=50 if preset == "tiny" else 110
+        out_dir=out_dir,
+        device=device,
+        settings=settings,
+        dpi=50 if preset == "tiny" else 110,
+        preset=preset,
+        data_root=meta["data_root"],
     )
     started = time.time()
+    job = meta["job"]
     environment = {**_environment(device), "jobs": meta["jobs"]}  # load average before the work
+    environment["world_size"] = job.world
 
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
     pending = _pending(plans, cache)
-    bar = _Progress(sum(u.weight for _, u in pending), enabled=progress)
-    say = log or bar.write
+    if not job.distributed:  # under torchrun every rank checks its own machine (placement)
+        missing = meta["check"]([u for _, u in pending])
+        if missing:
+            raise FileNotFoundError("; ".join(missing))
+    now = {cache.path(u.namespace, u.params) for _, u in pending}  # computed by this run
+    bar = WorkProgress(
+        sum(u.weight for _, u in pending),
+        len(pending),
+        mode=resolve_progress(progress),
+        jobs=job.world if job.distributed else meta["jobs"],
+        write=log,
+    )
+    say = bar.write
+    for note in meta["data_notes"]:
+        say(f"WARNING: {note}")
 
     experiments: dict[str, Any] = {}
     summaries: dict[str, Summary] = {}
     unit_seconds: dict[Path, float] = {}  # compute time of every unit used (shared ones once)
     try:
         fresh: set[Path] = set()
-        if meta["jobs"] > 1 and len(pending) > 1:
 
-            def done(u: Unit) -> None:
-                fresh.add(cache.path(u.namespace, u.params))
-                bar.advance(u.weight)
+        def done(u: Unit) -> None:
+            fresh.add(cache.path(u.namespace, u.params))
+            seconds = (cache.get(u.namespace, u.params) or {}).get("seconds", 0.0)
+            bar.done(u.label, u.weight, seconds)
 
+        if job.distributed:  # every rank waits for the unit list, even an empty one
+            bar.describe(f"{len(pending)} units on {job.world} ranks")
+            placement.compute_on_ranks(job, pending, cache, ctx, done, say, meta["check"])
+            environment["ranks"] = job.ranks
+        elif meta["jobs"] > 1 and len(pending) > 1:
             bar.describe(f"{len(pending)} units, {meta['jobs']} at once")
             compute_pending(pending, cache, ctx, meta["jobs"], done, say)
         for claim in claims:
             run = _ClaimRun(modules[claim], plans[claim], settings[claim], cache, ctx, bar, fresh)
             experiments[claim], summary = run.execute(claim, say)
+            experiments[claim]["units_from_earlier_runs"] = sum(
+                p not in now for p in run.unit_seconds
+            )
             unit_seconds.update(run.unit_seconds)
             if summary is not None:
                 summaries[claim] = summary
@@ -387,8 +410,14 @@ def _reproduce(
         "wall_time_s": time.time() - started,
         # time spent computing the units this report uses, in this or earlier (resumed) runs
         "unit_compute_s": sum(unit_seconds.values()),
+        "units": _unit_counts(unit_seconds, now),
         "versions": _versions(),
         "environment": environment,
+        "data": {
+            "root": meta["data_root"],
+            "notes": meta["data_notes"],
+            "datasets": datafiles.data_status(settings, meta["data_root"]),
+        },
         "experiments": experiments,
     }
     try:
@@ -400,6 +429,19 @@ def _reproduce(
     return results
 
 
+def _unit_counts(unit_seconds: dict[Path, float], now: set[Path]) -> dict[str, Any]:
+    """How many of the units this report uses were computed by this run, how many came from
+    the cache of earlier runs, and their compute seconds (the report's cache sentences)."""
+    this = [s for p, s in unit_seconds.items() if p in now]
+    earlier = [s for p, s in unit_seconds.items() if p not in now]
+    return {
+        "computed_in_this_run": len(this),
+        "from_earlier_runs": len(earlier),
+        "compute_s_this_run": sum(this),
+        "compute_s_earlier": sum(earlier),
+    }
+
+
 def _write_outputs(out_dir: Path, results: dict[str, Any], summaries: dict[str, Summary]) -> None:
     """``results.json``, ``report.md`` and the self-contained ``report.html`` (atomic writes)."""
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
@@ -407,137 +449,3 @@ def _write_outputs(out_dir: Path, results: dict[str, Any], summaries: dict[str, 
     atomic_write_text(out_dir / "report.md", render_markdown(blocks))
     title = f"vcreg reproduce ({results['preset']})"
     atomic_write_text(out_dir / "report.html", render_html(blocks, out_dir, title=title))
-
-
-def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) -> list[Block]:
-    """The report: header, verdict table, then one section per claim."""
-    v = results["versions"]
-    env = results["environment"]
-    blocks: list[Block] = [
-        Heading(f"vcreg reproduction report — preset `{results['preset']}`", 1),
-        Paragraph(
-            "Re-measurement of the claims of Mialon, Balestriero & LeCun, *Variance-Covariance "
-            "Regularization Enforces Pairwise Independence in Self-Supervised Representations* "
-            "(arXiv 2209.14905). Every number, table, figure and verdict below is computed by "
-            "this run from its own measurements (`results.json` holds them all); verdicts follow "
-            "fixed decision rules (`vcreg.experiments.verdicts`), never hand-written text."
-        ),
-        Paragraph(
-            f"Command: `{results.get('command') or 'vcreg reproduce --preset ' + results['preset']}`"
-            f" · device `{env['device']}` · {env['cpu_count']} CPUs · torch {v.get('torch')} · "
-            f"vcreg {v.get('vcreg')} (commit `{(v.get('git_commit') or 'unknown')[:10]}`) · "
-            f"started {results['started']} · wall time {results['wall_time_s'] / 60:.1f} min "
-            f"(compute time of all units, including cached ones from earlier runs: "
-            f"{results.get('unit_compute_s', 0.0) / 60:.1f} min) · "
-            f"load average at start {_load_str(env.get('load_average_at_start'))}."
-        ),
-        Paragraph(
-            PRESET_NOTES.get(results["preset"], "")
-            + " Scale of this run: "
-            + describe_scale({c: e["settings"] for c, e in results["experiments"].items()})
-        ),
-    ]
-    blocks += _assessability_blocks(results)
-    blocks.append(Heading("Verdicts", 2))
-    blocks += _verdict_table(results)
-    for claim, e in results["experiments"].items():
-        blocks += _claim_blocks(claim, e, summaries.get(claim))
-    sens = {c: e["sensitivity"] for c, e in results["experiments"].items() if e.get("sensitivity")}
-    if sens:
-        blocks.extend(sensitivity_blocks(sens))
-    blocks.append(Heading("Settings", 2))
-    blocks.append(
-        Paragraph("Per-claim settings of this run (the preset, after `--seeds` / overrides):")
-    )
-    for claim, e in results["experiments"].items():
-        items = ", ".join(f"{k}={_short(val)}" for k, val in e["settings"].items())
-        blocks.append(Paragraph(f"**{claim}**: {items}"))
-    return blocks
-
-
-def _assessability_blocks(results: dict[str, Any]) -> list[Block]:
-    """What this run can and cannot assess, first: the claims whose preconditions too few runs
-    met (with the command for the rest), and every skipped part (e.g. a domain not installed)."""
-    exps = results["experiments"]
-    ok = [c for c, e in exps.items() if "verdict" in e and e["verdict"]["status"] != NOT_ASSESSABLE]
-    na = {
-        c: e for c, e in exps.items() if "verdict" in e and e["verdict"]["status"] == NOT_ASSESSABLE
-    }
-    lines = [
-        f"**Assessable at this scale:** {', '.join(ok) or 'none'}."
-        + (
-            " **Not assessable at this scale:** "
-            + "; ".join(f"{c} ({e['verdict']['statistic']})" for c, e in na.items())
-            + ". Each reason says what is missing: runs meeting the preconditions (trained to "
-            "the VCReg constraint, probe above a random-init encoder; stated in C2's section) "
-            "or enough runs at this scale; `vcreg reproduce --preset full` assesses them."
-            if na
-            else ""
-        )
-    ]
-    skipped = [f"{c}: {what}" for c, e in exps.items() for what in e.get("skipped") or []]
-    if skipped:
-        lines.append("⚠️ **Skipped in this run:** " + "; ".join(skipped) + ".")
-    return [Heading("What this run can assess", 2), *(Paragraph(x) for x in lines)]
-
-
-def _verdict_table(results: dict[str, Any]) -> list[Block]:
-    rows = []
-    for claim, e in results["experiments"].items():
-        if "error" in e:
-            rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
-        else:
-            sens = e.get("sensitivity") or []
-            mark = f" ({stability(sens)})" if sens else ""
-            rows.append(
-                [claim, e["title"], badge(e["verdict"]["status"]) + mark, e["verdict"]["statistic"]]
-            )
-    return [Table(["claim", "title", "verdict", "statistic"], rows)]
-
-
-def _claim_blocks(claim: str, e: dict[str, Any], s: Summary | None) -> list[Block]:
-    blocks: list[Block] = []
-    blocks.append(Heading(f"{claim} — {e['title']}", 2))
-    blocks.append(Paragraph(f"**Claim (paper).** {e['claim']}"))
-    if "error" in e:
-        blocks.append(Paragraph(f"**This experiment failed:** `{e['error']}`"))
-        return blocks
-    blocks.append(Paragraph(f"**Measurement.** {s.measurement}"))
-    blocks.extend(s.blocks)
-    for note in s.notes:
-        blocks.append(Paragraph(note))
-    blocks.append(VerdictBlock(s.verdict))
-    if s.verdict.status == "not supported":
-        blocks.append(
-            Paragraph(
-                f"**The data of this run contradict the paper's claim {claim}** "
-                "(see the statistic above and the failing parts)."
-            )
-        )
-    elif s.verdict.status == "inconclusive":
-        blocks.append(
-            Paragraph(
-                f"**This run can neither confirm nor refute claim {claim}**: the effect is "
-                "not resolved at this preset's sample size (more seeds/configurations, e.g. "
-                "`--preset full`, may decide it)."
-            )
-        )
-    blocks.append(
-        Paragraph(
-            f"_{e['units_computed']} units computed, {e['units_cached']} reused from the "
-            f"cache; {e['wall_time_s']:.1f} s in this invocation, "
-            f"{e['unit_compute_s'] / 60:.1f} min of unit compute time in total._"
-        )
-    )
-    return blocks
-
-
-def _short(val: Any) -> str:
-    text = json.dumps(val) if not isinstance(val, str) else val
-    return f"`{text if len(text) < 200 else text[:197] + '...'}`"
-
-
-def _load_str(load: Any) -> str:
-    if not load:
-        return "n/a"
-    return "/".join(f"{x:.1f}" for x in load)
