@@ -54,11 +54,29 @@ def run(spec: str, base: dict, domain: str, sets: list[str]) -> dict:
         "seconds": round(time.time() - t0, 1),
         "emb_std_mean": m["emb_std_mean"],
         "at_hinge": m["emb_at_hinge_frac"],
+        "hinge_target": m["emb_hinge_target"],
+        "at_target": m["emb_at_target_frac"],
+        "std_q10": m["emb_std_q10"],
         "offdiag_excess": m["emb_offdiag_excess"],
         "probe": m["acc_monitor"],
         "probe_init": m["acc_init"],
         "fails": run_failures(rec),
+        "batch_size": base["batch_size"],
+        "history": [{k: h.get(k) for k in _CURVE if h.get(k) is not None} for h in m["history"]],
     }
+
+
+_CURVE = (
+    "epoch",
+    "emb_std_mean",
+    "emb_at_hinge_frac",
+    "emb_offdiag_excess",
+    "emb_at_target_frac",
+    "linear_acc",
+    "loss_invariance",
+    "loss_variance",
+    "loss_covariance",
+)
 
 
 def fmt(r: dict) -> str:

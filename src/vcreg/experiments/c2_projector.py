@@ -600,8 +600,9 @@ def precondition_blocks(recs: list[dict[str, Any]]) -> list[Any]:
             PRECONDITION_HEADER,
             precondition_rows(recs),
             caption="Per run: ridge-probe accuracy after training and of the random-init "
-            "encoder (same architecture and seed), fraction of embedding dims with std ≥ "
-            "0.9·γ, mean squared off-diagonal correlation of the embedding in units of its "
+            "encoder (same architecture and seed), the hinge target (γ = 1 unless the batch "
+            "cannot hold it), fraction of embedding dims with std ≥ 0.9 × the target and with "
+            "std ≥ 0.9·γ, mean squared off-diagonal correlation of the embedding in units of its "
             "independent-features level",
         ),
     ]

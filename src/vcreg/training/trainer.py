@@ -62,7 +62,12 @@ from vcreg.training.config import TrainConfig
 from vcreg.training.feeding import Batches, load_bundle, make_views, subset
 from vcreg.training.monitor import Monitor
 from vcreg.training.optim import build_optimizer, lr_at
-from vcreg.training.regime import RegimeWarning, measure_regime, regime_summary
+from vcreg.training.regime import (
+    RegimeWarning,
+    hinge_balance,
+    measure_regime,
+    regime_summary,
+)
 from vcreg.training.runfolder import open_run_folder, resume_state
 from vcreg.training.signals import StopFlag
 from vcreg.training.tensorboard import TensorBoardLogger, open_writer
@@ -483,6 +488,7 @@ def _regime(run: _Run) -> dict[str, Any] | None:
             max(run.cfg.monitor.samples, 2),
             run.device,
             run.cfg.evaluation.batch_size,
+            balance=hinge_balance(run.loss_fn, run.cfg.batch_size),
         )
     summary = regime_summary(run.history, diag)
     if summary["warning"]:
@@ -491,8 +497,8 @@ def _regime(run: _Run) -> dict[str, Any] | None:
             tqdm.write(f"warning: {summary['warning']}")
     elif run.progress:
         tqdm.write(
-            f"VCReg constraint met: {100 * summary['emb_at_hinge_frac']:.0f} % of embedding dims "
-            f"at the hinge, off-diagonal correlation {summary['emb_offdiag_excess']:.1f}x the "
+            f"VCReg constraint met: {100 * summary['emb_at_target_frac']:.0f} % of embedding dims "
+            f"at the hinge (target std {summary['emb_hinge_target']:.2f}), off-diagonal correlation {summary['emb_offdiag_excess']:.1f}x the "
             "independent-features level"
         )
     return summary
