@@ -382,3 +382,24 @@ def test_std_q10_is_the_std_ninety_percent_of_dims_reach():
     q = d["emb_std_q10"]  # computed in float32
     assert (std >= q * (1 - 1e-5)).mean() >= 0.9
     assert (std > q * (1 + 1e-5)).mean() < 0.9  # the largest such level
+
+
+def test_runs_still_moving_at_the_end_are_not_settled():
+    """The variance term (mean std deficit) of a run at its balance is flat over the last quarter
+    of its epochs (a 2048-wide MLP at batch 256: 0.2345 -> 0.2317 over epochs 45-60); one whose
+    std is still growing is not at the constraint yet, whatever the last epoch shows."""
+    from vcreg.experiments.preconditions import run_failures
+    from vcreg.training.regime import variance_term_change
+
+    flat = [{"epoch": e, "loss_variance": 0.30 - 0.07 * min(e, 40) / 40} for e in range(1, 61)]
+    moving = [{"epoch": e, "loss_variance": 0.60 - 0.008 * e} for e in range(1, 61)]
+    assert variance_term_change(flat) == pytest.approx(0.0)
+    assert variance_term_change(moving) == pytest.approx(0.008 * (60 - 46))
+    assert variance_term_change([{"loss_variance": 0.1}]) is None
+    assert variance_term_change([{"loss": 1.0}, {"loss": 0.5}]) is None  # no hinge term
+    rec = {**_rec(0, True), "emb_hinge_target": 0.98, "emb_at_target_frac": 0.97}
+    assert run_failures({**rec, "history": flat}) == []
+    (why,) = run_failures({**rec, "history": moving})
+    assert why.startswith("not settled (variance term changed by 0.112")
+    s = regime_summary(moving, {"emb_at_hinge_frac": 0.95, "constraint_met": True})
+    assert s["variance_converged"] is False and s["variance_term_change"] == pytest.approx(0.112)

@@ -16,7 +16,9 @@ the end of training):
   batch and, for wider ones, the std at which the variance term's pull balances the covariance
   term's sampling part plus the residual correlation the γ rule tolerates: a projector wider
   than ~3× the batch cannot hold γ however long it trains, so every width is held to the same
-  residual correlation (docs/sections/training.md, "Reaching the VCReg constraint"). Barlow Twins and W-MSE have no variance hinge
+  residual correlation (docs/sections/training.md, "Reaching the VCReg constraint"); and
+  settled there: its logged variance term (the mean std deficit below γ) changed by at most
+  :data:`~vcreg.training.regime.CONVERGED_TOL` over the last quarter of the epochs. Barlow Twins and W-MSE have no variance hinge
   (W-MSE whitens exactly; Barlow Twins' target is the cross-correlation), and the controls
   lack the term under test (ν = 0) or the projector by design: for them only "trained" applies.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from vcreg.diagnostics import constraint_met
+from vcreg.training.regime import CONVERGED_TOL, variance_term_change
 from vcreg.experiments.verdicts import Verdict, not_assessable
 
 __all__ = [
@@ -53,7 +56,8 @@ PRECONDITION_TEXT = (
     "γ·(1 + F)^(−1/3), F = 8ν(k−1)/(μ(n−1)) the covariance term's sampling pull at std γ for "
     "embedding width k and batch n — ≈ γ for narrow projectors, the std the loss can hold for "
     "wide ones — and mean squared off-diagonal correlation < 10 × its independent-features "
-    "level 1/(n−1)); a claim needs "
+    "level 1/(n−1)) and settled there (its variance term changed by ≤ "
+    f"{CONVERGED_TOL:g} over the last quarter of the epochs); a claim needs "
     f"≥ {MIN_VALID_FRAC:.0%} of its VCReg-family runs to count"
 )
 
@@ -83,6 +87,12 @@ def run_failures(r: dict[str, Any]) -> list[str]:
             tgt_s = f" (target std {target:.2f})" if target is not None and target < 1 else ""
             exc_s = f", off-diag {exc:.1f}× indep." if exc is not None else ""
             out.append(f"constraint not met ({100 * frac:.0f} % dims at hinge{tgt_s}{exc_s})")
+        change = variance_term_change(r.get("history") or [])
+        if change is not None and change > CONVERGED_TOL:
+            out.append(
+                f"not settled (variance term changed by {change:.3f} over the last quarter of "
+                f"the epochs > {CONVERGED_TOL:g})"
+            )
     return out
 
 

@@ -34,6 +34,8 @@ from vcreg.losses import TwoViewVCRegLoss, VICRegLoss, build_loss
 
 __all__ = [
     "RegimeWarning",
+    "CONVERGED_TOL",
+    "variance_term_change",
     "hinge_balance",
     "measure_regime",
     "regime_summary",
@@ -50,6 +52,21 @@ _DIAG_KEYS = (
     "emb_at_target_frac",
     "emb_dim",
 )
+
+
+# The variance term (mean std deficit below γ, in units of γ) may change by at most this much over
+# the last quarter of the epochs for the run to count as settled at its balance.
+CONVERGED_TOL = 0.02
+
+
+def variance_term_change(history: list[dict[str, Any]], last: float = 0.25) -> float | None:
+    """|v(last epoch) − v(epoch at 1 − ``last`` of the run)| of the logged variance term
+    ``loss_variance`` (the mean std deficit below the hinge); None without it or with < 2 epochs."""
+    v = [_finite(h.get("loss_variance")) for h in history]
+    if len(v) < 2 or v[-1] is None:
+        return None
+    i = min(int(len(v) * (1.0 - last)), len(v) - 2)
+    return None if v[i] is None else abs(v[-1] - v[i])
 
 
 def hinge_balance(
@@ -117,6 +134,9 @@ def regime_summary(history: list[dict[str, Any]], diag: dict[str, Any]) -> dict[
     out["cov_term_first"] = cov[0] if cov else None
     out["cov_term_last"] = cov[-1] if cov else None
     out["cov_term_falling"] = (cov[-1] < cov[0]) if len(cov) >= 2 else None
+    change = variance_term_change(history) if has_hinge else None
+    out["variance_term_change"] = change
+    out["variance_converged"] = None if change is None else change <= CONVERGED_TOL
     out["rule"] = RULE_TEXT
     out["warning"] = regime_message(out)
     return out
