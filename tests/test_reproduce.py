@@ -258,8 +258,8 @@ def test_ssl_presets_are_designed_for_the_regime(preset):
     are held to the hinge target their batch allows (vcreg.diagnostics.hinge_target ≥ 0.75·γ:
     k ≤ 2048 at batch 256)."""
     from vcreg.diagnostics import hinge_target
-    from vcreg.training.regime import hinge_balance
     from vcreg.experiments.runner import EXPERIMENT_MODULES
+    from vcreg.training.regime import hinge_balance
 
     settings = resolve_settings(preset, device="cpu")
     units = {}
@@ -312,12 +312,13 @@ def test_quick_preset_can_assess_every_claim():
 
 
 def test_full_preset_spans_the_widths_and_configurations_of_issue_31():
-    """Full: every projector kind over >= 16x in width on MNIST-1D, the image domain over
-    >= 8x, >= 8 C4 configurations per domain, the InfoNCE control."""
+    """Full: trained MLPs and random features over >= 16x in width on MNIST-1D (frozen MLPs
+    over 8x: at 2048 they do not train the encoder, at 64 they stay correlated; measured, see
+    presets), the image domain over >= 8x, >= 8 C4 configurations per domain, InfoNCE."""
     specs, img = _design("full")
-    for kind in ("trained", "frozen", "random_features"):
+    for kind, span in (("trained", 16), ("frozen", 8), ("random_features", 16)):
         w = _widths(specs, kind)
-        assert max(w) / min(w) >= 16, kind
+        assert max(w) / min(w) >= span, kind
     widths = [_widths(img, k) for k in ("trained", "random_features")]
     assert max(max(w) / min(w) for w in widths if w) >= 8
     fam = lambda rs: {r.config_id for r in rs if r.loss == "vicreg" and r.nu is None}  # noqa: E731

@@ -210,6 +210,10 @@ def _projector_config(r: RunSpec, s: dict[str, Any], num_classes: int) -> dict[s
         return {"kind": "identity"}
     if r.kind == "head":  # supervised: the projector is the linear classification head
         return {"kind": "mlp", "spec": str(num_classes), "batch_norm": False}
+    if r.kind == "frozen" and not s.get("frozen_batch_norm", True):
+        # without BatchNorm the frozen map's output scale follows the representation's, so the
+        # encoder can settle it at the variance/covariance balance like a trained MLP's
+        return {"kind": "mlp", "spec": r.mlp_spec, "frozen": True, "batch_norm": False}
     return {"kind": "mlp", "spec": r.mlp_spec, "frozen": r.kind == "frozen"}
 
 

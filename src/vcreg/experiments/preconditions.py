@@ -33,8 +33,8 @@ from __future__ import annotations
 from typing import Any
 
 from vcreg.diagnostics import constraint_met
-from vcreg.training.regime import CONVERGED_TOL, variance_term_change
 from vcreg.experiments.verdicts import Verdict, not_assessable
+from vcreg.training.regime import CONVERGED_TOL, variance_term_change
 
 __all__ = [
     "PROBE_MARGIN",

@@ -184,6 +184,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "C2": {
             **_TRAIN_BASE_QUICK,
             **_REGIME,
+            # C3's curves every 10 epochs (8 points): one monitored epoch costs ~0.8 s of CPU
+            # against ~0.7 s for a training epoch (measured on a 512-wide run), so every 5
+            # would add ~5 s to each of the 16 runs
+            "monitor_every": 10,
             "probe_iter": 300,
             "widths": [128, 256, 512],
             "depths": [2],
@@ -225,14 +229,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "ood_samples": 1000,
             "probe_iter": 1000,
             "probe_train": None,
-            # 16x in width at batch 256: trained MLPs and random features 128-2048 (the wide
-            # ones held to the hinge target the batch allows, diagnostics.hinge_target); frozen
-            # random MLPs 64-1024: a frozen 2048-2048 MLP does not train the encoder (probe 0.396
-            # vs the random-init 0.391: its output std is pinned near 1 by its BatchNorm, above
-            # the balance 0.76, so the covariance term, 37 against the invariance's 7, drowns
-            # the rest; docs/sections/reproduce.md)
+            # 16x in width at batch 256 (bench_preset_regime.py, seed 0; docs/sections/
+            # training.md, "Wide projectors"): trained MLPs 128-2048, the wide ones held to the
+            # hinge target their batch allows (diagnostics.hinge_target; 2048: std 0.770 vs
+            # target 0.759); random features 64-1024 (at 2048 the probe gain is 0.06, at the
+            # margin). Frozen random MLPs span 8x, 128-1024: a frozen 2048-2048 MLP does not
+            # train the encoder (probe 0.396 vs 0.391 at random init: its BatchNorm pins the
+            # output std near 1, above the balance, and the covariance term, 37 against the
+            # invariance term's 7, drowns the rest), and at 64 its output stays 11.4x the
+            # independent-features correlation.
             "widths": [128, 256, 512, 1024, 2048],
-            "frozen_widths": [64, 128, 256, 512, 1024],
+            "frozen_widths": [128, 256, 512, 1024],
+            "rf_widths": [64, 128, 256, 512, 1024],
             "depths": [1, 2, 3],
             "depth_width": 256,
             "kinds": ["trained", "frozen", "random_features"],
