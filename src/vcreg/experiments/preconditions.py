@@ -16,9 +16,10 @@ the end of training):
   batch and, for wider ones, the std at which the variance term's pull balances the covariance
   term's sampling part plus the residual correlation the γ rule tolerates: a projector wider
   than ~3× the batch cannot hold γ however long it trains, so every width is held to the same
-  residual correlation (docs/sections/training.md, "Reaching the VCReg constraint"); and
-  settled there: its logged variance term (the mean std deficit below γ) changed by at most
-  :data:`~vcreg.training.regime.CONVERGED_TOL` over the last quarter of the epochs. Barlow Twins and W-MSE have no variance hinge
+  residual correlation (docs/sections/training.md, "Wide projectors: the hinge a batch
+  allows"); and settled there: its logged variance term (the mean std deficit below γ) changed
+  by at most :data:`~vcreg.training.regime.CONVERGED_TOL` over the last quarter of the epochs.
+  Barlow Twins and W-MSE have no variance hinge
   (W-MSE whitens exactly; Barlow Twins' target is the cross-correlation), and the controls
   lack the term under test (ν = 0) or the projector by design: for them only "trained" applies.
 
