@@ -203,7 +203,7 @@ def test_tiny_report_text_matches_its_settings(tiny_run):
     assert "including cached ones" not in md
     # one definition of "at the hinge" (the precondition's), named where a table uses it
     defs = set(re.findall(r"at hinge = ([^,)]+)", md))
-    assert defs == {"fraction of embedding dimensions with std ≥ 0.9·γ"}
+    assert defs == {"fraction of embedding dimensions with std ≥ 0.9 × the hinge target"}
     assert "hinge met" not in md
     # times are measurements with their load, never promises
     assert not re.search(r"≤ ?\d+ ?min", md)

@@ -82,10 +82,8 @@ CLAIM = (
 )
 
 # the one definition of "at the hinge" in the report: the precondition's (constraint_met)
-AT_HINGE = (
-    "fraction of embedding dimensions with std ≥ 0.9 × the hinge target γ·(1 + F)^(−1/3) "
-    "(F = 8ν(k−1)/(μ(n−1)): ≈ γ for projectors narrow relative to the batch n)"
-)
+# (the target, ≈ γ for projectors narrow relative to the batch: PRECONDITION_TEXT)
+AT_HINGE = "fraction of embedding dimensions with std ≥ 0.9 × the hinge target"
 
 KIND_NAMES = {
     "trained": "trained MLP",
