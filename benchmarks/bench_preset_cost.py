@@ -90,6 +90,8 @@ def makespan(costs: list[float], jobs: int) -> float:
 def price(preset: str, rows: list[dict], scale: float) -> dict:
     measured: dict[str, list[float]] = {}
     for row in rows:
+        if row.get("preset", "full") != preset:
+            continue
         if row.get("cpu_seconds") is not None:
             measured.setdefault(row_key(row), []).append(float(row["cpu_seconds"]))
     units, ratios = [], {}
@@ -109,9 +111,9 @@ def price(preset: str, rows: list[dict], scale: float) -> dict:
     return {"units": units}
 
 
-def measure_reference(spec: str) -> float:
-    """CPU seconds of one run of the reference configuration (full preset, MNIST-1D) here."""
-    s = resolve_settings("full")["C2"]
+def measure_reference(spec: str, preset: str) -> float:
+    """CPU seconds of one run of the reference configuration (``preset``, MNIST-1D) here."""
+    s = resolve_settings(preset)["C2"]
     kind, width, depth = spec.split(":")
     r = RunSpec("width", kind, int(width), int(depth), "vicreg", 0)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -138,11 +140,17 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     rows = [row for path in a.rows for row in json.loads(path.read_text())]
-    ref_rows = [row for row in rows if row["spec"] == a.reference and row["domain"] == "mnist1d"]
+    ref_rows = [
+        row
+        for row in rows
+        if row["spec"] == a.reference
+        and row["domain"] == "mnist1d"
+        and row.get("preset", "full") == a.preset
+    ]
     ref = statistics.mean(r["cpu_seconds"] for r in ref_rows if r.get("cpu_seconds"))
     scale = a.scale
     if a.measure_reference:
-        now = measure_reference(a.reference)
+        now = measure_reference(a.reference, a.preset)
         print(f"reference here / in the rows: {now / ref:.3f} (rows rescaled by it)")
         scale *= now / ref
     out = price(a.preset, rows, scale)

@@ -32,8 +32,8 @@ from vcreg.experiments.presets import resolve_settings  # noqa: E402
 from vcreg.experiments.runner import Context  # noqa: E402
 
 
-def settings(domain: str, sets: list[str]) -> dict:
-    s = resolve_settings("full")
+def settings(domain: str, sets: list[str], preset: str = "full") -> dict:
+    s = resolve_settings(preset)
     base = dict(s["C2"] if domain == "mnist1d" else s["C4"]["image"])
     for item in sets:
         key, _, val = item.partition("=")
@@ -41,7 +41,9 @@ def settings(domain: str, sets: list[str]) -> dict:
     return base
 
 
-def run(spec: str, base: dict, domain: str, sets: list[str], seed: int = 0) -> dict:
+def run(
+    spec: str, base: dict, domain: str, sets: list[str], seed: int = 0, preset: str = "full"
+) -> dict:
     kind, width, depth, *rest = spec.split(":")
     loss = rest[0] if rest and not rest[0][:1].isdigit() else "vicreg"
     nu = float(rest[0]) if rest and rest[0][:1].isdigit() else None
@@ -51,6 +53,7 @@ def run(spec: str, base: dict, domain: str, sets: list[str], seed: int = 0) -> d
     rec = {**r.__dict__, "config_id": r.config_id, **m}
     return {
         "spec": spec,
+        "preset": preset,
         "seed": seed,
         "domain": domain,
         "set": sets,
@@ -123,6 +126,7 @@ def main() -> None:
     ap.add_argument("--domain", choices=["mnist1d", "image"], default="mnist1d")
     ap.add_argument("--set", action="append", default=[], help="setting=JSON value")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="full", help="whose C2 / C4-image settings (full, quick)")
     ap.add_argument("--json", type=Path, help="append the rows here")
     ap.add_argument("--table", nargs="+", type=Path, help="only print the table of these JSONs")
     a = ap.parse_args()
@@ -132,10 +136,10 @@ def main() -> None:
             for r in json.loads(path.read_text()):
                 print(fmt(r))
         return
-    base = settings(a.domain, a.set)
+    base = settings(a.domain, a.set, a.preset)
     print(HEADER, flush=True)
     for spec in a.specs:
-        row = run(spec, base, a.domain, a.set, a.seed)
+        row = run(spec, base, a.domain, a.set, a.seed, a.preset)
         print(fmt(row), flush=True)
         if a.json:
             rows = json.loads(a.json.read_text()) if a.json.exists() else []

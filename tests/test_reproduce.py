@@ -211,6 +211,7 @@ def test_tiny_report_text_matches_its_settings(tiny_run):
     assert not re.search(r"\b1 (seeds|runs|units|configurations)\b", md)
     # the rule of the one-word status and the minimum units are printed
     assert "only the paper's own parts decide" in md
+    assert "Left for `--preset full`: trained MLPs at widths 128, 256, 512, 1024, 2048" in md
     assert "## Minimum units of each interval and test" in md
 
 
@@ -403,3 +404,20 @@ def test_full_preset_spans_the_widths_and_configurations_of_issue_31():
     fam = lambda rs: {r.config_id for r in rs if r.loss == "vicreg" and r.nu is None}  # noqa: E731
     assert len(fam([r for r in specs if r.kind != "none"])) >= 8 and len(fam(img)) >= 8
     assert any(r.loss == "infonce" for r in specs)
+
+
+def test_quick_report_names_what_stays_for_full():
+    """Issue 31 item 6: the quick report says which parts only `full` trains."""
+    from vcreg.experiments.presets import left_for_full
+
+    text = left_for_full(resolve_settings("quick")["C2"])
+    for part in (
+        "trained MLPs at widths 1024, 2048",
+        "frozen random MLPs of widths 128, 256, 512, 1024",
+        "depths 1, 3",
+        "Barlow Twins",
+        "the no-projector, InfoNCE and supervised controls",
+        "the image domain (fashion-mnist)",
+    ):
+        assert part in text
+    assert left_for_full(resolve_settings("full")["C2"]) is None

@@ -20,7 +20,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["PRESETS", "PRESET_NOTES", "CLAIM_IDS", "describe_scale", "resolve_settings"]
+__all__ = [
+    "PRESETS",
+    "PRESET_NOTES",
+    "CLAIM_IDS",
+    "describe_scale",
+    "left_for_full",
+    "resolve_settings",
+]
 
 CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5")
 
@@ -369,6 +376,44 @@ def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
             f"n = {c['n_samples']}"
         )
     return "; ".join(parts) + "."
+
+
+_CONTROL_NAMES = {
+    "nu0": "VICReg ν = 0",
+    "no_projector": "no-projector",
+    "infonce": "InfoNCE",
+    "supervised": "supervised",
+}
+_KIND_NAMES = {
+    "trained": "trained MLPs",
+    "frozen": "frozen random MLPs",
+    "random_features": "random features",
+}
+_LOSS_NAMES = {"vicreg": "VICReg", "barlow": "Barlow Twins", "wmse": "W-MSE"}
+
+
+def left_for_full(c2: dict[str, Any]) -> str | None:
+    """What the SSL runs of settings ``c2`` (a C2 settings dict) leave to ``--preset full``:
+    projector kinds and widths, depths, losses, controls and the image domain that ``full``
+    trains and these settings do not; None when nothing is left."""
+    full = PRESETS["full"]["C2"]
+    out = []
+    for kind in full["kinds"]:
+        have = set(kind_widths(c2, kind)) if kind in c2.get("kinds", []) else set()
+        if more := sorted(set(kind_widths(full, kind)) - have):
+            widths = ", ".join(map(str, more))
+            out.append(f"{_KIND_NAMES[kind]} {'at widths' if have else 'of widths'} {widths}")
+    if more := sorted(set(full["depths"]) - set(c2.get("depths", []))):
+        out.append("depth" + ("s " if len(more) > 1 else " ") + ", ".join(map(str, more)))
+    if more := [lo for lo in full["losses"] if lo not in c2.get("losses", [])]:
+        out.append(f"the loss comparison ({' / '.join(_LOSS_NAMES.get(x, x) for x in more)})")
+    if more := [c for c in full["controls"] if c not in c2.get("controls", [])]:
+        names = [_CONTROL_NAMES.get(c, c) for c in more]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        out.append(f"the {joined} control{'s' if len(names) > 1 else ''}")
+    if full.get("image_domain") and not c2.get("image"):
+        out.append(f"the image domain ({PRESETS['full']['C4']['image']['dataset']})")
+    return "; ".join(out) or None
 
 
 def resolve_settings(
