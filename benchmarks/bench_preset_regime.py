@@ -103,12 +103,16 @@ def fmt(r: dict) -> str:
     p = r.get("vicreg_params") or {}
     weights = "/".join(f"{p.get(k, d):g}" for k, d in (("lambda_", 25), ("mu", 25), ("nu", 1)))
     load = "–" if "load" not in r else "–".join(f"{x:.0f}" for x in r["load"])
+    domain = r["domain"] + ("" if r.get("preset", "full") == "full" else f" ({r['preset']})")
+    counts = "yes" if not r["fails"] else "no"
+    if "hinge_target" not in r:  # measured before the hinge target: the rule was std ≥ 0.9·γ
+        counts += " (0.9·γ rule)"
     return (
-        f"| {r['domain']} | {r['spec']} | {r.get('seed', 0)} | {weights} | "
+        f"| {domain} | {r['spec']} | {r.get('seed', 0)} | {weights} | "
         f"{r.get('batch_size', 256)} | {r['steps']} | {r['emb_std_mean']:.3f} "
         f"| {_f(r.get('hinge_target'), '.3f')} | {_f(r.get('at_target'), '.0f', 100, ' %')} "
         f"| {100 * r['at_hinge']:.0f} % | {r['offdiag_excess']:.1f} | {r['probe']:.3f} "
-        f"| {r['probe_init']:.3f} | {'yes' if not r['fails'] else 'no'} | {r['seconds']:.0f} "
+        f"| {r['probe_init']:.3f} | {counts} | {r['seconds']:.0f} "
         f"| {_f(r.get('cpu_seconds'), '.0f')} | {load} |"
     )
 

@@ -231,9 +231,9 @@ def test_c4_domain_with_too_few_configurations_is_not_assessable():
 
 
 def test_designs_too_small_for_a_rank_trend_are_not_assessable():
-    """The quick preset has 2 widths × 2 seeds per projector kind and 4 configurations: every
-    run can meet the preconditions and still be too few for a rank-correlation interval
-    (verdicts.MIN_RANK_UNITS = 5), so C2's width trends and C4 are not assessable there."""
+    """2 widths × 2 seeds per projector kind and 4 configurations (the quick preset before issue
+    31): every run can meet the preconditions and still be too few for a rank-correlation
+    interval (verdicts.MIN_RANK_UNITS = 5), so C2's width trends and C4 are not assessable."""
     from vcreg.experiments import c2_projector, c4_ood
 
     recs = []

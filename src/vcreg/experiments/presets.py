@@ -1,12 +1,14 @@
 """Presets of ``vcreg reproduce``: per-claim settings at three scales.
 
 * ``tiny``  — seconds; for the test suite (numbers are not meaningful).
-* ``quick`` — all five claims on CPU in ≤ 10 minutes on 2 cores: fewer seeds, epochs and
-  configurations than ``full`` (the report lists them).
+* ``quick`` — all five claims assessable on CPU within 10 minutes on 2 idle cores (16 runs;
+  the report lists what stays for ``full``).
 * ``full``  — the settings that make each verdict statistically meaningful (3 seeds, every
-  projector kind, two domains); ≈ 1 h 45 min from a clean cache on 2 CPU cores with
-  ``--jobs 2`` (estimated from its units' measured compute time, 209.5 min), faster with
-  CUDA.
+  projector kind over 8–16× in width, two domains), within 2 hours on 2 idle cores with
+  ``--jobs 2``, faster with CUDA.
+
+Both budgets are checked from the units' measured costs (``benchmarks/bench_preset_cost.py``,
+rows of ``benchmarks/bench_preset_regime.py``) and by the lead's timed clean-cache runs (README).
 
 The SSL runs of ``quick`` and ``full`` share one recipe (``_REGIME``) that trains them to the
 VCReg constraint, the regime of the paper's claims (measured: benchmarks/bench_preset_regime.py).
@@ -69,10 +71,10 @@ _TRAIN_BASE_QUICK: dict[str, Any] = {
 # benchmarks/bench_preset_regime.py (docs/sections/reproduce.md, "Reaching the constraint"):
 # with the official weights 25/25/1 no MLP run of MNIST-1D reaches the hinge (embedding std
 # 0.4-0.8, bench_regime.py); with invariance 5, hinge 50, covariance 1 and 960 steps the 2-layer
-# MLPs of width 128-512 (trained), frozen 128, random features 512 and depths 1-3 at 256 meet it
-# (>= 90 % of dims at the hinge, off-diagonal < 10x), width 64 does not (off-diagonal 17x), nor
-# 1024 at batch 256 (61 % at the hinge: the covariance term's sampling floor 8(k-1)/(n-1) = 32
-# pulls against mu = 50). The nu = 0 controls keep lambda and mu: only the term under test goes.
+# MLPs of width 128-2048 (trained), frozen 128-1024, random features 64-1024 and depths 1-3 at
+# 256 meet it (>= 90 % of dims at the hinge target the batch allows, off-diagonal < 10x); width
+# 64 does not (off-diagonal 17x). The nu = 0 controls keep lambda and mu: only the term under
+# test goes.
 _REGIME: dict[str, Any] = {
     "vicreg_params": {"lambda_": 5.0, "mu": 50.0, "nu": 1.0},
     "epochs": 60,  # x 16 steps (4000 signals, batch 256) = 960 optimizer steps
