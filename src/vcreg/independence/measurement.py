@@ -11,6 +11,7 @@ dependence), ``settings`` and ``notes`` (every automatic choice, in words).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -21,7 +22,12 @@ import numpy as np
 import torch
 
 from vcreg.distributed import world_size
-from vcreg.independence._common import MEDIAN_SAMPLES, ConstantVariableWarning, parse_memory
+from vcreg.independence._common import (
+    MEDIAN_SAMPLES,
+    ConstantVariableWarning,
+    _check_choice,
+    parse_memory,
+)
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
 from vcreg.independence.health import effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic
@@ -86,6 +92,51 @@ def exact_pairwise_seconds(
     if t * d * 8 > parse_memory(max_memory):
         sec *= 3
     return sec / 20 if cuda else sec
+
+
+TESTS = ("auto", "permutation", "gamma", "none")
+ESTIMATORS = ("biased", "unbiased")
+
+
+def is_int(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool (the one rule for integer options)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _check_options(opts: dict[str, Any]) -> None:
+    """One-line errors naming the option, before any work (the rest are checked where used)."""
+    ms = opts["max_samples"]
+    if ms is not None and (not is_int(ms) or ms < 4):
+        raise (ValueError if is_int(ms) else TypeError)(
+            f"max_samples must be an int >= 4 (or None for all rows), got {ms!r}"
+        )
+    for name, low in (("seed", 0), ("n_permutations", 1), ("pair_permutations", 0), ("top_k", 0)):
+        v = opts[name]
+        if not is_int(v) or v < low:
+            raise (ValueError if is_int(v) else TypeError)(
+                f"{name} must be an int >= {low}, got {v!r}"
+            )
+    for name in ("with_dhsic", "progress", "keep_matrices"):
+        if not isinstance(opts[name], bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {opts[name]!r}")
+    for name, choices in (("test", TESTS), ("estimator", ESTIMATORS), ("method", MEASURE_METHODS)):
+        _check_choice(opts[name], name, choices)
+
+
+def check_measure_options(**options: Any) -> None:
+    """Check :func:`measure_embeddings` keyword options without data (callers that do work
+    first, such as ``measure_model``, fail before it): an unknown name is a ``TypeError``."""
+    sig = inspect.signature(measure_embeddings)
+    unknown = sorted(set(options) - set(sig.parameters) | {"Z", "labels"} & set(options))
+    if unknown:
+        raise TypeError(
+            f"unknown measure option(s) {unknown}; measure_embeddings takes "
+            f"{[p for p in sig.parameters if p not in ('Z', 'labels')]}"
+        )
+    bound = sig.bind_partial(None, **options)
+    bound.apply_defaults()
+    _check_options(bound.arguments)
+    parse_memory(bound.arguments["max_memory"])
 
 
 def _check_matrix(Z: Any) -> np.ndarray:
@@ -390,6 +441,7 @@ def measure_embeddings(
     pairwise HSIC is sharded over the ranks (:func:`pairwise_hsic`). JSON-ready dict (module
     docs); ``keep_matrices=True`` adds ``"matrices"`` (NumPy ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted``; full d x d).
     """
+    _check_options(locals())
     notes: list[str] = []
     budget = parse_memory(max_memory)
     n_total, z, y, constant, keep = _prepare_input(Z, labels, names, max_samples, seed, notes)
