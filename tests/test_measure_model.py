@@ -344,7 +344,11 @@ class _NeverRead:
         ({"pair_permutations": -1}, ValueError, "pair_permutations must be an int >= 0"),
         ({"n_permutations": 0}, ValueError, "n_permutations must be an int >= 1"),
         ({"with_dhsic": "no"}, TypeError, "with_dhsic must be True or False"),
-        ({"test": "perm"}, ValueError, "unknown test 'perm'; choose one of auto, permutation"),
+        (
+            {"test": "perm"},
+            ValueError,
+            "unknown test 'perm'; choose one of auto, gamma, permutation, none",
+        ),
         ({"estimator": "u"}, ValueError, "unknown estimator 'u'"),
         ({"method": 3}, ValueError, "unknown method 3"),
         ({"max_memory": "lots"}, ValueError, "max_memory: cannot parse 'lots'"),

@@ -319,6 +319,37 @@ def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
     write_results_folder(out, files, RESULT_FILES, overwrite)
 
 
+def _listed(idx: list[int], k: int = 8) -> str:
+    return (
+        "["
+        + ", ".join(map(str, idx[:k]))
+        + (f", ... +{len(idx) - k}" if len(idx) > k else "")
+        + "]"
+    )
+
+
+def _degenerate_line(rep: dict) -> str:
+    """One line: dead and near-dead features by rule, in the user's feature numbering."""
+    deg, fs = rep["degenerate_features"], rep["feature_std"]
+    parts = [f"{len(deg['constant'])} constant {_listed(deg['constant'])}"]
+    near = deg["near_constant"]
+    parts.append(
+        f"{len(near)} near-constant (<= {deg['near_constant_rows']} rows off the most common "
+        f"value; {len(deg['single_spike'])} a single spike) {_listed(near)}"
+    )
+    parts.append(
+        f"{len(deg['few_distinct'])} with 2-3 distinct values {_listed(deg['few_distinct'])}"
+    )
+    parts.append(
+        f"{fs['n_collapsed']} collapsed (std <= {fs['threshold']:g} x the RMS of all entries; "
+        "includes the constant ones)"
+    )
+    return (
+        f"dead / near-dead features of {deg['n_features']} (on the {deg['n_samples']} rows "
+        f"used; feature numbers as in the input): " + "; ".join(parts)
+    )
+
+
 def _echo_summary(rep: dict, out: Path) -> None:
     acc = rep.get("lowrank_accuracy")
     if acc is not None:
@@ -330,9 +361,7 @@ def _echo_summary(rep: dict, out: Path) -> None:
         )
     for note in rep["notes"]:
         click.echo(f"note: {note}")
-    if rep["constant_features"]:
-        const = rep["constant_features"]
-        click.echo(f"note: constant feature(s): {const[:10]}")
+    click.echo(_degenerate_line(rep))
     nsum, tests = rep["pairwise_nhsic"], rep["pairwise_tests"]
     top = nsum["top_pairs"][0] if nsum["top_pairs"] else None
     click.echo(
@@ -355,10 +384,8 @@ def _echo_summary(rep: dict, out: Path) -> None:
             )
         else:
             click.echo(f"dHSIC: {dh['statistic']}")
-    fs = rep["feature_std"]
     click.echo(
-        f"effective rank {rep['effective_rank']:.1f} of {rep['input']['n_features']}; "
-        f"collapsed features {fs['n_collapsed']}; mutual dependence "
-        f"{rep['mutual_dependence']['mean_one_vs_rest_nhsic']:.4g}"
+        f"effective rank {rep['effective_rank']:.1f} of {rep['input']['n_features']}; mutual "
+        f"dependence {rep['mutual_dependence']['mean_one_vs_rest_nhsic']:.4g}"
     )
     click.echo(f"wrote {out / 'independence.json'} and {out / 'pairwise_hsic.png'}")

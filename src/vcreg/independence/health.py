@@ -1,10 +1,12 @@
-"""Representation health: effective rank (RankMe) and per-feature std / collapsed features."""
+"""Representation health: effective rank (RankMe), per-feature std / collapsed features, dead and
+near-dead (degenerate) features."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -79,4 +81,79 @@ def feature_std_summary(Z: Any, threshold: float = 1e-2) -> dict[str, Any]:
         "n_collapsed": len(collapsed),
         "collapsed": collapsed,
         "normalized_std": float(zn.std(0, correction=1).mean() * math.sqrt(d)),
+    }
+
+
+NEAR_CONSTANT_ROWS = 5  # near-constant: at most this many rows off the most common value ...
+NEAR_CONSTANT_FRACTION = 0.01  # ... or this fraction of the rows, whichever is larger
+FEW_DISTINCT = 3  # features with 2..FEW_DISTINCT distinct values are reported as discrete
+
+
+def near_constant_limit(n: int) -> int:
+    """Rows off the most common value below which a feature is near-constant at n rows."""
+    return max(NEAR_CONSTANT_ROWS, math.ceil(NEAR_CONSTANT_FRACTION * n))
+
+
+def _value_counts(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``block`` (n, c): number of distinct values, rows off the most common
+    value, and that value."""
+    s = np.sort(block, axis=0)
+    change = s[1:] != s[:-1]
+    distinct = 1 + change.sum(0)
+    n = s.shape[0]
+    off, mode = np.empty(s.shape[1], dtype=np.int64), np.empty(s.shape[1])
+    for j in range(s.shape[1]):
+        ends = np.flatnonzero(change[:, j]) + 1
+        runs = np.diff(np.concatenate(([0], ends, [n])))
+        top = int(runs.argmax())
+        off[j], mode[j] = n - runs[top], s[0 if top == 0 else ends[top - 1], j]
+    return distinct, off, mode
+
+
+def degenerate_features(Z: Any, near_constant_rows: int | None = None) -> dict[str, Any]:
+    """Dead and near-dead features of Z (n, d), in Z's own column numbering.
+
+    Each feature is listed under the first rule it meets: ``constant`` (all n values equal: a
+    dead unit); ``near_constant`` (at most ``near_constant_rows`` rows differ from the
+    feature's most common value, default :func:`near_constant_limit` = max(5, ceil(0.01 n)):
+    a unit that fires on a few inputs, e.g. a ReLU unit zero on > 99 % of them;
+    ``single_spike`` lists those with exactly one such row); ``few_distinct`` (2 to
+    FEW_DISTINCT distinct values: a discrete / quantized feature). Exact: values are compared
+    as given (a shift or a scale of a feature changes nothing). ``details`` gives, for every
+    listed non-constant feature, its number of distinct values, rows off the mode and the mode.
+    """
+    z = Z.detach().cpu().numpy() if isinstance(Z, Tensor) else np.asarray(Z)
+    if z.ndim != 2 or z.shape[0] < 1:
+        raise ValueError(f"Z must be a non-empty 2-D (n, d) array, got shape {z.shape}")
+    n, d = z.shape
+    limit = near_constant_limit(n) if near_constant_rows is None else int(near_constant_rows)
+    distinct, off, mode = (np.concatenate(p) for p in zip(*(
+        _value_counts(z[:, c : c + 256]) for c in range(0, d, 256)), strict=True))  # fmt: skip
+    constant = np.flatnonzero(distinct == 1)
+    near = np.flatnonzero((distinct > 1) & (off <= limit))
+    few = np.flatnonzero((distinct > 1) & (off > limit) & (distinct <= FEW_DISTINCT))
+    return {
+        "n_samples": int(n),
+        "n_features": int(d),
+        "rules": {
+            "constant": "all values equal (a dead unit)",
+            "near_constant": f"at most {limit} of the {n} rows differ from the feature's most "
+            f"common value (max({NEAR_CONSTANT_ROWS}, {NEAR_CONSTANT_FRACTION:g} n)): a unit "
+            "that fires on a few inputs; single_spike: exactly one row differs",
+            "few_distinct": f"2 to {FEW_DISTINCT} distinct values (discrete or quantized)",
+        },
+        "near_constant_rows": int(limit),
+        "constant": constant.tolist(),
+        "near_constant": near.tolist(),
+        "single_spike": near[off[near] == 1].tolist(),
+        "few_distinct": few.tolist(),
+        "details": [
+            {
+                "feature": int(j),
+                "n_distinct": int(distinct[j]),
+                "rows_off_mode": int(off[j]),
+                "mode": float(mode[j]),
+            }
+            for j in np.concatenate((near, few))
+        ],  # fmt: skip
     }

@@ -5,8 +5,10 @@ the command writes. Sections: ``input`` (rows used, subsampling), ``constant_fea
 ``pairwise_hsic`` / ``pairwise_nhsic`` (summaries, top pairs with adjusted p-values),
 ``pairwise_tests`` (per-pair tests with a multiple-testing correction), ``dhsic`` (statistic,
 test, the bandwidth rule used or why it was refused), ``mutual_dependence``,
-``effective_rank`` (RankMe), ``feature_std`` (collapsed features), ``labels`` (feature-label
-dependence), ``settings`` and ``notes`` (every automatic choice, in words).
+``effective_rank`` (RankMe), ``feature_std`` (collapsed features), ``degenerate_features``
+(dead and near-dead features by rule, :func:`degenerate_features`), ``labels`` (feature-label
+dependence), ``settings`` and ``notes`` (every automatic choice, in words). Feature indices are
+always the input's own column numbers.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import torch
 
 from vcreg.distributed import world_size
 from vcreg.independence._common import (
+    ESTIMATORS,
     MEDIAN_SAMPLES,
+    TEST_METHODS,
     ConstantVariableWarning,
     _check_choice,
     parse_memory,
 )
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
-from vcreg.independence.health import effective_rank, feature_std_summary
+from vcreg.independence.health import degenerate_features, effective_rank, feature_std_summary
 from vcreg.independence.hsic import hsic
+from vcreg.independence.kernels import _subsample_rows
 from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
 
 __all__ = ["measure_embeddings", "measure_cost", "exact_pairwise_seconds", "MEASURE_METHODS"]
@@ -42,6 +47,7 @@ AUTO_EXACT_LIMIT_S = 60.0
 LOWRANK_FLOPS = 2e10  # conservative float32 Gram rate on a shared 2-core CPU (bench: 33-48)
 ASSUMED_RANK = 16  # per-column rank at rank_tol 1e-2 (measured 11.5 on ReLU features, max 16)
 ACCURACY_COLUMNS = 8  # features whose 28 pairs are recomputed exactly (low-rank error)
+MUTUAL_SAMPLES = 512  # rows of the mutual-dependence summary (its O(d n^2) cost)
 
 
 class SubsampledWarning(UserWarning):
@@ -94,8 +100,7 @@ def exact_pairwise_seconds(
     return sec / 20 if cuda else sec
 
 
-TESTS = ("auto", "permutation", "gamma", "none")
-ESTIMATORS = ("biased", "unbiased")
+MEASURE_TESTS = ("auto", *TEST_METHODS, "none")  # dHSIC test of the report ("none": statistic only)
 
 
 def is_int(value: Any) -> bool:
@@ -119,7 +124,11 @@ def _check_options(opts: dict[str, Any]) -> None:
     for name in ("with_dhsic", "progress", "keep_matrices"):
         if not isinstance(opts[name], bool | np.bool_):
             raise TypeError(f"{name} must be True or False, got {opts[name]!r}")
-    for name, choices in (("test", TESTS), ("estimator", ESTIMATORS), ("method", MEASURE_METHODS)):
+    for name, choices in (
+        ("test", MEASURE_TESTS),
+        ("estimator", ESTIMATORS),
+        ("method", MEASURE_METHODS),
+    ):
         _check_choice(opts[name], name, choices)
 
 
@@ -365,14 +374,44 @@ def _tests_section(tests: dict, keep: np.ndarray, names: Sequence[str] | None) -
     return {k: tests[k] for k in keys} | {"top_pairs": _remap(tests["top_pairs"], keep, names)}
 
 
-def _health_sections(z: np.ndarray, zk: torch.Tensor, y, keep: np.ndarray, top_k: int) -> dict:
-    """Mutual dependence, RankMe, feature std (collapse) and feature-label dependence."""
+def _mutual_section(zk: torch.Tensor, keep: np.ndarray, notes: list[str]) -> dict:
+    """Mutual dependence on its seeded row subsample; features constant there (sparse units)
+    count 0 and are named in a note, in the user's numbering (not as a warning about the
+    kept columns' positions)."""
+    sub = _subsample_rows(zk, MUTUAL_SAMPLES)
+    flat = keep[(sub == sub[:1]).all(0).cpu().numpy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantVariableWarning)
+        value = mutual_dependence(zk, max_samples=MUTUAL_SAMPLES)
+    if flat.size:
+        notes.append(
+            f"mutual dependence: {flat.size} feature(s) are constant on its {sub.shape[0]}-row "
+            f"subsample and count as 0: {_shown(flat)}"
+        )
+    return {"mean_one_vs_rest_nhsic": value, "max_samples": MUTUAL_SAMPLES}
+
+
+def _shown(idx: Sequence[int] | np.ndarray, k: int = 10) -> str:
+    idx = [int(i) for i in idx]
+    return ", ".join(map(str, idx[:k])) + (f" (+{len(idx) - k} more)" if len(idx) > k else "")
+
+
+def _health_sections(
+    z: np.ndarray, zk: torch.Tensor, y, keep: np.ndarray, top_k: int, notes: list[str]
+) -> dict:
+    """Dead / near-dead features, mutual dependence, RankMe, feature std (collapse) and
+    feature-label dependence."""
     out = {
-        "mutual_dependence": {"mean_one_vs_rest_nhsic": mutual_dependence(zk), "max_samples": 512},
+        "degenerate_features": degenerate_features(z),
+        "mutual_dependence": _mutual_section(zk, keep, notes),
         "effective_rank": effective_rank(z),
     }
     fs = feature_std_summary(z)
     fs.pop("std")
+    fs["meaning"] = (
+        "collapsed: the feature's spread is tiny next to the data's overall scale (std <= "
+        f"{fs['threshold']:g} x the RMS of all entries); it includes the constant features"
+    )
     out["feature_std"] = fs
     out["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
     return out
@@ -465,7 +504,7 @@ def measure_embeddings(
     report["dhsic"] = _dhsic_section(
         zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
     )
-    report |= _health_sections(z, zk, y, keep, top_k)
+    report |= _health_sections(z, zk, y, keep, top_k, notes)
     report["settings"] = _settings_section(
         resolved, method, estimator, kernel, bandwidth, test, n_permutations, pair_permutations,
         correction, alpha, max_samples, seed, budget, dev,
