@@ -117,3 +117,25 @@ def test_cli_prints_one_line_with_the_rules_in_the_input_numbering(tmp_path: Pat
 def test_bad_shapes(bad):
     with pytest.raises(ValueError, match="2-D"):
         degenerate_features(bad)
+
+
+def test_feature_label_dependence_equals_the_plain_formula():
+    """The label section in one product == per feature tr(KHLH) / sqrt(tr(KHKH) tr(LHLH)) with
+    linear kernels K = z z^T and L = Y Y^T (one-hot Y), H = I - 11^T / n, written out here."""
+    rng = np.random.default_rng(3)
+    n, d = 120, 9
+    y = rng.integers(0, 4, n)
+    z = rng.standard_normal((n, d))
+    z[:, 2] += y == 1
+    z[:, 7] += 0.5 * y
+    rep = measure_embeddings(z, labels=y, method="exact", test="none", top_k=d)
+    h = np.eye(n) - 1.0 / n
+    ell = h @ np.eye(4)[y] @ np.eye(4)[y].T @ h
+    ref = []
+    for j in range(d):
+        k = h @ np.outer(z[:, j], z[:, j]) @ h
+        ref.append(np.sum(k * ell) / np.sqrt(np.sum(k * k) * np.sum(ell * ell)))
+    got = {f["feature"]: f["nhsic"] for f in rep["labels"]["most_label_dependent_features"]}
+    np.testing.assert_allclose([got[j] for j in range(d)], ref, rtol=1e-10)
+    assert rep["labels"]["feature_label_nhsic_mean"] == pytest.approx(np.mean(ref), rel=1e-10)
+    assert list(got)[:2] == [7, 2]

@@ -17,7 +17,8 @@ import inspect
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,6 @@ from vcreg.independence._common import (
 )
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
 from vcreg.independence.health import degenerate_features, effective_rank, feature_std_summary
-from vcreg.independence.hsic import hsic
 from vcreg.independence.kernels import _subsample_rows
 from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
 
@@ -52,6 +52,21 @@ MUTUAL_SAMPLES = 512  # rows of the mutual-dependence summary (its O(d n^2) cost
 
 class SubsampledWarning(UserWarning):
     """Rows were subsampled: every statistic uses a random subset of the input."""
+
+
+class _StepClock:
+    """Wall seconds of each named step (``with clock("dhsic"): ...``), in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 def measure_cost(
@@ -242,11 +257,15 @@ def _remap(pairs: list[dict], keep: np.ndarray, names: Sequence[str] | None) -> 
 
 
 def _label_section(zk: torch.Tensor, y: np.ndarray, keep: np.ndarray, top_k: int) -> dict:
+    """Each feature's normalized HSIC with the labels, linear kernels on the feature and on the
+    one-hot labels Y: with centred z_j and Y, HSIC_b = |z_j^T Y|^2 / n^2 and the normalized
+    value is |z_j^T Y|^2 / (|z_j|^2 |Y^T Y|_F) -- all features in one product."""
     classes, codes = np.unique(y, return_inverse=True)
     onehot = torch.nn.functional.one_hot(torch.from_numpy(codes), len(classes)).to(zk)
-    dep = np.array(
-        [hsic(zk[:, j], onehot, kernel="linear", normalized=True) for j in range(zk.shape[1])]
-    )
+    zc, yc = zk - zk.mean(0), onehot - onehot.mean(0)
+    num = (zc.T @ yc).square().sum(1)
+    den = zc.square().sum(0) * torch.linalg.matrix_norm(yc.T @ yc)
+    dep = torch.where(den > 0, num / den.clamp_min(1e-300), 0.0).cpu().numpy()
     order = np.argsort(dep)[::-1][:top_k]
     return {
         "n_classes": int(len(classes)),
@@ -396,11 +415,8 @@ def _shown(idx: Sequence[int] | np.ndarray, k: int = 10) -> str:
     return ", ".join(map(str, idx[:k])) + (f" (+{len(idx) - k} more)" if len(idx) > k else "")
 
 
-def _health_sections(
-    z: np.ndarray, zk: torch.Tensor, y, keep: np.ndarray, top_k: int, notes: list[str]
-) -> dict:
-    """Dead / near-dead features, mutual dependence, RankMe, feature std (collapse) and
-    feature-label dependence."""
+def _health_sections(z: np.ndarray, zk: torch.Tensor, keep: np.ndarray, notes: list[str]) -> dict:
+    """Dead / near-dead features, mutual dependence, RankMe and feature std (collapse)."""
     out = {
         "degenerate_features": degenerate_features(z),
         "mutual_dependence": _mutual_section(zk, keep, notes),
@@ -413,7 +429,6 @@ def _health_sections(
         f"{fs['threshold']:g} x the RMS of all entries); it includes the constant features"
     )
     out["feature_std"] = fs
-    out["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
     return out
 
 
@@ -489,22 +504,32 @@ def measure_embeddings(
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
     cost = measure_cost(n, keep.size, resolved, budget, dev.type == "cuda", world_size())
     zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
-    t0 = time.perf_counter()
-    tests, sections, raw = _pairwise_sections(
-        zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed, estimator,
-        dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
-    )  # fmt: skip
+    clock = _StepClock()
+    with clock("pairwise"):
+        tests, sections, raw = _pairwise_sections(
+            zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed,
+            estimator, dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
+        )  # fmt: skip
     report: dict[str, Any] = _input_sections(n_total, n, d, names, constant) | sections
     report["pairwise_tests"] = _tests_section(tests, keep, names)
-    report["cost"] = {"estimate": cost, "pairwise_seconds": time.perf_counter() - t0}
     if resolved == "lowrank":
-        report["lowrank_accuracy"] = _lowrank_accuracy(
-            zk, tests["hsic"], kernel, bandwidth, seed, tests.get("lowrank")
+        with clock("lowrank_accuracy"):
+            report["lowrank_accuracy"] = _lowrank_accuracy(
+                zk, tests["hsic"], kernel, bandwidth, seed, tests.get("lowrank")
+            )
+    with clock("dhsic"):
+        report["dhsic"] = _dhsic_section(
+            zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
         )
-    report["dhsic"] = _dhsic_section(
-        zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
-    )
-    report |= _health_sections(z, zk, y, keep, top_k, notes)
+    with clock("health"):
+        report |= _health_sections(z, zk, keep, notes)
+    with clock("labels"):
+        report["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
+    report["cost"] = {
+        "estimate": cost,
+        "pairwise_seconds": clock.seconds["pairwise"],
+        "steps_seconds": clock.seconds,
+    }
     report["settings"] = _settings_section(
         resolved, method, estimator, kernel, bandwidth, test, n_permutations, pair_permutations,
         correction, alpha, max_samples, seed, budget, dev,
