@@ -17,7 +17,7 @@ import inspect
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,21 +33,32 @@ from vcreg.independence._common import (
     _check_choice,
     parse_memory,
 )
+from vcreg.independence.cost import (
+    MUTUAL_ROWS,
+    STEP_NAMES,
+    exact_pairwise_seconds,
+    measure_cost,
+    measure_plan,
+    resolve_method,
+)
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
 from vcreg.independence.health import degenerate_features, effective_rank, feature_std_summary
 from vcreg.independence.kernels import _subsample_rows
 from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
 
-__all__ = ["measure_embeddings", "measure_cost", "exact_pairwise_seconds", "MEASURE_METHODS"]
+__all__ = [
+    "MEASURE_METHODS",
+    "check_measure_options",
+    "exact_pairwise_seconds",
+    "measure_cost",
+    "measure_embeddings",
+    "measure_plan",
+    "plan_measure",
+]
 
 MEASURE_METHODS = ("auto", "exact", "lowrank")
-EXACT_FLOPS = 1e10  # conservative float64 rate of the exact product on a shared 2-core CPU
-BUILD_SECONDS = 1e-7  # per kernel entry (exp + centring of one column's triangle)
-AUTO_EXACT_LIMIT_S = 60.0
-LOWRANK_FLOPS = 2e10  # conservative float32 Gram rate on a shared 2-core CPU (bench: 33-48)
-ASSUMED_RANK = 16  # per-column rank at rank_tol 1e-2 (measured 11.5 on ReLU features, max 16)
+MEASURE_TESTS = ("auto", *TEST_METHODS, "none")  # dHSIC test of the report ("none": statistic only)
 ACCURACY_COLUMNS = 8  # features whose 28 pairs are recomputed exactly (low-rank error)
-MUTUAL_SAMPLES = 512  # rows of the mutual-dependence summary (its O(d n^2) cost)
 
 
 class SubsampledWarning(UserWarning):
@@ -55,67 +66,41 @@ class SubsampledWarning(UserWarning):
 
 
 class _StepClock:
-    """Wall seconds of each named step (``with clock("dhsic"): ...``), in order."""
+    """Wall seconds of each named step (``with clock("dhsic"): ...``). With ``progress``, a
+    bar over the planned steps names the running one and its estimate; the steps' own bars
+    (kernel blocks, permutations) show below it."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan: dict[str, Any], progress: bool) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process, all threads
+        self.plan = plan["steps"]
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=len(self.plan), desc="measure", unit="step", leave=False,
+                bar_format="{desc}: step {n_fmt}/{total_fmt} [{elapsed}] {postfix}",
+            )  # fmt: skip
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"{STEP_NAMES.get(name, name)} (estimated ~{self.plan.get(name, 0):.0f} s)"
+            )
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+            if self.bar is not None:
+                self.bar.update(1)
 
-
-def measure_cost(
-    n: int, d: int, method: str, max_memory: int | str = "4GB", cuda: bool = False,
-    world: int = 1,
-) -> dict[str, Any]:  # fmt: skip
-    """Estimate of the pairwise step before paying it: ``{"method", "seconds", "peak_bytes",
-    "flops", "assumptions"}``. Exact: :func:`exact_pairwise_seconds`, peak min(T d, budget)
-    float64. Lowrank: a Gram of D = d r features (r = ASSUMED_RANK, the real rank is known only
-    after the factorisation) costs n D^2 flops (upper triangle) at LOWRANK_FLOPS, sharded over
-    ``world`` ranks; peak = the float32 features twice + (d, d) float64 results. Per rank."""
-    budget = parse_memory(max_memory)
-    if method == "exact":
-        t = n * (n - 1) / 2
-        sec = exact_pairwise_seconds(n, d, budget, cuda) / world
-        peak = min(t * d * 8 + 16 * t, budget) + 3 * d * d * 8
-        flops, note = 2 * t * d * d, "float64 batched product of the centred kernel triangles"
-    else:
-        big_d = d * ASSUMED_RANK  # features in all
-        flops = n * float(big_d) ** 2 + 4 * n * d * ASSUMED_RANK**2
-        sec = flops / LOWRANK_FLOPS / world / (20 if cuda else 1)
-        peak = min(2 * n * big_d * 4 + 3 * d * d * 8 + n * d * 8, budget)
-        note = f"assumes rank {ASSUMED_RANK} per feature (pivoted Cholesky, rank_tol 1e-2)"
-    return {
-        "method": method,
-        "seconds": float(sec),
-        "peak_bytes": int(peak),
-        "flops": float(flops),
-        "world_size": int(world),
-        "assumptions": note,
-    }
-
-
-def exact_pairwise_seconds(
-    n: int, d: int, max_memory: int | str = "4GB", cuda: bool = False
-) -> float:
-    """Rough wall time of exact ``pairwise_hsic`` on (n, d): 2 T d^2 flops for T = n(n-1)/2
-    kernel entries per column (the batched product) plus building the T d kernel entries, x3
-    when the (T, d) stack exceeds ``max_memory`` and column blocks are recomputed, /20 on CUDA.
-    Conservative for a shared machine: bench_independence.py measured 12 s at n = 1024,
-    d = 512 on an idle 2-core CPU and 46 s at load 13; the estimate is 54 s."""
-    t = n * (n - 1) / 2
-    sec = 2 * t * d * d / EXACT_FLOPS + t * d * BUILD_SECONDS
-    if t * d * 8 > parse_memory(max_memory):
-        sec *= 3
-    return sec / 20 if cuda else sec
-
-
-MEASURE_TESTS = ("auto", *TEST_METHODS, "none")  # dHSIC test of the report ("none": statistic only)
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def is_int(value: Any) -> bool:
@@ -147,9 +132,7 @@ def _check_options(opts: dict[str, Any]) -> None:
         _check_choice(opts[name], name, choices)
 
 
-def check_measure_options(**options: Any) -> None:
-    """Check :func:`measure_embeddings` keyword options without data (callers that do work
-    first, such as ``measure_model``, fail before it): an unknown name is a ``TypeError``."""
+def _bind_options(options: dict[str, Any]) -> dict[str, Any]:
     sig = inspect.signature(measure_embeddings)
     unknown = sorted(set(options) - set(sig.parameters) | {"Z", "labels"} & set(options))
     if unknown:
@@ -159,8 +142,27 @@ def check_measure_options(**options: Any) -> None:
         )
     bound = sig.bind_partial(None, **options)
     bound.apply_defaults()
-    _check_options(bound.arguments)
-    parse_memory(bound.arguments["max_memory"])
+    return bound.arguments
+
+
+def check_measure_options(**options: Any) -> None:
+    """Check :func:`measure_embeddings` keyword options without data (callers that do work
+    first, such as ``measure_model``, fail before it): an unknown name is a ``TypeError``."""
+    opts = _bind_options(options)
+    _check_options(opts)
+    parse_memory(opts["max_memory"])
+
+
+def plan_measure(n: int, d: int, labels: bool, **options: Any) -> dict[str, Any]:
+    """:func:`measure_plan` of :func:`measure_embeddings` with these keyword ``options`` on n
+    rows of d features, before the data exist (e.g. while a model encodes them)."""
+    o = _bind_options(options)
+    dev = torch.device(o["device"]) if o["device"] is not None else torch.device("cpu")
+    return measure_plan(
+        n, d, method=o["method"], with_dhsic=o["with_dhsic"], test=o["test"],
+        n_permutations=o["n_permutations"], estimator=o["estimator"], labels=labels,
+        max_memory=o["max_memory"], cuda=dev.type == "cuda", world=world_size(),
+    )  # fmt: skip
 
 
 def _check_matrix(Z: Any) -> np.ndarray:
@@ -210,19 +212,10 @@ def _subsample(z: np.ndarray, y, max_samples: int | None, seed: int, notes: list
 
 
 def _resolve_method(method: str, n: int, d: int, budget: int, cuda: bool, notes: list[str]) -> str:
-    if method not in MEASURE_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(MEASURE_METHODS)}")
-    if method != "auto":
-        return method
-    sec = exact_pairwise_seconds(n, d, budget, cuda)
-    if sec > AUTO_EXACT_LIMIT_S:
-        notes.append(
-            f"method auto: exact pairwise HSIC would take ~{sec:.0f} s (estimate) > "
-            f"{AUTO_EXACT_LIMIT_S:.0f} s, so lowrank (pivoted Cholesky) is used"
-        )
-        return "lowrank"
-    notes.append(f"method auto: exact pairwise HSIC (estimated ~{max(sec, 0.1):.1f} s)")
-    return "exact"
+    resolved, why = resolve_method(method, n, d, budget, cuda)
+    if why:
+        notes.append(why)
+    return resolved
 
 
 def _lowrank_accuracy(
@@ -397,17 +390,17 @@ def _mutual_section(zk: torch.Tensor, keep: np.ndarray, notes: list[str]) -> dic
     """Mutual dependence on its seeded row subsample; features constant there (sparse units)
     count 0 and are named in a note, in the user's numbering (not as a warning about the
     kept columns' positions)."""
-    sub = _subsample_rows(zk, MUTUAL_SAMPLES)
+    sub = _subsample_rows(zk, MUTUAL_ROWS)
     flat = keep[(sub == sub[:1]).all(0).cpu().numpy()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantVariableWarning)
-        value = mutual_dependence(zk, max_samples=MUTUAL_SAMPLES)
+        value = mutual_dependence(zk, max_samples=MUTUAL_ROWS)
     if flat.size:
         notes.append(
             f"mutual dependence: {flat.size} feature(s) are constant on its {sub.shape[0]}-row "
             f"subsample and count as 0: {_shown(flat)}"
         )
-    return {"mean_one_vs_rest_nhsic": value, "max_samples": MUTUAL_SAMPLES}
+    return {"mean_one_vs_rest_nhsic": value, "max_samples": MUTUAL_ROWS}
 
 
 def _shown(idx: Sequence[int] | np.ndarray, k: int = 10) -> str:
@@ -430,6 +423,40 @@ def _health_sections(z: np.ndarray, zk: torch.Tensor, keep: np.ndarray, notes: l
     )
     out["feature_std"] = fs
     return out
+
+
+def _measured_sections(
+    clock: _StepClock, zk, z, y, keep, names, constant, n_total, notes, resolved, correction,
+    alpha, pair_permutations, top_k, seed, estimator, with_dhsic, test, n_permutations, opts,
+) -> dict[str, Any]:  # fmt: skip
+    """Every statistic of the report, step by step under ``clock``."""
+    with clock("pairwise"):
+        tests, sections, raw = _pairwise_sections(
+            zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed,
+            estimator, opts,
+        )  # fmt: skip
+    report: dict[str, Any] = _input_sections(n_total, *z.shape, names, constant) | sections
+    report["pairwise_tests"] = _tests_section(tests, keep, names)
+    report["_matrices"] = (raw, tests)
+    if resolved == "lowrank":
+        with clock("lowrank_accuracy"):
+            report["lowrank_accuracy"] = _lowrank_accuracy(
+                zk, tests["hsic"], opts["kernel"], opts["bandwidth"], seed, tests.get("lowrank")
+            )
+    report["dhsic"] = None
+    if with_dhsic:
+        with clock("dhsic"):
+            report["dhsic"] = _dhsic_section(
+                zk, with_dhsic, test, n_permutations, seed, opts["kernel"], opts["bandwidth"],
+                opts["max_memory"], opts["progress"], notes,
+            )  # fmt: skip
+    with clock("health"):
+        report |= _health_sections(z, zk, keep, notes)
+    report["labels"] = None
+    if y is not None:
+        with clock("labels"):
+            report["labels"] = _label_section(zk, y, keep, top_k)
+    return report
 
 
 def _settings_section(
@@ -478,6 +505,7 @@ def measure_embeddings(
     device: str | torch.device | None = None,
     progress: bool = False,
     keep_matrices: bool = False,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Independence and health report of embeddings Z (n, d) -- what ``vcreg measure`` writes.
 
@@ -489,8 +517,10 @@ def measure_embeddings(
     null, ``correction`` at ``alpha``; ``pair_permutations`` adds permutation p-values for the
     ``top_k`` pairs). dHSIC: :func:`dhsic_test` with ``test`` ("auto" = permutation,
     ``n_permutations``; "gamma"; "none") and the "auto" bandwidth rule; a saturated statistic is
-    reported as null with the reason. ``cost``: :func:`measure_cost`'s estimate and the
-    pairwise step's measured seconds; with lowrank, ``lowrank_accuracy`` states the error vs
+    reported as null with the reason. ``cost``: the estimate of every step
+    (:func:`vcreg.independence.cost.measure_plan`; ``on_plan(plan)`` is called with it before
+    any work) next to the measured seconds per step (``steps_seconds``); ``progress=True``
+    shows a bar over the steps and the steps' own bars; with lowrank, ``lowrank_accuracy`` states the error vs
     exact on the pairs of ACCURACY_COLUMNS random features. Under a multi-rank ``torch.distributed`` group the
     pairwise HSIC is sharded over the ranks (:func:`pairwise_hsic`). JSON-ready dict (module
     docs); ``keep_matrices=True`` adds ``"matrices"`` (NumPy ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted``; full d x d).
@@ -502,39 +532,36 @@ def measure_embeddings(
     n, d = z.shape
     dev = torch.device(device) if device is not None else torch.device("cpu")
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
-    cost = measure_cost(n, keep.size, resolved, budget, dev.type == "cuda", world_size())
+    plan = measure_plan(
+        n, keep.size, method=resolved, with_dhsic=with_dhsic, test=test,
+        n_permutations=n_permutations, estimator=estimator, labels=labels is not None,
+        max_memory=budget, cuda=dev.type == "cuda", world=world_size(),
+    )  # fmt: skip
+    if on_plan is not None:
+        on_plan(plan | {"n_total": n_total, "n_features": d})
     zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
-    clock = _StepClock()
-    with clock("pairwise"):
-        tests, sections, raw = _pairwise_sections(
-            zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed,
-            estimator, dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
+    clock = _StepClock(plan, progress)
+    try:
+        report = _measured_sections(
+            clock, zk, z, y, keep, names, constant, n_total, notes, resolved, correction, alpha,
+            pair_permutations, top_k, seed, estimator, with_dhsic, test, n_permutations,
+            dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
         )  # fmt: skip
-    report: dict[str, Any] = _input_sections(n_total, n, d, names, constant) | sections
-    report["pairwise_tests"] = _tests_section(tests, keep, names)
-    if resolved == "lowrank":
-        with clock("lowrank_accuracy"):
-            report["lowrank_accuracy"] = _lowrank_accuracy(
-                zk, tests["hsic"], kernel, bandwidth, seed, tests.get("lowrank")
-            )
-    with clock("dhsic"):
-        report["dhsic"] = _dhsic_section(
-            zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
-        )
-    with clock("health"):
-        report |= _health_sections(z, zk, keep, notes)
-    with clock("labels"):
-        report["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
+    finally:
+        clock.close()
     report["cost"] = {
-        "estimate": cost,
+        "estimate": plan,
         "pairwise_seconds": clock.seconds["pairwise"],
         "steps_seconds": clock.seconds,
+        "steps_cpu_seconds": clock.cpu,
+        "seconds": float(sum(clock.seconds.values())),
     }
     report["settings"] = _settings_section(
         resolved, method, estimator, kernel, bandwidth, test, n_permutations, pair_permutations,
         correction, alpha, max_samples, seed, budget, dev,
     )  # fmt: skip
     report["notes"] = notes
+    raw, tests = report.pop("_matrices")
     if keep_matrices:
         report["matrices"] = _full_matrices(d, keep, raw, tests)
     return report

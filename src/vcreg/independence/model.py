@@ -23,7 +23,9 @@ CNN's features) or ``"flatten"`` (every unit a feature).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import math
+import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from vcreg._device import resolve_device
-from vcreg.independence.measurement import check_measure_options, is_int, measure_embeddings
+from vcreg.independence._common import _progress
+from vcreg.independence.measurement import (
+    check_measure_options,
+    is_int,
+    measure_embeddings,
+    plan_measure,
+)
 
 __all__ = ["SAMPLING_RULES", "SPATIAL_RULES", "collect_features", "measure_model"]
 
@@ -243,6 +251,63 @@ def _stream(encoder, dataloader, held: list | None, dev, keep, labels: bool, spa
             return
 
 
+def _length(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except TypeError:  # an iterable without a length
+        return None
+
+
+def _rows_total(dataloader: Any) -> int | None:
+    """Rows the loader will give, when it says (a map-style dataset behind a DataLoader)."""
+    data = getattr(dataloader, "dataset", None)
+    batch_sampler = getattr(dataloader, "batch_sampler", None)
+    if data is None or getattr(batch_sampler, "drop_last", True):
+        return None
+    return _length(data)
+
+
+class _Rows:
+    """The rows kept while streaming: all / the first ``max_samples`` / a reservoir sample."""
+
+    def __init__(self, max_samples: int | None, sample: str, seed: int, labels: bool) -> None:
+        self.max_samples, self.chunks, self.count = max_samples, [], 0
+        self.labs: list[Tensor] | None = [] if labels else None
+        self.res = _Reservoir(max_samples, seed) if sample == "reservoir" and max_samples else None
+
+    def enough(self) -> bool:
+        return self.res is None and self.max_samples is not None and self.count >= self.max_samples
+
+    def add(self, rows: Tensor, y: Tensor | None) -> None:
+        if self.res is not None:
+            self.res.add(rows, y)
+            return
+        self.chunks.append(rows)
+        if self.labs is not None:
+            self.labs.append(y.reshape(len(rows), -1)[:, 0])
+        self.count += rows.shape[0]
+
+    def result(self) -> dict[str, Any]:
+        complete = not self.enough()
+        chunks, labs = self.chunks, self.labs
+        if self.res is not None:
+            kept, kept_labels, idx = self.res.rows()
+            chunks = [kept] if len(idx) else []
+            labs = [kept_labels] if kept_labels is not None else labs
+            seen = self.res.seen
+        else:
+            seen = self.count
+            idx = np.arange(seen if self.max_samples is None else min(seen, self.max_samples))
+        if not chunks:
+            raise ValueError("the dataloader gave no batches")
+        feats = torch.cat(chunks)[: len(idx)]
+        lab = torch.cat(labs)[: len(idx)].cpu().numpy() if labs else None
+        return {
+            "features": feats.numpy(), "labels": lab, "rows_seen": seen, "row_indices": idx,
+            "complete": complete,
+        }  # fmt: skip
+
+
 def collect_features(
     encoder: nn.Module,
     dataloader: Iterable[Any],
@@ -254,12 +319,16 @@ def collect_features(
     spatial: str = "mean",
     labels: bool = False,
     device: str | torch.device | None = "auto",
+    progress: bool = False,
+    on_first_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The rows :func:`measure_model` measures (module docstring for the rules):
     ``{"features": ndarray (n, d), "labels": ndarray (n,) or None, "rows_seen": int,
     "row_indices": ndarray (n,) positions in the loader's order, "complete": False when the
     loop stopped at max_samples ("first") before the loader was exhausted}``. The encoder is
-    left exactly as it was found (modes, parameters, buffers, device, hooks), also on error."""
+    left exactly as it was found (modes, parameters, buffers, device, hooks), also on error.
+    ``progress``: a bar over the batches; ``on_first_batch({"seconds", "rows", "features"})``
+    is called once, when the first batch is encoded (measure_model's estimate of the rest)."""
     _check_args(encoder, dataloader, layer, max_samples, sample, seed, spatial, labels)
     dev = resolve_device(device)
     target = _find_layer(encoder, layer) if layer is not None else None
@@ -270,50 +339,24 @@ def collect_features(
         held.append(out)
         raise _Captured
 
-    chunks: list[Tensor] = []
-    labs: list[Tensor] | None = [] if labels else None
-    res = _Reservoir(max_samples, seed) if sample == "reservoir" and max_samples else None
-    count = [0]
-
-    def enough() -> bool:
-        return res is None and max_samples is not None and count[0] >= max_samples
-
-    with _left_as_found(encoder, dev, target, grab):
-        for rows, y in _stream(
-            encoder,
-            dataloader,
-            None if target is None else held,
-            dev,
-            enough,
-            labels,
-            spatial,
-            where,
-        ):
-            if res is not None:
-                res.add(rows, y)
-                continue
-            chunks.append(rows)
-            if labs is not None:
-                labs.append(y.reshape(len(rows), -1)[:, 0])
-            count[0] += rows.shape[0]
-    complete = not enough()
-    if res is not None:
-        kept, kept_labels, idx = res.rows()
-        chunks = [kept] if len(idx) else []
-        labs = [kept_labels] if kept_labels is not None else labs
-        seen = res.seen
-    else:
-        seen = count[0]
-        n = seen if max_samples is None else min(seen, max_samples)
-        idx = np.arange(n)
-    if not chunks:
-        raise ValueError("the dataloader gave no batches")
-    feats = torch.cat(chunks)[: len(idx)]
-    lab = torch.cat(labs)[: len(idx)].cpu().numpy() if labs else None
-    return {
-        "features": feats.numpy(), "labels": lab, "rows_seen": seen, "row_indices": idx,
-        "complete": complete,
-    }  # fmt: skip
+    kept = _Rows(max_samples, sample, seed, labels)
+    hooked = None if target is None else held
+    bar = _progress(_length(dataloader), "encoding batches", progress)
+    t0 = time.perf_counter()
+    try:
+        with _left_as_found(encoder, dev, target, grab):
+            stream = _stream(encoder, dataloader, hooked, dev, kept.enough, labels, spatial, where)
+            for i, (rows, y) in enumerate(stream):
+                if i == 0 and on_first_batch is not None:
+                    info = {"seconds": time.perf_counter() - t0, "rows": int(rows.shape[0])}
+                    on_first_batch(info | {"features": int(rows[0].numel())})
+                kept.add(rows, y)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return kept.result()
 
 
 def measure_model(
@@ -339,14 +382,39 @@ def measure_model(
     arguments go to :func:`measure_embeddings` (``method``, ``kernel``, ``test``, ...).
     """
     check_measure_options(seed=seed, **measure_options)
+    on_plan = measure_options.pop("on_plan", None)
+    plan: dict[str, Any] = {}
+
+    def first(info: dict[str, Any]) -> None:  # the estimate: the rest of the encoding + measuring
+        total = _rows_total(dataloader)
+        if on_plan is None or (total is None and max_samples is None):
+            return
+        n = max_samples if total is None else min(total, max_samples or total)
+        read = total if sample == "reservoir" and total is not None else n
+        plan.update(plan_measure(n, info["features"], labels, seed=seed, **measure_options))
+        rest = info["seconds"] * max(0, math.ceil(read / info["rows"]) - 1)
+        plan["steps"] = {"encode": rest, **plan["steps"]}
+        plan["seconds"] += rest
+        on_plan(plan | {"n_total": total, "n_features": info["features"]})
+
+    t0 = time.perf_counter()
     got = collect_features(
         encoder, dataloader, layer, max_samples=max_samples, sample=sample, seed=seed,
         spatial=spatial, labels=labels, device=device,
+        progress=bool(measure_options.get("progress", False)), on_first_batch=first,
     )  # fmt: skip
+    encode_s = time.perf_counter() - t0
     dev = resolve_device(device)
+    late = None if plan else on_plan  # no estimate could be made before encoding: make it now
     rep = measure_embeddings(
-        got["features"], got["labels"], max_samples=None, seed=seed, device=dev, **measure_options
-    )
+        got["features"], got["labels"], max_samples=None, seed=seed, device=dev, on_plan=late,
+        **measure_options,
+    )  # fmt: skip
+    cost = rep["cost"]
+    cost["steps_seconds"] = {"encode": encode_s, **cost["steps_seconds"]}
+    cost["seconds"] += encode_s
+    if plan:
+        cost["estimate"] = plan
     n, seen = len(got["features"]), got["rows_seen"]
     rep["input"].update(
         source="model", model=type(encoder).__name__, layer=layer, spatial=spatial,
