@@ -377,9 +377,13 @@ def measure_model(
 
     Batches are tensors or tuples ``(inputs, labels, ...)``; ``labels=True`` adds the
     feature-label dependence. ``device`` follows vcreg's device rule ("auto": CUDA when present);
-    the encoder is moved there for the pass and back, its train/eval mode restored. Rows kept:
-    ``max_samples`` by ``sample`` ("first" | "reservoir", seeded with ``seed``). Other keyword
-    arguments go to :func:`measure_embeddings` (``method``, ``kernel``, ``test``, ...).
+    the model is left exactly as it was found, also when the call fails (every submodule's
+    train/eval flag, parameters, buffers, device, hooks: :func:`collect_features`). Rows kept:
+    ``max_samples`` by ``sample`` ("first" | "reservoir", seeded with ``seed``); memory grows
+    with the rows kept, never with ``max_samples``. Arguments are checked before the loader is
+    read. Other keyword arguments go to :func:`measure_embeddings` (``method``, ``kernel``,
+    ``test``, ``progress``, ``on_plan``, ...); ``on_plan(plan)`` is called once the first batch
+    is encoded, with the estimate of the rest of the encoding and of every measuring step.
     """
     check_measure_options(seed=seed, **measure_options)
     on_plan = measure_options.pop("on_plan", None)
@@ -415,13 +419,19 @@ def measure_model(
     cost["seconds"] += encode_s
     if plan:
         cost["estimate"] = plan
+    _state_rows(rep, got, encoder, layer, spatial, sample, seed, max_samples)
+    return rep
+
+
+def _state_rows(rep, got, encoder, layer, spatial, sample, seed, max_samples) -> None:
+    """The report's input section and notes say which of the loader's rows were measured (the
+    array measure_embeddings saw was already the subsample)."""
     n, seen = len(got["features"]), got["rows_seen"]
     rep["input"].update(
         source="model", model=type(encoder).__name__, layer=layer, spatial=spatial,
         rows_seen=seen, sampling=sample, complete=got["complete"],
     )  # fmt: skip
     rep["settings"]["max_samples"] = max_samples
-    # the array measure_embeddings saw was already the subsample: state the loader's rows
     rep["input"].update(n_samples_total=seen, subsampled=n < seen or not got["complete"])
     if sample == "reservoir" and n < seen:
         rep["notes"].insert(
@@ -432,4 +442,3 @@ def measure_model(
             0,
             f"SUBSAMPLED: the first {n} rows of the loader (max_samples); it was not read further",
         )
-    return rep
