@@ -28,11 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads do not burn CPU seconds
 
-from vcreg import independence as ind
-from vcreg.independence.cost import write_seconds
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from vcreg import independence as ind  # noqa: E402
+from vcreg.independence.cost import write_seconds  # noqa: E402
 
 
 def make_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
