@@ -75,12 +75,18 @@ def _dhsic_inputs(
         if len(variables) < 2:
             raise ValueError(f"dHSIC needs at least 2 variables, got {len(variables)}")
         dev = _resolve_device(variables[0], device)
-        ts = [_as_variable(v, f"variable {j}", dtype, dev) for j, v in enumerate(variables)]
+        sc = "variable" if scale_free else None  # centred and scaled in float64 first
+        ts = [
+            _as_variable(v, f"variable {j}", dtype, dev, centre=True, scale=sc)
+            for j, v in enumerate(variables)
+        ]
         ts = [_rescale(t, f"variable {j}", scale_free, False)[0] for j, t in enumerate(ts)]
         _check_same_n(ts, [f"variable {j}" for j in range(len(ts))])
         return ts, variables[0]
     dev = _resolve_device(variables, device)
-    z = _as_variable(variables, "Z", dtype, dev)
+    z = _as_variable(
+        variables, "Z", dtype, dev, centre=True, scale="column" if scale_free else None
+    )
     z, _ = _rescale(z, "Z", scale_free, per_column=True)
     _check_n(z.shape[0], "Z")
     if z.shape[1] < 2:
@@ -511,7 +517,7 @@ def mutual_dependence(
     """
     reduction = _check_choice(reduction, "reduction", ("mean", "none"))
     dev = _resolve_device(Z, device)
-    z, _ = _rescale(_as_variable(Z, "Z", dtype, dev), "Z", True, per_column=True)
+    z = _as_variable(Z, "Z", dtype, dev, centre=True, scale="column")
     median_samples = _check_median_samples(median_samples)
     n, d = z.shape
     _check_n(n, "Z")
