@@ -37,14 +37,20 @@ from vcreg import independence as ind  # noqa: E402
 from vcreg.independence.cost import write_seconds  # noqa: E402
 
 
-def make_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_data(n: int, d: int, seed: int = 0, sparse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU features; ``sparse``: each unit active on a fraction of the rows drawn from
+    0.1 % .. 50 % (log-uniform), as real encoders' ReLU units are (dead units included)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 256))
-    return np.maximum(x @ (rng.standard_normal((256, d)) / 16), 0), rng.integers(0, 10, n)
+    h = x @ (rng.standard_normal((256, d)) / 16)
+    if sparse:
+        active = np.exp(rng.uniform(np.log(1e-3), np.log(0.5), d))
+        h = h - np.quantile(h, 1 - active, axis=0)
+    return np.maximum(h, 0), rng.integers(0, 10, n)
 
 
-def one_shape(n: int, d: int) -> dict:
-    z, y = make_data(n, d)
+def one_shape(n: int, d: int, sparse: bool) -> dict:
+    z, y = make_data(n, d, sparse=sparse)
     rep = ind.measure_embeddings(z, labels=y, max_samples=None)
     cost = rep["cost"]
     rows = []
@@ -58,8 +64,8 @@ def one_shape(n: int, d: int) -> dict:
     }  # fmt: skip
 
 
-def cli_run(n: int, d: int) -> dict:
-    z, _ = make_data(n, d)
+def cli_run(n: int, d: int, sparse: bool) -> dict:
+    z, _ = make_data(n, d, sparse=sparse)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "z.npy", z)
         cmd = [sys.executable, "-m", "vcreg", "measure", str(Path(tmp) / "z.npy"),
@@ -77,13 +83,14 @@ def main() -> None:
     ap.add_argument("--shapes", default="300x512,1000x256,2048x512,1024x1024")
     ap.add_argument("--cli", action="store_true", help="also time the whole `vcreg measure`")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sparse", action="store_true", help="units active on 0.1-50 %% of rows")
     ap.add_argument("--json", default="benchmarks/results/measure_estimate.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     load0 = os.getloadavg()
-    results = [one_shape(n, d) for n, d in shapes]
-    clis = [cli_run(n, d) for n, d in shapes] if args.cli else []
+    results = [one_shape(n, d, args.sparse) for n, d in shapes]
+    clis = [cli_run(n, d, args.sparse) for n, d in shapes] if args.cli else []
     print(f"{'n x d':>11} {'step':>17} {'estimate s':>11} {'wall s':>8} {'cpu s':>8} "
           f"{'wall/est':>9} {'cpu/est':>8}")  # fmt: skip
     for r in results:
@@ -99,7 +106,7 @@ def main() -> None:
               "wall (incl. ~3 s of imports)")  # fmt: skip
     out = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host": socket.gethostname(), "torch_threads": args.threads,
+        "host": socket.gethostname(), "torch_threads": args.threads, "sparse": args.sparse,
         "load_average_before": load0, "load_average_after": os.getloadavg(),
         "shapes": results, "cli": clis,
     }  # fmt: skip

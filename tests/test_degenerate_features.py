@@ -109,6 +109,11 @@ def test_cli_prints_one_line_with_the_rules_in_the_input_numbering(tmp_path: Pat
     assert "2 with 2-3 distinct values [17, 22]" in line
     assert "collapsed (std <= 0.01 x the RMS of all entries; includes the constant ones)" in line
     assert "warning" not in res.output.lower()
+    pairs = next(ln for ln in res.output.splitlines() if ln.startswith("pairs significant"))
+    rep = json.loads((tmp_path / "o" / "independence.json").read_text())
+    untested = rep["pairwise_tests"]["n_not_tested"]
+    assert untested > 0 and f"; {untested} not tested (" in pairs  # e.g. (5, 14): 4 x 1 rows
+    assert rep["pairwise_tests"]["n_pairs"] + untested == 21 * 20 // 2
     rep = json.loads((tmp_path / "o" / "independence.json").read_text())
     assert rep["degenerate_features"]["rules"]["near_constant"].startswith("at most 6 of the 600")
 

@@ -382,9 +382,12 @@ def _echo_summary(rep: dict, out: Path) -> None:
         f"pairwise normalized HSIC: mean {nsum['mean']:.4g}, median {nsum['median']:.4g}, "
         f"max {nsum['max']:.4g}" + (f" (features {top['i']}, {top['j']})" if top else "")
     )
+    reasons = [f"{v}: {k}" for k, v in (tests.get("not_tested") or {}).items() if v]
+    untested = f"; {tests['n_not_tested']} not tested ({'; '.join(reasons)})" if reasons else ""
     click.echo(
         f"pairs significant after {tests['correction']} at alpha = {tests['alpha']:g}: "
-        f"{tests['n_significant']} of {tests['n_pairs']} (smallest p = {tests['min_p_value']:.3g})"
+        f"{tests['n_significant']} of {tests['n_pairs']} tested (smallest p = "
+        f"{tests['min_p_value']:.3g}){untested}"
     )
     dh = rep["dhsic"]
     if dh is not None:

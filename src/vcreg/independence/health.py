@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from vcreg.independence._common import DEFAULT_DTYPE, _as_variable, _rescale, _resolve_device
+from vcreg.independence.nulls import column_modes
 
 RANKME_EPS = 1e-7
 
@@ -96,17 +97,11 @@ def near_constant_limit(n: int) -> int:
 
 def _value_counts(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of ``block`` (n, c): number of distinct values, rows off the most common
-    value, and that value."""
+    value (:func:`vcreg.independence.nulls.column_modes`, the pair tests' rule) and that
+    value."""
     s = np.sort(block, axis=0)
-    change = s[1:] != s[:-1]
-    distinct = 1 + change.sum(0)
-    n = s.shape[0]
-    off, mode = np.empty(s.shape[1], dtype=np.int64), np.empty(s.shape[1])
-    for j in range(s.shape[1]):
-        ends = np.flatnonzero(change[:, j]) + 1
-        runs = np.diff(np.concatenate(([0], ends, [n])))
-        top = int(runs.argmax())
-        off[j], mode[j] = n - runs[top], s[0 if top == 0 else ends[top - 1], j]
+    distinct = 1 + (s[1:] != s[:-1]).sum(0)
+    mode, off = column_modes(torch.from_numpy(s))
     return distinct, off, mode
 
 
@@ -139,7 +134,9 @@ def degenerate_features(Z: Any, near_constant_rows: int | None = None) -> dict[s
             "constant": "all values equal (a dead unit)",
             "near_constant": f"at most {limit} of the {n} rows differ from the feature's most "
             f"common value (max({NEAR_CONSTANT_ROWS}, {NEAR_CONSTANT_FRACTION:g} n)): a unit "
-            "that fires on a few inputs; single_spike: exactly one row differs",
+            "that fires on a few inputs; single_spike: exactly one row differs. Their pairs get a "
+            "null chosen by the pair test's measured criterion, or are counted 'not tested' "
+            "where no null can reach the corrected threshold",
             "few_distinct": f"2 to {FEW_DISTINCT} distinct values (discrete or quantized)",
         },
         "near_constant_rows": int(limit),

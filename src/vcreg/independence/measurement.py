@@ -382,7 +382,8 @@ def _input_sections(n_total: int, n: int, d: int, names, constant: np.ndarray) -
 
 
 def _tests_section(tests: dict, keep: np.ndarray, names: Sequence[str] | None) -> dict:
-    keys = ("n_pairs", "correction", "alpha", "method", "n_significant", "min_p_value")
+    keys = ("n_pairs", "n_not_tested", "not_tested", "nulls", "correction", "alpha", "method")
+    keys += ("n_significant", "min_p_value")
     return {k: tests[k] for k in keys} | {"top_pairs": _remap(tests["top_pairs"], keep, names)}
 
 
