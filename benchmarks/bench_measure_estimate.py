@@ -45,7 +45,7 @@ def make_data(n: int, d: int, seed: int = 0, sparse: bool = False) -> tuple[np.n
     h = x @ (rng.standard_normal((256, d)) / 16)
     if sparse:
         active = np.exp(rng.uniform(np.log(1e-3), np.log(0.5), d))
-        h = h - np.quantile(h, 1 - active, axis=0)
+        h = h - np.array([np.quantile(h[:, j], 1 - active[j]) for j in range(d)])
     return np.maximum(h, 0), rng.integers(0, 10, n)
 
 
