@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from vcreg.independence._common import MEDIAN_SAMPLES, parse_memory
 
 __all__ = [
     "AUTO_EXACT_LIMIT_S",
     "STEP_NAMES",
+    "exact_pair_count",
     "exact_pairwise_seconds",
     "measure_cost",
     "measure_plan",
@@ -53,7 +56,8 @@ PERM_ND_SECONDS = 2.1e-8  # per (n, d) entry of a permutation (drawing it, gathe
 MARGINAL_SECONDS = 1.7e-8  # per variable and (n, n) entry of the dHSIC statistic's kernels
 MEDIAN_PAIR_SECONDS = 3.5e-8  # per variable and pair of the <= 256 rows of a median bandwidth
 PAIR_PVALUE_SECONDS = 6e-6  # saddlepoint tail of one pair (NumPy, 64 eigenvalue products)
-COLUMN_NULL_SECONDS = 1.5e-6  # per row and column: the column's kernel spectrum (rank <= 128)
+COLUMN_NULL_SECONDS = 8e-6  # per row and column: its kernel spectrum and eigenvector shapes
+EXACT_PAIR_SECONDS = 8e-5  # one pair's exact (overlap) null, measured at n = 1000 and 2048
 MUTUAL_SECONDS = 5.5e-8  # per feature and (m, m) entry of mutual dependence (m <= 512 rows)
 SVD_FLOPS = 5e9  # float64 singular values (effective rank)
 WRITE_SECONDS = 2e-7  # per entry of the d x d results (3 .npy files and the heatmap PNG)
@@ -132,8 +136,25 @@ def measure_cost(
     }
 
 
-def _pvalue_seconds(n: int, d: int) -> float:
-    return d * (d - 1) / 2 * PAIR_PVALUE_SECONDS + n * d * COLUMN_NULL_SECONDS
+def exact_pair_count(rows_off_mode: np.ndarray, n: int) -> int:
+    """Pairs likely to need the pair test's exact null (or to be 'not tested'): both columns
+    with a mode on at least half of the rows (:func:`vcreg.independence.nulls.choose_null`'s
+    condition) and at least one active on at most a tenth of them, where the spectral null's
+    tail error is large (sparse ReLU units, rare binary values). An estimate from the marginals
+    only: the test decides per pair from the measured error."""
+    k = np.asarray(rows_off_mode)
+    moded, sparse = int((2 * k <= n).sum()), int((10 * k <= n).sum())
+    return moded * (moded - 1) // 2 - (moded - sparse) * (moded - sparse - 1) // 2
+
+
+def _pvalue_seconds(n: int, d: int, exact_pairs: int) -> float:
+    pairs = d * (d - 1) / 2
+    exact = min(exact_pairs, pairs)
+    return (
+        (pairs - exact) * PAIR_PVALUE_SECONDS
+        + exact * EXACT_PAIR_SECONDS
+        + (n * d * COLUMN_NULL_SECONDS)
+    )
 
 
 def _dhsic_seconds(n: int, d: int, test: str, n_permutations: int, cuda: bool) -> float:
@@ -154,16 +175,19 @@ def measure_plan(
     n: int, d: int, *, method: str = "auto", with_dhsic: bool = True, test: str = "auto",
     n_permutations: int = 199, estimator: str = "biased", labels: bool = False,
     max_memory: int | str = "4GB", cuda: bool = False, world: int = 1, write: bool = False,
+    exact_pairs: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Seconds of every step of measuring n rows of d (non-constant) features with these
-    options (module docstring), before any work: ``{"method" (resolved), "n", "d", "steps":
+    options (module docstring), before any work. ``exact_pairs``: pairs expected to take the
+    exact null (:func:`exact_pair_count`; 0 when the data are not known yet). Returns
+    ``{"method" (resolved), "n", "d", "steps":
     {step: seconds}, "seconds" (their sum), "peak_bytes" and "assumptions" (of the pairwise
     step, :func:`measure_cost`), "pairwise": measure_cost(...)}``."""
     budget = parse_memory(max_memory)
     resolved, _ = resolve_method(method, n, d, budget, cuda)
     pair = measure_cost(n, d, resolved, budget, cuda, world)
     hsic_s = pair["seconds"] * (2 if estimator == "unbiased" else 1)
-    steps = {"pairwise": hsic_s + _pvalue_seconds(n, d)}
+    steps = {"pairwise": hsic_s + _pvalue_seconds(n, d, exact_pairs)}
     if resolved == "lowrank":
         steps["lowrank_accuracy"] = exact_pairwise_seconds(n, min(d, 8), budget, cuda)
     if with_dhsic:

@@ -96,16 +96,28 @@ def near_constant_limit(n: int) -> int:
 
 
 def _value_counts(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of ``block`` (n, c): number of distinct values, rows off the most common
-    value (:func:`vcreg.independence.nulls.column_modes`, the pair tests' rule) and that
-    value."""
     s = np.sort(block, axis=0)
     distinct = 1 + (s[1:] != s[:-1]).sum(0)
     mode, off = column_modes(torch.from_numpy(s))
     return distinct, off, mode
 
 
-def degenerate_features(Z: Any, near_constant_rows: int | None = None) -> dict[str, Any]:
+def value_counts(Z: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of Z (n, d): the number of distinct values, the rows off the most common
+    value (:func:`vcreg.independence.nulls.column_modes`, the pair tests' rule) and that value.
+    Exact (values as given), in blocks of 256 columns."""
+    z = Z.detach().cpu().numpy() if isinstance(Z, Tensor) else np.asarray(Z)
+    if z.ndim != 2 or z.shape[0] < 1:
+        raise ValueError(f"Z must be a non-empty 2-D (n, d) array, got shape {z.shape}")
+    blocks = [_value_counts(z[:, c : c + 256]) for c in range(0, z.shape[1], 256)]
+    return tuple(np.concatenate(p) for p in zip(*blocks, strict=True))  # type: ignore[return-value]
+
+
+def degenerate_features(
+    Z: Any,
+    near_constant_rows: int | None = None,
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Dead and near-dead features of Z (n, d), in Z's own column numbering.
 
     Each feature is listed under the first rule it meets: ``constant`` (all n values equal: a
@@ -116,14 +128,11 @@ def degenerate_features(Z: Any, near_constant_rows: int | None = None) -> dict[s
     FEW_DISTINCT distinct values: a discrete / quantized feature). Exact: values are compared
     as given (a shift or a scale of a feature changes nothing). ``details`` gives, for every
     listed non-constant feature, its number of distinct values, rows off the mode and the mode.
+    ``counts``: :func:`value_counts` of Z when the caller has them already.
     """
-    z = Z.detach().cpu().numpy() if isinstance(Z, Tensor) else np.asarray(Z)
-    if z.ndim != 2 or z.shape[0] < 1:
-        raise ValueError(f"Z must be a non-empty 2-D (n, d) array, got shape {z.shape}")
-    n, d = z.shape
+    distinct, off, mode = value_counts(Z) if counts is None else counts
+    n, d = np.shape(Z)
     limit = near_constant_limit(n) if near_constant_rows is None else int(near_constant_rows)
-    distinct, off, mode = (np.concatenate(p) for p in zip(*(
-        _value_counts(z[:, c : c + 256]) for c in range(0, d, 256)), strict=True))  # fmt: skip
     constant = np.flatnonzero(distinct == 1)
     near = np.flatnonzero((distinct > 1) & (off <= limit))
     few = np.flatnonzero((distinct > 1) & (off > limit) & (distinct <= FEW_DISTINCT))

@@ -36,13 +36,19 @@ from vcreg.independence._common import (
 from vcreg.independence.cost import (
     MUTUAL_ROWS,
     STEP_NAMES,
+    exact_pair_count,
     exact_pairwise_seconds,
     measure_cost,
     measure_plan,
     resolve_method,
 )
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
-from vcreg.independence.health import degenerate_features, effective_rank, feature_std_summary
+from vcreg.independence.health import (
+    degenerate_features,
+    effective_rank,
+    feature_std_summary,
+    value_counts,
+)
 from vcreg.independence.kernels import _subsample_rows
 from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
 
@@ -409,10 +415,12 @@ def _shown(idx: Sequence[int] | np.ndarray, k: int = 10) -> str:
     return ", ".join(map(str, idx[:k])) + (f" (+{len(idx) - k} more)" if len(idx) > k else "")
 
 
-def _health_sections(z: np.ndarray, zk: torch.Tensor, keep: np.ndarray, notes: list[str]) -> dict:
+def _health_sections(
+    z: np.ndarray, zk: torch.Tensor, keep: np.ndarray, notes: list[str], counts: tuple
+) -> dict:
     """Dead / near-dead features, mutual dependence, RankMe and feature std (collapse)."""
     out = {
-        "degenerate_features": degenerate_features(z),
+        "degenerate_features": degenerate_features(z, counts=counts),
         "mutual_dependence": _mutual_section(zk, keep, notes),
         "effective_rank": effective_rank(z),
     }
@@ -426,37 +434,37 @@ def _health_sections(z: np.ndarray, zk: torch.Tensor, keep: np.ndarray, notes: l
     return out
 
 
-def _measured_sections(
-    clock: _StepClock, zk, z, y, keep, names, constant, n_total, notes, resolved, correction,
-    alpha, pair_permutations, top_k, seed, estimator, with_dhsic, test, n_permutations, opts,
-) -> dict[str, Any]:  # fmt: skip
-    """Every statistic of the report, step by step under ``clock``."""
+def _measured_sections(clock: _StepClock, data: dict[str, Any], o: dict[str, Any]) -> dict:
+    """Every statistic of the report, step by step under ``clock``. ``data``: the prepared
+    input (zk, z, y, keep, names, constant, n_total, counts, notes); ``o``: the options."""
+    zk, z, keep, names, notes = data["zk"], data["z"], data["keep"], data["names"], data["notes"]
+    kernel_opts = {k: o[k] for k in ("kernel", "bandwidth", "max_memory", "progress")}
     with clock("pairwise"):
         tests, sections, raw = _pairwise_sections(
-            zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed,
-            estimator, opts,
+            zk, keep, names, o["resolved"], o["correction"], o["alpha"], o["pair_permutations"],
+            o["top_k"], o["seed"], o["estimator"], kernel_opts,
         )  # fmt: skip
-    report: dict[str, Any] = _input_sections(n_total, *z.shape, names, constant) | sections
+    report = _input_sections(data["n_total"], *z.shape, names, data["constant"]) | sections
     report["pairwise_tests"] = _tests_section(tests, keep, names)
     report["_matrices"] = (raw, tests)
-    if resolved == "lowrank":
+    if o["resolved"] == "lowrank":
         with clock("lowrank_accuracy"):
             report["lowrank_accuracy"] = _lowrank_accuracy(
-                zk, tests["hsic"], opts["kernel"], opts["bandwidth"], seed, tests.get("lowrank")
+                zk, tests["hsic"], o["kernel"], o["bandwidth"], o["seed"], tests.get("lowrank")
             )
     report["dhsic"] = None
-    if with_dhsic:
+    if o["with_dhsic"]:
         with clock("dhsic"):
             report["dhsic"] = _dhsic_section(
-                zk, with_dhsic, test, n_permutations, seed, opts["kernel"], opts["bandwidth"],
-                opts["max_memory"], opts["progress"], notes,
+                zk, True, o["test"], o["n_permutations"], o["seed"], o["kernel"],
+                o["bandwidth"], o["max_memory"], o["progress"], notes,
             )  # fmt: skip
     with clock("health"):
-        report |= _health_sections(z, zk, keep, notes)
+        report |= _health_sections(z, zk, keep, notes, data["counts"])
     report["labels"] = None
-    if y is not None:
+    if data["y"] is not None:
         with clock("labels"):
-            report["labels"] = _label_section(zk, y, keep, top_k)
+            report["labels"] = _label_section(zk, data["y"], keep, o["top_k"])
     return report
 
 
@@ -533,21 +541,27 @@ def measure_embeddings(
     n, d = z.shape
     dev = torch.device(device) if device is not None else torch.device("cpu")
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
+    counts = value_counts(z)  # distinct values, rows off the mode: the plan and dead units
     plan = measure_plan(
         n, keep.size, method=resolved, with_dhsic=with_dhsic, test=test,
         n_permutations=n_permutations, estimator=estimator, labels=labels is not None,
         max_memory=budget, cuda=dev.type == "cuda", world=world_size(),
+        exact_pairs=exact_pair_count(counts[1][keep], n),
     )  # fmt: skip
     if on_plan is not None:
         on_plan(plan | {"n_total": n_total, "n_features": d})
     zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
     clock = _StepClock(plan, progress)
     try:
-        report = _measured_sections(
-            clock, zk, z, y, keep, names, constant, n_total, notes, resolved, correction, alpha,
-            pair_permutations, top_k, seed, estimator, with_dhsic, test, n_permutations,
-            dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
+        data = dict(zk=zk, z=z, y=y, keep=keep, names=names, constant=constant,
+                    n_total=n_total, counts=counts, notes=notes)  # fmt: skip
+        opts = dict(
+            resolved=resolved, correction=correction, alpha=alpha, top_k=top_k, seed=seed,
+            pair_permutations=pair_permutations, estimator=estimator, with_dhsic=with_dhsic,
+            test=test, n_permutations=n_permutations, kernel=kernel, bandwidth=bandwidth,
+            max_memory=budget, progress=progress,
         )  # fmt: skip
+        report = _measured_sections(clock, data, opts)
     finally:
         clock.close()
     report["cost"] = {
