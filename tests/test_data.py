@@ -422,30 +422,3 @@ def test_env_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VCREG_CACHE", str(tmp_path))
     assert cache_dir() == tmp_path
     assert os.fspath(cache_dir("~/x")).endswith("x")
-
-
-def test_cifar_loader_layout_with_fake_torchvision_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CIFAR bytes are not available offline: a stand-in with torchvision's CIFAR10 attributes
-    (``data`` uint8 (N, 32, 32, 3), ``targets`` list) checks layout, standardization and OOD."""
-    import torchvision.datasets
-
-    rng = np.random.default_rng(0)
-
-    class FakeCIFAR10:
-        def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
-            n = 6 if train else 4
-            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-            self.targets = list(range(n))
-
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
-    b = load_dataset("cifar10", root="/nonexistent", ood=True, ood_severities=[2])
-    x, y = b.train.tensors
-    assert x.shape == (6, 3, 32, 32) and b.input_shape == (3, 32, 32) and b.num_classes == 10
-    m = torch.tensor(A.NORMALIZATION["cifar10"][0]).view(3, 1, 1)
-    s = torch.tensor(A.NORMALIZATION["cifar10"][1]).view(3, 1, 1)
-    assert torch.equal(b.train[2][0], x[2]) and int(b.train[2][1]) == 2
-    raw = torch.from_numpy(b.train.images[2]).float() / 255  # (3, 32, 32)
-    torch.testing.assert_close(x[2], (raw - m) / s)
-    assert sorted(b.ood) == sorted(f"{c}-2" for c in CORRUPTIONS)
-    assert b.ood["rotation-2"].tensors[0].shape == (4, 3, 32, 32)
-    assert b.default_augmentation == "cifar10"

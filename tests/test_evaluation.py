@@ -124,3 +124,34 @@ def test_independence_metrics_plain_formula():
     nrm = [hs[i, j] / np.sqrt(hs[i, i] * hs[j, j]) for i, j in pairs]
     assert out["pairwise_nhsic_mean"] == pytest.approx(np.mean(nrm), rel=1e-6)
     assert out["dhsic"] > 0
+
+
+def test_dhsic_under_per_variable_medians_and_its_floor():
+    """``dhsic_median``: the dHSIC V-statistic with each variable's median-heuristic bandwidth in
+    R dHSIC's convention sqrt(median(d²)/2), written out here; NaN (no warning) once it
+    saturates, next to its floor 1/n."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    n = 50
+    a = rng.normal(size=n)
+    z = np.stack([a, a**2 + 0.1 * rng.normal(size=n), rng.normal(size=n)], 1)
+
+    def gram(v):
+        d2 = (v[:, None] - v[None, :]) ** 2
+        sigma = np.sqrt(np.median(d2[np.triu_indices(n, 1)]) / 2)  # R dHSIC (1225 pairs: odd)
+        return np.exp(-d2 / (2 * sigma**2))
+
+    ks = [gram(z[:, j]) for j in range(3)]
+    t1 = np.mean(ks[0] * ks[1] * ks[2])
+    t2 = np.prod([k.mean() for k in ks])
+    t3 = 2 * np.mean(np.prod([k.mean(1) for k in ks], 0))
+    out = independence_metrics(z, dhsic_median=True)
+    assert out["dhsic_median"] == pytest.approx(t1 + t2 - t3, rel=1e-6)
+    assert out["dhsic_floor"] == 1 / n
+    assert "dhsic_median" not in independence_metrics(z)  # off by default
+    wide = rng.normal(size=(256, 64))  # d = 64: the product kernel is ~ the identity
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = independence_metrics(wide, hsic=False, dhsic=False, dhsic_median=True)
+    assert np.isnan(out["dhsic_median"]) and out["dhsic_floor"] == 1 / 256

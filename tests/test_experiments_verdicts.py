@@ -9,22 +9,33 @@ from scipy import stats
 from vcreg.experiments.verdicts import (
     CHANGES,
     INCONCLUSIVE,
+    MIN_ASSESSABLE_FRAC,
     MIN_RANK_UNITS,
+    MIN_T_N,
     NOT_ASSESSABLE,
     NOT_SUPPORTED,
     STABLE,
     SUPPORTED,
     Verdict,
+    added_parts,
     combine_verdicts,
     control_verdict,
     difference_verdict,
     equivalence_verdict,
+    failing_paper_parts,
     fit_loglog_slope,
     flag_low_accuracy,
     identity_verdict,
+    min_units_permutation,
+    minimum_units_rows,
     not_assessable,
+    paper_parts,
     partial_spearman,
     partial_trend_verdict,
+    parts_line,
+    permutation_partial_spearman,
+    permutation_partial_verdict,
+    retarget_hints,
     sensitivity_rows,
     slope_verdict,
     spearman_bootstrap,
@@ -276,13 +287,148 @@ def test_equivalence_verdict_is_tost_with_the_stated_margin():
     assert "n too small" in equivalence_verdict([0.0, 0.01], 0.1).statistic
 
 
-def test_not_assessable_dominates_all_but_not_supported():
+def test_not_assessable_parts_count_against_enough_assessable():
     na = not_assessable("p", "1/6 runs meet the preconditions", "full")
     assert na.status == NOT_ASSESSABLE and "--preset full" in na.reason
     ok = Verdict(SUPPORTED, "s", "r")
-    assert combine_verdicts([ok, na]).status == NOT_ASSESSABLE
-    assert combine_verdicts([na, Verdict(NOT_SUPPORTED, "s", "r")]).status == NOT_SUPPORTED
+    inc = Verdict(INCONCLUSIVE, "s", "r")
+    # half of the paper parts assessable is enough (MIN_ASSESSABLE_FRAC = 0.5) ...
+    assert MIN_ASSESSABLE_FRAC == 0.5
+    assert combine_verdicts([ok, na]).status == SUPPORTED
+    assert combine_verdicts([inc, na]).status == INCONCLUSIVE
+    # ... fewer is not
+    assert combine_verdicts([ok, na, na]).status == NOT_ASSESSABLE
+    assert combine_verdicts([na, inc, na]).status == NOT_ASSESSABLE
+    assert combine_verdicts([na]).status == NOT_ASSESSABLE
+    # a failing paper part decides whatever else is missing
+    assert combine_verdicts([na, na, Verdict(NOT_SUPPORTED, "s", "r")]).status == NOT_SUPPORTED
     assert Verdict.from_dict(na.to_dict()).status == NOT_ASSESSABLE
+
+
+def _part(status: str, short: str, added: bool = False) -> Verdict:
+    return Verdict(
+        status, f"{short} statistic", "r", name=f"{short} part", short=short, added=added
+    )
+
+
+def test_added_tests_never_decide_the_claim():
+    """The rule of the one-word status (verdicts.CLAIM_RULE), every combination of paper parts
+    and an added test."""
+    s, n, i, a = SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_ASSESSABLE
+    cases = [
+        # (paper part statuses, added test status, claim status)
+        ([s, s, s], n, s),  # every paper part passes, the added test fails: still supported
+        ([s, s, s], s, s),
+        ([s, s, n], s, n),  # a failing paper part: not supported, whatever the added test
+        ([s, s, n], n, n),
+        ([s, i, s], n, i),
+        ([s, i, s], s, i),
+        ([s, a, a], n, a),  # 1 of 3 assessable: too few, even with a failing added test
+        ([s, s, a], n, s),
+        ([i, a], s, i),
+    ]
+    for paper, added, want in cases:
+        parts = [_part(st, f"p{k}") for k, st in enumerate(paper)] + [_part(added, "x", True)]
+        v = combine_verdicts(parts, name="C")
+        assert v.status == want, (paper, added, v.status)
+        assert failing_paper_parts(v) == [p for p in parts if p.status == n and not p.added]
+        assert added_parts(v) == parts[-1:] and paper_parts(v) == parts[:-1]
+        assert "added tests (findings, not deciding)" in v.reason
+    with pytest.raises(ValueError, match="statement of the paper"):
+        combine_verdicts([_part(s, "x", True)])
+
+
+def test_parts_line_shows_every_part_and_labels_added_tests():
+    parts = [_part(SUPPORTED, "width") for _ in range(3)]
+    parts += [_part(SUPPORTED, "random"), _part(NOT_ASSESSABLE, "depth")]
+    parts += [_part(NOT_SUPPORTED, "vs none", added=True)]
+    v = combine_verdicts(parts, name="C2")
+    want = "width ✅ ✅ ✅ · random ✅ · depth ⏸ · vs none ❌ (added)"
+    assert parts_line(v) == want and v.values["parts_line"] == want
+    assert v.status == SUPPORTED  # 4 of 5 paper parts assessable, all supported
+    back = Verdict.from_dict(v.to_dict())
+    assert back == v and back.parts[-1].added and back.parts[0].short == "width"
+    # a dict written before the fields existed still loads
+    old = {"status": SUPPORTED, "statistic": "s", "reason": "r", "values": {}, "parts": []}
+    assert Verdict.from_dict(old).added is False
+
+
+def test_retarget_hints_when_the_run_is_the_suggested_preset():
+    na = not_assessable("p", "3 of 6 runs meet the preconditions", "full")
+    claim = combine_verdicts([Verdict(SUPPORTED, "s", "r"), na], name="C")
+    retarget_hints(claim, "quick")
+    assert "--preset full" in claim.parts[1].reason
+    retarget_hints(claim, "full")  # a full run never tells its reader to run full
+    assert "--preset full" not in claim.parts[1].reason
+    assert claim.parts[1].reason.startswith("3 of 6 runs meet the preconditions; this preset")
+
+
+def _plain_partial_spearman(x, y, z) -> float:
+    """Partial Spearman written out: ranks, least-squares residuals on [1, rank z], Pearson."""
+    rx, ry, rz = (stats.rankdata(a) for a in (x, y, z))
+    design = np.column_stack([np.ones_like(rz), rz])
+    ex = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+    ey = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    if np.abs(ex).max() < 1e-9:  # x's ranks a linear function of z's: undefined, counted as 0
+        return 0.0
+    return float(np.corrcoef(ex, ey)[0, 1])
+
+
+def _plain_permutation_p(x, y, z) -> tuple[float, float]:
+    """Two-sided p over every order of x (and the smallest attainable p), by enumeration."""
+    import itertools
+
+    obs = abs(_plain_partial_spearman(x, y, z))
+    rs = [
+        abs(_plain_partial_spearman(x[list(p)], y, z))
+        for p in itertools.permutations(range(len(x)))
+    ]
+    rs = np.array(rs)
+    return float(np.mean(rs >= obs - 1e-9)), float(np.mean(rs >= rs.max() - 1e-9))
+
+
+def test_permutation_test_of_the_partial_correlation_matches_enumeration():
+    rng = np.random.default_rng(3)
+    for u, strength in ((5, 1.0), (6, 0.3), (7, 1.0), (7, 0.0)):
+        z = rng.normal(size=u)
+        x = rng.normal(size=u)
+        y = -strength * x + 0.8 * z + 0.5 * rng.normal(size=u)
+        t = permutation_partial_spearman(x, y, z)
+        p, p_min = _plain_permutation_p(x, y, z)
+        assert t["exact"] and t["n_perm"] == np.prod(range(1, u + 1))
+        assert t["rho"] == pytest.approx(_plain_partial_spearman(x, y, z), abs=1e-12)
+        assert t["p_value"] == pytest.approx(p, abs=1e-12)
+        assert t["p_min"] == pytest.approx(p_min, abs=1e-12)
+        assert t["p_min"] >= 2 / np.prod(range(1, u + 1)) - 1e-12  # an order and its reverse
+
+
+def test_permutation_monte_carlo_agrees_with_enumeration(monkeypatch):
+    import vcreg.experiments.verdicts as V
+
+    rng = np.random.default_rng(5)
+    x, z = rng.normal(size=7), rng.normal(size=7)
+    y = -0.6 * x + 0.5 * z + 0.5 * rng.normal(size=7)
+    p, _ = _plain_permutation_p(x, y, z)
+    monkeypatch.setattr(V, "EXACT_PERMUTATION_MAX", 6)
+    t = V.permutation_partial_spearman(x, y, z, n_perm=20000, seed=1)
+    assert not t["exact"] and t["n_perm"] == 20000
+    assert abs(t["p_value"] - p) < 4 * np.sqrt(p * (1 - p) / 20000) + 1 / 20001
+
+
+def test_permutation_verdict_and_its_minimum_units():
+    # two-sided p >= 2/u!: 2/4! = 0.083 > 0.05 >= 2/5! = 0.017
+    assert min_units_permutation(0.05) == 5 and min_units_permutation(0.01) == 6
+    x = np.arange(4.0)
+    small = permutation_partial_verdict(x, -x, x[::-1] * 0 + [0, 1, 0, 1], "decreasing")
+    assert small.status == INCONCLUSIVE and "n too small" in small.statistic
+    rng = np.random.default_rng(0)
+    x, z = np.arange(8.0), rng.normal(size=8)
+    assert permutation_partial_verdict(x, -x + 0.01 * z, z, "decreasing").status == SUPPORTED
+    assert permutation_partial_verdict(x, x + 0.01 * z, z, "decreasing").status == NOT_SUPPORTED
+    noise = permutation_partial_verdict(x, rng.normal(size=8), z, "decreasing")
+    assert noise.status == INCONCLUSIVE and "p > 0.05" in noise.reason
+    rows = minimum_units_rows()
+    assert {r[2] for r in rows} == {MIN_T_N, MIN_RANK_UNITS, 5, 6}
 
 
 def test_group_bootstrap_needs_enough_groups():

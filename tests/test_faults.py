@@ -420,12 +420,15 @@ def test_double_backward_through_the_gram_path_says_not_twice_differentiable():
             grad.pow(2).sum().backward()
 
 
-def test_cifar_pickle_risk_is_documented_where_data_root_is():
+def test_cifar_pickle_handling_is_documented_where_data_root_is():
+    """The pickled CIFAR batches: the docs say how vcreg keeps them from running code (MD5s
+    before unpickling, an arrays-only unpickler; tests/test_cifar.py checks it)."""
     for doc in ("training.md", "data.md"):
         text = (ROOT / "docs" / "sections" / doc).read_text()
         start = text.index("cifar-10-batches-py")
-        near = text[start : start + 700]
-        assert "pickle" in near and "untrusted" in near and "execute code" in near, doc
+        near = text[start : start + 1000]
+        assert "pickle" in near and "MD5" in near and "run code" in near, doc
+        assert "allow_pickle=False" in near, doc
 
 
 # -- slow: real processes, kill -9 ------------------------------------------------------------------

@@ -151,24 +151,35 @@ def test_gate_excludes_runs_outside_the_regime_and_blocks_the_claim():
 
 
 def test_report_opens_with_what_is_assessable_and_what_was_skipped():
-    from vcreg.experiments.runner import _assessability_blocks
-    from vcreg.experiments.verdicts import Verdict, not_assessable
+    from vcreg.experiments.report_sections import assessability_blocks
+    from vcreg.experiments.verdicts import Verdict, combine_verdicts, not_assessable
 
+    depth = not_assessable("depth changes hsic", "no depth sweep in this preset (depth [2] only)")
+    c2 = combine_verdicts([Verdict("supported", "s", "r", name="width"), depth], name="C2")
     results = {
+        "preset": "quick",
         "experiments": {
             "C1": {"verdict": Verdict("supported", "s", "r").to_dict()},
+            "C2": {"verdict": c2.to_dict()},
             "C3": {"verdict": not_assessable("C3", "1/6 VCReg-family runs meet").to_dict()},
             "C4": {
                 "verdict": Verdict("inconclusive", "s", "r").to_dict(),
                 "skipped": ["image domain (fashion-mnist) skipped: not installed"],
             },
-        }
+        },
     }
-    text = " ".join(getattr(b, "text", "") for b in _assessability_blocks(results))
-    assert "**Assessable at this scale:** C1, C4." in text
+    text = " ".join(getattr(b, "text", "") for b in assessability_blocks(results))
+    assert "**Assessable at this scale:** C1, C2, C4." in text
     assert "**Not assessable at this scale:** C3 (1/6 VCReg-family runs meet)" in text
     assert "--preset full" in text
+    # the paper parts of an assessable claim that this scale cannot assess are named
+    assert "C2: depth changes hsic (no depth sweep in this preset (depth [2] only))" in text
     assert "Skipped in this run:** C4: image domain (fashion-mnist) skipped" in text
+    # a full run does not send its reader to `--preset full`
+    text = " ".join(
+        getattr(b, "text", "") for b in assessability_blocks({**results, "preset": "full"})
+    )
+    assert "--preset full" not in text and "more seeds or configurations" in text
 
 
 def test_image_domain_parts_are_gated_and_named_by_domain():

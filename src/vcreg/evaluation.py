@@ -16,6 +16,7 @@ evaluating a training run folder is :func:`vcreg.training.evaluate_run`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from vcreg.independence import SaturationWarning, normalize_hsic_matrix, pairwise_hsic
 from vcreg.independence import dhsic as _dhsic
-from vcreg.independence import normalize_hsic_matrix, pairwise_hsic
 
 __all__ = [
     "dataset_tensors",
@@ -128,7 +129,7 @@ def ridge_accuracy(
 
 
 def independence_metrics(
-    feats: Tensor | np.ndarray, hsic: bool = True, dhsic: bool = True
+    feats: Tensor | np.ndarray, hsic: bool = True, dhsic: bool = True, dhsic_median: bool = False
 ) -> dict[str, float]:
     """Independence of a representation's features (rows = samples).
 
@@ -140,6 +141,10 @@ def independence_metrics(
     NaN with a SaturationWarning if even that saturates). Gaussian kernels, median-heuristic
     bandwidths otherwise (the conventions of :mod:`vcreg.independence`). Constant features are
     dropped (their HSIC is 0 and normalized HSIC undefined); ``n_constant_features`` counts them.
+    ``dhsic_median`` adds ``dhsic_median``, dHSIC under per-variable median-heuristic bandwidths
+    in the R package dHSIC's convention (``bandwidth="dhsic"``: sigma_j = sqrt(median|x_a -
+    x_b|^2 / 2), its default; NaN when saturated, i.e. within float noise of its floor), and that
+    floor ``dhsic_floor`` = 1/n (the value of a joint kernel matrix equal to the identity).
     """
     z = np.asarray(torch.as_tensor(feats).double().cpu().numpy())
     if z.ndim != 2 or z.shape[0] < 4:
@@ -157,6 +162,12 @@ def independence_metrics(
         out["pairwise_nhsic_mean"] = float(np.asarray(normalize_hsic_matrix(raw))[iu].mean())
     if dhsic:
         out["dhsic"] = float(_dhsic(z, bandwidth="joint"))
+    if dhsic_median:
+        with warnings.catch_warnings():
+            # asked for to show the saturation: recorded as NaN next to its floor, not warned
+            warnings.simplefilter("ignore", SaturationWarning)
+            out["dhsic_median"] = float(_dhsic(z, bandwidth="dhsic"))
+        out["dhsic_floor"] = 1.0 / z.shape[0]
     return out
 
 

@@ -52,7 +52,7 @@ from vcreg._device import resolve_device
 from vcreg._exportfile import ExportFileError, payload_sha256
 from vcreg._io import atomic_write, atomic_write_text
 from vcreg._lock import FolderLock
-from vcreg.data import DatasetBundle, canonical_dataset_name
+from vcreg.data import OOD_SOURCES, DatasetBundle, canonical_dataset_name
 from vcreg.evaluation import dataset_tensors, encode
 from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION, Encoder, load_encoder, read_export_config
 from vcreg.training.config import TrainConfig, saved_config
@@ -164,6 +164,7 @@ _IMAGE_OOD = {
     "ood_severities": _list_of(_num(1, 5, int), 5),
     "ood_seed": _num(0, 2**32 - 1, int),
 }
+_CIFAR_OOD = {**_IMAGE_OOD, "ood_source": lambda v: v in OOD_SOURCES}
 #: The ``data.options`` an exported file may set, with their bounds: they shape the data's
 #: distribution. Where the data is read, cached or downloaded and how many samples are made
 #: are never taken from a file (:data:`CALLER_DATA_OPTIONS`).
@@ -183,8 +184,8 @@ FILE_DATA_OPTIONS: dict[str, dict[str, Callable[[Any], bool]]] = {
         "ood": _OOD,
     },
     "fashion-mnist": _IMAGE_OOD,
-    "cifar10": _IMAGE_OOD,
-    "cifar100": _IMAGE_OOD,
+    "cifar10": _CIFAR_OOD,
+    "cifar100": _CIFAR_OOD,
     "imagefolder": {
         "image_size": _num(8, 1024, int),
         "mean": _list_of(_num(-1e3, 1e3), 4),
@@ -192,7 +193,7 @@ FILE_DATA_OPTIONS: dict[str, dict[str, Callable[[Any], bool]]] = {
     },
 }
 #: Options a file's values are ignored for: the caller's or the loader's defaults apply.
-CALLER_DATA_OPTIONS = ("num_samples", "ood_samples", "cache", "download")
+CALLER_DATA_OPTIONS = ("num_samples", "ood_samples", "cache", "download", "ood_path")
 #: Evaluation settings a file may set, with bounds (runtime and memory of `vcreg evaluate`).
 _EVAL_BOUNDS = {
     "C": _num(1e-8, 1e8),

@@ -296,14 +296,22 @@ def _check_overflow(terms: dict[str, Tensor], views: tuple[Tensor, ...], check: 
     (raising needs a host sync; under torch.compile the loss is inf for the divergence guard)."""
     if not check or torch.compiler.is_compiling():
         return
-    if bool(torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()):
+    z = views[0]
+    finite = torch.isfinite(torch.stack([v.detach() for v in terms.values()])).all()
+    zmax_t = torch.stack([v.detach().abs().max().to(torch.float64) for v in views]).max()
+    ok, zmax = (float(t) for t in torch.stack([finite.to(torch.float64), zmax_t]).tolist())
+    rounding = torch.finfo(z.dtype).eps * zmax * zmax  # of each covariance entry, even a 0
+    # A covariance term whose rounding alone (≈ rounding² per entry) exceeds the dtype's range is
+    # meaningless even when this BLAS happens to return a finite value: the outcome would
+    # otherwise depend on the CPU's kernels (AVX-512 returned an exact 0 where AVX2 overflowed).
+    unresolved = "covariance" in terms and not rounding * rounding <= torch.finfo(z.dtype).max
+    if ok and not unresolved:
         return
     bad = [name for name, value in terms.items() if not bool(torch.isfinite(value))]
+    if unresolved and "covariance" not in bad:
+        bad.insert(0, "covariance")
     if len(bad) > 1 and "total" in bad:  # the total overflows because a term does
         bad.remove("total")
-    z = views[0]
-    zmax = max(float(v.detach().abs().max()) for v in views)
-    rounding = torch.finfo(z.dtype).eps * zmax * zmax  # of each covariance entry, even a 0
     raise ValueError(
         f"the {'/'.join(bad)} term overflows {z.dtype}: the embeddings reach "
         f"|z| = {zmax:.3g}, so the term exceeds {torch.finfo(z.dtype).max:.3g} (it grows like "

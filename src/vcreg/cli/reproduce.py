@@ -87,7 +87,11 @@ def reproduce(
             click.echo(f"  {claim}  ERROR  {e['error']}")
         else:
             stab = f" ({e['stability']})" if e.get("stability") else ""
-            click.echo(f"  {claim}  {e['verdict']['status']}{stab}: {e['verdict']['statistic']}")
+            line = e["verdict"].get("values", {}).get("parts_line")
+            parts = f" [{line}]" if line else ""
+            click.echo(
+                f"  {claim}  {e['verdict']['status']}{stab}{parts}: {e['verdict']['statistic']}"
+            )
             for what in e.get("skipped") or []:
                 click.echo(f"  {claim}  SKIPPED: {what}")
     click.echo(f"report: {out}/report.md  (and report.html, results.json)")

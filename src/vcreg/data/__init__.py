@@ -15,7 +15,9 @@ API (docs/sections/data.md):
   (see ``vcreg.data.augment``); ``TwoViewDataset(base, augmentation, seed=None)`` yields
   ``(view1, view2, y)``.
 
-Nothing is downloaded unless ``download=True`` is passed for a torchvision dataset.
+Nothing is downloaded unless ``download=True`` is passed for a torchvision dataset. No data file
+can run code: CIFAR's pickled batches are checked against the official MD5s before unpickling
+(``vcreg.data.cifar``); ``.npy``/``.npz`` files are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -33,8 +35,17 @@ from vcreg.data.augment import (
     TwoViewDataset,
     make_augmentation,
 )
+from vcreg.data.cifar import (
+    CIFAR_C_CORRUPTIONS,
+    CifarDataError,
+    find_cifar_files,
+    write_synthetic_cifar,
+)
 from vcreg.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from vcreg.data.images import (
+    OOD_SOURCES,
+    OODFallbackWarning,
+    cifar_ood_set_names,
     corruption_set_names,
     load_cifar,
     load_fashion_mnist,
@@ -55,21 +66,27 @@ DATASET_ALIASES = {
 
 __all__ = [
     "AUGMENTATIONS",
+    "CIFAR_C_CORRUPTIONS",
     "CORRUPTIONS",
     "DATASETS",
     "DATASET_ALIASES",
     "MNIST1D_OOD_SETS",
     "NORMALIZATION",
+    "OOD_SOURCES",
     "SEVERITIES",
+    "CifarDataError",
     "DatasetBundle",
     "ImageAugmentation",
+    "OODFallbackWarning",
     "SignalAugmentation",
     "TwoViewDataset",
     "canonical_dataset_name",
     "corrupt",
+    "find_cifar_files",
     "load_dataset",
     "make_augmentation",
     "ood_set_names",
+    "write_synthetic_cifar",
 ]
 
 
@@ -96,19 +113,21 @@ class DatasetBundle:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def ood_set_names(name: str, **options: Any) -> list[str]:
-    """Names of the OOD sets ``load_dataset(name, **options)`` would return (no data loaded)."""
+def ood_set_names(name: str, root: str | None = None, **options: Any) -> list[str]:
+    """Names of the OOD sets ``load_dataset(name, root, **options)`` would return (no data
+    loaded; CIFAR: CIFAR-C's names when ``root`` holds it, see ``ood_source``)."""
     key = canonical_dataset_name(name)
     if key == "mnist1d":
         ood = options.get("ood", True)
         if ood is True:
             return list(MNIST1D_OOD_SETS)
         return [] if not ood else ([ood] if isinstance(ood, str) else list(ood))
-    default_ood = key == "fashion-mnist"  # CIFAR corruptions are opt-in; ImageFolder: on disk
     if key == "imagefolder":
         raise ValueError("imagefolder OOD sets are the extra folders under root: load the dataset")
+    if key in ("cifar10", "cifar100"):  # opt-in (ood=False by default)
+        return cifar_ood_set_names(key, root, options)[0]
     return corruption_set_names(
-        options.get("ood", default_ood),
+        options.get("ood", True),
         options.get("ood_corruptions"),
         options.get("ood_severities"),
     )
@@ -136,8 +155,9 @@ def load_dataset(name: str, root: str | None = None, **options: Any) -> DatasetB
       fashion-mnist: root (default ``$VCREG_DATA/fashion-mnist`` then
         ``/usr/share/datasets/fashion-mnist``), download=False, ood, ood_corruptions,
         ood_severities, ood_samples=None (all 10000), ood_seed=0.
-      cifar10 / cifar100: root (folder holding ``cifar-10-batches-py`` / ``cifar-100-python``),
-        download=False, and the ood options above (default corruptions off: ood=False).
+      cifar10 / cifar100: root (folder holding ``cifar10.npz`` or ``cifar-10-batches-py``, and
+        ``CIFAR-10-C``; ``vcreg.data.cifar``), download=False, the ood options above (default
+        ood=False) and ood_source="auto"|"cifar-c"|"generated", ood_path (CIFAR-C folder).
       imagefolder: root with ``train/`` and ``val/`` (or ``test/``) class folders,
         image_size=224, mean/std (default ImageNet).
     """

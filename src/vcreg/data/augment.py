@@ -10,15 +10,21 @@ API (docs/sections/data.md):
   ``aug(x, batch=True/False)`` asserts which layout is expected (default: inferred from ndim).
 - ``TwoViewDataset(base, augmentation, seed=None)`` yields ``(view1, view2, y)``.
 
-Inputs are the datasets' standardized float tensors. 1-D signal augmentations
-(``SignalAugmentation``, names "mnist1d"/"signal1d") are vectorized over the batch, so applying
-them to a whole (B, C, L) batch on the main process is the fast path on CPU. Image augmentations
-(``ImageAugmentation``, names "fashion-mnist", "cifar10"/"cifar100"/"cifar", "imagenet") use
-``torchvision.transforms.v2``: they undo the dataset standardization (mean/std), transform in
-[0, 1] pixel space (colour jitter, solarize are defined there) and standardize again; a batch is
-processed sample by sample (use DataLoader workers with ``TwoViewDataset`` for images).
-torchvision draws from torch's global RNG, so with a generator each call runs under
-``torch.random.fork_rng`` seeded from the generator (global RNG state is left untouched).
+Inputs are the datasets' standardized float tensors. Both augmentation families split a batch
+view into ``sample_params(shape, generator)`` (every sample's random parameters, drawn on the CPU
+from the generator: the same parameters whatever device the images are on) and
+``apply(x, params)`` (vectorized, on ``x``'s device); ``take_rows(params, lo, hi)`` is a DDP
+rank's share of a global batch's parameters. 1-D signals (``SignalAugmentation``, names
+"mnist1d"/"signal1d") are vectorized operations of their own. Images (``ImageAugmentation``,
+names "fashion-mnist", "cifar10"/"cifar100"/"cifar", "imagenet") follow
+``torchvision.transforms.v2`` exactly: the parameters are drawn with torchvision's samplers
+(``RandomResizedCrop.get_params``' integer boxes, ``ColorJitter``'s order and factors per
+sample, ...) and applied with its operations' formulas (equal to its functional ops to 1e-5,
+``tests/test_augment_batched.py``), after undoing the dataset standardization (mean/std; colour
+jitter and solarize are defined on [0, 1] pixels) and before redoing it. torchvision's own v2
+transforms applied to a batched tensor draw ONE set of parameters for the whole batch, which is
+why the batched path does not call them; ``batched=False`` runs them sample by sample (torch's
+global RNG, under ``torch.random.fork_rng`` seeded from the generator when one is given).
 """
 
 from __future__ import annotations
@@ -105,27 +111,45 @@ class SignalAugmentation:
             want = "(B, C, L)" if batch else "(C, L)"
             raise ValueError(f"signal augmentation expects shape {want}, got {tuple(x.shape)}")
         xb = x if batch else x.unsqueeze(0)
-        out = self._apply(xb, generator if generator is not None else self._gen)
+        params = self.sample_params(xb.shape, generator if generator is not None else self._gen)
+        out = self.apply(xb, params)
         return out if batch else out.squeeze(0)
 
-    def _apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+    def sample_params(
+        self, shape: Sequence[int], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """The random parameters of a batch of ``shape`` (B, C, L), drawn on the CPU from
+        ``generator`` (row i: sample i; :func:`take_rows` slices them)."""
+        b, c, length = (int(v) for v in shape)
+        g = generator if generator is not None else self._gen
+        p = {"s": _uniform((b, 1), *self.crop_scale, g)}
+        p["keep"] = torch.rand((b, 1), generator=g) < self.crop_p
+        p["start"] = torch.rand((b, 1), generator=g)
+        if self.max_shift > 0:
+            p["shift"] = torch.randint(-self.max_shift, self.max_shift + 1, (b, 1), generator=g)
+        p["flip"] = torch.rand((b, 1), generator=g) < self.flip_p
+        p["amp"] = _uniform((b, 1, 1), *self.amplitude, g)
+        if self.trend > 0:
+            p["trend"] = _uniform((b, 1, 1), -self.trend, self.trend, g)
+        if self.noise_std > 0:
+            p["noise"] = torch.randn((b, c, length), generator=g)
+        return p
+
+    def apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """``x`` (B, C, L) transformed with ``params`` (:meth:`sample_params`), on ``x``'s
+        device."""
         b, c, length = x.shape
         dev, dt = x.device, x.dtype if x.is_floating_point() else torch.float32
         x = x.to(dt)
         grid = torch.linspace(0.0, 1.0, length)
         # 1. crop-resize: sample positions start + s * grid (fractions of L-1), linear interp
-        s = _uniform((b, 1), *self.crop_scale, g)
-        keep = torch.rand((b, 1), generator=g) < self.crop_p
-        s = torch.where(keep, s, torch.ones_like(s))
-        start = torch.rand((b, 1), generator=g) * (1 - s)
-        pos = (start + s * grid) * (length - 1)
+        s = torch.where(params["keep"], params["s"], torch.ones_like(params["s"]))
+        pos = (params["start"] * (1 - s) + s * grid) * (length - 1)
         # 2. circular shift (integer, applied on the sampling positions)
-        if self.max_shift > 0:
-            k = torch.randint(-self.max_shift, self.max_shift + 1, (b, 1), generator=g)
-            pos = torch.remainder(pos - k, length)
+        if "shift" in params:
+            pos = torch.remainder(pos - params["shift"], length)
         # 3. time reversal
-        flip = torch.rand((b, 1), generator=g) < self.flip_p
-        pos = torch.where(flip, pos.flip(-1), pos)
+        pos = torch.where(params["flip"], pos.flip(-1), pos)
         i0 = pos.floor().long().clamp(0, length - 1)
         i1 = torch.remainder(i0 + 1, length)
         w = (pos - i0).to(dt).to(dev).unsqueeze(1)
@@ -133,14 +157,17 @@ class SignalAugmentation:
         i1 = i1.to(dev).unsqueeze(1).expand(b, c, length)
         out = torch.gather(x, 2, i0) * (1 - w) + torch.gather(x, 2, i1) * w
         # 4.-6. amplitude, trend, noise
-        amp = _uniform((b, 1, 1), *self.amplitude, g).to(dev, dt)
-        out = out * amp
-        if self.trend > 0:
-            coef = _uniform((b, 1, 1), -self.trend, self.trend, g).to(dev, dt)
-            out = out + coef * (grid - 0.5).to(dev, dt)
-        if self.noise_std > 0:
-            out = out + self.noise_std * torch.randn(out.shape, generator=g).to(dev, dt)
+        out = out * params["amp"].to(dev, dt)
+        if "trend" in params:
+            out = out + params["trend"].to(dev, dt) * (grid - 0.5).to(dev, dt)
+        if "noise" in params:
+            out = out + self.noise_std * params["noise"].to(dev, dt)
         return out
+
+
+def take_rows(params: dict[str, Tensor], lo: int, hi: int) -> dict[str, Tensor]:
+    """Rows ``lo:hi`` of a batch's parameters (a DDP rank's share of the global batch)."""
+    return {k: v[lo:hi] for k, v in params.items()}
 
 
 _IMAGE_RECIPES: dict[str, dict[str, Any]] = {
@@ -182,7 +209,9 @@ _IMAGE_RECIPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class ImageAugmentation:
-    """torchvision-v2 random view of standardized images (C, H, W) or (B, C, H, W).
+    """torchvision-v2 random view of standardized images (C, H, W) or (B, C, H, W); batches are
+    vectorized (``batched=True``: :meth:`sample_params` + :meth:`apply`, any device), or run
+    through torchvision's v2 transforms sample by sample (``batched=False``).
 
     Pipeline (SimCLR/VICReg style): RandomResizedCrop(size, scale=crop_scale) ->
     RandomHorizontalFlip(flip_p) -> ColorJitter(*jitter) w.p. jitter_p (RGB only) ->
@@ -264,7 +293,7 @@ class ImageAugmentation:
             raise TypeError("image augmentation expects standardized float images")
 
         if batch and self.batched:
-            return self._batched(x, g)
+            return self.apply(x, self.sample_params(x.shape, g))
 
         def run() -> Tensor:
             if batch:
@@ -278,95 +307,148 @@ class ImageAugmentation:
             torch.manual_seed(seed)
             return run()
 
-    def _batched(self, x: Tensor, g: torch.Generator | None) -> Tensor:
-        """Vectorized batch path: same operations and parameter distributions as the
-        torchvision pipeline, each sample with its own parameters. Differences: the colour
-        jitter order is drawn once per batch (torchvision: per call), and the crop is resampled
-        bilinearly without antialiasing (crops are never smaller than the output here)."""
-        b, c, h, w = x.shape
+    # -- the batched path: parameters drawn on the CPU, applied on the images' device ----------
+
+    def sample_params(
+        self, shape: Sequence[int], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """Per-sample random parameters of a batch of ``shape`` (B, C, H, W), drawn on the CPU
+        from ``generator`` with torchvision's distributions (row i: sample i; :func:`take_rows`
+        slices them): crop box ``top, left, height, width`` (integers, ``RandomResizedCrop.
+        get_params``: 10 tries of area ~ U[crop_scale]·H·W and log-ratio ~ U[log 3/4, log 4/3],
+        sizes rounded, the first that fits, else the whole image), ``flip``, ``jitter`` (applied),
+        ``jitter_order`` (a permutation of brightness, contrast, saturation, hue per sample),
+        ``jitter_factors``, ``gray``, ``blur`` + ``blur_sigma``, ``solarize``."""
+        b, c, h, w = (int(v) for v in shape)
+        g = generator if generator is not None else self._gen
+        p = self._crop_params(b, h, w, g)
+        p["flip"] = torch.rand(b, generator=g) < self.flip_p
+        if c == 3 and self.jitter is not None and self.jitter_p > 0:
+            p["jitter"] = torch.rand(b, generator=g) < self.jitter_p
+            p["jitter_order"] = torch.rand(b, 4, generator=g).argsort(dim=1)
+            lo_hi = [(max(0.0, 1 - a), 1 + a) for a in self.jitter[:3]]
+            lo_hi.append((-self.jitter[3], self.jitter[3]))
+            u = torch.rand(b, 4, generator=g)
+            p["jitter_factors"] = torch.stack(
+                [lo + (hi - lo) * u[:, k] for k, (lo, hi) in enumerate(lo_hi)], dim=1
+            )
+        if c == 3 and self.grayscale_p > 0:
+            p["gray"] = torch.rand(b, generator=g) < self.grayscale_p
+        if self.blur_p > 0:
+            p["blur"] = torch.rand(b, generator=g) < self.blur_p
+            p["blur_sigma"] = _uniform((b,), *self.blur_sigma, g)
+        if self.solarize_p > 0:
+            p["solarize"] = torch.rand(b, generator=g) < self.solarize_p
+        return p
+
+    def _crop_params(self, b: int, h: int, w: int, g: torch.Generator | None) -> dict[str, Tensor]:
+        area = h * w * _uniform((b, 10), *self.crop_scale, g).double()
+        ratio = torch.exp(_uniform((b, 10), math.log(3 / 4), math.log(4 / 3), g).double())
+        cw = torch.round(torch.sqrt(area * ratio)).long()
+        ch = torch.round(torch.sqrt(area / ratio)).long()
+        fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+        first = fits.long().argmax(dim=1, keepdim=True)
+        ok = fits.any(dim=1)
+        # torchvision's fallback for an image whose aspect ratio is inside [3/4, 4/3]: all of it
+        in_ratio = w / h
+        fw = w if in_ratio <= 4 / 3 else int(round(h * 4 / 3))
+        fh = h if in_ratio >= 3 / 4 else int(round(w / (3 / 4)))
+        cw = torch.where(ok, cw.gather(1, first).squeeze(1), torch.full((b,), fw))
+        ch = torch.where(ok, ch.gather(1, first).squeeze(1), torch.full((b,), fh))
+        u = torch.rand(b, 2, generator=g)
+        top = torch.where(ok, (u[:, 0] * (h - ch + 1)).long().clamp(max=h - ch), (h - ch) // 2)
+        left = torch.where(ok, (u[:, 1] * (w - cw + 1)).long().clamp(max=w - cw), (w - cw) // 2)
+        return {"top": top, "left": left, "height": ch, "width": cw}
+
+    def apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Standardized images ``x`` (B, C, H, W) transformed with ``params``
+        (:meth:`sample_params`) on ``x``'s device: the operations of the torchvision pipeline,
+        each sample with its own parameters."""
+        b, c = x.shape[:2]
         dev, dt = x.device, x.dtype
         mean, std = self._mean.to(dev, dt), self._std.to(dev, dt)
-        img = (x * std + mean).clamp(0.0, 1.0)
+        img = self._resized_crop((x * std + mean).clamp(0.0, 1.0), params)
 
-        def u(lo: float, hi: float, *shape: int) -> Tensor:
-            return _uniform((b, *shape), lo, hi, g).to(dev, dt)
+        def on(key: str) -> Tensor:
+            return params[key].to(dev).view(b, 1, 1, 1)
 
-        def coin(p: float) -> Tensor:
-            return (torch.rand((b,), generator=g) < p).to(dev)
-
-        # random resized crop (+ horizontal flip) as one affine resampling
-        # torchvision's sampler: up to 10 (area, log-ratio) draws, first box that fits, else
-        # the whole image (our images are square-ish so its fallback crop is the full image)
-        area = u(*self.crop_scale, 10)
-        log_r = u(math.log(3 / 4), math.log(4 / 3), 10)
-        ratio = torch.exp(log_r) * (h / w)  # torchvision ratio is w/h in pixels
-        cw_all, ch_all = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
-        fits = (cw_all <= 1.0) & (ch_all <= 1.0)
-        first = fits.float().argmax(dim=1, keepdim=True)
-        any_fit = fits.any(dim=1)
-        one = torch.ones(b, device=dev, dtype=dt)
-        cw = torch.where(any_fit, cw_all.gather(1, first).squeeze(1), one)
-        ch = torch.where(any_fit, ch_all.gather(1, first).squeeze(1), one)
-        cx = (1 - cw) * u(0.0, 1.0) + cw / 2
-        cy = (1 - ch) * u(0.0, 1.0) + ch / 2
-        sx = torch.where(coin(self.flip_p), -cw, cw)
-        theta = torch.zeros(b, 2, 3, device=dev, dtype=dt)
-        theta[:, 0, 0], theta[:, 0, 2] = sx, 2 * cx - 1
-        theta[:, 1, 1], theta[:, 1, 2] = ch, 2 * cy - 1
-        grid = F.affine_grid(theta, [b, c, *self.size], align_corners=False)
-        img = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if c == 3 and self.jitter is not None and self.jitter_p > 0:
-            img = self._jitter(img, coin(self.jitter_p), u, g)
-        if c == 3 and self.grayscale_p > 0:
-            gray = _gray(img).expand_as(img)
-            img = torch.where(coin(self.grayscale_p).view(b, 1, 1, 1), gray, img)
-        if self.blur_p > 0:
-            k = max(3, int(0.1 * min(self.size)) // 2 * 2 + 1)
-            sigma = u(*self.blur_sigma)
-            t = torch.arange(k, device=dev, dtype=dt) - (k - 1) / 2
-            ker = torch.exp(-0.5 * (t[None] / sigma[:, None]) ** 2)
-            ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (b*c, k)
-            flat = img.reshape(1, b * c, *img.shape[-2:])
-            pad = k // 2
-            blurred = F.conv2d(
-                F.pad(flat, (0, 0, pad, pad), mode="reflect"), ker[:, None, :, None], groups=b * c
-            )
-            blurred = F.conv2d(
-                F.pad(blurred, (pad, pad, 0, 0), mode="reflect"),
-                ker[:, None, None, :],
-                groups=b * c,
-            )
-            img = torch.where(coin(self.blur_p).view(b, 1, 1, 1), blurred.reshape(img.shape), img)
-        if self.solarize_p > 0:
-            sol = torch.where(img >= 0.5, 1.0 - img, img)
-            img = torch.where(coin(self.solarize_p).view(b, 1, 1, 1), sol, img)
+        if "jitter" in params:
+            img = self._jitter(img, params)
+        if "gray" in params:
+            img = torch.where(on("gray"), _gray(img).expand_as(img), img)
+        if "blur" in params:
+            img = torch.where(on("blur"), self._blur(img, params["blur_sigma"].to(dev, dt)), img)
+        if "solarize" in params:
+            img = torch.where(on("solarize"), torch.where(img >= 0.5, 1.0 - img, img), img)
         return (img - mean) / std
 
-    def _jitter(
-        self, img: Tensor, apply: Tensor, u: Callable[..., Tensor], g: torch.Generator | None
-    ) -> Tensor:
+    def _resized_crop(self, img: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """Crop box -> ``size`` by bilinear resampling (torchvision's ``resized_crop``: pixel
+        centres, align_corners=False, sources clamped to the box), then the horizontal flip."""
+        b, _, h, w = img.shape
+        dev, dt = img.device, img.dtype
+        oh, ow = self.size
+
+        def axis(start: Tensor, extent: Tensor, n_out: int, n_in: int) -> Tensor:
+            extent = extent.to(dev, dt).view(b, 1)
+            t = torch.arange(n_out, device=dev, dtype=dt)
+            src = ((t + 0.5) * extent / n_out - 0.5).clamp(min=0).minimum(extent - 1)
+            return (start.to(dev, dt).view(b, 1) + src + 0.5) * (2.0 / n_in) - 1.0
+
+        gx = axis(p["left"], p["width"], ow, w)  # (b, ow)
+        gx = torch.where(p["flip"].to(dev).view(b, 1), gx.flip(1), gx)
+        gy = axis(p["top"], p["height"], oh, h)  # (b, oh)
+        grid = torch.stack(
+            [gx.view(b, 1, ow).expand(b, oh, ow), gy.view(b, oh, 1).expand(b, oh, ow)], dim=-1
+        )
+        return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def _blur(self, img: Tensor, sigma: Tensor) -> Tensor:
+        """Gaussian blur, a kernel of ~10 % of the side (odd) per sample, reflect padding
+        (torchvision's ``gaussian_blur``, separable)."""
+        b, c, h, w = img.shape
+        k = max(3, int(0.1 * min(self.size)) // 2 * 2 + 1)
+        t = torch.arange(k, device=img.device, dtype=img.dtype) - (k - 1) / 2
+        ker = torch.exp(-0.5 * (t[None] / sigma[:, None]) ** 2)
+        ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (b*c, k)
+        flat, pad = img.reshape(1, b * c, h, w), k // 2
+        out = F.conv2d(
+            F.pad(flat, (0, 0, pad, pad), mode="reflect"), ker[:, None, :, None], groups=b * c
+        )
+        out = F.conv2d(
+            F.pad(out, (pad, pad, 0, 0), mode="reflect"), ker[:, None, None, :], groups=b * c
+        )
+        return out.reshape(img.shape)
+
+    def _jitter(self, img: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """torchvision's ColorJitter per sample: brightness, contrast, saturation (blends,
+        clamped to [0, 1]) and hue (HSV rotation) in the sample's own random order."""
         assert self.jitter is not None
-        b = img.shape[0]
+        b, dev = img.shape[0], img.device
+        apply = p["jitter"].to(dev)
+        order = p["jitter_order"].to(dev)
+        f = p["jitter_factors"].to(dev, img.dtype)
         out = img
-        for op in torch.randperm(4, generator=g).tolist():
-            amount = self.jitter[op]
-            if amount <= 0:
-                continue
-            if op == 3:  # hue shift in [-amount, amount] turns
-                f = u(-amount, amount).view(b, 1, 1)
-                hsv = _rgb_to_hsv(out)
-                hsv = torch.stack([(hsv[:, 0] + f) % 1.0, hsv[:, 1], hsv[:, 2]], 1)
-                new = _hsv_to_rgb(hsv)
-            else:
-                f = u(max(0.0, 1 - amount), 1 + amount).view(b, 1, 1, 1)
-                if op == 0:  # brightness
-                    ref = torch.zeros_like(out)
-                elif op == 1:  # contrast: blend with the mean grey level
-                    ref = _gray(out).mean(dim=(1, 2, 3), keepdim=True).expand_as(out)
-                else:  # saturation: blend with the grey image
-                    ref = _gray(out).expand_as(out)
-                new = (f * out + (1 - f) * ref).clamp(0.0, 1.0)
-            out = torch.where(apply.view(b, 1, 1, 1), new, out)
+        for slot in range(4):
+            op = order[:, slot]
+            for k in range(3):
+                if self.jitter[k] <= 0:
+                    continue
+                # factor 1 for the samples not due: clamp(1 x + 0 ref) = x exactly on [0, 1]
+                fk = torch.where(apply & (op == k), f[:, k], torch.ones_like(f[:, k]))
+                fk = fk.view(b, 1, 1, 1)
+                if k == 0:  # brightness: blend with black
+                    out = (fk * out).clamp(0.0, 1.0)
+                    continue
+                gray = _gray(out)
+                ref = gray.mean(dim=(1, 2, 3), keepdim=True) if k == 1 else gray
+                out = (fk * out + (1 - fk) * ref).clamp(0.0, 1.0)
+            if self.jitter[3] > 0:  # hue: only on the samples whose turn it is (HSV is costly)
+                idx = (apply & (op == 3)).nonzero().squeeze(1)
+                hsv = _rgb_to_hsv(out[idx])
+                hue = (hsv[:, 0] + f[idx, 3].view(-1, 1, 1)) % 1.0
+                new = _hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], 1))
+                out = out.index_copy(0, idx, new)
         return out
 
 
@@ -376,34 +458,29 @@ def _gray(img: Tensor) -> Tensor:
 
 
 def _rgb_to_hsv(img: Tensor) -> Tensor:
+    """RGB -> HSV, all in [0, 1] (hue in turns; grey pixels get hue 0, saturation 0)."""
     r, g, b = img.unbind(1)
-    maxc, _ = img.max(1)
-    minc, _ = img.min(1)
+    minc, maxc = torch.aminmax(img, dim=1)
     delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp(min=1e-12), torch.zeros_like(maxc))
     d = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(
+        maxc == r, (g - b) / d, torch.where(maxc == g, (b - r) / d + 2, (r - g) / d + 4)
+    )
     h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    s = torch.where(maxc > 0, delta / maxc.clamp(min=1e-12), torch.zeros_like(maxc))
     return torch.stack([h, s, maxc], 1)
 
 
 def _hsv_to_rgb(hsv: Tensor) -> Tensor:
+    """HSV -> RGB: channel n in (5, 3, 1) is v - v s clamp(min(k, 4 - k), 0, 1), k = (n + 6 h)
+    mod 6 (the piecewise-linear hexcone, without branches)."""
     h, s, v = hsv.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = torch.stack(
-        [
-            torch.stack([v, q, p, p, t, v], 0),
-            torch.stack([t, v, v, q, p, p], 0),
-            torch.stack([p, p, t, v, v, q], 0),
-        ],
-        0,
-    )  # (3, 6, B, H, W)
-    idx = i.unsqueeze(0).unsqueeze(0).expand(3, 1, *i.shape)
-    return torch.gather(table, 1, idx).squeeze(1).permute(1, 0, 2, 3).clamp(0.0, 1.0)
+    h6 = h * 6.0
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = (h6 + n) % 6.0
+        out.append(v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
+    return torch.stack(out, 1).clamp(0.0, 1.0)
 
 
 class IdentityAugmentation:
@@ -412,6 +489,14 @@ class IdentityAugmentation:
     def __call__(
         self, x: Tensor, generator: torch.Generator | None = None, batch: bool | None = None
     ) -> Tensor:
+        return x
+
+    def sample_params(
+        self, shape: Sequence[int], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        return {}
+
+    def apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return x
 
 

@@ -1,18 +1,22 @@
-"""Image datasets read from local files: Fashion-MNIST (IDX), CIFAR-10/100 and ImageFolder
-(torchvision, ``download=False`` by default), plus corrupted out-of-domain test sets.
+"""Image datasets read from local files: Fashion-MNIST (IDX), CIFAR-10/100 (``vcreg.data.cifar``:
+checksummed batches or ``.npz``, CIFAR-C) and ImageFolder (torchvision), ``download=False`` by
+default, plus corrupted out-of-domain test sets.
 
 Images are standardized per channel with ``NORMALIZATION`` constants (``vcreg.data.augment``)
 after scaling pixels to [0, 1]. Fashion-MNIST splits are ``TensorDataset``s (float32, (N, 1, 28,
 28)); CIFAR splits and corrupted OOD sets store uint8 pixels and standardize per item
 (``ArrayImageDataset``; ``.tensors`` materializes float32 tensors on demand). Corrupted OOD sets
 are named ``"<corruption>-<severity>"`` (see ``vcreg.data.corruptions``) and are computed lazily on
-first access, deterministically from ``ood_seed``.
+first access, deterministically from ``ood_seed``. CIFAR's OOD sets are CIFAR-10-C / CIFAR-100-C
+when the data root holds it (``ood_source="auto"``), else the generated corruptions with an
+:class:`OODFallbackWarning`.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,15 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from vcreg.data.augment import NORMALIZATION
+from vcreg.data.cifar import (
+    CIFAR_C_CORRUPTIONS,
+    CIFAR_C_EXTRA_CORRUPTIONS,
+    CIFAR_SPECS,
+    cifar_c_labels,
+    find_cifar_files,
+    open_cifar_c,
+    read_cifar,
+)
 from vcreg.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
 FASHION_MNIST_SYSTEM_PATH = "/usr/share/datasets/fashion-mnist"
@@ -97,8 +110,14 @@ def _missing_fashion(cands: list[Path]) -> FileNotFoundError:
     )
 
 
+class OODFallbackWarning(UserWarning):
+    """CIFAR-C was looked for (``ood_source="auto"``) and is absent: the out-of-domain sets are
+    vcreg's generated corruptions, not the CIFAR-C benchmark."""
+
+
 class ArrayImageDataset(Dataset):
-    """uint8 images (N, C, H, W) + labels, yielding standardized float32 ``(x, y)`` per item."""
+    """uint8 images (N, C, H, W) (``channels_last``: (N, H, W, C), e.g. a CIFAR-C memory map) +
+    labels, yielding standardized float32 ``(x, y)`` per item, (C, H, W)."""
 
     def __init__(
         self,
@@ -106,8 +125,10 @@ class ArrayImageDataset(Dataset):
         labels: np.ndarray,
         mean: Sequence[float],
         std: Sequence[float],
+        channels_last: bool = False,
     ):
         self._images = images
+        self.channels_last = channels_last
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self._mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
@@ -118,7 +139,9 @@ class ArrayImageDataset(Dataset):
         return self._images
 
     def _standardize(self, u8: np.ndarray) -> Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(u8)).float().div_(255.0)
+        x = torch.from_numpy(np.asarray(u8, dtype=np.float32)).div_(255.0)  # a copy (memmaps)
+        if self.channels_last:
+            x = x.movedim(-1, -3)
         return (x - self._mean) / self._std
 
     def __len__(self) -> int:
@@ -161,22 +184,30 @@ def corruption_set_names(
     ood: bool | Sequence[str] = True,
     corruptions: Sequence[str] | None = None,
     severities: Sequence[int] | None = None,
+    available: Sequence[str] | None = None,
+    default: Sequence[str] | None = None,
 ) -> list[str]:
-    """OOD set names ``"<corruption>-<severity>"`` selected by the loader options."""
+    """OOD set names ``"<corruption>-<severity>"`` selected by the loader options, from the
+    ``available`` corruptions (default: vcreg's generated ones; ``default``: those taken when
+    ``corruptions`` is None, default all available)."""
+    available = list(CORRUPTIONS) if available is None else list(available)
     if ood is False or ood is None:
         return []
     if ood is not True:
         names = [ood] if isinstance(ood, str) else list(ood)
-        valid = corruption_set_names(True)
+        valid = [f"{c}-{s}" for c in available for s in SEVERITIES]
         bad = [n for n in names if n not in valid]
         if bad:
             raise ValueError(f"unknown OOD set(s) {bad}; available: {valid}")
         return names
-    corrs = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    if corruptions is None:
+        corrs = list(available) if default is None else list(default)
+    else:
+        corrs = [corruptions] if isinstance(corruptions, str) else list(corruptions)
     sevs = list(SEVERITIES) if severities is None else list(severities)
-    bad_c = [c for c in corrs if c not in CORRUPTIONS]
+    bad_c = [c for c in corrs if c not in available]
     if bad_c:
-        raise ValueError(f"unknown corruption(s) {bad_c}; available: {list(CORRUPTIONS)}")
+        raise ValueError(f"unknown corruption(s) {bad_c}; available: {available}")
     bad_s = [s for s in sevs if s not in SEVERITIES]
     if bad_s:
         raise ValueError(f"severities must be in {list(SEVERITIES)}, got {bad_s}")
@@ -199,9 +230,8 @@ def _corrupted_sets(
         options.get("ood_severities"),
     )
     samples, seed = options.get("ood_samples"), int(options.get("ood_seed", 0))
+    _check_samples(samples)
     if samples is not None:
-        if not isinstance(samples, int) or not 1 <= samples:
-            raise ValueError(f"ood_samples must be a positive int or None, got {samples!r}")
         images, labels = images[:samples], labels[:samples]
     sets: dict[str, Dataset] = {}
     params: dict[str, Any] = {}
@@ -215,6 +245,13 @@ def _corrupted_sets(
             "seed": seed,
         }
     return sets, params
+
+
+def _check_samples(samples: Any) -> None:
+    if samples is not None and (
+        not isinstance(samples, int) or isinstance(samples, bool) or samples < 1
+    ):
+        raise ValueError(f"ood_samples must be a positive int or None, got {samples!r}")
 
 
 def _check_options(dataset: str, options: dict[str, Any], valid: set[str]) -> None:
@@ -284,50 +321,153 @@ def load_fashion_mnist(
     }
 
 
+_CIFAR_OPTS = _OOD_OPTS | {"ood_source", "ood_path"}
+OOD_SOURCES = ("auto", "cifar-c", "generated")
+
+
 def load_cifar(
     name: str, root: str | None = None, download: bool = False, **options: Any
 ) -> dict[str, Any]:
-    """CIFAR-10/100 through torchvision from ``root`` (default ``data_root()``)."""
-    _check_options(name, options, _OOD_OPTS)
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    """CIFAR-10/100 from ``root`` (default ``data_root()``; layout and checks:
+    :mod:`vcreg.data.cifar`) and its OOD sets (:func:`cifar_ood_source`)."""
+    _check_options(name, options, _CIFAR_OPTS)
     folder = Path(root).expanduser() if root is not None else data_root()
-    try:
-        train = cls(str(folder), train=True, download=download)
-        test = cls(str(folder), train=False, download=download)
-    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
-        sub = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
-        raise FileNotFoundError(
-            f"{name.upper()} not found under {folder} (expected {folder / sub}; torchvision said: "
-            f"{exc}). Pass root=PATH to the folder that contains {sub}, or download=True "
-            f"(CLI: --set data.download=true) to let torchvision download it there (needs "
-            f'internet), or run `python -c "import torchvision; torchvision.datasets.'
-            f"{cls.__name__}('{folder}', download=True)\"` on a machine with internet."
-        ) from exc
+    if download and find_cifar_files(name, folder).source is None:
+        _download_cifar(name, folder)
+    train_u8, train_y, test_u8, test_y, files = read_cifar(name, folder)
     mean, std = NORMALIZATION[name]
-    to_nchw = lambda a: np.ascontiguousarray(np.asarray(a).transpose(0, 3, 1, 2))  # noqa: E731
-    train_u8, test_u8 = to_nchw(train.data), to_nchw(test.data)
-    ood, params = _corrupted_sets(
-        test_u8,
-        np.asarray(test.targets),
-        mean,
-        std,
-        options,
-        default_ood=False,
-    )
+    to_nchw = lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2))  # noqa: E731
+    train_u8, test_u8 = to_nchw(train_u8), to_nchw(test_u8)
+    ood, params, ood_info = _cifar_ood(name, folder, test_u8, test_y, mean, std, options)
     return {
-        "train": ArrayImageDataset(train_u8, np.asarray(train.targets), mean, std),
-        "test": ArrayImageDataset(test_u8, np.asarray(test.targets), mean, std),
+        "train": ArrayImageDataset(train_u8, train_y, mean, std),
+        "test": ArrayImageDataset(test_u8, test_y, mean, std),
         "ood": ood,
         "input_shape": (3, 32, 32),
-        "num_classes": 10 if name == "cifar10" else 100,
+        "num_classes": CIFAR_SPECS[name].num_classes,
         "kind": "image",
         "default_augmentation": name,
         "mean": mean,
         "std": std,
-        "info": {"path": str(folder), "ood_params": params},
+        "info": {"path": str(files.path), "format": files.source, "ood_params": params, **ood_info},
     }
+
+
+def _download_cifar(name: str, folder: Path) -> None:
+    """The official archive (checked against its MD5 by torchvision), extracted into ``folder``."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    s = CIFAR_SPECS[name]
+    download_and_extract_archive(s.archive_url, str(folder), filename=s.archive, md5=s.archive_md5)
+
+
+def cifar_ood_source(
+    name: str, root: str | os.PathLike | None, options: dict[str, Any]
+) -> tuple[str, Path]:
+    """``(source, CIFAR-C folder)`` the options give: ``"cifar-c"`` or ``"generated"``.
+
+    ``ood_source="auto"`` (default) takes CIFAR-C when its folder exists (``ood_path``, default
+    ``root/CIFAR-10-C``), else the generated corruptions; ``"cifar-c"`` requires the folder
+    (``FileNotFoundError`` naming it and where it comes from); ``"generated"`` never reads it.
+    """
+    source = options.get("ood_source", "auto")
+    if source not in OOD_SOURCES:
+        raise ValueError(f"ood_source must be one of {list(OOD_SOURCES)}, got {source!r}")
+    folder = Path(root).expanduser() if root is not None else data_root()
+    c_path = options.get("ood_path")
+    files = find_cifar_files(name, folder, c_path)
+    if source == "generated":
+        return source, files.c_path
+    if files.c_path.is_dir():
+        return "cifar-c", files.c_path
+    if source == "cifar-c":
+        raise FileNotFoundError(
+            f"{CIFAR_SPECS[name].c_folder} not found: {files.c_path} does not exist. "
+            f"{files.where_to_get()}"
+        )
+    return "generated", files.c_path
+
+
+def cifar_ood_set_names(
+    name: str, root: str | os.PathLike | None, options: dict[str, Any]
+) -> tuple[list[str], str, Path]:
+    """``(OOD set names, source, CIFAR-C folder)`` of CIFAR options (no image read)."""
+    source, c_dir = cifar_ood_source(name, root, options)
+    ood = options.get("ood", False)
+    corrs, sevs = options.get("ood_corruptions"), options.get("ood_severities")
+    if source == "generated":
+        return corruption_set_names(ood, corrs, sevs), source, c_dir
+    available = (*CIFAR_C_CORRUPTIONS, *CIFAR_C_EXTRA_CORRUPTIONS)
+    names = corruption_set_names(ood, corrs, sevs, available, default=CIFAR_C_CORRUPTIONS)
+    return names, source, c_dir
+
+
+def _cifar_ood(
+    name: str,
+    folder: Path,
+    test_u8: np.ndarray,
+    test_y: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    options: dict[str, Any],
+) -> tuple[dict[str, Dataset], dict[str, Any], dict[str, Any]]:
+    """CIFAR's OOD sets: CIFAR-C, or the generated corruptions (said loudly when CIFAR-C was
+    looked for and is absent)."""
+    names, source, c_dir = cifar_ood_set_names(name, folder, options)
+    info = {"ood_source": source, "ood_path": str(c_dir)}
+    if source == "generated":
+        if names and options.get("ood_source", "auto") == "auto":
+            s = CIFAR_SPECS[name]
+            warnings.warn(
+                f"{s.c_folder} not found at {c_dir}: the out-of-domain sets are vcreg's generated "
+                f"corruptions ({', '.join(CORRUPTIONS)}), not the {s.c_folder} benchmark, so "
+                f"OOD accuracies are not comparable with published {s.c_folder} numbers. Get "
+                f"{s.c_folder}.tar (Hendrycks & Dietterich 2019) from {s.c_url} and extract it "
+                f"into {c_dir.parent} (or pass ood_path=DIR); ood_source='generated' asks for "
+                "the generated sets without this warning",
+                OODFallbackWarning,
+                stacklevel=4,
+            )
+        sets, params = _corrupted_sets(test_u8, test_y, mean, std, options, default_ood=False)
+        return sets, params, info
+    sets, params = _cifar_c_sets(name, c_dir, names, mean, std, options.get("ood_samples"))
+    return sets, params, info
+
+
+def _cifar_c_sets(
+    name: str,
+    c_dir: Path,
+    names: list[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    samples: int | None,
+) -> tuple[dict[str, Dataset], dict[str, Any]]:
+    """One dataset per ``"<corruption>-<severity>"``: the severity's block of the memory-mapped
+    ``<corruption>.npy`` (its first ``samples`` images), every file validated before use."""
+    _check_samples(samples)
+    if not names:
+        return {}, {}
+    labels = cifar_c_labels(c_dir, name)
+    block = len(labels) // len(SEVERITIES)
+    k = block if samples is None else min(samples, block)
+    arrays: dict[str, np.ndarray] = {}
+    sets: dict[str, Dataset] = {}
+    params: dict[str, Any] = {}
+    for set_name in names:
+        corr, sev = set_name.rsplit("-", 1)
+        if corr not in arrays:
+            arrays[corr] = open_cifar_c(c_dir, corr, len(labels))
+        lo = (int(sev) - 1) * block
+        images, labs = arrays[corr][lo : lo + k], labels[lo : lo + k]
+        sets[set_name] = ArrayImageDataset(images, labs, mean, std, channels_last=True)
+        params[set_name] = {
+            "corruption": corr,
+            "severity": int(sev),
+            "source": CIFAR_SPECS[name].c_folder,
+            "file": str(c_dir / f"{corr}.npy"),
+            "rows": [lo, lo + k],
+        }
+    return sets, params
 
 
 def _imagefolder_splits(root: str | None) -> tuple[Path, Path, Path]:

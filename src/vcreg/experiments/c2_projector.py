@@ -11,11 +11,15 @@ configuration × ``seeds``, one optimiser setting (Adam, ``lr``) for all. Measur
 held-out test signals: mean pairwise HSIC / normalized HSIC of the representation.
 
 Verdict parts (fixed rules, :mod:`vcreg.experiments.verdicts`; configurations flagged by the
-hygiene guard are left out): (a) wider → lower mean pairwise HSIC for each projector kind
-(Spearman ρ over configs × seeds, bootstrap CI); (b) depth changes it (Kruskal–Wallis);
-(c) "VCReg causes it": VICReg's HSIC below the equal-budget control without the covariance
-term (ν = 0, same projector, width and seed) and (d) below the control without projector
-(paired log-ratio t-CIs). InfoNCE and supervised training are reported beside them.
+hygiene guard are left out). The paper's statements (PAPER.md, C2, and the abstract's "VCReg
+combined with an MLP projector enforces pairwise independence"): (a) "wider projectors give
+lower HSIC", per projector kind (Spearman ρ over configs × seeds, bootstrap CI); (b) "VCReg
+through the MLP enforces it": VICReg's HSIC below the equal-budget control without the
+covariance term (ν = 0, same trained MLP, width and seed); (c) "random frozen projectors also
+enforce it": VICReg through a frozen random MLP / random features below the ν = 0 control of the
+same width and seed (paired log-ratio t-CIs); (d) "depth changes it" (Kruskal–Wallis). Added
+test (reported, never deciding): (e) the projector lowers HSIC against VICReg without projector.
+InfoNCE and supervised training are reported beside them.
 """
 
 from __future__ import annotations
@@ -48,12 +52,20 @@ from vcreg.experiments.records import (
     sweep_groups,
     without,
 )
-from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
+from vcreg.experiments.report import (
+    Figure,
+    Paragraph,
+    Table,
+    flagged_note,
+    part_label,
+    table_or_note,
+)
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
-    INCONCLUSIVE,
     MIN_RANK_UNITS,
+    MIN_T_N,
     Verdict,
+    added_test,
     combine_verdicts,
     control_verdict,
     group_difference_verdict,
@@ -68,6 +80,9 @@ CLAIM = (
     "Wider projectors give more pairwise-independent representations (lower mean pairwise "
     "HSIC); random frozen projectors also enforce it; depth changes it."
 )
+
+# the one definition of "at the hinge" in the report: the precondition's (constraint_met)
+AT_HINGE = "fraction of embedding dimensions with std ≥ 0.9·γ"
 
 KIND_NAMES = {
     "trained": "trained MLP",
@@ -107,10 +122,12 @@ def image_parts(s: dict[str, Any], img_recs: list[dict[str, Any]], key: str) -> 
     name = s["image"]["dataset"]
     blocked = claim_gate(f"image domain ({name})", img_recs)
     if blocked is not None:
+        blocked.name, blocked.short = f"wider → lower {key} [{name}]", f"width [{name}]"
         return [blocked]
     parts = _width_trends(s["image"], gate(img_recs)[0], key, img_recs)
     for p in parts:
-        p.name = f"{p.name} [{name}]"
+        p.name, p.short = f"{p.name} [{name}]", f"width [{name}]"
+        p.values["label"] = f"{p.values.get('label', 'width')} [{name}]"
     return parts
 
 
@@ -124,8 +141,7 @@ def run_unit(unit: Unit, ctx: Context) -> dict[str, Any]:
 def is_reference(r: dict[str, Any], width: int | None = None) -> bool:
     """VICReg (official ν) through a trained 2-layer MLP (at ``width`` if given)."""
     return (
-        r["loss"] == "vicreg"
-        and r["nu"] is None
+        _is_vicreg(r)
         and r["kind"] == "trained"
         and r["depth"] == 2
         and (width is None or r["width"] == width)
@@ -142,85 +158,146 @@ def _width_trends(
     parts = []
     for kind in s["kinds"]:
         kr = [r for r in rows if r["kind"] == kind and r[key] is not None]
+        design = [r for r in ungated if r["kind"] == kind]
+        if len({r["width"] for r in design}) < 2:
+            continue  # one width of this kind: not a sweep
         if not _enough_for_trend(kr):
-            # too few runs meet the preconditions, or the preset has too few (quick: 2 × 2)
-            design = [r for r in ungated if r["kind"] == kind]
-            if len({r["width"] for r in design}) >= 2:
-                parts.append(
-                    not_assessable(
-                        f"wider → lower {key} ({KIND_NAMES[kind]})",
-                        f"{len(kr)} of {len(design)} runs over {len({r['width'] for r in kr})} "
-                        f"widths meet the preconditions (a trend needs ≥ {MIN_RANK_UNITS} runs "
-                        "over ≥ 2 widths)",
-                    )
-                )
-            continue
-        v = trend_verdict(
-            [r["width"] for r in kr],
-            [r[key] for r in kr],
-            "decreasing",
-            xname="width",
-            yname=key,
-            n_boot=2000,
-        )
-        v.name = f"wider → lower {key} ({KIND_NAMES[kind]})"
+            # too few runs meet the preconditions, or the preset has too few (2 widths × 2)
+            v = not_assessable(
+                "",
+                f"{len(kr)} of {len(design)} runs over {len({r['width'] for r in kr})} "
+                f"widths meet the preconditions (a trend needs ≥ {MIN_RANK_UNITS} runs "
+                "over ≥ 2 widths)",
+            )
+        else:
+            v = trend_verdict(
+                [r["width"] for r in kr],
+                [r[key] for r in kr],
+                "decreasing",
+                xname="width",
+                yname=key,
+                n_boot=2000,
+            )
+        v.name, v.short = f"wider → lower {key} ({KIND_NAMES[kind]})", "width"
+        v.values["label"] = f"width ({KIND_NAMES[kind]})"
+        parts.append(v)
+    if not parts:
+        v = not_assessable("", "no projector kind has ≥ 2 widths in this preset")
+        v.name, v.short = f"wider → lower {key}", "width"
         parts.append(v)
     return parts
 
 
-def _depth_verdict(rows: list[dict[str, Any]], key: str, n_depths: int) -> Verdict:
+def _depth_verdict(rows: list[dict[str, Any]], key: str, depths: list[int]) -> Verdict:
     by_depth: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r[key] is not None:
             by_depth[f"depth {r['depth']}"].append(r[key])
-    if len(by_depth) >= 2:
+    if len(depths) < 2:
+        v = not_assessable("", f"no depth sweep in this preset (depth {depths} only)")
+    elif len(by_depth) >= 2:
         v = group_difference_verdict(dict(sorted(by_depth.items())), what=key)
-    elif n_depths >= 2:
-        v = not_assessable(
-            "", f"{len(by_depth)} of {n_depths} depths have runs meeting the preconditions"
-        )
     else:
-        v = Verdict(INCONCLUSIVE, "fewer than 2 depths", "depth sweep not run")
-    v.name = f"depth changes {key}"
+        v = not_assessable(
+            "", f"{len(by_depth)} of {len(depths)} depths have runs meeting the preconditions"
+        )
+    v.name, v.short = f"depth changes {key}", "depth"
     return v
+
+
+def _paired_part(
+    rows: list[dict[str, Any]],
+    ungated: list[dict[str, Any]],
+    treated,
+    control,
+    match: tuple[str, ...],
+    key: str,
+    names: tuple[str, str],
+) -> Verdict:
+    """VICReg (``treated``) vs an equal-budget control (paired log-ratio t-CI, "less"); not
+    assessable when the preconditions leave too few of the design's pairs."""
+    t, c = control_pairs(rows, treated, control, key, match)
+    n_all = len(control_pairs(ungated, treated, control, key, match)[0])
+    if n_all == 0:
+        return not_assessable("", f"no {names[0]} / {names[1]} pairs in this preset")
+    if len(t) < MIN_T_N:  # too few meet the preconditions, or the preset has too few
+        return not_assessable(
+            "",
+            f"{len(t)} of {n_all} {names[0]} / {names[1]} pairs meet the preconditions "
+            f"(a paired t-CI needs ≥ {MIN_T_N})",
+        )
+    return control_verdict(t, c, "less", what=key, tname=names[0], cname=names[1])
+
+
+def _nu0(kind: str, recs: list[dict[str, Any]]):
+    """The ν = 0 control of projector ``kind``: through the same kind when the preset has one,
+    else through the trained MLP of the same width (the sweep's only ν = 0 control)."""
+    has_own = any(r["nu"] == 0.0 and r["kind"] == kind for r in recs)
+    own = kind if has_own else "trained"
+    return (lambda r: r["loss"] == "vicreg" and r["nu"] == 0.0 and r["kind"] == own), own
 
 
 def _control_parts(
     s: dict[str, Any], rows: list[dict[str, Any]], key: str, ungated: list[dict[str, Any]]
 ) -> list[Verdict]:
+    """(b) VCReg through the trained MLP vs ν = 0; (c) through each frozen random projector
+    vs ν = 0 (paper); (e) VICReg through the reference MLP vs no projector (added test)."""
     widths = set(s.get("control_widths", []))
     ref = s.get("reference_width")
-    checks = [
-        (
-            "covariance term lowers",
-            lambda r: is_reference(r) and r["width"] in widths,
-            lambda r: r["loss"] == "vicreg" and r["nu"] == 0.0,
-            ("width", "seed"),
-            "VICReg ν=0",
-        ),
-        (
-            "the projector lowers",
-            lambda r: is_reference(r, ref),
-            lambda r: r["kind"] == "none",
-            ("seed",),
-            "no projector",
-        ),
-    ]
-    parts = []
-    for what, treated, control, match, cname in checks:
-        t, c = control_pairs(rows, treated, control, key, match)
-        n_all = len(control_pairs(ungated, treated, control, key, match)[0])
-        if len(t) < 2 and n_all >= 2:
-            v = not_assessable(
-                "", f"{len(t)} of {n_all} VICReg/{cname} pairs meet the preconditions (need ≥ 2)"
-            )
-        elif not t:
-            continue
-        else:
-            v = control_verdict(t, c, "less", what=key, tname="VICReg", cname=cname)
-        v.name = f"{what} {key} (VICReg vs {cname}, equal budget)"
+    ctrl, _ = _nu0("trained", ungated)
+    v = _paired_part(
+        rows,
+        ungated,
+        lambda r: is_reference(r) and r["width"] in widths,
+        ctrl,
+        ("width", "seed"),
+        key,
+        ("VICReg", "VICReg ν=0"),
+    )
+    v.name, v.short = (
+        f"VCReg through the MLP lowers {key} (VICReg vs VICReg ν=0, equal budget)",
+        "vs ν=0",
+    )
+    parts = [v]
+    random_kinds = [k for k in ("frozen", "random_features") if k in s["kinds"]]
+    if not random_kinds:
+        v = not_assessable("", "no frozen random projector in this preset")
+        v.name, v.short = "a frozen random projector lowers it (vs VICReg ν=0)", "random"
         parts.append(v)
+    for kind in random_kinds:
+        ctrl, own = _nu0(kind, ungated)
+        v = _paired_part(
+            rows,
+            ungated,
+            lambda r, kind=kind: _is_vicreg(r) and r["kind"] == kind,
+            ctrl,
+            ("width", "seed"),
+            key,
+            (f"VICReg {KIND_NAMES[kind]}", f"VICReg ν=0 {KIND_NAMES[own]}"),
+        )
+        v.name = (
+            f"a frozen random projector enforces it: {KIND_NAMES[kind]} lowers {key} (VICReg vs "
+            f"VICReg ν=0 through the {KIND_NAMES[own]} of the same width, equal budget)"
+        )
+        v.short = "random"
+        v.values["label"] = f"random ({KIND_NAMES[kind]} vs ν=0)"
+        parts.append(v)
+    v = _paired_part(
+        rows,
+        ungated,
+        lambda r: is_reference(r, ref),
+        lambda r: r["kind"] == "none",
+        ("seed",),
+        key,
+        ("VICReg", "no projector"),
+    )
+    v.name = f"the projector lowers {key} (VICReg vs no projector, equal budget)"
+    parts.append(added_test(v, "vs none"))
     return parts
+
+
+def _is_vicreg(r: dict[str, Any]) -> bool:
+    return r["loss"] == "vicreg" and r["nu"] is None
 
 
 def _companions(s: dict[str, Any], recs: list[dict[str, Any]], key: str) -> list[list[Any]]:
@@ -285,7 +362,6 @@ def statistics(
     gated = {
         g: [r for r in rows if (r["config_id"], r["seed"]) in ok] for g, rows in groups.items()
     }
-    n_depths = len({r["depth"] for r in groups["depth"]})
     return {
         "recs": recs,
         "groups": groups,
@@ -293,7 +369,7 @@ def statistics(
         "excluded": excluded,
         "gate": claim_gate("C2", [r for r in keep if _in_verdict(r)]),
         "trends": _width_trends(s, gated["width"], key, groups["width"]),
-        "depth": _depth_verdict(gated["depth"], key, n_depths),
+        "depth": _depth_verdict(gated["depth"], key, sorted(s["depths"])),
         "controls": _control_parts(s, valid, key, keep),
         "companions": _companions(s, valid, key),
         "image": image_parts(s, img_recs, key),
@@ -310,31 +386,34 @@ def _in_verdict(r: dict[str, Any]) -> bool:
 # -- verdict ------------------------------------------------------------------------------------
 
 
+def _bit(p: Verdict) -> str:
+    """One part in the claim's headline: its label and number (or why there is none)."""
+    label = ("added test, " if p.added else "") + p.values.get("label", p.short)
+    if "rho" in p.values:
+        x = p.values
+        return f"{label}: ρ {x['rho']:+.2f} [{x['ci_low']:+.2f}, {x['ci_high']:+.2f}]"
+    if "ratio" in p.values:
+        x = p.values
+        return (
+            f"{label}: ratio {x['ratio']:.2f} [{np.exp(x['ci_low']):.2f}, "
+            f"{np.exp(x['ci_high']):.2f}]"
+        )
+    return f"{label}: {p.statistic.split(' (medians')[0]}"
+
+
 def verdict(st: dict[str, Any]) -> Verdict:
     if st["gate"] is not None:
         return st["gate"]
-    parts = [*st["trends"], st["depth"], *st["controls"], *st["image"]]
-    bits = [
-        f"ρ(width, {st['key']}) {p.name.split('(')[-1].rstrip(')')}: {p.values['rho']:+.2f} "
-        f"[{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
-        if "rho" in p.values
-        else f"{p.name}: {p.statistic}"  # not assessable / n too small: say why
-        for p in st["trends"]
+    controls = st["controls"]
+    paper_controls = [p for p in controls if not p.added]
+    parts = [
+        *st["trends"],
+        *st["image"],
+        *paper_controls,
+        st["depth"],
+        *[p for p in controls if p.added],
     ]
-    bits.append(f"depth: {st['depth'].statistic.split(' (')[0]}")
-    bits += [
-        f"{p.name}: ρ {p.values['rho']:+.2f} [{p.values['ci_low']:+.2f}, {p.values['ci_high']:+.2f}]"
-        if "rho" in p.values
-        else f"{p.name}: {p.statistic}"
-        for p in st["image"]
-    ]
-    for p in st["controls"]:
-        if "ratio" in p.values:
-            bits.append(
-                f"{p.name.split(' (')[1].split(',')[0]}: ratio {p.values['ratio']:.2f} "
-                f"[{np.exp(p.values['ci_low']):.2f}, {np.exp(p.values['ci_high']):.2f}]"
-            )
-    return combine_verdicts(parts, name="C2", statistic="; ".join(bits))
+    return combine_verdicts(parts, name="C2", statistic="; ".join(_bit(p) for p in parts))
 
 
 def sensitivity(s: dict[str, Any], values: list[dict[str, Any]], main: Verdict) -> list[dict]:
@@ -399,50 +478,63 @@ def tables(s: dict[str, Any], st: dict[str, Any]) -> list[Any]:
     ref_rows = [r for r in g["width"] if is_reference(r)]
     ctrl_rows += [_row(rows, cid) for cid, rows in _by(ref_rows, "config_id").items()]
     hdr = _HDR
+    depths = sorted(s["depths"])
     blocks: list[Any] = [
         Table(
             ["projector", "width k", *hdr],
             width_rows,
             caption="Width sweep (mean and sd over seeds; emb. std = mean per-dimension std of "
-            "the embedding, at hinge = fraction of embedding dimensions with std ≥ 0.9·γ, "
-            "off-diag r² / indep. = mean squared off-diagonal correlation of the embedding in "
-            "units of its level for independent features, 1/(n−1))",
+            f"the embedding, at hinge = {AT_HINGE}, off-diag r² / indep. = mean squared "
+            "off-diagonal correlation of the embedding in units of its level for independent "
+            "features, 1/(n−1))",
         ),
-        Table(
-            ["depth", *hdr],
-            depth_rows,
-            caption=f"Depth sweep (trained MLP, width {s['depth_width']})",
+        *table_or_note(
+            Table(
+                ["depth", *hdr],
+                depth_rows if len(depths) >= 2 else [],
+                caption=f"Depth sweep (trained MLP, width {s['depth_width']})",
+            ),
+            f"this preset trains one depth ({depths[0]})",
         ),
-        Table(["loss", *hdr], loss_rows, caption=f"Losses at a common projector {s['loss_spec']}"),
-        Table(
-            ["configuration", *hdr],
-            ctrl_rows,
-            caption="Equal-budget controls and the VICReg configurations they are paired with",
+        *table_or_note(
+            Table(
+                ["loss", *hdr], loss_rows, caption=f"Losses at a common projector {s['loss_spec']}"
+            ),
+            "this preset runs no loss comparison (VICReg only)",
+        ),
+        *table_or_note(
+            Table(
+                ["configuration", *hdr],
+                ctrl_rows,
+                caption="Equal-budget controls and the VICReg configurations they are paired with",
+            ),
+            "this preset runs no equal-budget control",
         ),
     ]
     return blocks + _control_tables(st) + _rf_table(g)
 
 
 def _control_tables(st: dict[str, Any]) -> list[Any]:
-    blocks: list[Any] = []
-    if st["controls"]:
-        blocks.append(
-            Table(
-                ["verdict part", "geo-mean ratio", "log CI low", "log CI high", "pairs"],
-                [
-                    [
-                        p.name,
-                        p.values.get("ratio"),
-                        p.values.get("ci_low"),
-                        p.values.get("ci_high"),
-                        p.values.get("n"),
-                    ]
-                    for p in st["controls"]
-                ],
-                caption="VICReg vs controls lacking the covariance term / the projector (paired "
-                "log-ratio, 95% t-CI; part of the verdict)",
-            )
-        )
+    rows = [
+        [
+            part_label(p),
+            p.values["ratio"],
+            p.values.get("ci_low"),
+            p.values.get("ci_high"),
+            p.values.get("n"),
+        ]
+        for p in st["controls"]
+        if "ratio" in p.values
+    ]
+    blocks: list[Any] = table_or_note(
+        Table(
+            ["verdict part", "geo-mean ratio", "log CI low", "log CI high", "pairs"],
+            rows,
+            caption="VICReg vs the equal-budget controls lacking the covariance term or the "
+            "projector (paired log-ratio, 95% t-CI; the paper's parts and the added test)",
+        ),
+        "no control pair has an interval in this run (the verdict parts say why)",
+    )
     if st["companions"]:
         blocks.append(
             Table(
@@ -468,7 +560,7 @@ def _rf_table(g: dict[str, list[dict[str, Any]]]) -> list[Any]:
     if rf:
         blocks.append(
             Table(
-                ["k", "input scale / bandwidth", "emb. std", "hinge met", "acc ID"],
+                ["k", "input scale / bandwidth", "emb. std", "at hinge", "acc ID"],
                 [
                     [
                         w,
@@ -477,14 +569,14 @@ def _rf_table(g: dict[str, list[dict[str, Any]]]) -> list[Any]:
                             for k in (
                                 "rf_scale_over_bw",
                                 "emb_std_mean",
-                                "emb_hinge_frac",
+                                "emb_at_hinge_frac",
                                 "acc_id",
                             )
                         ],
                     ]
                     for w, rows in sorted(_by(rf, "width").items())
                 ],
-                caption="Random-feature projector diagnostics (after training)",
+                caption=f"Random-feature projector diagnostics after training (at hinge = {AT_HINGE})",
             )
         )
     return blocks
@@ -622,7 +714,68 @@ def _weights(s: dict[str, Any]) -> str:
     )
 
 
-def measurement(s: dict[str, Any]) -> str:
+_CONTROL_WORDS = {
+    "nu0": "VICReg ν = 0",
+    "infonce": "InfoNCE",
+    "no_projector": "VICReg without projector",
+    "supervised": "supervised cross-entropy",
+}
+_LOSS_WORDS = {"vicreg": "VICReg", "barlow": "Barlow Twins", "wmse": "W-MSE"}
+
+
+def plural(n: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def run_scale(s: dict[str, Any], recs: list[dict[str, Any]], img_recs: list[dict[str, Any]]) -> str:
+    """The size of the C2–C4 training runs in a phrase (the report header), from the records."""
+    n_cfg = len({r["config_id"] for r in recs})
+    text = (
+        f"C2–C4: {plural(len(recs), 'MNIST-1D run')} ({plural(len(s['seeds']), 'seed')} × "
+        f"{n_cfg} configurations, {_steps(s)} optimizer steps each)"
+    )
+    if img_recs:
+        img = s["image"]
+        text += (
+            f"; {img['dataset']}: {plural(len(img_recs), 'run')} "
+            f"({plural(len(img['seeds']), 'seed')}, {_steps(img)} steps each)"
+        )
+    return text
+
+
+def _widths_text(rows: list[dict[str, Any]]) -> str:
+    by_kind: dict[str, set[int]] = defaultdict(set)
+    for r in rows:
+        by_kind[r["kind"]].add(r["width"])
+    return "; ".join(f"{KIND_NAMES[k]} k ∈ {sorted(w)}" for k, w in by_kind.items())
+
+
+def _design_text(s: dict[str, Any]) -> str:
+    """Depth sweep, loss comparison and controls, each only as far as this preset runs it."""
+    depths = sorted(s["depths"])
+    bits = [
+        f"depths {depths} at width {s['depth_width']}"
+        if len(depths) >= 2
+        else f"no depth sweep (depth {depths[0]} only)"
+    ]
+    losses = [_LOSS_WORDS.get(x, x) for x in s["losses"]]
+    bits.append(
+        f"losses {', '.join(losses)} through projector {s['loss_spec']}"
+        if losses
+        else "no loss comparison"
+    )
+    controls = [_CONTROL_WORDS.get(c, c) for c in s.get("controls", [])]
+    if controls:
+        bits.append(
+            f"equal-budget controls {', '.join(controls)} (MLP controls at widths "
+            f"{s.get('control_widths', [])}; reference VICReg width {s.get('reference_width')})"
+        )
+    return "; ".join(bits)
+
+
+def measurement(s: dict[str, Any], st: dict[str, Any]) -> str:
+    """The C2 measurement in words, every count from the settings and the records of the run."""
     probe = (
         "the whole training split"
         if s["probe_train"] is None
@@ -632,15 +785,13 @@ def measurement(s: dict[str, Any]) -> str:
         f"SSL on MNIST-1D ({s['n_train']} training signals), encoder `{s['encoder']}` with "
         f"representation dimension d = {s['repr_dim']}, {s['epochs']} epochs, batch "
         f"{s['batch_size']} ({_steps(s)} optimizer steps), one optimiser setting for every run "
-        f"(Adam lr {s['lr']}), {_weights(s)}, {len(s['seeds'])} seeds. Width "
-        f"sweep (VICReg, 2-layer MLP k-k trained or frozen; random features: {_rf_words(s)}, "
-        f"bandwidth {s.get('rf_bandwidth', 1.0)}, k = d·m): k ∈ "
-        f"{s['widths']}; depth 1–{max(s['depths'])} at width {s['depth_width']}; losses "
-        f"{s['losses']} with projector {s['loss_spec']}; controls {s.get('controls', [])} at widths "
-        f"{s.get('control_widths', [])} (reference VICReg width {s.get('reference_width')}). "
-        f"Independence: mean over feature pairs of HSIC (biased, Gaussian kernels, median "
-        f"bandwidth) and normalized HSIC on {s['n_eval']} held-out test signals. Linear probe: "
-        f"logistic regression on the frozen representation of {probe} ({s['probe_iter']} L-BFGS "
+        f"(Adam lr {s['lr']}), {_weights(s)}, {plural(len(s['seeds']), 'seed')}: "
+        f"{plural(len(st['recs']), 'run')}. Width sweep (VICReg; 2-layer MLP k-k trained or "
+        f"frozen; random features: {_rf_words(s)}, bandwidth {s.get('rf_bandwidth', 1.0)}, "
+        f"k = d·m): {_widths_text(st['groups']['width'])}; {_design_text(s)}. Independence: "
+        f"mean over feature pairs of HSIC (biased, Gaussian kernels, median bandwidth) and "
+        f"normalized HSIC on {s['n_eval']} held-out test signals. Linear probe: logistic "
+        f"regression on the frozen representation of {probe} ({s['probe_iter']} L-BFGS "
         f"iterations), in-domain and shifted MNIST-1D OOD test sets."
     )
 
@@ -659,5 +810,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         "companions": st["companions"],
     }
     return Summary(
-        measurement(settings), v, numbers, blocks, sensitivity=sensitivity(settings, values, v)
+        measurement(settings, st),
+        v,
+        numbers,
+        blocks,
+        sensitivity=sensitivity(settings, values, v),
+        scale=run_scale(settings, st["recs"], st["image_recs"]),
     )

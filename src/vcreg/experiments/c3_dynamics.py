@@ -39,11 +39,12 @@ from vcreg.experiments.records import (
     flagged_configs,
     without,
 )
-from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
+from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note, table_or_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
     INCONCLUSIVE,
     Verdict,
+    added_test,
     combine_verdicts,
     difference_verdict,
     equivalence_verdict,
@@ -92,40 +93,60 @@ def changes(history: list[dict[str, Any]], key: str, baseline: int) -> dict[str,
     return out
 
 
-def _run_changes(recs: list[dict[str, Any]], key: str, baseline: int) -> list[dict[str, Any]]:
+def median_convention(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows with ``dhsic_median`` (dHSIC under per-variable median bandwidths, R
+    dHSIC's default) where it was measured, its floor 1/n where it saturated (the library
+    reports a saturated dHSIC as None: its value is then within float noise of 1/n)."""
+    out = []
+    for h in history:
+        if h.get("dhsic_floor") is not None:
+            v = h.get("dhsic_median")
+            h = {**h, "dhsic_median": v if v is not None else h["dhsic_floor"]}
+        out.append(h)
+    return out
+
+
+def has_median_convention(recs: list[dict[str, Any]]) -> bool:
+    """Whether the runs recorded dHSIC under the per-variable median convention (records
+    cached before the monitor measured it lack the field)."""
+    return any(h.get("dhsic_floor") is not None for r in recs for h in r["history"])
+
+
+def _run_changes(
+    recs: list[dict[str, Any]], key: str, baseline: int, dkey: str = "dhsic"
+) -> list[dict[str, Any]]:
     out = []
     for r in recs:
-        h = changes(r["history"], key, baseline)
-        d = changes(r["history"], "dhsic", baseline)
+        hist = median_convention(r["history"]) if dkey == "dhsic_median" else r["history"]
+        h = changes(hist, key, baseline)
+        d = changes(hist, dkey, baseline)
         if h is not None:
             out.append({**r, "dH": h, "dD": d})
     return out
 
 
-def statistics(
-    s: dict[str, Any],
-    values: list[dict[str, Any]],
-    baseline: int = BASELINE_EPOCH,
-    key: str = "pairwise_hsic_mean",
-    exclude: bool = True,
-) -> dict[str, Any]:
-    train = s["train"]
-    recs, img_recs = c2_projector.split_values(train, values)
-    flagged = flagged_configs(recs, train["guard_ratio"])
-    keep = without(recs, flagged) if exclude else recs
-    valid, excluded = gate(keep)
-    all_runs = _run_changes(keep, key, baseline)
-    runs = _run_changes(valid, key, baseline)
-    family = [r for r in runs if r["loss"] in SSL_LOSSES and r["nu"] is None]
-    fam_all = [r for r in all_runs if r["loss"] in SSL_LOSSES and r["nu"] is None]
-    rh = [r["dH"]["log"] for r in family]
+def _is_family(r: dict[str, Any]) -> bool:
+    """The runs C3 is about: a VCReg-family loss (official ν) through a projector."""
+    return r["loss"] in SSL_LOSSES and r["nu"] is None and r["kind"] != "none"
+
+
+def _is_no_projector(r: dict[str, Any]) -> bool:
+    """VCReg on the representation itself: reported apart, not in the verdict."""
+    return r["loss"] in SSL_LOSSES and r["nu"] is None and r["kind"] == "none"
+
+
+def _fall_part(rh: list[float], n_design: int) -> Verdict:
     if len(rh) >= 2:
-        v_fall = difference_verdict(rh, [0.0] * len(rh), "less", aname="Δlog HSIC", bname="0")
-    elif len(fam_all) >= 2:
-        v_fall = not_assessable("", f"{len(rh)} of {len(fam_all)} runs meet the preconditions")
+        v = difference_verdict(rh, [0.0] * len(rh), "less", aname="Δlog HSIC", bname="0")
+    elif n_design >= 2:
+        v = not_assessable("", f"{len(rh)} of {n_design} runs meet the preconditions")
     else:
-        v_fall = Verdict(INCONCLUSIVE, f"{len(rh)} runs with curves", "need ≥ 2 runs")
-    v_fall.name = "pairwise HSIC falls (VCReg-family runs)"
+        v = Verdict(INCONCLUSIVE, f"{len(rh)} runs with curves", "need ≥ 2 runs")
+    v.name, v.short = "pairwise HSIC falls (VCReg-family runs through a projector)", "HSIC falls"
+    return v
+
+
+def _cause_part(train: dict[str, Any], runs: list[dict[str, Any]]) -> Verdict:
     widths = set(train.get("control_widths", []))
     t, c = control_pairs(
         [{**r, "dlog": r["dH"]["log"]} for r in runs],
@@ -134,12 +155,14 @@ def statistics(
         "dlog",
     )
     if len(t) >= 2:
-        v_cause = difference_verdict(t, c, "less", aname="Δlog HSIC VICReg", bname="ν = 0")
+        v = difference_verdict(t, c, "less", aname="Δlog HSIC VICReg", bname="ν = 0")
     else:
-        v_cause = not_assessable(
-            "", f"{len(t)} VICReg/ν = 0 pairs meet the preconditions (need ≥ 2)"
-        )
-    v_cause.name = "VCReg causes the fall (vs VICReg ν = 0, equal budget)"
+        v = not_assessable("", f"{len(t)} VICReg/ν = 0 pairs meet the preconditions (need ≥ 2)")
+    v.name = "VCReg causes the fall (vs VICReg ν = 0, equal budget)"
+    return added_test(v, "vs ν=0")
+
+
+def _stagnation_parts(family: list[dict[str, Any]]) -> tuple[Verdict, Verdict]:
     both = [r for r in family if r["dD"] is not None]
     if len(both) >= 2 and len(both) >= len(family) / 2:
         v_stag = equivalence_verdict(
@@ -159,20 +182,47 @@ def statistics(
             "dHSIC undefined (saturated) in most runs, or too few runs",
         )
     v_stag.name = f"dHSIC stagnates (TOST: |mean Δlog dHSIC| < {DHSIC_MARGIN:g})"
-    parts = [v_fall, v_cause, v_stag]
+    v_stag.short = "dHSIC stagnates"
+    return v_stag, v_less
+
+
+def statistics(
+    s: dict[str, Any],
+    values: list[dict[str, Any]],
+    baseline: int = BASELINE_EPOCH,
+    key: str = "pairwise_hsic_mean",
+    exclude: bool = True,
+    dkey: str = "dhsic",
+) -> dict[str, Any]:
+    """Every number of the C3 verdict; ``dkey="dhsic_median"``: dHSIC under per-variable
+    median bandwidths instead of the main rule (the sensitivity row)."""
+    train = s["train"]
+    recs, img_recs = c2_projector.split_values(train, values)
+    flagged = flagged_configs(recs, train["guard_ratio"])
+    keep = without(recs, flagged) if exclude else recs
+    valid, excluded = gate(keep)
+    runs = _run_changes(valid, key, baseline, dkey)
+    family = [r for r in runs if _is_family(r)]
+    n_design = len([r for r in _run_changes(keep, key, baseline, dkey) if _is_family(r)])
+    v_stag, v_less = _stagnation_parts(family)
+    parts = [_fall_part([r["dH"]["log"] for r in family], n_design)]
     if img_recs:
         parts.append(_image_fall(train["image"]["dataset"], img_recs, key, baseline))
+    parts += [v_stag, _cause_part(train, runs)]
     return {
         "recs": recs,
+        "image_recs": img_recs,
         "runs": runs,
         "family": family,
+        "no_projector": [r for r in runs if _is_no_projector(r)],
         "flagged": flagged,
         "excluded": excluded,
-        "gate": claim_gate("C3", [r for r in keep if r["loss"] in SSL_LOSSES and r["nu"] is None]),
+        "gate": claim_gate("C3", [r for r in keep if _is_family(r)]),
         "parts": parts,
         "less_than_hsic": v_less,
         "baseline": baseline,
         "key": key,
+        "dkey": dkey,
     }
 
 
@@ -182,6 +232,7 @@ def _image_fall(name: str, img_recs: list[dict[str, Any]], key: str, baseline: i
     what = f"pairwise HSIC falls [{name}]"
     blocked = claim_gate(what, img_recs)
     if blocked is not None:
+        blocked.short = f"HSIC falls [{name}]"
         return blocked
     runs = _run_changes(gate(img_recs)[0], key, baseline)
     rh = [r["dH"]["log"] for r in runs]
@@ -189,7 +240,7 @@ def _image_fall(name: str, img_recs: list[dict[str, Any]], key: str, baseline: i
         v = difference_verdict(rh, [0.0] * len(rh), "less", aname="Δlog HSIC", bname="0")
     else:
         v = Verdict(INCONCLUSIVE, f"{len(rh)} runs with curves", "need ≥ 2 runs")
-    v.name = what
+    v.name, v.short = what, f"HSIC falls [{name}]"
     return v
 
 
@@ -214,14 +265,23 @@ def verdict(st: dict[str, Any]) -> Verdict:
     rel = [r["dH"]["rel"] for r in fam]
     rel0 = [r["dH"]["rel_init"] for r in fam]
     rel_d = [r["dD"]["rel"] for r in fam if r["dD"] is not None]
-    v_fall, v_cause, v_stag = st["parts"][:3]
+    by_short = {p.short: p for p in st["parts"]}
+    v_stag, v_cause = by_short["dHSIC stagnates"], by_short["vs ν=0"]
+    images = [p for p in st["parts"] if p.short.startswith("HSIC falls [")]
+    nop = st["no_projector"]
     headline = (
-        f"change of {st['key']} (mean over {len(fam)} VCReg-family runs) from epoch "
-        f"{st['baseline']}: {_pct(rel)}, from initialization: {_pct(rel0)} "
+        f"change of {st['key']} (mean over {len(fam)} VCReg-family runs through a projector) "
+        f"from epoch {st['baseline']}: {_pct(rel)}, from initialization: {_pct(rel0)} "
         f"(dHSIC from epoch {st['baseline']}: {_pct(rel_d)}); "
-        f"Δlog HSIC VICReg − ν = 0 control: {_ci_text(v_cause)}; "
         f"dHSIC stagnates: {v_stag.statistic}"
-        + "".join(f"; {p.name}: {p.statistic}" for p in st["parts"][3:])
+        + "".join(f"; {p.name}: {p.statistic}" for p in images)
+        + f"; added test, Δlog HSIC VICReg − ν = 0 control: {_ci_text(v_cause)}"
+        + (
+            f"; no-projector runs (apart, not in the verdict): {_pct([r['dH']['rel'] for r in nop])}"
+            f" over {len(nop)} runs"
+            if nop
+            else ""
+        )
     )
     return combine_verdicts(st["parts"], name="C3", statistic=headline)
 
@@ -232,7 +292,83 @@ def sensitivity(s: dict[str, Any], values: list[dict[str, Any]], main: Verdict) 
         "normalized HSIC": verdict(statistics(s, values, key="pairwise_nhsic_mean")),
         "flagged configurations included": verdict(statistics(s, values, exclude=False)),
     }
+    recs = c2_projector.split_values(s["train"], values)[0]
+    if has_median_convention(recs):  # else: "not measured in these runs" (summarize says so)
+        alts[MEDIAN_ROW] = verdict(statistics(s, values, dkey="dhsic_median"))
     return sensitivity_rows(main, alts)
+
+
+MEDIAN_ROW = (
+    "dHSIC with per-variable median bandwidths (R dHSIC's default; saturated = its floor 1/n)"
+)
+
+
+def median_convention_blocks(st: dict[str, Any]) -> list[Any]:
+    """Per epoch, dHSIC of the verdict's runs in units of its floor 1/n under both bandwidth
+    conventions: under per-variable medians a representation of d ≳ 16 features sits at the
+    floor whatever the data, so "stagnates" would hold trivially there."""
+    fam = st["family"]
+    if not has_median_convention(fam):
+        return [
+            Paragraph(
+                "dHSIC under per-variable median bandwidths (R dHSIC's default): not measured "
+                "in these runs (their cache records predate the field; `--force` re-measures), "
+                "so the sensitivity table has no row for it."
+            )
+        ]
+    rows = []
+    measured = [h for r in fam for h in r["history"] if h.get("dhsic_floor") is not None]
+    for ep in sorted({h["epoch"] for h in measured}):
+        hs = [h for h in measured if h["epoch"] == ep]
+        med = [h["dhsic_median"] / h["dhsic_floor"] for h in hs if h.get("dhsic_median")]
+        main = [h["dhsic"] / h["dhsic_floor"] for h in hs if h.get("dhsic")]
+        sat = sum(h.get("dhsic_median") is None for h in hs)
+        rows.append(
+            [
+                ep,
+                len(hs),
+                float(np.mean(main)) if main else None,
+                float(np.mean(med)) if med else None,
+                float(np.max(med)) if med else None,
+                f"{sat} of {len(hs)}",
+            ]
+        )
+    return [
+        Table(
+            [
+                "epoch",
+                "runs",
+                "main rule: dHSIC / floor (mean)",
+                "per-variable median: dHSIC / floor (mean)",
+                "(max)",
+                "saturated (= floor)",
+            ],
+            rows,
+            caption="dHSIC of the verdict's runs in units of its floor 1/n (n = the monitor's "
+            "held-out samples) under the main bandwidth rule and under per-variable median "
+            "bandwidths (R dHSIC's default). A value ≈ 1 at every epoch means the statistic "
+            "cannot move: 'stagnates' would then hold trivially under that convention "
+            "(sensitivity row)",
+        ),
+        Paragraph(_median_convention_finding(measured)),
+    ]
+
+
+def _median_convention_finding(measured: list[dict[str, Any]]) -> str:
+    """What the per-variable-median rows say about "stagnates", from the measurements."""
+    sat = sum(h.get("dhsic_median") is None for h in measured)
+    ratios = [h["dhsic_median"] / h["dhsic_floor"] for h in measured if h.get("dhsic_median")]
+    head = f"Under per-variable median bandwidths dHSIC was saturated in {sat} of {len(measured)} measurements"
+    if sat == len(measured):
+        return (
+            f"{head}: it sits at its floor 1/n at every epoch whatever the representation, so "
+            'under that convention "dHSIC stagnates" holds trivially (the sensitivity row) '
+            "and says nothing about the training dynamics."
+        )
+    return (
+        f"{head}; elsewhere its value was {min(ratios):.3g}–{max(ratios):.3g} × its floor, so "
+        "under that convention it can move and the sensitivity row is a test, not a tautology."
+    )
 
 
 # -- tables and figures -------------------------------------------------------------------------
@@ -276,7 +412,7 @@ def tables(st: dict[str, Any]) -> list[Any]:
             sum(p < 0.05 for p in pv),
             len(pv),
         ]
-    ]
+    ][: 1 if pv else 0]
     per_run = [
         [
             r["config_id"],
@@ -290,40 +426,50 @@ def tables(st: dict[str, Any]) -> list[Any]:
         for r in st["runs"]
     ]
     b = st["baseline"]
+    none = "no run meets the preconditions and has a curve past the baseline epoch"
     return [
-        Table(
-            [
-                "runs",
-                "n",
-                "HSIC change from init",
-                f"from epoch {b}",
-                "from peak",
-                f"dHSIC change from epoch {b}",
-                f"n falling after epoch {b}",
-            ],
-            rows,
-            caption="Mean relative change of pairwise HSIC by objective (the controls have the "
-            "same budget; 'from peak' is ≤ 0 by construction)",
+        *table_or_note(
+            Table(
+                [
+                    "runs",
+                    "n",
+                    "HSIC change from init",
+                    f"from epoch {b}",
+                    "from peak",
+                    f"dHSIC change from epoch {b}",
+                    f"n falling after epoch {b}",
+                ],
+                rows,
+                caption="Mean relative change of pairwise HSIC by objective (the controls have the "
+                "same budget; 'from peak' is ≤ 0 by construction)",
+            ),
+            none,
         ),
-        Table(
-            ["calibrated test", "runs rejecting", "VCReg-family runs tested"],
-            test_row,
-            caption="dHSIC (the independence module's default rule: median × √d when the "
-            "per-variable rule saturates) with a permutation null, `dhsic_test(method='auto')`; "
-            "not a verdict part",
+        *table_or_note(
+            Table(
+                ["calibrated test", "runs rejecting", "VCReg-family runs tested"],
+                test_row,
+                caption="dHSIC (the independence module's default rule: median × √d when the "
+                "per-variable rule saturates) with a permutation null, `dhsic_test(method='auto')`; "
+                "not a verdict part",
+            ),
+            "no run of the verdict has a dHSIC p-value (saturated, or no run meets the preconditions)",
         ),
-        Table(
-            [
-                "run",
-                "seed",
-                f"HSIC epoch {b}",
-                "HSIC end",
-                f"change from epoch {b}",
-                "change from init",
-                f"dHSIC change from epoch {b}",
-            ],
-            per_run,
-            caption="Per run",
+        *table_or_note(
+            Table(
+                [
+                    "run",
+                    "seed",
+                    f"HSIC epoch {b}",
+                    "HSIC end",
+                    f"change from epoch {b}",
+                    "change from init",
+                    f"dHSIC change from epoch {b}",
+                ],
+                per_run,
+                caption="Per run",
+            ),
+            none,
         ),
     ]
 
@@ -413,6 +559,14 @@ def _scatter_figure(st: dict[str, Any], ctx: Context) -> list[Any]:
     ]
 
 
+def _when(train: dict[str, Any]) -> str:
+    """When the monitor measured, from the run settings (first, every k-th and last epoch)."""
+    every, epochs = train.get("monitor_every", 1), train["epochs"]
+    if every <= 1:
+        return "after every epoch"
+    return f"after epoch 1, every {every}th epoch and the last (epoch {epochs})"
+
+
 def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
     st = statistics(settings, values)
     v = verdict(st)
@@ -435,12 +589,26 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         )
     if st["flagged"]:
         blocks.insert(0, Paragraph(flagged_note(st["flagged"], settings["train"]["guard_ratio"])))
+    blocks += median_convention_blocks(st)
+    nop = st["no_projector"]
+    if nop:
+        rel = [r["dH"]["rel"] for r in nop]
+        blocks.append(
+            Paragraph(
+                f"**Reported apart** (not in the verdict): {c2_projector.plural(len(nop), 'VCReg run')} without "
+                f"projector (VCReg on the representation itself, not the setting of the claim) "
+                f"changed pairwise HSIC by {_pct(rel)} on average from epoch {st['baseline']} "
+                f"({sum(x < 0 for x in rel)} of {len(rel)} falling)."
+            )
+        )
     measurement = (
-        "The C2 training runs, each measured before training and after every epoch on held-out "
-        "test signals (mean pairwise HSIC, mean normalized HSIC and dHSIC of the representation). "
-        f"Main analysis: change from the end of epoch {BASELINE_EPOCH} (the randomly initialised "
-        f"encoder has little structure; every objective raises HSIC in its first epoch) to the "
-        f"last epoch, over {len(st['family'])} VCReg-family runs, against the equal-budget "
+        f"The C2 training runs, each measured before training and {_when(settings['train'])} "
+        "on held-out test signals (mean pairwise HSIC, mean normalized HSIC and dHSIC of the "
+        f"representation). Main analysis: change from the end of epoch {BASELINE_EPOCH} (the "
+        "randomly initialised encoder has little structure; every objective raises HSIC in its "
+        f"first epoch) to the last epoch, over the {len(st['family'])} VCReg-family runs "
+        f"through a projector that meet the preconditions (the setting of the claim; "
+        f"{c2_projector.plural(len(nop), 'run')} without projector reported apart), against the equal-budget "
         "controls."
     )
     numbers = {
@@ -449,5 +617,16 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         "excluded_by_preconditions": st["excluded"],
         "dhsic_margin": DHSIC_MARGIN,
         "dhsic_less_than_hsic": st["less_than_hsic"].to_dict(),
+        "no_projector_per_run": [
+            [r["config_id"], r["seed"], r["dH"], r["dD"]] for r in st["no_projector"]
+        ],
+        "dhsic_median_convention_measured": has_median_convention(st["family"]),
     }
-    return Summary(measurement, v, numbers, blocks, sensitivity=sensitivity(settings, values, v))
+    return Summary(
+        measurement,
+        v,
+        numbers,
+        blocks,
+        sensitivity=sensitivity(settings, values, v),
+        scale=c2_projector.run_scale(settings["train"], st["recs"], st["image_recs"]),
+    )

@@ -13,7 +13,10 @@ than half the runs meet them, or whose runs meeting them span fewer than
 scale"): partial
 Spearman ρ(pairwise HSIC, mean OOD accuracy | in-domain accuracy) with a bootstrap CI that
 resamples configurations (seeds of one configuration are not independent); supported when the
-CI lies below 0, not supported when above 0 or inside ±0.1. In-domain accuracy is the obvious
+CI lies below 0, not supported when above 0 or inside ±0.1. Beside it, the same partial
+correlation on the configurations' means tested by permuting HSIC across configurations (exact
+enumeration of all orders up to :data:`~vcreg.experiments.verdicts.EXACT_PERMUTATION_MAX`
+configurations; a row of the sensitivity table). In-domain accuracy is the obvious
 confound — a better representation is better in and out of domain — so the raw correlation and
 ρ(HSIC, OOD/ID accuracy ratio) are shown beside it, not used for the verdict.
 """
@@ -35,14 +38,17 @@ from vcreg.experiments._training import (
 from vcreg.experiments.preconditions import claim_gate, gate
 from vcreg.experiments.presets import image_widths_text
 from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, without
-from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note
+from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note, table_or_note
 from vcreg.experiments.runner import Context, Summary, Unit
 from vcreg.experiments.verdicts import (
+    EXACT_PERMUTATION_MAX,
+    MC_PERMUTATIONS,
     MIN_RANK_UNITS,
     Verdict,
     combine_verdicts,
     not_assessable,
     partial_trend_verdict,
+    permutation_partial_verdict,
     sensitivity_rows,
     spearman_bootstrap,
     trend_verdict,
@@ -101,7 +107,10 @@ def domain_verdict(
     by_config: bool = True,
     control: bool = True,
     outcome: str = "ood",
+    test: str = "bootstrap",
 ) -> Verdict:
+    """One domain's part; ``test="permutation"``: the permutation test on configuration means
+    alone (sensitivity row); the main analysis states its p-value beside the bootstrap CI."""
     fam = _family(without(recs, flagged) if exclude else recs)
     blocked = claim_gate("", fam)
     if blocked is not None:
@@ -116,25 +125,57 @@ def domain_verdict(
         )
     x = [r[key] for r in rows]
     y = [r["acc_ood"] / r["acc_id"] if outcome == "ratio" else r["acc_ood"] for r in rows]
+    if test == "permutation":
+        return config_permutation(rows, key)
     groups = [r["config_id"] for r in rows] if by_config else None
-    if control:
-        return partial_trend_verdict(
+    if not control:
+        return trend_verdict(
             x,
             y,
-            [r["acc_id"] for r in rows],
             "decreasing",
-            groups,
             n_boot=n_boot,
-            names=(key, "OOD acc", "ID acc"),
+            groups=groups,
+            xname=key,
+            yname="OOD/ID ratio" if outcome == "ratio" else "OOD acc",
         )
-    return trend_verdict(
+    v = partial_trend_verdict(
         x,
         y,
+        [r["acc_id"] for r in rows],
         "decreasing",
+        groups,
         n_boot=n_boot,
-        groups=groups,
-        xname=key,
-        yname="OOD/ID ratio" if outcome == "ratio" else "OOD acc",
+        names=(key, "OOD acc", "ID acc"),
+    )
+    if by_config:  # the main analysis: the permutation p-value beside the interval
+        perm = config_permutation(rows, key)
+        v.values["permutation"] = perm.values
+        if "p_value" in perm.values:
+            x = perm.values
+            v.statistic += (
+                f"; over {x['n']} configuration means ρ = {x['rho']:+.3f}, permutation "
+                f"p = {x['p_value']:.3g} "
+                f"({'exact' if x['exact'] else 'Monte Carlo'}, smallest attainable "
+                f"{x['p_min']:.2g})"
+            )
+        else:
+            v.statistic += f"; permutation test: {perm.statistic}"
+    return v
+
+
+def config_permutation(rows: list[dict[str, Any]], key: str) -> Verdict:
+    """Partial Spearman ρ(HSIC, OOD acc | ID acc) over the configurations' means (over seeds),
+    HSIC permuted across configurations (:func:`permutation_partial_verdict`)."""
+    by_cfg: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_cfg.setdefault(r["config_id"], []).append(r)
+    means = [
+        [float(np.mean([r[k] for r in rs])) for k in (key, "acc_ood", "acc_id")]
+        for rs in by_cfg.values()
+    ]
+    x, y, z = (list(c) for c in zip(*means, strict=True))
+    return permutation_partial_verdict(
+        x, y, z, "decreasing", names=(key, "OOD acc", "ID acc"), units="configurations"
     )
 
 
@@ -177,6 +218,9 @@ def sensitivity(settings: dict[str, Any], values: list[dict[str, Any]], main: Ve
         "fixed bandwidth σ = 1 on standardized features": {"key": "hsic_fixed_bw"},
         "flagged configurations included": {"exclude": False},
         "bootstrap over runs instead of configurations": {"by_config": False},
+        "permutation test of configuration means (instead of the bootstrap CI)": {
+            "test": "permutation"
+        },
     }
     return sensitivity_rows(
         main, {k: verdict(statistics(settings, values, **kw)) for k, kw in alt.items()}
@@ -198,12 +242,23 @@ def tables(settings: dict[str, Any], st: dict[str, Any]) -> list[Any]:
                 [name, ood, float(np.mean(accs)), float(np.min(accs)), float(np.max(accs))]
             )
     return [
-        Table(
-            ["domain", "ρ(pairwise HSIC, ·)", "Spearman ρ", "CI low", "CI high", "n"],
-            rows,
-            caption="Companion correlations (configuration bootstrap; not the verdict)",
+        *table_or_note(
+            Table(
+                ["domain", "ρ(pairwise HSIC, ·)", "Spearman ρ", "CI low", "CI high", "n"],
+                rows,
+                caption="Companion correlations (configuration bootstrap; not the verdict)",
+            ),
+            f"no domain has ≥ {MIN_RANK_UNITS} configurations meeting the preconditions, the "
+            "fewest a configuration-bootstrap interval is computed from",
         ),
-        Table(["domain", "OOD set", "mean accuracy", "min", "max"], per_set, caption="Per OOD set"),
+        *table_or_note(
+            Table(
+                ["domain", "OOD set", "mean accuracy", "min", "max"],
+                per_set,
+                caption="Per OOD set (VCReg-family runs through a projector)",
+            ),
+            "no VCReg-family run has OOD accuracies",
+        ),
     ]
 
 
@@ -270,19 +325,29 @@ def scatter_caption(doms: dict[str, Any], n_boot: int = 1000) -> str:
 
 def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
     img = settings.get("image") or {}
+    train = settings["train"]
+    probe = (
+        "the whole training split"
+        if train["probe_train"] is None
+        else f"{train['probe_train']} training signals"
+    )
     parts = [
-        f"MNIST-1D: the C2 runs (VCReg family), probe on {settings['train']['n_train']} training "
-        "signals, OOD = the shifted MNIST-1D sets"
+        f"MNIST-1D: the C2 runs (VCReg family through a projector), logistic probe on {probe}, "
+        f"OOD = the shifted MNIST-1D sets ({train['ood_samples']} signals each)"
     ]
     if img and img["dataset"] in st["domains"]:
         parts.append(
             f"{img['dataset']}: VICReg with encoder `{img['encoder']}` (d = {img['repr_dim']}), "
             f"{img['epochs']} epochs on {img['n_train']} images, Adam lr {img['lr']}, 2-layer MLP "
-            f"projectors at widths {image_widths_text(img)}, {len(img['seeds'])} seeds; OOD = "
+            f"projectors at widths {image_widths_text(img)}, {len(img['seeds'])} seed(s); OOD = "
             f"corruptions {img['data_options'].get('ood_corruptions') or '(all)'} at severities "
             f"{img['data_options'].get('ood_severities')} ({img['ood_samples']} test images each)"
         )
-    return "; ".join(parts) + f". {settings['n_boot']} bootstrap resamples of the configurations."
+    return (
+        "; ".join(parts) + f". {settings['n_boot']} bootstrap resamples of the configurations; "
+        f"permutation test of the configurations' means (exact up to {EXACT_PERMUTATION_MAX} "
+        f"configurations, else {MC_PERMUTATIONS} random orders)."
+    )
 
 
 def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Context) -> Summary:
@@ -318,6 +383,8 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         },
         "flagged": {n: f for n, (_, f) in st["domains"].items()},
     }
+    doms = st["domains"]
+    img_recs = [r for name, (recs, _) in doms.items() if name != "MNIST-1D" for r in recs]
     return Summary(
         measurement(settings, st),
         v,
@@ -325,4 +392,7 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         blocks,
         sensitivity=sensitivity(settings, values, v),
         skipped=skipped,
+        scale=c2_projector.run_scale(
+            {**settings["train"], "image": settings.get("image")}, doms["MNIST-1D"][0], img_recs
+        ),
     )

@@ -370,7 +370,7 @@ def verdict(
     else:
         vals = amari["VCRegICA"] if not by_family else st["family_amari"]
         v_lin = threshold_verdict(vals, amari_ok, "less", name="Amari distance (VCRegICA)")
-    v_lin.name = "linear mixtures recovered"
+    v_lin.name, v_lin.short = "linear mixtures recovered", "linear recovered"
     parts = [v_lin]
     summary = (
         f"median Amari VCRegICA {np.median(amari['VCRegICA']):.3f} (FastICA "
@@ -386,7 +386,7 @@ def verdict(
             v_nl = threshold_verdict(
                 st["nl_mcc"], MCC_OK, "less", name="MCC (VCReg encoder, nonlinear)"
             )
-        v_nl.name = "nonlinear mixtures not recovered"
+        v_nl.name, v_nl.short = "nonlinear mixtures not recovered", "nonlinear not recovered"
         parts.append(v_nl)
         summary += (
             f"; nonlinear: median MCC {np.median(st['nl_mcc']):.3f} (control on linear mixture "
@@ -529,4 +529,11 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         **{key: st[key] for key in ("table", "by_family", "comparison")},
     }
     v = verdict(st)
-    return Summary(measurement(settings, st), v, numbers, blocks, sensitivity=sensitivity(st, v))
+    scale = (
+        f"C5: {len(st['lin'])} linear ICA problems ({len(settings['seeds'])} seeds × "
+        f"{len(settings['families'])} source families, n = {settings['n_samples']})"
+        + (f", {len(st['nonlin'])} nonlinear" if st["nonlin"] else "")
+    )
+    return Summary(
+        measurement(settings, st), v, numbers, blocks, sensitivity=sensitivity(st, v), scale=scale
+    )

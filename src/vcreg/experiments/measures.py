@@ -5,7 +5,8 @@ embedding diagnostics that tell whether a run's VCReg constraint could be met at
   (mean pairwise HSIC, biased V-statistic, Gaussian kernels, median bandwidth; normalized HSIC;
   dHSIC with the independence module's default rule) plus the alternative analysis choices of the
   sensitivity table: the unbiased HSIC estimator and a fixed bandwidth σ = 1 on standardized
-  features (``hsic_unbiased``, ``hsic_fixed_bw``).
+  features (``hsic_unbiased``, ``hsic_fixed_bw``), and dHSIC under per-variable median bandwidths
+  with its floor 1/n (``dhsic_median``, ``dhsic_floor``; NaN when saturated).
 * :func:`vcreg.diagnostics.embedding_diagnostics` (re-exported) — embedding std, fraction of
   dimensions meeting VICReg's variance hinge, representation scale relative to the bandwidth.
 """
@@ -32,7 +33,7 @@ def _pair_mean(z: np.ndarray, **kwargs: Any) -> float:
 
 def independence_variants(feats: Tensor | np.ndarray) -> dict[str, float]:
     """Main independence measures plus the sensitivity variants (see module docstring)."""
-    out = independence_metrics(feats)
+    out = independence_metrics(feats, dhsic_median=True)
     z = np.asarray(torch.as_tensor(feats).double().cpu().numpy())
     keep = z.std(0) > 1e-8 * max(1.0, float(np.abs(z).max()))
     z = z[:, keep]

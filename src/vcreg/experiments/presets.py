@@ -286,23 +286,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# What each preset is for, in words; the report adds the run's sizes from its own settings and
+# records (no counts or times here: they would drift from the presets and the machine)
 PRESET_NOTES = {
     "tiny": (
         "**Preset `tiny`** exists to test the pipeline in seconds: its numbers and verdicts carry "
         "no evidential weight."
     ),
     "quick": (
-        "**Preset `quick`** (≤ 10 min on 2 CPU cores): 16 MNIST-1D runs trained to the VCReg "
-        "constraint (960 steps each, 2 seeds; trained MLP and random-feature projectors at two "
-        "widths, the ν = 0 and no-projector controls); frozen MLPs, depth, the loss comparison "
-        "and the Fashion-MNIST domain are `full`'s. The SSL claims (C2–C4) are judged only on "
-        "runs that meet their preconditions; the section below says which claims this scale "
-        "can assess. `vcreg reproduce --preset full` runs the rest."
+        "**Preset `quick`**: a first look on CPU, with fewer seeds, configurations and epochs "
+        "than `full`. The SSL claims (C2–C4) are judged only on runs that meet their "
+        "preconditions; the section below says which claims and parts this scale can assess."
     ),
     "full": (
-        "**Preset `full`**: the settings meant to make each verdict statistically meaningful: "
-        "3 seeds, every projector kind at widths 128–512 (the widths the recipe brings to the "
-        "constraint at batch 256), and a second, image domain (Fashion-MNIST) for C2–C4."
+        "**Preset `full`**: the settings meant to make each verdict statistically meaningful "
+        "(more seeds and configurations than `quick`, and a second, image domain for C2–C4)."
     ),
 }
 

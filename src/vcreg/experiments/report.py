@@ -21,6 +21,7 @@ from vcreg.experiments.verdicts import (
     NOT_SUPPORTED,
     SUPPORTED,
     Verdict,
+    parts_line,
     stability,
 )
 
@@ -37,6 +38,8 @@ __all__ = [
     "flagged_note",
     "sensitivity_blocks",
     "stability",
+    "table_or_note",
+    "part_label",
 ]
 
 _BADGE = {
@@ -116,10 +119,17 @@ def _md_cell(x: object) -> str:
     return fmt(x).replace("|", "\\|").replace("\n", " ")
 
 
+def part_label(p: Verdict) -> str:
+    """A part's name, prefixed "added test · " for a test the project added beyond the paper."""
+    return ("added test · " if p.added else "") + (p.name or "part")
+
+
 def _verdict_md(v: Verdict, label: str) -> list[str]:
     lines = [f"**{label}: {badge(v.status)}** — {v.statistic}. _{v.reason}._", ""]
+    if v.parts:
+        lines += [f"Parts: {parts_line(v)}", ""]
     for p in v.parts:
-        lines.append(f"- {p.name or 'part'}: **{badge(p.status)}** — {p.statistic}. _{p.reason}._")
+        lines.append(f"- {part_label(p)}: **{badge(p.status)}** — {p.statistic}. _{p.reason}._")
     if v.parts:
         lines.append("")
     return lines
@@ -168,12 +178,12 @@ def _verdict_html(v: Verdict, label: str) -> str:
     parts = ""
     if v.parts:
         items = "".join(
-            f"<li>{_inline(p.name or 'part')}: <strong style='color:{_COLOR.get(p.status)}'>"
+            f"<li>{_inline(part_label(p))}: <strong style='color:{_COLOR.get(p.status)}'>"
             f"{html.escape(badge(p.status))}</strong> — {_inline(p.statistic)}. "
             f"<em>{_inline(p.reason)}.</em></li>"
             for p in v.parts
         )
-        parts = f"<ul>{items}</ul>"
+        parts = f"<p>Parts: {_inline(parts_line(v))}</p><ul>{items}</ul>"
     return (
         f"<div class='verdict' style='border-left:4px solid {color}'><strong>{html.escape(label)}: "
         f"<span style='color:{color}'>{html.escape(badge(v.status))}</span></strong> — "
@@ -225,6 +235,15 @@ def render_html(blocks: Sequence[Block], base_dir: str | Path, title: str = "vcr
 
 
 # -- blocks shared by the experiments -------------------------------------------------------------
+
+
+def table_or_note(table: Table, why: str) -> list[Block]:
+    """``[table]`` when it has rows, else one line saying what it would show and why it has
+    nothing (a report never prints a table of headers only)."""
+    if table.rows:
+        return [table]
+    what = table.caption.split(" (")[0] if table.caption else "Table"
+    return [Paragraph(f"*{what}*: not shown — {why}.")]
 
 
 def flagged_note(flagged: dict[str, float], ratio: float) -> str:

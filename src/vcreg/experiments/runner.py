@@ -34,20 +34,10 @@ from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.parallel import compute_pending
-from vcreg.experiments.presets import CLAIM_IDS, PRESET_NOTES, describe_scale, resolve_settings
-from vcreg.experiments.report import (
-    Block,
-    Heading,
-    Paragraph,
-    Table,
-    VerdictBlock,
-    badge,
-    render_html,
-    render_markdown,
-    sensitivity_blocks,
-    stability,
-)
-from vcreg.experiments.verdicts import NOT_ASSESSABLE, Verdict
+from vcreg.experiments.presets import CLAIM_IDS, resolve_settings
+from vcreg.experiments.report import Block, badge, render_html, render_markdown, stability
+from vcreg.experiments.report_sections import build_report_blocks
+from vcreg.experiments.verdicts import Verdict, parts_line, retarget_hints
 
 __all__ = ["Unit", "Summary", "Context", "run_reproduction", "EXPERIMENT_MODULES"]
 
@@ -85,6 +75,9 @@ class Summary:
     # parts of the measurement that were not run (e.g. a domain whose data are not installed):
     # named in the report header and the terminal summary
     skipped: list[str] = field(default_factory=list)
+    # the sizes of this claim's run in a phrase, from its settings and results (report header;
+    # claims sharing runs give the same phrase, said once)
+    scale: str = ""
 
 
 @dataclass
@@ -96,6 +89,7 @@ class Context:
     settings: dict[str, Any]
     figures: list[str] = field(default_factory=list)
     dpi: int = 110
+    preset: str = ""
 
     @property
     def figures_dir(self) -> Path:
@@ -261,6 +255,7 @@ class _ClaimRun:
             self.ctx.figures = []
             summary = mod.summarize(self.settings, values, self.ctx)
             summary.figures = list(self.ctx.figures)
+            retarget_hints(summary.verdict, self.ctx.preset)
             entry.update(
                 measurement=summary.measurement,
                 verdict=summary.verdict.to_dict(),
@@ -271,7 +266,12 @@ class _ClaimRun:
                 stability=stability(summary.sensitivity) if summary.sensitivity else None,
                 skipped=summary.skipped,
             )
-            say(f"{claim} {badge(summary.verdict.status)}: {summary.verdict.statistic}")
+            line = parts_line(summary.verdict)
+            say(
+                f"{claim} {badge(summary.verdict.status)}"
+                + (f" [{line}]" if line else "")
+                + f": {summary.verdict.statistic}"
+            )
             for what in summary.skipped:
                 say(f"{claim} SKIPPED PART: {what}")
         except Exception as exc:  # one failing experiment must not lose the others
@@ -304,8 +304,8 @@ def run_reproduction(
     """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
 
     Args:
-        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (≤ 10 min on 2 CPU cores) or
-            ``"full"`` (statistically meaningful settings).
+        preset: ``"tiny"`` (seconds, for tests), ``"quick"`` (a first look on CPU; the README
+            gives its measured time) or ``"full"`` (statistically meaningful settings).
         only: subset of claims, e.g. ``"C1,C5"``.
         seeds: number of seeds for the claims that repeat over seeds (overrides the preset).
         out: output folder (default ``reports/<preset>``).
@@ -344,7 +344,11 @@ def _reproduce(
     preset, force = meta["preset"], meta["force"]
     cache = UnitCache(out_dir / "cache", force=force)
     ctx = Context(
-        out_dir=out_dir, device=device, settings=settings, dpi=50 if preset == "tiny" else 110
+        out_dir=out_dir,
+        device=device,
+        settings=settings,
+        dpi=50 if preset == "tiny" else 110,
+        preset=preset,
     )
     started = time.time()
     environment = {**_environment(device), "jobs": meta["jobs"]}  # load average before the work
@@ -352,6 +356,7 @@ def _reproduce(
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
     pending = _pending(plans, cache)
+    now = {cache.path(u.namespace, u.params) for _, u in pending}  # computed by this run
     bar = _Progress(sum(u.weight for _, u in pending), enabled=progress)
     say = log or bar.write
 
@@ -371,6 +376,9 @@ def _reproduce(
         for claim in claims:
             run = _ClaimRun(modules[claim], plans[claim], settings[claim], cache, ctx, bar, fresh)
             experiments[claim], summary = run.execute(claim, say)
+            experiments[claim]["units_from_earlier_runs"] = sum(
+                p not in now for p in run.unit_seconds
+            )
             unit_seconds.update(run.unit_seconds)
             if summary is not None:
                 summaries[claim] = summary
@@ -387,6 +395,7 @@ def _reproduce(
         "wall_time_s": time.time() - started,
         # time spent computing the units this report uses, in this or earlier (resumed) runs
         "unit_compute_s": sum(unit_seconds.values()),
+        "units": _unit_counts(unit_seconds, now),
         "versions": _versions(),
         "environment": environment,
         "experiments": experiments,
@@ -400,6 +409,19 @@ def _reproduce(
     return results
 
 
+def _unit_counts(unit_seconds: dict[Path, float], now: set[Path]) -> dict[str, Any]:
+    """How many of the units this report uses were computed by this run, how many came from
+    the cache of earlier runs, and their compute seconds (the report's cache sentences)."""
+    this = [s for p, s in unit_seconds.items() if p in now]
+    earlier = [s for p, s in unit_seconds.items() if p not in now]
+    return {
+        "computed_in_this_run": len(this),
+        "from_earlier_runs": len(earlier),
+        "compute_s_this_run": sum(this),
+        "compute_s_earlier": sum(earlier),
+    }
+
+
 def _write_outputs(out_dir: Path, results: dict[str, Any], summaries: dict[str, Summary]) -> None:
     """``results.json``, ``report.md`` and the self-contained ``report.html`` (atomic writes)."""
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, allow_nan=False))
@@ -407,137 +429,3 @@ def _write_outputs(out_dir: Path, results: dict[str, Any], summaries: dict[str, 
     atomic_write_text(out_dir / "report.md", render_markdown(blocks))
     title = f"vcreg reproduce ({results['preset']})"
     atomic_write_text(out_dir / "report.html", render_html(blocks, out_dir, title=title))
-
-
-def build_report_blocks(results: dict[str, Any], summaries: dict[str, Summary]) -> list[Block]:
-    """The report: header, verdict table, then one section per claim."""
-    v = results["versions"]
-    env = results["environment"]
-    blocks: list[Block] = [
-        Heading(f"vcreg reproduction report — preset `{results['preset']}`", 1),
-        Paragraph(
-            "Re-measurement of the claims of Mialon, Balestriero & LeCun, *Variance-Covariance "
-            "Regularization Enforces Pairwise Independence in Self-Supervised Representations* "
-            "(arXiv 2209.14905). Every number, table, figure and verdict below is computed by "
-            "this run from its own measurements (`results.json` holds them all); verdicts follow "
-            "fixed decision rules (`vcreg.experiments.verdicts`), never hand-written text."
-        ),
-        Paragraph(
-            f"Command: `{results.get('command') or 'vcreg reproduce --preset ' + results['preset']}`"
-            f" · device `{env['device']}` · {env['cpu_count']} CPUs · torch {v.get('torch')} · "
-            f"vcreg {v.get('vcreg')} (commit `{(v.get('git_commit') or 'unknown')[:10]}`) · "
-            f"started {results['started']} · wall time {results['wall_time_s'] / 60:.1f} min "
-            f"(compute time of all units, including cached ones from earlier runs: "
-            f"{results.get('unit_compute_s', 0.0) / 60:.1f} min) · "
-            f"load average at start {_load_str(env.get('load_average_at_start'))}."
-        ),
-        Paragraph(
-            PRESET_NOTES.get(results["preset"], "")
-            + " Scale of this run: "
-            + describe_scale({c: e["settings"] for c, e in results["experiments"].items()})
-        ),
-    ]
-    blocks += _assessability_blocks(results)
-    blocks.append(Heading("Verdicts", 2))
-    blocks += _verdict_table(results)
-    for claim, e in results["experiments"].items():
-        blocks += _claim_blocks(claim, e, summaries.get(claim))
-    sens = {c: e["sensitivity"] for c, e in results["experiments"].items() if e.get("sensitivity")}
-    if sens:
-        blocks.extend(sensitivity_blocks(sens))
-    blocks.append(Heading("Settings", 2))
-    blocks.append(
-        Paragraph("Per-claim settings of this run (the preset, after `--seeds` / overrides):")
-    )
-    for claim, e in results["experiments"].items():
-        items = ", ".join(f"{k}={_short(val)}" for k, val in e["settings"].items())
-        blocks.append(Paragraph(f"**{claim}**: {items}"))
-    return blocks
-
-
-def _assessability_blocks(results: dict[str, Any]) -> list[Block]:
-    """What this run can and cannot assess, first: the claims whose preconditions too few runs
-    met (with the command for the rest), and every skipped part (e.g. a domain not installed)."""
-    exps = results["experiments"]
-    ok = [c for c, e in exps.items() if "verdict" in e and e["verdict"]["status"] != NOT_ASSESSABLE]
-    na = {
-        c: e for c, e in exps.items() if "verdict" in e and e["verdict"]["status"] == NOT_ASSESSABLE
-    }
-    lines = [
-        f"**Assessable at this scale:** {', '.join(ok) or 'none'}."
-        + (
-            " **Not assessable at this scale:** "
-            + "; ".join(f"{c} ({e['verdict']['statistic']})" for c, e in na.items())
-            + ". Each reason says what is missing: runs meeting the preconditions (trained to "
-            "the VCReg constraint, probe above a random-init encoder; stated in C2's section) "
-            "or enough runs at this scale; `vcreg reproduce --preset full` assesses them."
-            if na
-            else ""
-        )
-    ]
-    skipped = [f"{c}: {what}" for c, e in exps.items() for what in e.get("skipped") or []]
-    if skipped:
-        lines.append("⚠️ **Skipped in this run:** " + "; ".join(skipped) + ".")
-    return [Heading("What this run can assess", 2), *(Paragraph(x) for x in lines)]
-
-
-def _verdict_table(results: dict[str, Any]) -> list[Block]:
-    rows = []
-    for claim, e in results["experiments"].items():
-        if "error" in e:
-            rows.append([claim, e["title"], "⚠️ error (not run)", e["error"]])
-        else:
-            sens = e.get("sensitivity") or []
-            mark = f" ({stability(sens)})" if sens else ""
-            rows.append(
-                [claim, e["title"], badge(e["verdict"]["status"]) + mark, e["verdict"]["statistic"]]
-            )
-    return [Table(["claim", "title", "verdict", "statistic"], rows)]
-
-
-def _claim_blocks(claim: str, e: dict[str, Any], s: Summary | None) -> list[Block]:
-    blocks: list[Block] = []
-    blocks.append(Heading(f"{claim} — {e['title']}", 2))
-    blocks.append(Paragraph(f"**Claim (paper).** {e['claim']}"))
-    if "error" in e:
-        blocks.append(Paragraph(f"**This experiment failed:** `{e['error']}`"))
-        return blocks
-    blocks.append(Paragraph(f"**Measurement.** {s.measurement}"))
-    blocks.extend(s.blocks)
-    for note in s.notes:
-        blocks.append(Paragraph(note))
-    blocks.append(VerdictBlock(s.verdict))
-    if s.verdict.status == "not supported":
-        blocks.append(
-            Paragraph(
-                f"**The data of this run contradict the paper's claim {claim}** "
-                "(see the statistic above and the failing parts)."
-            )
-        )
-    elif s.verdict.status == "inconclusive":
-        blocks.append(
-            Paragraph(
-                f"**This run can neither confirm nor refute claim {claim}**: the effect is "
-                "not resolved at this preset's sample size (more seeds/configurations, e.g. "
-                "`--preset full`, may decide it)."
-            )
-        )
-    blocks.append(
-        Paragraph(
-            f"_{e['units_computed']} units computed, {e['units_cached']} reused from the "
-            f"cache; {e['wall_time_s']:.1f} s in this invocation, "
-            f"{e['unit_compute_s'] / 60:.1f} min of unit compute time in total._"
-        )
-    )
-    return blocks
-
-
-def _short(val: Any) -> str:
-    text = json.dumps(val) if not isinstance(val, str) else val
-    return f"`{text if len(text) < 200 else text[:197] + '...'}`"
-
-
-def _load_str(load: Any) -> str:
-    if not load:
-        return "n/a"
-    return "/".join(f"{x:.1f}" for x in load)

@@ -34,9 +34,15 @@ Decision rules (all intervals two-sided at level ``1 − alpha``, default 95 %):
 * :func:`sensitivity_rows` — a verdict recomputed under other analysis choices: each row says
   whether its status equals the main one; :func:`stability` labels a claim *stable* when none
   changes, else *changes under other analysis choices*.
-* :func:`combine_verdicts` — a claim with several parts: not supported if any assessable part
-  is; not assessable if a part is (and none is not supported); supported if all are;
-  inconclusive otherwise.
+* :func:`combine_verdicts` — a claim with several parts (:data:`CLAIM_RULE`). Each part is one
+  statement of the paper (``added=False``) or a test the project adds (``added=True``, labelled
+  "added test"). Only the paper's parts decide: **not supported** when any paper part is not
+  supported; else **not assessable at this scale** when fewer than :data:`MIN_ASSESSABLE_FRAC`
+  of the paper parts are assessable (status other than "not assessable"); else **supported**
+  when every assessable paper part is supported; else **inconclusive**. Added tests never
+  change the status: they are reported beside it as findings.
+* :func:`permutation_partial_verdict` — the partial rank correlation tested by permuting ``x``
+  across units (exact enumeration of all u! orders for u ≤ :data:`EXACT_PERMUTATION_MAX`).
 * :func:`equivalence_verdict` — "does not change": a two one-sided t-test (TOST) that the mean
   lies inside ``±margin``.
 
@@ -78,11 +84,26 @@ __all__ = [
     "CHANGES",
     "NOT_ASSESSABLE",
     "not_assessable",
+    "retarget_hints",
     "stability",
     "equivalence_verdict",
     "MIN_RANK_UNITS",
     "MIN_T_N",
     "min_n_median_ci",
+    "MIN_ASSESSABLE_FRAC",
+    "CLAIM_RULE",
+    "STATUS_MARK",
+    "parts_line",
+    "paper_parts",
+    "added_parts",
+    "failing_paper_parts",
+    "added_test",
+    "permutation_partial_spearman",
+    "permutation_partial_verdict",
+    "EXACT_PERMUTATION_MAX",
+    "MC_PERMUTATIONS",
+    "min_units_permutation",
+    "minimum_units_rows",
 ]
 
 # stability of a verdict across the analyses of its sensitivity table (what it measures, in words)
@@ -99,7 +120,12 @@ _STATUSES = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_ASSESSABLE)
 
 @dataclass
 class Verdict:
-    """A computed verdict: ``status``, the ``statistic`` behind it and a one-line ``reason``."""
+    """A computed verdict: ``status``, the ``statistic`` behind it and a one-line ``reason``.
+
+    As a part of a claim: ``name`` says what it tests, ``short`` is its label in the compact
+    parts line (e.g. "width"), ``added`` marks a test the project adds beyond the paper's
+    statements (reported, never deciding the claim: :func:`combine_verdicts`).
+    """
 
     status: Status
     statistic: str
@@ -107,6 +133,8 @@ class Verdict:
     values: dict[str, Any] = field(default_factory=dict)
     parts: list[Verdict] = field(default_factory=list)
     name: str = ""
+    short: str = ""
+    added: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:
@@ -463,32 +491,96 @@ def group_difference_verdict(
     )
 
 
+# The rule of a claim's one-word status, fixed before the re-runs (docs/sections/reproduce.md).
+MIN_ASSESSABLE_FRAC = 0.5
+CLAIM_RULE = (
+    "only the paper's own parts decide: a claim is not supported when any paper part is not "
+    "supported (the report names it); else not assessable at this scale when fewer than "
+    f"{MIN_ASSESSABLE_FRAC:.0%} of its paper parts are assessable; else supported when every "
+    "assessable paper part is supported; else inconclusive. A test the project adds (labelled "
+    "added test) never decides the claim: it is reported beside it as a finding"
+)
+
+STATUS_MARK = {SUPPORTED: "✅", NOT_SUPPORTED: "❌", INCONCLUSIVE: "❔", NOT_ASSESSABLE: "⏸"}
+
+
+def paper_parts(v: Verdict) -> list[Verdict]:
+    """The parts of ``v`` that are statements of the paper (not added tests)."""
+    return [p for p in v.parts if not p.added]
+
+
+def added_parts(v: Verdict) -> list[Verdict]:
+    """The parts of ``v`` the project added beyond the paper's statements."""
+    return [p for p in v.parts if p.added]
+
+
+def failing_paper_parts(v: Verdict) -> list[Verdict]:
+    """The paper parts of ``v`` that are not supported (what "contradict" rests on)."""
+    return [p for p in paper_parts(v) if p.status == NOT_SUPPORTED]
+
+
+def added_test(v: Verdict, short: str = "") -> Verdict:
+    """Mark ``v`` as a test the project adds (never deciding the claim); returns ``v``."""
+    v.added = True
+    if short:
+        v.short = short
+    return v
+
+
+def parts_line(v: Verdict) -> str:
+    """Every part's status, compact: ``width ✅ ✅ ✅ · depth ✅ · vs none ❌ (added)``
+    (consecutive parts with the same label share it)."""
+    groups: list[tuple[str, bool, list[str]]] = []
+    for i, p in enumerate(v.parts):
+        label = p.short or p.name or f"part {i + 1}"
+        mark = STATUS_MARK.get(p.status, p.status)
+        if groups and groups[-1][0] == label and groups[-1][1] == p.added:
+            groups[-1][2].append(mark)
+        else:
+            groups.append((label, p.added, [mark]))
+    return " · ".join(
+        f"{label} {' '.join(marks)}" + (" (added)" if added else "")
+        for label, added, marks in groups
+    )
+
+
 def combine_verdicts(
     parts: Sequence[Verdict], name: str = "", statistic: str | None = None
 ) -> Verdict:
-    """Overall verdict of a multi-part claim (any part not supported -> not supported, ...).
+    """Overall verdict of a multi-part claim by :data:`CLAIM_RULE` (added tests never decide).
 
     ``statistic`` is the headline shown for the whole claim (default: each part's status).
     """
     parts = list(parts)
     if not parts:
         raise ValueError("combine_verdicts needs at least one part")
-    statuses = [p.status for p in parts]
-    if NOT_SUPPORTED in statuses:
+    paper = [p.status for p in parts if not p.added]
+    if not paper:
+        raise ValueError("a claim needs at least one part that is a statement of the paper")
+    assessable = [st for st in paper if st != NOT_ASSESSABLE]
+    if NOT_SUPPORTED in paper:
         status: Status = NOT_SUPPORTED
-    elif NOT_ASSESSABLE in statuses:
+    elif len(assessable) < MIN_ASSESSABLE_FRAC * len(paper) or not assessable:
         status = NOT_ASSESSABLE
-    elif all(s == SUPPORTED for s in statuses):
+    elif all(st == SUPPORTED for st in assessable):
         status = SUPPORTED
     else:
         status = INCONCLUSIVE
-    counts = {s: statuses.count(s) for s in _STATUSES if s in statuses}
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    reason = f"paper parts: {_count_statuses(paper)} ({len(assessable)} of {len(paper)} assessable)"
+    added = [p.status for p in parts if p.added]
+    if added:
+        reason += f"; added tests (findings, not deciding): {_count_statuses(added)}"
     if statistic is None:
         statistic = "; ".join(
             f"{p.name or f'part {i + 1}'}: {p.status}" for i, p in enumerate(parts)
         )
-    return Verdict(status, statistic, f"{len(parts)} parts: {summary}", {}, parts, name)
+    values = {"parts_line": parts_line(Verdict(status, "", "", parts=parts))}
+    return Verdict(status, statistic, reason, values, parts, name)
+
+
+def _count_statuses(statuses: list[str]) -> str:
+    counts = {s: statuses.count(s) for s in _STATUSES if s in statuses}
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
 def _residual_ranks(r: np.ndarray, rz: np.ndarray) -> np.ndarray:
@@ -584,6 +676,157 @@ def partial_trend_verdict(
     return Verdict(status, statistic, f"expected relation given {names[2]}: {expected}; {why}", s)
 
 
+# Exact permutation tests enumerate all u! orders up to this many units (8! = 40,320);
+# above it, MC_PERMUTATIONS random orders give a Monte-Carlo p-value (1 + #) / (1 + B).
+EXACT_PERMUTATION_MAX = 8
+MC_PERMUTATIONS = 20000
+
+
+def min_units_permutation(alpha: float = 0.05) -> int:
+    """Fewest units at which an exact two-sided permutation test of a (partial) rank
+    correlation can reach ``p ≤ alpha``: the observed order and its reverse always give the
+    same |ρ| (reversing x's ranks negates its residual), so ``p ≥ 2/u!`` (0.083 at u = 4)."""
+    u = 2
+    while 2.0 / math.factorial(u) > alpha:
+        u += 1
+    return u
+
+
+def _permuted_rows(u: int, exact: bool, n_perm: int, rng: np.random.Generator):
+    """Chunks of permutations of range(u) as (m, u) index arrays (all u! when ``exact``)."""
+    import itertools
+
+    if exact:
+        it = itertools.permutations(range(u))
+        while chunk := list(itertools.islice(it, 50000)):
+            yield np.asarray(chunk)
+    else:
+        for b0 in range(0, n_perm, 50000):
+            m = min(50000, n_perm - b0)
+            yield np.argsort(rng.random((m, u)), axis=1)
+
+
+def permutation_partial_spearman(
+    x: Sequence[float],
+    y: Sequence[float],
+    z: Sequence[float],
+    n_perm: int = MC_PERMUTATIONS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Two-sided permutation test of the partial Spearman ρ(x, y | z): ``x`` is permuted
+    across the units (rows) while each unit keeps its (y, z); p = #{|ρ_π| ≥ |ρ|} / #π over all
+    u! orders (exact, u ≤ :data:`EXACT_PERMUTATION_MAX`) or (1 + #) / (1 + B) over ``n_perm``
+    random orders. ``p_min``: the smallest p attainable with these data (exact) or 1/(1 + B).
+    An order whose x-ranks are a linear function of z's ranks leaves no residual: its partial
+    correlation is undefined and counts as 0 (never as extreme)."""
+    rho = partial_spearman(x, y, z)
+    xa, ya, za = _finite(x, "x"), _finite(y, "y"), _finite(z, "z")
+    u = xa.size
+    rx, ry, rz = (stats.rankdata(a) for a in (xa, ya, za))
+    ey = _residual_ranks(ry[None], rz[None])[0]
+    zc = rz - rz.mean()
+    exact = u <= EXACT_PERMUTATION_MAX
+    chunks = []
+    for idx in _permuted_rows(u, exact, n_perm, np.random.default_rng(seed)):
+        ex = _residual_ranks(rx[idx], np.broadcast_to(zc, idx.shape))
+        den = np.sqrt((ex * ex).sum(1) * (ey * ey).sum())
+        chunks.append(np.abs(np.divide(ex @ ey, den, out=np.zeros(len(idx)), where=den > 1e-12)))
+    r = np.concatenate(chunks)
+    tol = 1e-9  # orders whose |ρ| equals the observed one up to rounding count as extreme
+    n_ge = int((r >= abs(rho) - tol).sum())
+    if exact:
+        p, p_min = n_ge / r.size, float((r >= r.max() - tol).sum()) / r.size
+    else:
+        p, p_min = (1 + n_ge) / (1 + r.size), 1 / (1 + r.size)
+    if not math.isfinite(rho):  # the observed partial correlation is undefined
+        p = math.nan
+    total = r.size
+    return {
+        "rho": rho,
+        "p_value": float(p),
+        "p_min": float(p_min),
+        "n": int(u),
+        "n_perm": int(total),
+        "exact": bool(exact),
+    }
+
+
+def permutation_partial_verdict(
+    x: Sequence[float],
+    y: Sequence[float],
+    z: Sequence[float],
+    expected: str,
+    alpha: float = 0.05,
+    names: tuple[str, str, str] = ("x", "y", "z"),
+    units: str = "units",
+    seed: int = 0,
+) -> Verdict:
+    """Partial Spearman ρ(x, y | z) with a two-sided permutation p-value: supported when
+    p ≤ ``alpha`` and ρ has the expected sign, not supported when p ≤ ``alpha`` and ρ has the
+    other sign, else inconclusive (a permutation test cannot show "no effect"). Below
+    :func:`min_units_permutation` units: "n too small"."""
+    _check_expected(expected)
+    what = f"permutation test of ρ({names[0]}, {names[1]} | {names[2]})"
+    need = min_units_permutation(alpha)
+    if len(x) < need:
+        return _too_small(what, len(x), need, f"p ≤ {alpha:g} (p ≥ 2/u! with u {units})")
+    t = permutation_partial_spearman(x, y, z, seed=seed)
+    how = f"all {t['n_perm']} orders" if t["exact"] else f"{t['n_perm']} random orders"
+    statistic = (
+        f"partial Spearman ρ({names[0]}, {names[1]} | {names[2]}) = {t['rho']:+.3f}, permutation "
+        f"p = {_fmt(t['p_value'])} ({how} of {names[0]} across {t['n']} {units}; smallest "
+        f"attainable p {_fmt(t['p_min'])})"
+    )
+    want_pos = expected in ("positive", "increasing", "greater")
+    if not np.isfinite(t["rho"]):
+        return Verdict(INCONCLUSIVE, statistic, "the partial correlation is undefined", t)
+    if t["p_value"] <= alpha:
+        ok = (t["rho"] > 0) == want_pos
+        status: Status = SUPPORTED if ok else NOT_SUPPORTED
+        why = f"p ≤ {alpha:g} with the {'expected' if ok else 'opposite'} sign"
+    else:
+        status, why = INCONCLUSIVE, f"p > {alpha:g}"
+    return Verdict(status, statistic, f"expected relation given {names[2]}: {expected}; {why}", t)
+
+
+def minimum_units_rows(alpha: float = 0.05) -> list[list[Any]]:
+    """The fewest units each interval or test of the reproduction is computed from, and why
+    (below it the part prints "n too small"): rows ``[statistic, units, minimum, why]``."""
+    return [
+        [
+            "paired Student-t CI (controls, changes)",
+            "pairs",
+            MIN_T_N,
+            "with 2 pairs df = 1: the 95 % half-width is 12.7·sd/√2, an interval in name only",
+        ],
+        [
+            "TOST equivalence (dHSIC stagnates)",
+            "runs",
+            MIN_T_N,
+            "the same t-quantiles as the paired CI",
+        ],
+        [
+            "bootstrap CI of a (partial) rank correlation",
+            "points or resampled groups",
+            MIN_RANK_UNITS,
+            "u units give only C(2u−1, u) distinct resamples (10 at u = 3) and no ordering of 4 "
+            "is significant at 5 %",
+        ],
+        [
+            "permutation test of a (partial) rank correlation",
+            "configurations",
+            min_units_permutation(alpha),
+            f"two-sided p ≥ 2/u! (an order and its reverse tie): 2/4! = {2 / 24:.3f} > {alpha:g}",
+        ],
+        [
+            "bootstrap CI of a median",
+            "values",
+            min_n_median_ci(alpha),
+            "[x₍₁₎, x₍ₙ₎] covers the median with probability 1 − 2·0.5ⁿ < 95 % below it",
+        ],
+    ]
+
+
 def control_verdict(
     treated: Sequence[float],
     control: Sequence[float],
@@ -634,7 +877,21 @@ def not_assessable(name: str, reason: str, preset: str | None = "full") -> Verdi
     """The verdict of a claim (or part) whose preconditions too few runs meet: ``reason`` says
     which and how many; ``preset`` is the one that would assess it."""
     hint = f"; `vcreg reproduce --preset {preset}` assesses it" if preset else ""
-    return Verdict(NOT_ASSESSABLE, reason, f"{reason}{hint}", {"preset": preset}, [], name)
+    values = {"preset": preset, "base_reason": reason}
+    return Verdict(NOT_ASSESSABLE, reason, f"{reason}{hint}", values, [], name)
+
+
+def retarget_hints(v: Verdict, running: str) -> Verdict:
+    """Rewrite the "`--preset P` assesses it" hints of ``v`` (and its parts) that name the
+    preset ``running`` — the run itself: its reason then says more runs are needed. In place."""
+    if v.status == NOT_ASSESSABLE and v.values.get("preset") == running:
+        v.reason = (
+            f"{v.values.get('base_reason', v.statistic)}; this preset has too few runs meeting "
+            "the preconditions for it (more seeds or configurations would assess it)"
+        )
+    for p in v.parts:
+        retarget_hints(p, running)
+    return v
 
 
 def stability(rows: Sequence[dict]) -> str:

@@ -68,10 +68,13 @@ class DataConfig:
 @dataclass
 class AugmentationConfig:
     """Two random views per sample (``vcreg.data.make_augmentation``). ``name="default"`` uses
-    the dataset's recipe; ``params`` override the recipe's fields; ``"none"`` disables it."""
+    the dataset's recipe; ``params`` override the recipe's fields; ``"none"`` disables it.
+    ``on_device``: augment whole batches on the training device, each sample with its own
+    parameters (``vcreg.training.feeding``); "auto" = on CUDA, off on CPU."""
 
     name: str = "default"
     params: dict[str, Any] = field(default_factory=dict)
+    on_device: bool | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -154,12 +157,16 @@ class MonitorConfig:
     always measured when ``every > 0``) on the first ``samples`` test samples (fixed held-out subset):
     mean pairwise HSIC (biased, Gaussian kernels, median bandwidth), mean normalized HSIC, dHSIC,
     and a ``probe`` accuracy ("knn": cosine k-NN with ``knn_k`` neighbours, or "linear":
-    closed-form ridge classifier) fitted on ``probe_train_samples`` training samples."""
+    closed-form ridge classifier) fitted on ``probe_train_samples`` training samples.
+    ``dhsic_median``: also dHSIC under per-variable median bandwidths (R dHSIC's default,
+    ``bandwidth="dhsic"``) and its floor 1/n (``dhsic_median``, ``dhsic_floor``; NaN when
+    saturated)."""
 
     every: int = 5
     samples: int = 256
     hsic: bool = True
     dhsic: bool = True
+    dhsic_median: bool = False
     probe: Literal["knn", "linear", "none"] = "knn"
     knn_k: int = 20
     probe_train_samples: int = 2000

@@ -98,6 +98,8 @@ class Monitor(Callback):
         values = mon.compute()
         values.pop("n_samples")
         out = {_RENAMED.get(k, k): v for k, v in values.items()}
-        if self.cfg.monitor.dhsic:  # the dHSIC rule of eval.json (independence_metrics owns it)
-            out["dhsic"] = independence_metrics(feats, hsic=False, dhsic=True)["dhsic"]
+        m = self.cfg.monitor
+        if m.dhsic:  # the dHSIC rule of eval.json (independence_metrics owns it)
+            d = independence_metrics(feats, hsic=False, dhsic=True, dhsic_median=m.dhsic_median)
+            out.update({k: v for k, v in d.items() if k.startswith("dhsic")})
         return out

@@ -67,7 +67,14 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
 RUN_SUMMARY = "run.json"
 # config fields that may differ between the original run and its resumption
-RESUME_FREE = ("device", "threads", "tensorboard", "data.num_workers", "data.root")
+RESUME_FREE = (
+    "device",
+    "threads",
+    "tensorboard",
+    "data.num_workers",
+    "data.root",
+    "augmentation.on_device",
+)
 # free-form mappings compared as a whole
 _OPAQUE = ("data.options", "encoder.options", "loss.params", "augmentation.params")
 _RUN_FILES = {

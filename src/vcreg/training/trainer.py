@@ -224,7 +224,7 @@ def _setup(cfg, out, saved, bundle, device, world, rank, progress) -> _Run:
         model = convert_sync_batchnorm(model, device)
     model = model.to(device)
     loss_fn = build_loss(cfg).to(device)
-    batches = Batches(cfg, train_ds, aug, world, rank)
+    batches = Batches(cfg, train_ds, aug, world, rank, device)
     if batches.steps < 1:
         raise ValueError(
             f"batch_size={cfg.batch_size} leaves no full batch per process "
