@@ -108,6 +108,7 @@ def test_model_estimate_includes_encoding_and_bars_show_on_request(capsys):
     assert plan["d"] == 6 and plan["steps"]["encode"] >= 0
     assert set(plan["steps"]) == set(rep["cost"]["steps_seconds"])
     err = capsys.readouterr().err
-    assert "encoding batches" in err and "measure: step" in err
+    assert "encoding batches" in err and "measure: pairwise HSIC + p-values (" in err
+    assert "steps done" in err
     ind.measure_model(net, loader, max_samples=120, with_dhsic=False)
     assert "encoding batches" not in capsys.readouterr().err  # no bars unless asked

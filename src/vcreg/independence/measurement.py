@@ -86,14 +86,16 @@ class _StepClock:
 
             self.bar = tqdm(
                 total=len(self.plan), desc="measure", unit="step", leave=False,
-                bar_format="{desc}: step {n_fmt}/{total_fmt} [{elapsed}] {postfix}",
+                bar_format="{desc} [{n_fmt}/{total_fmt} steps done, {elapsed}]",
             )  # fmt: skip
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         if self.bar is not None:
-            self.bar.set_postfix_str(
-                f"{STEP_NAMES.get(name, name)} (estimated ~{self.plan.get(name, 0):.0f} s)"
+            est = self.plan.get(name, 0.0)
+            self.bar.set_description_str(
+                f"measure: {STEP_NAMES.get(name, name)} ({f'~{est:.0f} s' if est >= 1 else '<1 s'}"
+                " estimated)"
             )
         t0, c0 = time.perf_counter(), time.process_time()
         try:
