@@ -180,8 +180,13 @@ def _check_args(
         raise TypeError(f"labels must be True or False, got {labels!r}")
 
 
-def _bits(t: Tensor) -> Tensor:
-    return t.detach().reshape(-1).view(torch.uint8)
+def _same_bits(a: Tensor, b: Tensor) -> bool:
+    try:
+        return torch.equal(
+            a.detach().reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)
+        )
+    except (RuntimeError, TypeError, NotImplementedError):  # sparse / quantized: copy it back
+        return False
 
 
 @contextmanager
@@ -218,7 +223,7 @@ def _left_as_found(encoder: nn.Module, dev: torch.device, target: nn.Module | No
                     p.data, p.grad = data, grad
             for m, k, b, copy in bufs:
                 m._buffers[k] = b
-                if not torch.equal(_bits(b), _bits(copy)):
+                if not _same_bits(b, copy):
                     b.copy_(copy)
         for m, flag in flags:
             m.training = flag
