@@ -56,7 +56,7 @@ from torch import Tensor
 from vcreg.independence.kernels import _pivoted_cholesky
 
 SPECTRAL_TOP = 8  # eigenvalues kept per column for the spectral null
-SHAPE_TOP = 3  # eigenvectors per column whose skewness / kurtosis enter the criterion
+SHAPE_TOP = 4  # eigenvectors per column whose skewness / kurtosis enter the criterion
 NULL_RANK_TOL = 1e-3  # pivoted-Cholesky residual of the null's per-column factors
 EDGEWORTH_TOL = 0.5  # predicted relative tail error above which the spectral null is corrected
 EDGEWORTH_MAX = 10.0  # ... above which no asymptotic correction is trusted
@@ -139,10 +139,11 @@ def spectral_tail_error(
     i: np.ndarray, j: np.ndarray, prof: ColumnProfiles, n: int, level: float
 ) -> np.ndarray:
     """Predicted relative error E of the spectral null's tail at p = ``level`` for the pairs
-    (i, j) (module docs): sum over the top SHAPE_TOP^2 eigen-terms of
-    z (kurt+ He3 / 24 + skew^2 He5 / 72) exp(-(z^2/2)(w_11 / w_kl - 1))."""
+    (i, j) (module docs): sum over the top SHAPE_TOP^2 eigen-terms (k, l) of
+    exp(-(z^2/2)(r - 1)) z_kl (kurt+ He3(z_kl) / 24 + skew^2 He5(z_kl) / 72), r = w_11 / w_kl,
+    z_kl = z sqrt(r): a smaller term reaches the tail only at its own, larger z_kl, where its
+    non-Gaussian part has grown (a concentrated term can outweigh its exponential discount)."""
     z = tail_z(level)
-    he3, he5 = z**3 - 3 * z, z**5 - 10 * z**3 + 15 * z
     lam = prof.eig[:, :SHAPE_TOP].double().cpu().numpy()
     out = np.empty(i.size)
     step = max(1, 2**18 // SHAPE_TOP**2)
@@ -150,12 +151,14 @@ def spectral_tail_error(
         a, b = i[s0 : s0 + step], j[s0 : s0 + step]
         w = lam[a, :, None] * lam[b, None, :]
         top = w.max((1, 2), keepdims=True)
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            reach = np.exp(-0.5 * z * z * (top / w - 1))
-        reach = np.where(w > 0, reach, 0.0)
+        ratio = np.where(w > 0, top / np.where(w > 0, w, 1.0), np.inf)
+        zk = z * np.sqrt(np.minimum(ratio, 1e6))
+        he3, he5 = zk**3 - 3 * zk, zk**5 - 10 * zk**3 + 15 * zk
+        reach = np.exp(-0.5 * z * z * (np.minimum(ratio, 1e6) - 1))
         g2 = (prof.skew[a, :, None] * prof.skew[b, None, :]) ** 2 / n
         ku = np.maximum(prof.kurt[a, :, None] * prof.kurt[b, None, :], 0) / n
-        out[s0 : s0 + step] = (z * (ku * he3 / 24 + g2 * he5 / 72) * reach).sum((1, 2))
+        e = zk * (ku * he3 / 24 + g2 * he5 / 72) * reach
+        out[s0 : s0 + step] = np.where(np.isfinite(ratio), e, 0.0).sum((1, 2))
     return out
 
 
@@ -190,7 +193,8 @@ def saddlepoint_sf(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     degenerate = wmax <= 0  # no spectrum (a constant column): no test
     w = np.where(degenerate[:, None], 1.0, w)
     wmax = np.where(degenerate, 1.0, wmax)
-    xs = np.maximum(x, 1e-6 * mean)  # p ~ 1 below: the root need not be found precisely
+    # p ~ 1 below the lower clip and ~ 0 (exp(-1e15)) above the upper: no precise root needed
+    xs = np.clip(x, 1e-6 * mean, 1e15 * wmax)
     t = (1 - wmax / xs) / (2 * wmax)
     for _ in range(40):
         one = 1 - 2 * w * t[:, None]
@@ -205,12 +209,13 @@ def saddlepoint_sf(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     r = np.sqrt(np.maximum(2 * (t * xs - kt), 0))
     what = np.where(t < 0, -r, r)
     uhat = t * np.sqrt(k2)
-    near = (np.abs(x - mean) < 1e-3 * np.sqrt(var)) | (np.abs(what) < 1e-8) | (uhat == 0)
+    sd = np.maximum(np.sqrt(var), 1e-300)
+    near = (np.abs(x - mean) < 1e-3 * sd) | (np.abs(what) < 1e-8) | (uhat == 0)
     wsafe = np.where(near, 1.0, what)
     usafe = np.where(near, 1.0, uhat)
     tail = np.exp(-np.minimum(what * what / 2, 745.0)) / np.sqrt(2 * np.pi)
     lr = ndtr(-what) + tail * (1 / usafe - 1 / wsafe)
-    p = np.where(near, ndtr(-(x - mean) / np.sqrt(var)), lr)
+    p = np.where(near, ndtr(-(x - mean) / sd), lr)
     p = np.clip(np.where(x <= 0, 1.0, p), 0.0, 1.0)
     return np.where(degenerate, np.nan, p)
 
@@ -303,69 +308,139 @@ def tarone_keep(always: int, pmin: np.ndarray, alpha: float) -> np.ndarray:
 
 
 @dataclass
-class ActiveRows:
-    """One column's rows away from its mode and the norms of their kernel features."""
+class ActiveTable:
+    """Exact-null bookkeeping of a set of columns (module docs), padded to the largest k.
 
-    mask: np.ndarray  # (n,) rows a with x_a != x0
-    x: np.ndarray  # (n,) the column
-    x0: float
-    sigma: float
-    g: np.ndarray  # (n,) <phi'_a, s> (0 off A)
-    ss: float  # ||s||^2
-    mean: float  # ||s / k||
-    dev_cum: np.ndarray  # (k + 1,) cumulative sums of the deviation norms, largest first
-    dev: np.ndarray  # (k,) deviation norms |delta_a|, largest first
+    ``x`` (n, c) the columns, ``x0`` (c,) their modes, ``sigma`` (c,) bandwidths, ``active``
+    (n, c) rows away from the mode (k of them per column), ``g`` (n, c) = <phi'_a, s> (0 off the
+    active rows), ``ss`` (c,) = ||s||^2, ``mean`` (c,) = ||s / k||, ``dev`` (c, L) the deviation
+    norms |phi'_a - s / k| largest first (0-padded) and ``dev_cum`` (c, L + 1) their cumulative
+    sums."""
+
+    x: np.ndarray
+    x0: np.ndarray
+    sigma: np.ndarray
+    active: np.ndarray
+    k: np.ndarray
+    g: np.ndarray
+    ss: np.ndarray
+    mean: np.ndarray
+    dev: np.ndarray
+    dev_cum: np.ndarray
 
 
-def _kernel(diff: np.ndarray, sigma: float, kernel: str) -> np.ndarray:
+def _kernel(diff, sigma, kernel: str):
     if kernel == "gaussian":
         return np.exp(-0.5 * (diff / sigma) ** 2)
     return np.exp(-np.abs(diff) / sigma)
 
 
-def active_rows(x: np.ndarray, x0: float, sigma: float, kernel: str) -> ActiveRows:
-    """Feature-norm bookkeeping of the exact null for one column (O(k^2) kernel entries)."""
-    mask = x != x0
-    xa = x[mask]
-    k = xa.size
-    k0 = _kernel(xa - x0, sigma, kernel)
-    kp = _kernel(xa[:, None] - xa[None, :], sigma, kernel) - k0[:, None] - k0[None, :] + 1
-    g = kp.sum(1)
-    ss = float(g.sum())
-    mean2 = ss / max(k, 1) ** 2
-    dev = np.sqrt(np.maximum(np.diag(kp) - 2 * g / max(k, 1) + mean2, 0))
-    dev = np.sort(dev)[::-1]
-    gfull = np.zeros(x.size)
-    gfull[mask] = g
-    return ActiveRows(
-        mask, x, x0, sigma, gfull, ss, math.sqrt(max(mean2, 0)), np.r_[0, np.cumsum(dev)], dev
+def active_table(x: np.ndarray, x0: np.ndarray, sigma: np.ndarray, kernel: str) -> ActiveTable:
+    """:class:`ActiveTable` of the columns of x (n, c): O(k^2) kernel entries per column."""
+    n, c = x.shape
+    active = x != x0[None, :]
+    k = active.sum(0)
+    width = int(k.max()) if c else 0
+    g = np.zeros((n, c))
+    ss, mean = np.zeros(c), np.zeros(c)
+    dev = np.zeros((c, width))
+    for j in range(c):
+        xa = x[active[:, j], j]
+        if xa.size == 0:
+            continue
+        k0 = _kernel(xa - x0[j], sigma[j], kernel)
+        kp = _kernel(xa[:, None] - xa[None, :], sigma[j], kernel) - k0[:, None] - k0[None, :] + 1
+        gj = kp.sum(1)
+        g[active[:, j], j] = gj
+        ss[j] = gj.sum()
+        m2 = ss[j] / xa.size**2
+        mean[j] = math.sqrt(max(m2, 0.0))
+        dv = np.sqrt(np.maximum(np.diag(kp) - 2 * gj / xa.size + m2, 0))
+        dev[j, : xa.size] = np.sort(dv)[::-1]
+    cum = np.concatenate([np.zeros((c, 1)), np.cumsum(dev, 1)], 1)
+    return ActiveTable(x, x0, sigma, active, k, g, ss, mean, dev, cum)
+
+
+def _overlap_sums(t: ActiveTable, i: np.ndarray, j: np.ndarray, kernel: str):
+    """Per pair (i, j): M (rows active in both) and n^2 HSIC_b, exactly, from the sums over
+    the M common rows: sum_{a, a'} K'_x K'_y - (2/n) sum_a g_x g_y + ||s_x||^2 ||s_y||^2 / n^2."""
+    n = t.x.shape[0]
+    both = t.active[:, i] & t.active[:, j]  # (n, P)
+    m = both.sum(0)
+    q, rows = np.nonzero(both.T)  # incidences (pair, common row), grouped by pair
+    cross = np.bincount(q, t.g[rows, i[q]] * t.g[rows, j[q]], minlength=i.size)
+    first = np.zeros(i.size)
+    start = np.r_[0, np.cumsum(m)]
+    block = np.r_[0, np.cumsum(m.astype(np.int64) ** 2)]
+    lo = 0
+    while lo < i.size:  # self-join of each pair's common rows, in chunks of ~4M entries
+        hi = int(np.searchsorted(block, block[lo] + 2**22, side="right")) - 1
+        hi = max(hi, lo + 1)
+        sizes = m[lo:hi].astype(np.int64)
+        pair = np.repeat(np.arange(lo, hi), sizes**2)
+        local = np.arange(pair.size) - np.repeat(block[lo:hi] - block[lo], sizes**2)
+        r1 = rows[start[pair] + local // m[pair]]
+        r2 = rows[start[pair] + local % m[pair]]
+        prod = _kprime(t, i[pair], r1, r2, kernel) * _kprime(t, j[pair], r1, r2, kernel)
+        first[lo:hi] = np.bincount(pair - lo, prod, minlength=hi - lo)
+        lo = hi
+    s2 = np.maximum(first - 2 / n * cross + t.ss[i] * t.ss[j] / n**2, 0)
+    return m, s2
+
+
+def _kprime(t: ActiveTable, c: np.ndarray, r1: np.ndarray, r2: np.ndarray, kernel: str):
+    """<phi'_r1, phi'_r2> of columns c: k(x1 - x2) - k(x1 - x0) - k(x2 - x0) + 1."""
+    x1, x2, x0, sg = t.x[r1, c], t.x[r2, c], t.x0[c], t.sigma[c]
+    return (
+        _kernel(x1 - x2, sg, kernel)
+        - _kernel(x1 - x0, sg, kernel)
+        - _kernel(x2 - x0, sg, kernel)
+        + 1
     )
 
 
-def exact_bound_pvalue(ax: ActiveRows, ay: ActiveRows, kernel: str) -> tuple[float, float]:
-    """(p-value, n^2 HSIC_b) of one pair under the exact null (module docs): twice the smaller
-    of the bound's p-value for n * HSIC_b and the two-sided p-value of the overlap M itself
-    (co-activation), each exact under permutation, so their Bonferroni combination is too."""
-    n = ax.x.size
-    both = np.nonzero(ax.mask & ay.mask)[0]
-    kx, ky = int(ax.mask.sum()), int(ay.mask.sum())
+def exact_pvalues(t: ActiveTable, i: np.ndarray, j: np.ndarray, kernel: str):
+    """(p-values, n^2 HSIC_b) of the pairs (i, j) of table columns under the exact null
+    (module docs): twice the smaller of the bound's p-value for n * HSIC_b and the two-sided
+    p-value of the overlap M itself (co-activation) -- each exact under permutation, so their
+    Bonferroni combination is too."""
+    n = t.x.shape[0]
+    m_obs, s2 = _overlap_sums(t, i, j, kernel)
+    kx, ky = t.k[i], t.k[j]
+    lo, hi = np.maximum(0, kx + ky - n), np.minimum(kx, ky)
+    length = hi - lo + 1
+    order = np.argsort(length, kind="stable")
+    p = np.empty(i.size)
+    c0 = 0
+    while c0 < i.size:  # pairs of similar support length together, ~4M entries per chunk
+        c1 = c0 + 1
+        while c1 < i.size and int(length[order[c1]]) * (c1 - c0 + 1) <= 2**22:
+            c1 += 1
+        sel = order[c0:c1]
+        p[sel] = _bound_block(t, i[sel], j[sel], m_obs[sel], s2[sel], n)
+        c0 = c1
+    return p, s2
 
-    def kprime(a: ActiveRows) -> np.ndarray:
-        v = a.x[both]
-        k0 = _kernel(v - a.x0, a.sigma, kernel)
-        return _kernel(v[:, None] - v[None, :], a.sigma, kernel) - k0[:, None] - k0[None, :] + 1
 
-    s2 = (kprime(ax) * kprime(ay)).sum() - 2 / n * (ax.g[both] * ay.g[both]).sum()
-    s2 = max(float(s2) + ax.ss * ay.ss / n**2, 0.0)
-    lo, hi = max(0, kx + ky - n), min(kx, ky)
-    m = np.arange(lo, hi + 1)
-    prod = np.r_[0, np.cumsum(ax.dev[:hi] * ay.dev[:hi])]
-    dx = np.minimum(ax.dev_cum[m], ax.dev_cum[kx - m])  # sum_B delta = 0: the smaller side
-    ey = np.minimum(ay.dev_cum[m], ay.dev_cum[ky - m])
-    f = np.abs(m - kx * ky / n) * ax.mean * ay.mean + ax.mean * ey + dx * ay.mean + prod[m]
-    reach = f >= math.sqrt(s2) * (1 - 1e-9) - 1e-12
-    h = np.exp(_log_hyper(m, n, kx, ky))
-    p_stat = float(h[reach].sum())
-    at = both.size - lo  # the observed overlap's index in m
-    p_overlap = 2 * min(float(h[at:].sum()), float(h[: at + 1].sum()))
-    return min(1.0, 2 * min(p_stat, p_overlap)), s2
+def _bound_block(t, i, j, m_obs, s2, n):
+    """The exact-null p-values of a block of pairs (supports padded to the longest)."""
+    kx, ky = t.k[i], t.k[j]
+    lo, hi = np.maximum(0, kx + ky - n), np.minimum(kx, ky)
+    width = int((hi - lo).max()) + 1
+    m = lo[:, None] + np.arange(width)[None, :]
+    valid = m <= hi[:, None]
+    m = np.minimum(m, hi[:, None])
+    take = np.take_along_axis
+    dx = np.minimum(take(t.dev_cum[i], m, 1), take(t.dev_cum[i], kx[:, None] - m, 1))
+    ey = np.minimum(take(t.dev_cum[j], m, 1), take(t.dev_cum[j], ky[:, None] - m, 1))
+    top = int(hi.max())
+    prod = np.concatenate([np.zeros((i.size, 1)), np.cumsum(t.dev[i, :top] * t.dev[j, :top], 1)], 1)
+    ax, ay = t.mean[i][:, None], t.mean[j][:, None]
+    f = np.abs(m - (kx * ky / n)[:, None]) * ax * ay + ax * ey + dx * ay + take(prod, m, 1)
+    h = np.where(valid, np.exp(_log_hyper(m, n, kx[:, None], ky[:, None])), 0.0)
+    reach = f >= (np.sqrt(s2) * (1 - 1e-9) - 1e-12)[:, None]
+    p_stat = (h * reach).sum(1)
+    at = (m_obs - lo)[:, None]
+    col = np.arange(width)[None, :]
+    up, down = (h * (col >= at)).sum(1), (h * (col <= at)).sum(1)
+    return np.minimum(1.0, 2 * np.minimum(p_stat, 2 * np.minimum(up, down)))

@@ -645,14 +645,11 @@ def _exact_null_pvalues(
         keep = pmin <= alpha
     else:
         keep = nulls.tarone_keep(n_always, pmin, alpha)
-    x = z.double().cpu().numpy()
-    s = sig.double().cpu().numpy()
-    rows: dict[int, nulls.ActiveRows] = {}
-    for q in np.nonzero(keep)[0]:
-        for c in (int(i[q]), int(j[q])):
-            if c not in rows:
-                rows[c] = nulls.active_rows(x[:, c], float(mode[c]), float(s[c]), kernel)
-        out[q] = nulls.exact_bound_pvalue(rows[int(i[q])], rows[int(j[q])], kernel)[0]
+    cols, pos = np.unique(np.r_[i[keep], j[keep]], return_inverse=True)
+    x = z[:, torch.as_tensor(cols, device=z.device)].double().cpu().numpy()
+    table = nulls.active_table(x, mode[cols], sig.double().cpu().numpy()[cols], kernel)
+    half = keep.sum()
+    out[keep] = nulls.exact_pvalues(table, pos[:half], pos[half:], kernel)[0]
     return out, int((~keep).sum())
 
 
