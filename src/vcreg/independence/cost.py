@@ -50,14 +50,14 @@ CUDA_SPEEDUP = 20  # assumed for the torch steps on a GPU (the p-value tails sta
 # at n = 256..2048, d = 64..512 (dHSIC statistic and permutations, mutual dependence, p-values):
 # CPU seconds do not grow with other jobs' load the way wall time does, and on 2 idle cores the
 # wall time is at most that. bench_measure_estimate.py prints estimate vs measured per step.
-MM64_FLOPS = 3e10  # float64 (n, d) x (d, n) products of the dHSIC permutations (2 n^2 d flops)
-PERM_ENTRY_SECONDS = 2.3e-8  # per (n, n) entry of a permuted joint kernel (exp, logsumexp)
-PERM_ND_SECONDS = 2.1e-8  # per (n, d) entry of a permutation (drawing it, gathering rows)
+PERM_MM_FLOPS = 2.8e10  # (n, d) x (d, n) products of the dHSIC permutations (2 n^2 d flops)
+PERM_ENTRY_SECONDS = 6.5e-9  # per (n, n) entry of a permuted joint kernel (exp, logsumexp)
+PERM_ND_SECONDS = 5e-9  # per (n, d) entry of a permutation (drawing it, gathering rows)
 MARGINAL_SECONDS = 1.7e-8  # per variable and (n, n) entry of the dHSIC statistic's kernels
 MEDIAN_PAIR_SECONDS = 3.5e-8  # per variable and pair of the <= 256 rows of a median bandwidth
 PAIR_PVALUE_SECONDS = 6e-6  # saddlepoint tail of one pair (NumPy, 64 eigenvalue products)
-COLUMN_NULL_SECONDS = 8e-6  # per row and column: its kernel spectrum and eigenvector shapes
-EXACT_PAIR_SECONDS = 8e-5  # one pair's exact (overlap) null, measured at n = 1000 and 2048
+COLUMN_NULL_SECONDS = 9.5e-6  # per row and column: its kernel spectrum and eigenvector shapes
+EXACT_PAIR_SECONDS = 1e-4  # one pair's exact (overlap) null, measured at n = 1000 and 2048
 MUTUAL_SECONDS = 5.5e-8  # per feature and (m, m) entry of mutual dependence (m <= 512 rows)
 SVD_FLOPS = 5e9  # float64 singular values (effective rank)
 WRITE_SECONDS = 2e-7  # per entry of the d x d results (3 .npy files and the heatmap PNG)
@@ -161,7 +161,7 @@ def _dhsic_seconds(n: int, d: int, test: str, n_permutations: int, cuda: bool) -
     m = min(n, MEDIAN_SAMPLES)
     stat = d * (n * n * MARGINAL_SECONDS + m * (m - 1) / 2 * MEDIAN_PAIR_SECONDS)  # bandwidths
     perms = n_permutations if test in ("auto", "permutation") else 0
-    one = 2.0 * n * n * d / MM64_FLOPS + n * n * PERM_ENTRY_SECONDS + n * d * PERM_ND_SECONDS
+    one = 2.0 * n * n * d / PERM_MM_FLOPS + n * n * PERM_ENTRY_SECONDS + n * d * PERM_ND_SECONDS
     return (stat + perms * one) / (CUDA_SPEEDUP if cuda else 1)
 
 
@@ -194,7 +194,7 @@ def measure_plan(
         steps["dhsic"] = _dhsic_seconds(n, d, test, n_permutations, cuda)
     steps["health"] = _health_seconds(n, d, cuda)
     if labels:
-        steps["labels"] = 4.0 * n * d * 16 / MM64_FLOPS
+        steps["labels"] = 4.0 * n * d * 16 / PERM_MM_FLOPS
     if write:
         steps["write"] = write_seconds(d)
     return {
