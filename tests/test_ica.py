@@ -511,7 +511,7 @@ def test_cli_ica_npy_and_csv(tmp_path):
     res = runner.invoke(
         main, ["ica", str(tmp_path / "x.npy"), "-k", "5", "--out", str(tmp_path / "o3")]
     )
-    assert res.exit_code != 0 and "n_components=5" in res.output
+    assert res.exit_code != 0 and "--n-components 5" in res.output  # the option, not the parameter
 
 
 @pytest.mark.slow

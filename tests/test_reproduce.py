@@ -69,6 +69,13 @@ def tiny_run(tmp_path_factory):
     )
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "report:" in res.output
+    # --no-progress (and any non-terminal): one line per unit with the time left, no bar,
+    # no tqdm or numpy internals
+    assert re.search(
+        r"^\[1/\d+ units, .*left \(from the units' cost estimates\)$", res.output, re.M
+    )
+    assert "\r" not in res.output and "clamping frac" not in res.output
+    assert "encountered in" not in res.output
     return out
 
 
@@ -330,7 +337,7 @@ def test_full_preset_plans_without_running():
     assert any(u.params["config"]["loss"].get("params", {}).get("nu") == 0.0 for u in train)
 
 
-@pytest.mark.parametrize("preset", ["quick", "full"])
+@pytest.mark.parametrize("preset", ["quick", "full", "paper"])
 def test_ssl_presets_are_designed_for_the_regime(preset):
     """Every VICReg run of quick/full trains ≥ 900 steps with the regime weights (hinge μ = 50
     at least 10× the invariance λ: 5 on MNIST-1D, 2.5 on Fashion-MNIST), and its embedding

@@ -8,11 +8,18 @@ parameter gradients equal those of a single process on the concatenated batch.
 :func:`convert_sync_batchnorm` makes a model's batch norms use global-batch statistics:
 ``nn.SyncBatchNorm`` on CUDA, :class:`AllReduceBatchNorm` on CPU/gloo (where ``SyncBatchNorm``
 is unsupported).
+
+:func:`rank_local` hides an initialised process group from all of the above: code run inside it
+(one training run of ``vcreg reproduce``'s unit placement, :mod:`vcreg.experiments.placement`)
+computes exactly as in a single process while the group carries other traffic.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -27,22 +34,44 @@ __all__ = [
     "should_gather",
     "init_from_env",
     "any_rank",
+    "rank_local",
     "AllReduceBatchNorm",
     "convert_sync_batchnorm",
 ]
 
 
+_LOCAL: contextvars.ContextVar[bool] = contextvars.ContextVar("vcreg_rank_local", default=False)
+
+
+def _group_visible() -> bool:
+    return not _LOCAL.get() and dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def rank_local() -> Iterator[None]:
+    """Within this context vcreg ignores the process group: :func:`is_distributed` is False,
+    :func:`world_size` 1, :func:`rank` 0 and :func:`init_from_env` joins nothing, so a training
+    run or a measurement computes on this rank alone, exactly as in a single process (no
+    gathering, no DDP, no sharding). The group itself stays initialised for the caller."""
+    token = _LOCAL.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL.reset(token)
+
+
 def is_distributed() -> bool:
-    """True when a torch.distributed process group with more than one rank is initialised."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True when a torch.distributed process group with more than one rank is initialised
+    (and visible: not inside :func:`rank_local`)."""
+    return _group_visible() and dist.get_world_size() > 1
 
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _group_visible() else 1
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _group_visible() else 0
 
 
 def should_gather(gather_distributed: bool | None) -> bool:
@@ -58,7 +87,10 @@ def init_from_env(device: torch.device) -> tuple[int, int, bool]:
 
     An initialised group is reused (``created`` False); ``WORLD_SIZE > 1`` in the environment
     creates one (NCCL on CUDA, gloo on CPU; the caller destroys it); otherwise ``(1, 0, False)``.
+    Inside :func:`rank_local`: ``(1, 0, False)``.
     """
+    if _LOCAL.get():
+        return 1, 0, False
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank(), False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -58,7 +58,7 @@ from vcreg.models import EXPORT_FORMAT, EXPORT_VERSION, Encoder, load_encoder, r
 from vcreg.training.config import TrainConfig, saved_config
 from vcreg.training.evaluate import evaluate_encoder
 from vcreg.training.feeding import load_bundle
-from vcreg.training.runfolder import load_run
+from vcreg.training.runfolder import load_run, require_run_folder
 
 __all__ = [
     "FILE_DATA_OPTIONS",
@@ -109,6 +109,7 @@ def export_run(
             f"refusing to overwrite {', '.join(existing)}; pass --overwrite (overwrite=True) "
             f"or choose another --out"
         )
+    require_run_folder(run_dir)  # before the lock file is made there
     with FolderLock(run_dir, purpose="vcreg export", shared=True):  # no train/evaluate now
         cfg, model, state, bundle = load_run(run_dir, "cpu")
     tensors = _tensors(model.encoder, "encoder")

@@ -37,6 +37,7 @@ __all__ = [
     "as_real",
     "load_matrix",
     "safetensors_metadata",
+    "check_finite",
 ]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".txt", ".pt", ".pth", ".safetensors")
@@ -152,12 +153,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
             first = fh.readline()
     except UnicodeDecodeError:
         raise _fail(path, "not a text (CSV) file") from None
-    fields = [f.strip() for f in first.strip().split(",")]
-    try:
-        [float(f) for f in fields]
-        header = None
-    except ValueError:
-        header = fields
+    header = _csv_header(first)
     try:
         arr = np.loadtxt(
             path, delimiter=",", skiprows=1 if header else 0, ndmin=2, encoding="utf-8-sig"
@@ -244,6 +240,8 @@ def load_array(path: str | Path, key: str | None = None) -> LoadedArray:
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise LoadError(f"{path}: a folder, not an array file (use one of {', '.join(SUFFIXES)})")
     if suffix not in SUFFIXES:
         raise _fail(
             path, f"unsupported file type {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
@@ -276,6 +274,44 @@ def load_matrix(path: str | Path, key: str | None = None) -> np.ndarray:
     if arr.size == 0:
         raise _fail(path, f"holds an empty matrix (shape {arr.shape})")
     return arr.astype(np.float64, copy=False)
+
+
+def check_finite(array: np.ndarray, path: str | Path) -> None:
+    """:class:`LoadError` naming where ``array`` (read from ``path``) holds NaN/Inf: the file's
+    own line numbers for a CSV/text file, 0-based rows otherwise."""
+    path = Path(path)
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return
+    rows = np.unique(np.nonzero(bad.reshape(len(array), -1))[0])
+    n = f"{int(bad.sum())} NaN/Inf value(s) in {rows.size} row(s)"
+    if path.suffix.lower() in (".csv", ".txt"):
+        lines = _csv_data_lines(path)
+        if len(lines) == len(array):
+            where = ", ".join(str(lines[r]) for r in rows[:5]) + (" …" if rows.size > 5 else "")
+            raise _fail(path, f"{n}: on line(s) {where} of the file; remove or fill them first")
+    where = ", ".join(str(r) for r in rows[:5]) + (" …" if rows.size > 5 else "")
+    raise _fail(path, f"{n}: 0-based data row(s) {where}; remove or fill them first")
+
+
+def _csv_data_lines(path: Path) -> list[int]:
+    """1-based line numbers of the data rows of a CSV as :func:`_read_csv` reads them (after
+    the header, skipping blank and ``#`` comment lines, as ``np.loadtxt`` does)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        lines = fh.readlines()
+    start = 2 if lines and _csv_header(lines[0]) is not None else 1
+    numbered = enumerate((ln.split("#", 1)[0].strip() for ln in lines), start=1)
+    return [i for i, text in numbered if i >= start and text]
+
+
+def _csv_header(first_line: str) -> list[str] | None:
+    """The column names when the first line of a CSV is a header row (not all numbers)."""
+    fields = [f.strip() for f in first_line.strip().split(",")]
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return fields
+    return None
 
 
 def as_real(value: Any, path: str | Path, name: str = "") -> np.ndarray:

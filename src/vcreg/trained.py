@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from vcreg._device import resolve_device
+from vcreg._suggest import did_you_mean
 from vcreg.data import DatasetBundle
 from vcreg.export import load_exported
 from vcreg.independence import measure_model
@@ -80,7 +81,8 @@ def dataset_split(bundle: DatasetBundle, name: str) -> Dataset:
     splits = {"test": bundle.test, "train": bundle.train, **bundle.ood}
     if name not in splits:
         raise ValueError(
-            f"unknown dataset {name!r} for {bundle.name}; choose one of {list(splits)}"
+            f"unknown dataset {name!r} for {bundle.name}{did_you_mean(name, splits)}; choose "
+            f"one of {list(splits)}"
         )
     return splits[name]
 

@@ -15,6 +15,7 @@ import importlib.util
 import click
 
 from vcreg import __version__
+from vcreg._suggest import did_you_mean
 from vcreg.cli._errors import as_click_error, one_line_warnings
 
 # command name -> "module:attribute" of a click.Command
@@ -35,6 +36,12 @@ def _available(name: str) -> bool:
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n in _COMMANDS if _available(n))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name in _COMMANDS or name.startswith("-") or not args:
+            return super().resolve_command(ctx, args)
+        ctx.fail(f"no such command {name!r}{did_you_mean(name, self.list_commands(ctx))}")
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in _COMMANDS or not _available(cmd_name):

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import click
 
+from vcreg.cli._errors import Choice
+
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["safetensors"]),
+    type=Choice(["safetensors"]),
     default="safetensors",
     show_default=True,
     help="Weights format.",

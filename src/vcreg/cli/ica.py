@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import click
 import numpy as np
 
 from vcreg._results import check_results_folder, write_results_folder
+from vcreg.cli._errors import Choice
 
 if TYPE_CHECKING:
     from vcreg.ica import VCRegICA
@@ -27,10 +29,12 @@ RESULT_FILES = (
 
 
 def _load_matrix(path: Path, what: str, key: str | None = None) -> np.ndarray:
-    from vcreg.io import LoadError, load_matrix
+    from vcreg.io import LoadError, check_finite, load_matrix
 
     try:
-        return load_matrix(path, key)
+        X = load_matrix(path, key)
+        check_finite(X, path)  # located by the file's own line numbers
+        return X
     except LoadError as exc:
         raise click.BadParameter(str(exc), param_hint=what) from None
 
@@ -64,6 +68,33 @@ def _load_references(sources_path, mixing_path, X, n_components):
     return S_true, A_true
 
 
+# VCRegICA's parameters under the names the user typed
+_OPTIONS = {
+    "n_components": "--n-components",
+    "n_init": "--n-init/--n-restarts",
+    "max_iter": "--max-iter",
+    "tol": "--tol",
+    "width": "--width",
+    "scale": "--scale",
+    "projector": "--projector",
+    "random_state": "--seed",
+}
+
+
+def _in_option_names(message: str) -> str:
+    """An estimator's message about its parameters, in this command's option names."""
+    message = re.sub(
+        r"The '(\w+)' parameter of VCRegICA",
+        lambda m: f"{_OPTIONS.get(m.group(1), m.group(1))}",
+        message,
+    )
+    return re.sub(
+        r"\b(" + "|".join(_OPTIONS) + r")=",
+        lambda m: f"{_OPTIONS[m.group(1)]} ",
+        message,
+    )
+
+
 def _npy(arr: np.ndarray):
     return lambda fh: np.save(fh, arr)
 
@@ -91,7 +122,11 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--key", help="Array name inside an .npz, .pt or .safetensors DATA file.")
 @click.option(
-    "--n-components", "-k", type=int, default=None, help="Number of sources (default: all)."
+    "--n-components",
+    "-k",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of sources (default: all).",
 )
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder."
@@ -110,24 +145,27 @@ def _result_files(est: VCRegICA, S_hat: np.ndarray, metrics: dict | None) -> dic
     default=None,
     help="True mixing matrix A (n_features x k), for the Amari distance.",
 )
+@click.option("--projector", type=Choice(["random-features", "mlp"]), default="random-features")
 @click.option(
-    "--projector", type=click.Choice(["random-features", "mlp"]), default="random-features"
+    "--width",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Random features per source / MLP width.",
 )
-@click.option("--width", type=int, default=None, help="Random features per source / MLP width.")
 @click.option(
     "--scale",
-    type=click.Choice(["standardized", "kernel"]),
+    type=Choice(["standardized", "kernel"]),
     default="standardized",
     show_default=True,
     help="Random-feature scale (VCRegICA's scale).",
 )
-@click.option("--max-iter", type=int, default=200, show_default=True)
-@click.option("--tol", type=float, default=1e-4, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
 @click.option(
     "--n-init",
     "--n-restarts",
     "n_init",
-    type=int,
+    type=click.IntRange(min=1),
     default=1,
     show_default=True,
     help="Random restarts; the lowest contrast is kept (--n-restarts: old name).",
@@ -189,7 +227,7 @@ def ica(
     try:
         S_hat = est.fit_transform(X)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_in_option_names(str(exc))) from exc
     info = {
         "n_iter": est.n_iter_,
         "converged": est.converged_,

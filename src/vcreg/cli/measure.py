@@ -14,7 +14,6 @@ only with ``--overwrite``, atomically and without leaving stale files.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +21,9 @@ from typing import Any
 
 import click
 
+from vcreg._progress import bars_enabled
 from vcreg._results import check_results_folder, write_results_folder
+from vcreg.cli._errors import Choice
 
 RESULT_FILES = (
     "independence.json",
@@ -35,10 +36,11 @@ RESULT_FILES = (
 
 def _load(path: Path, key: str | None, labels: str | None):
     """(embeddings, column names, labels or None) of an array file (vcreg.io)."""
-    from vcreg.io import LoadError, as_real, load_array
+    from vcreg.io import LoadError, as_real, check_finite, load_array
 
     try:
         got = load_array(path, key)
+        check_finite(got.array, path)  # located by the file's own line numbers
     except LoadError as exc:
         raise click.BadParameter(str(exc), param_hint="EMBEDDINGS") from None
     if not labels:
@@ -119,17 +121,17 @@ def _bandwidth(value: str) -> str | float:
 )
 @click.option(
     "--method",
-    type=click.Choice(["auto", "exact", "lowrank"]),
+    type=Choice(["auto", "exact", "lowrank"]),
     default="auto",
     show_default=True,
     help="Pairwise HSIC: exact, pivoted-Cholesky low-rank, or auto (lowrank when exact would "
     "take more than ~1 minute).",
 )
 @click.option(
-    "--estimator", type=click.Choice(["biased", "unbiased"]), default="biased", show_default=True
+    "--estimator", type=Choice(["biased", "unbiased"]), default="biased", show_default=True
 )
 @click.option(
-    "--kernel", type=click.Choice(["gaussian", "laplacian"]), default="gaussian", show_default=True
+    "--kernel", type=Choice(["gaussian", "laplacian"]), default="gaussian", show_default=True
 )
 @click.option(
     "--bandwidth",
@@ -140,7 +142,7 @@ def _bandwidth(value: str) -> str | float:
 @click.option(
     "--test",
     "test_method",
-    type=click.Choice(["auto", "permutation", "gamma", "none"]),
+    type=Choice(["auto", "permutation", "gamma", "none"]),
     default="auto",
     show_default=True,
     help="dHSIC test (auto = permutation, calibrated at any d).",
@@ -155,7 +157,7 @@ def _bandwidth(value: str) -> str | float:
 )
 @click.option(
     "--correction",
-    type=click.Choice(["holm", "bonferroni", "fdr_bh", "none"]),
+    type=Choice(["holm", "bonferroni", "fdr_bh", "none"]),
     default="holm",
     show_default=True,
     help="Multiple-testing correction over all pairs.",
@@ -205,7 +207,7 @@ def measure(
         raise click.BadParameter(str(exc), param_hint="EMBEDDINGS") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
-    progress = not opts.pop("no_progress") and sys.stdout.isatty()
+    progress = bars_enabled(not opts.pop("no_progress"))
     kw = dict(
         method=opts.pop("method"), bandwidth=bw, device=dev, progress=progress,
         keep_matrices=True, test=opts.pop("test_method"), n_permutations=opts.pop("permutations"),

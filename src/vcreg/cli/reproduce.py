@@ -8,14 +8,18 @@ import time
 
 import click
 
+from vcreg.cli._errors import Choice
+
 
 @click.command("reproduce")
 @click.option(
     "--preset",
-    type=click.Choice(["quick", "full", "tiny"]),
+    type=Choice(["quick", "full", "tiny", "paper"]),
     default="quick",
     show_default=True,
-    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1 h 45 min); tiny: seconds.",
+    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1 h 45 min); "
+    "tiny: seconds; paper: the paper's scale on GPUs (CIFAR-10, ResNet-18, projectors up to "
+    "8192; see --estimate).",
 )
 @click.option("--only", default=None, help="Comma-separated subset of claims, e.g. C1,C5.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per configuration.")
@@ -27,7 +31,7 @@ import click
 )
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=Choice(["auto", "cpu", "cuda"]),
     default="auto",
     show_default=True,
 )
@@ -40,7 +44,32 @@ import click
     help="Training units computed at once, in worker processes  [default: CPU count on cpu "
     "(at most 4), 1 on cuda]",
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the datasets read from files (paper: cifar10.npz or cifar-10-batches-py/, "
+    "CIFAR-10-C/)  [default: $VCREG_DATA or ~/.cache/vcreg/data]",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="CLAIM.KEY=VALUE",
+    help="Override a preset setting, e.g. --set C2.epochs=3 --set C2.widths=[16,32] "
+    "(C3 and C4 train on C2's settings).",
+)
+@click.option(
+    "--estimate",
+    is_flag=True,
+    help="Print the units, the data found or missing, and device-hours per unit and in total "
+    "on this hardware (a timed step per model); train nothing.",
+)
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bar: one line per unit instead (also when not on a terminal).",
+)
 def reproduce(
     preset: str,
     only: str | None,
@@ -49,20 +78,39 @@ def reproduce(
     device: str,
     force: bool,
     jobs: int | None,
+    data_root: str | None,
+    overrides: tuple[str, ...],
+    estimate: bool,
     no_progress: bool,
 ) -> None:
     """Re-run the claims of the VCReg paper and write report.md, report.html, results.json.
 
-    Work is cached per experiment unit under OUT/cache, so an interrupted run resumes.
+    Work is cached per experiment unit under OUT/cache, so an interrupted run resumes. Under
+    torchrun (`torchrun --nproc_per_node=N -m vcreg reproduce ...`) the units are placed on the
+    job's ranks, one device each, and rank 0 writes the report.
     """
     from vcreg._lock import FolderLockedError
     from vcreg.experiments import default_jobs, parse_only, run_reproduction
+    from vcreg.experiments.presets import parse_overrides
 
     try:
         parse_only(only)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--only") from None
+    try:
+        settings = parse_overrides(overrides, preset)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
     out = out or f"reports/{preset}"
+    if estimate:
+        _estimate(preset, only, seeds, settings, device, data_root, out, no_progress)
+        return
+    if preset == "paper" and (device == "cpu" or not _cuda()):
+        click.echo(
+            "warning: no GPU here: the paper preset is meant for GPUs (see its cost with "
+            "--estimate); running it on the CPU",
+            err=True,
+        )
     command = "vcreg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.time()
     try:
@@ -73,12 +121,20 @@ def reproduce(
             out=out,
             device=device,
             force=force,
-            progress=not no_progress,
+            progress="log" if no_progress else "auto",
             jobs=jobs if jobs is not None else default_jobs(device),
             command=command if sys.argv[1:2] == ["reproduce"] else None,
+            overrides=settings or None,
+            data_root=data_root,
         )
-    except (ValueError, FolderLockedError) as exc:
+    except (ValueError, FileNotFoundError, FolderLockedError) as exc:
         raise click.ClickException(str(exc)) from None
+    if "experiments" not in results:  # a torchrun rank other than 0
+        click.echo(
+            f"rank {results['rank']} ({results['device']}): {results['units']} units computed; "
+            "rank 0 writes the report"
+        )
+        return
     click.echo(f"\nverdicts ({(time.time() - t0) / 60:.1f} min):")
     failed = []
     for claim, e in results["experiments"].items():
@@ -97,3 +153,29 @@ def reproduce(
     click.echo(f"report: {out}/report.md  (and report.html, results.json)")
     if failed:
         raise click.ClickException(f"experiment(s) {', '.join(failed)} failed; see results.json")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _estimate(preset, only, seeds, overrides, device, data_root, out, no_progress) -> None:
+    from vcreg.experiments.estimate import estimate_reproduction, format_estimate
+
+    say = None if no_progress else (lambda msg: click.echo(msg, err=True))
+    try:
+        est = estimate_reproduction(
+            preset,
+            only=only,
+            seeds=seeds,
+            overrides=overrides or None,
+            device=device,
+            data_root=data_root,
+            out=out,
+            progress=say,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_estimate(est))

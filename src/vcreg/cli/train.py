@@ -63,7 +63,11 @@ def _list_configs(ctx: click.Context, _param, value: bool) -> None:
     is_flag=True,
     help="With --resume: if checkpoint.pt is unreadable, resume from checkpoint.prev.pt.",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bar: one line per epoch instead (also when not on a terminal).",
+)
 def train(config_path, overrides, out_dir, resume, use_previous, no_progress) -> None:
     """Self-supervised training of an encoder + projector (VICReg/VCReg/Barlow/W-MSE)."""
     from vcreg._lock import FolderLockedError
@@ -87,7 +91,8 @@ def train(config_path, overrides, out_dir, resume, use_previous, no_progress) ->
             name = cfg.name or (Path(config_path).stem if config_path else "run")
             out_dir = str(Path("runs") / name)
         resume = "previous" if use_previous else resume
-        result = run_train(cfg, out_dir=out_dir, resume=resume, progress=not no_progress)
+        progress = "log" if no_progress else "auto"
+        result = run_train(cfg, out_dir=out_dir, resume=resume, progress=progress)
     except (
         ValueError,
         FileNotFoundError,

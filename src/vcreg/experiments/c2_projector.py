@@ -44,6 +44,7 @@ from vcreg.experiments.preconditions import (
     gate,
     precondition_rows,
 )
+from vcreg.experiments.presets import domain_title, ood_text, optimizer_text, sample_word
 from vcreg.experiments.records import (
     control_pairs,
     flagged_configs,
@@ -625,7 +626,7 @@ def figures(s: dict[str, Any], st: dict[str, Any], ctx: Context) -> list[Any]:
         ax.set_ylabel(name)
         ax.legend(fontsize=7)
     fig.suptitle(
-        f"MNIST-1D, {s['epochs']} epochs, mean ± sd over {len(s['seeds'])} seeds "
+        f"{domain_title(s)}, {s['epochs']} epochs, mean ± sd over {len(s['seeds'])} seeds "
         "(flagged configurations not shown)"
     )
     f_width = ctx.save_figure(fig, "c2_width")
@@ -732,7 +733,7 @@ def run_scale(s: dict[str, Any], recs: list[dict[str, Any]], img_recs: list[dict
     """The size of the C2–C4 training runs in a phrase (the report header), from the records."""
     n_cfg = len({r["config_id"] for r in recs})
     text = (
-        f"C2–C4: {plural(len(recs), 'MNIST-1D run')} ({plural(len(s['seeds']), 'seed')} × "
+        f"C2–C4: {plural(len(recs), domain_title(s) + ' run')} ({plural(len(s['seeds']), 'seed')} × "
         f"{n_cfg} configurations, {_steps(s)} optimizer steps each)"
     )
     if img_recs:
@@ -779,20 +780,21 @@ def measurement(s: dict[str, Any], st: dict[str, Any]) -> str:
     probe = (
         "the whole training split"
         if s["probe_train"] is None
-        else f"{s['probe_train']} training signals"
+        else f"{s['probe_train']} training {sample_word(s)}"
     )
     return (
-        f"SSL on MNIST-1D ({s['n_train']} training signals), encoder `{s['encoder']}` with "
+        f"SSL on {domain_title(s)} ({s['n_train']} training {sample_word(s)}), encoder "
+        f"`{s['encoder']}` with "
         f"representation dimension d = {s['repr_dim']}, {s['epochs']} epochs, batch "
         f"{s['batch_size']} ({_steps(s)} optimizer steps), one optimiser setting for every run "
-        f"(Adam lr {s['lr']}), {_weights(s)}, {plural(len(s['seeds']), 'seed')}: "
+        f"({optimizer_text(s)}), {_weights(s)}, {plural(len(s['seeds']), 'seed')}: "
         f"{plural(len(st['recs']), 'run')}. Width sweep (VICReg; 2-layer MLP k-k trained or "
         f"frozen; random features: {_rf_words(s)}, bandwidth {s.get('rf_bandwidth', 1.0)}, "
         f"k = d·m): {_widths_text(st['groups']['width'])}; {_design_text(s)}. Independence: "
         f"mean over feature pairs of HSIC (biased, Gaussian kernels, median bandwidth) and "
-        f"normalized HSIC on {s['n_eval']} held-out test signals. Linear probe: logistic "
-        f"regression on the frozen representation of {probe} ({s['probe_iter']} L-BFGS "
-        f"iterations), in-domain and shifted MNIST-1D OOD test sets."
+        f"normalized HSIC on {s['n_eval']} held-out test {sample_word(s)}. Linear probe: "
+        f"logistic regression on the frozen representation of {probe} ({s['probe_iter']} "
+        f"L-BFGS iterations), in-domain and {ood_text(s)}."
     )
 
 

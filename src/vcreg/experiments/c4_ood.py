@@ -36,7 +36,12 @@ from vcreg.experiments._training import (
     train_unit,
 )
 from vcreg.experiments.preconditions import claim_gate, gate
-from vcreg.experiments.presets import image_widths_text
+from vcreg.experiments.presets import (
+    domain_title,
+    image_widths_text,
+    ood_text,
+    sample_word,
+)
 from vcreg.experiments.records import SSL_LOSSES, flagged_configs, run_records, without
 from vcreg.experiments.report import Figure, Paragraph, Table, flagged_note, table_or_note
 from vcreg.experiments.runner import Context, Summary, Unit
@@ -79,7 +84,10 @@ def domain_records(settings: dict[str, Any], values: list[dict[str, Any]]) -> di
     n1 = len(c2_specs(settings["train"]))
     out: dict[str, Any] = {}
     recs = run_records(settings["train"], values[:n1])
-    out["MNIST-1D"] = (recs, flagged_configs(recs, settings["train"]["guard_ratio"]))
+    out[domain_title(settings["train"])] = (
+        recs,
+        flagged_configs(recs, settings["train"]["guard_ratio"]),
+    )
     if len(values) > n1:
         img = settings["image"]
         irecs = image_records(img, values[n1:])
@@ -329,11 +337,11 @@ def measurement(settings: dict[str, Any], st: dict[str, Any]) -> str:
     probe = (
         "the whole training split"
         if train["probe_train"] is None
-        else f"{train['probe_train']} training signals"
+        else f"{train['probe_train']} training {sample_word(train)}"
     )
     parts = [
-        f"MNIST-1D: the C2 runs (VCReg family through a projector), logistic probe on {probe}, "
-        f"OOD = the shifted MNIST-1D sets ({train['ood_samples']} signals each)"
+        f"{domain_title(train)}: the C2 runs (VCReg family through a projector), logistic probe "
+        f"on {probe}, OOD = {ood_text(train)} ({train['ood_samples']} {sample_word(train)} each)"
     ]
     if img and img["dataset"] in st["domains"]:
         parts.append(
@@ -359,7 +367,10 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
     if skip is not None and settings.get("image"):
         skipped.append(f"image domain ({settings['image']['dataset']}) skipped: {skip}")
         blocks.append(
-            Paragraph(f"**Image domain skipped**: {skip}. The verdict rests on MNIST-1D.")
+            Paragraph(
+                f"**Image domain skipped**: {skip}. The verdict rests on "
+                f"{domain_title(settings['train'])}."
+            )
         )
     for name, (_, flagged) in st["domains"].items():
         if flagged:
@@ -383,8 +394,8 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         },
         "flagged": {n: f for n, (_, f) in st["domains"].items()},
     }
-    doms = st["domains"]
-    img_recs = [r for name, (recs, _) in doms.items() if name != "MNIST-1D" for r in recs]
+    doms, main = st["domains"], domain_title(settings["train"])
+    img_recs = [r for name, (recs, _) in doms.items() if name != main for r in recs]
     return Summary(
         measurement(settings, st),
         v,
@@ -393,6 +404,6 @@ def summarize(settings: dict[str, Any], values: list[dict[str, Any]], ctx: Conte
         sensitivity=sensitivity(settings, values, v),
         skipped=skipped,
         scale=c2_projector.run_scale(
-            {**settings["train"], "image": settings.get("image")}, doms["MNIST-1D"][0], img_recs
+            {**settings["train"], "image": settings.get("image")}, doms[main][0], img_recs
         ),
     )

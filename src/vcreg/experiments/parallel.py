@@ -6,7 +6,9 @@ summarize from the cache exactly as after a sequential run. Each worker gets
 ``cpu_count // jobs`` torch threads: the small encoders of the presets use a second thread
 poorly, so two one-thread runs at once finish sooner than two two-thread runs in a row. A unit
 that fails in a worker is left uncached and recomputed, with its error recorded, by the claim
-that needs it. Ctrl-C (or SIGTERM) cancels the queue; finished units stay cached.
+that needs it. Ctrl-C (or SIGTERM) cancels the queue; finished units stay cached. Warnings a
+unit raises in a worker are re-issued in the parent, so that they reach the user through the
+parent's one channel (the CLI's ``warning:`` line), not as raw text from each worker.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import pickle
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -45,10 +49,21 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run(module: str, unit: Any, ctx: Any) -> tuple[dict[str, Any], float]:
+def _run(module: str, unit: Any, ctx: Any) -> tuple[dict[str, Any], float, list]:
     t0 = time.time()
-    value = importlib.import_module(module).run_unit(unit, ctx)
-    return value, time.time() - t0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the parent's filters decide what is shown
+        value = importlib.import_module(module).run_unit(unit, ctx)
+    return value, time.time() - t0, [(_portable(w.category), str(w.message)) for w in caught]
+
+
+def _portable(category: type[Warning]) -> type[Warning]:
+    """``category``, or ``UserWarning`` if it cannot travel back to the parent (pickle)."""
+    try:
+        pickle.loads(pickle.dumps(category))
+    except Exception:  # noqa: BLE001 - a class defined in a function, say
+        return UserWarning
+    return category
 
 
 def compute_pending(
@@ -83,10 +98,12 @@ def compute_pending(
                 for fut in finished:
                     unit = futures.pop(fut)
                     try:
-                        value, seconds = fut.result()
+                        value, seconds, caught = fut.result()
                     except Exception as exc:  # noqa: BLE001 - recomputed (and recorded) later
                         say(f"{unit.label}: failed in a worker ({type(exc).__name__}: {exc})")
                         continue
+                    for category, message in caught:
+                        warnings.warn(message, category, stacklevel=1)
                     cache.put(unit.namespace, unit.params, value, seconds)
                     on_done(unit)
                     done += 1

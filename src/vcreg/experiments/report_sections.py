@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from vcreg.experiments.datafiles import data_blocks
 from vcreg.experiments.presets import PRESET_NOTES
 from vcreg.experiments.report import (
     Block,
@@ -95,6 +96,7 @@ def _header(results: dict[str, Any], summaries: dict[str, Summary]) -> list[Bloc
             f"`{(v.get('git_commit') or 'unknown')[:10]}`) · started {results['started']}."
         ),
         Paragraph(time_sentence(results)),
+        *data_blocks(results.get("data") or {}),
         Paragraph(
             PRESET_NOTES.get(results["preset"], "")
             + (" Scale of this run: " + "; ".join(scale) + "." if scale else "")
@@ -110,10 +112,15 @@ def time_sentence(results: dict[str, Any]) -> str:
     """The measured wall time with its load, and where the units' compute time was spent
     (this run or earlier runs, from the cache), from the run's own records."""
     env = results["environment"]
-    jobs = env.get("jobs", 1)
+    jobs, world = env.get("jobs", 1), env.get("world_size", 1)
+    at_once = (
+        f"{_plural(world, 'torchrun rank')}, one unit at a time each"
+        if world > 1
+        else f"{_plural(jobs, 'unit')} computed at a time"
+    )
     text = (
         f"Measured: wall time {results['wall_time_s'] / 60:.1f} min for this invocation on "
-        f"`{env['device']}` with {_plural(jobs, 'unit')} computed at a time, load average "
+        f"`{env['device']}` with {at_once}, load average "
         f"{_load_str(env.get('load_average_at_start'))} at the start and "
         f"{_load_str(env.get('load_average_at_end'))} at the end (other processes on the "
         "machine slow it down)."

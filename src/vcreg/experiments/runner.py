@@ -15,6 +15,7 @@ verdicts, tables and figures always come from the stored measurements.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -32,6 +33,8 @@ from vcreg import __version__
 from vcreg._device import resolve_device
 from vcreg._io import atomic_open, atomic_write_text
 from vcreg._lock import FolderLock
+from vcreg._progress import WorkProgress, resolve_progress
+from vcreg.experiments import datafiles, placement
 from vcreg.experiments.cache import UnitCache, to_jsonable
 from vcreg.experiments.parallel import compute_pending
 from vcreg.experiments.presets import CLAIM_IDS, resolve_settings
@@ -90,6 +93,9 @@ class Context:
     figures: list[str] = field(default_factory=list)
     dpi: int = 110
     preset: str = ""
+    # folder of the datasets read from files (``--data-root``): where this process finds them,
+    # so not part of any unit's key (ranks on different machines may keep them elsewhere)
+    data_root: str | None = None
 
     @property
     def figures_dir(self) -> Path:
@@ -151,33 +157,6 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
-class _Progress:
-    """One overall tqdm bar over the estimated cost of the units still to compute."""
-
-    def __init__(self, total: float, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=max(total, 1e-9),
-            disable=not enabled,
-            unit="est.s",
-            dynamic_ncols=True,
-            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]",
-        )
-
-    def describe(self, text: str) -> None:
-        self.bar.set_description_str(text, refresh=True)
-
-    def advance(self, weight: float) -> None:
-        self.bar.update(weight)
-
-    def write(self, text: str) -> None:
-        self.bar.write(text)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _load(claim: str):
     return importlib.import_module(EXPERIMENT_MODULES[claim])
 
@@ -230,7 +209,7 @@ class _ClaimRun:
                 u0 = time.time()
                 value = self.mod.run_unit(unit, self.ctx)
                 record = self.cache.put(unit.namespace, unit.params, value, time.time() - u0)
-                self.bar.advance(unit.weight)
+                self.bar.done(f"{claim} {unit.label}", unit.weight, record["seconds"])
                 self.computed += 1
             elif self.cache.path(unit.namespace, unit.params) in self.fresh:
                 # credited to the first claim that uses it; later claims reuse it
@@ -295,11 +274,12 @@ def run_reproduction(
     out: str | Path | None = None,
     device: str = "auto",
     force: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     overrides: dict[str, dict[str, Any]] | None = None,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
     jobs: int = 1,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Re-run the paper's claims and write ``report.md``, ``report.html``, ``results.json``.
 
@@ -311,11 +291,18 @@ def run_reproduction(
         out: output folder (default ``reports/<preset>``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         force: recompute every unit even if cached.
+        progress: ``True`` (a bar on a terminal, else one line per unit with the time left
+            estimated from the units' costs), ``"log"`` (lines), ``"bar"`` or ``False``
+            (:mod:`vcreg._progress`).
         overrides: ``{"C2": {"epochs": 3}}`` — per-claim setting overrides (advanced).
         jobs: units computed at once in worker processes (:mod:`vcreg.experiments.parallel`),
             each with ``cpu_count // jobs`` torch threads; 1 = in this process, in order.
+            Under ``torchrun`` (``WORLD_SIZE`` > 1) the units are placed on the job's ranks
+            instead, one at a time per rank (:mod:`vcreg.experiments.placement`).
+        data_root: folder holding the datasets read from files (CIFAR-10, CIFAR-10-C).
 
-    Returns the content of ``results.json`` as a dict. Raises
+    Returns the content of ``results.json`` as a dict; under ``torchrun``, on ranks other than
+    0, what the rank computed (``rank``, ``units``, ...: rank 0 writes the report). Raises
     :class:`~vcreg._lock.FolderLockedError` at once if another vcreg process writes to ``out``
     (two runs into one folder would interleave their cache and report files).
     """
@@ -325,10 +312,18 @@ def run_reproduction(
     device = str(resolve_device(device))
     settings = resolve_settings(preset, seeds=seeds, overrides=overrides, device=device)
     out_dir = Path(out if out is not None else Path("reports") / preset)
-    with FolderLock(out_dir, purpose="vcreg reproduce"):
-        meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
-        meta["jobs"] = int(jobs)
-        return _reproduce(claims, settings, out_dir, device, meta, progress, log)
+    root = str(data_root) if data_root is not None else None
+    data_notes = datafiles.resolve_ood_sources(settings, root)  # the OOD source: in the unit keys
+    check = functools.partial(datafiles.missing_for_units, root=root)
+    with placement.join(device) as job:
+        if job.rank != 0:  # rank 0 alone owns the output folder
+            ctx = Context(out_dir=out_dir, device=device, settings=settings, data_root=root)
+            return placement.serve(job, ctx, Unit, check=check)
+        with FolderLock(out_dir, purpose="vcreg reproduce"):
+            meta = {"preset": preset, "command": command, "seeds_override": seeds, "force": force}
+            meta.update(jobs=1 if job.distributed else int(jobs), data_root=root, job=job)
+            meta.update(data_notes=data_notes, check=check)
+            return _reproduce(claims, settings, out_dir, device, meta, progress, log)
 
 
 def _reproduce(
@@ -337,7 +332,7 @@ def _reproduce(
     out_dir: Path,
     device: str,
     meta: dict[str, Any],
-    progress: bool,
+    progress: bool | str,
     log: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     """:func:`run_reproduction` once its arguments are resolved and ``out_dir`` is locked."""
@@ -349,28 +344,48 @@ def _reproduce(
         settings=settings,
         dpi=50 if preset == "tiny" else 110,
         preset=preset,
+        data_root=meta["data_root"],
     )
     started = time.time()
+    job = meta["job"]
     environment = {**_environment(device), "jobs": meta["jobs"]}  # load average before the work
+    environment["world_size"] = job.world
 
     modules = {c: _load(c) for c in claims}
     plans = {c: modules[c].plan(settings[c]) for c in claims}
     pending = _pending(plans, cache)
+    if not job.distributed:  # under torchrun every rank checks its own machine (placement)
+        missing = meta["check"]([u for _, u in pending])
+        if missing:
+            raise FileNotFoundError("; ".join(missing))
     now = {cache.path(u.namespace, u.params) for _, u in pending}  # computed by this run
-    bar = _Progress(sum(u.weight for _, u in pending), enabled=progress)
-    say = log or bar.write
+    bar = WorkProgress(
+        sum(u.weight for _, u in pending),
+        len(pending),
+        mode=resolve_progress(progress),
+        jobs=job.world if job.distributed else meta["jobs"],
+        write=log,
+    )
+    say = bar.write
+    for note in meta["data_notes"]:
+        say(f"WARNING: {note}")
 
     experiments: dict[str, Any] = {}
     summaries: dict[str, Summary] = {}
     unit_seconds: dict[Path, float] = {}  # compute time of every unit used (shared ones once)
     try:
         fresh: set[Path] = set()
-        if meta["jobs"] > 1 and len(pending) > 1:
 
-            def done(u: Unit) -> None:
-                fresh.add(cache.path(u.namespace, u.params))
-                bar.advance(u.weight)
+        def done(u: Unit) -> None:
+            fresh.add(cache.path(u.namespace, u.params))
+            seconds = (cache.get(u.namespace, u.params) or {}).get("seconds", 0.0)
+            bar.done(u.label, u.weight, seconds)
 
+        if job.distributed:  # every rank waits for the unit list, even an empty one
+            bar.describe(f"{len(pending)} units on {job.world} ranks")
+            placement.compute_on_ranks(job, pending, cache, ctx, done, say, meta["check"])
+            environment["ranks"] = job.ranks
+        elif meta["jobs"] > 1 and len(pending) > 1:
             bar.describe(f"{len(pending)} units, {meta['jobs']} at once")
             compute_pending(pending, cache, ctx, meta["jobs"], done, say)
         for claim in claims:
@@ -398,6 +413,11 @@ def _reproduce(
         "units": _unit_counts(unit_seconds, now),
         "versions": _versions(),
         "environment": environment,
+        "data": {
+            "root": meta["data_root"],
+            "notes": meta["data_notes"],
+            "datasets": datafiles.data_status(settings, meta["data_root"]),
+        },
         "experiments": experiments,
     }
     try:

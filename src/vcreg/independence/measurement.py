@@ -192,7 +192,7 @@ def _check_matrix(Z: Any) -> np.ndarray:
         rows = np.unique(np.nonzero(bad)[0])
         raise ValueError(
             f"embeddings contain {int(bad.sum())} NaN/Inf values in {rows.size} rows "
-            f"(first: {rows[:5].tolist()}); remove them first"
+            f"(0-based row indices, first: {rows[:5].tolist()}); remove them first"
         )
     return a
 

@@ -27,6 +27,7 @@ import yaml
 
 from vcreg import losses
 from vcreg._device import check_device_name
+from vcreg._suggest import did_you_mean
 from vcreg.configs import resolve as resolve_config
 from vcreg.data import AUGMENTATIONS, DATASETS, canonical_dataset_name
 from vcreg.functional import wmse_size_problems
@@ -313,7 +314,8 @@ class TrainConfig:
         try:
             canonical_dataset_name(d.name)
         except ValueError:
-            p.append(f"data.name: unknown dataset {d.name!r}; available: {list(DATASETS)}")
+            hint = did_you_mean(d.name, DATASETS)
+            p.append(f"data.name: unknown dataset {d.name!r}{hint}; available: {list(DATASETS)}")
         if d.train_samples is not None and d.train_samples < 2:
             p.append(f"data.train_samples: must be >= 2, got {d.train_samples}")
         if d.train_samples is not None and d.train_samples < self.batch_size:
@@ -333,7 +335,8 @@ class TrainConfig:
     def _model_problems(self) -> list[str]:
         e, p = self.encoder, []
         if e.name not in ENCODERS:
-            p.append(f"encoder.name: unknown encoder {e.name!r}; available: {list(ENCODERS)}")
+            hint = did_you_mean(e.name, ENCODERS)
+            p.append(f"encoder.name: unknown encoder {e.name!r}{hint}; available: {list(ENCODERS)}")
         if e.repr_dim < 1:
             p.append(f"encoder.repr_dim: must be >= 1, got {e.repr_dim}")
         return p
@@ -538,7 +541,8 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            errors.append(f"{prefix}{key}: unknown key (valid: {', '.join(names)})")
+            hint = did_you_mean(key, names, prefix)
+            errors.append(f"{prefix}{key}: unknown key{hint}; valid: {', '.join(names)}")
     kwargs = {}
     for name in names:
         if name not in data:
@@ -558,7 +562,10 @@ def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
         if ok:
             kwargs[name] = out
         else:
-            errors.append(f"{prefix}{name}: expected {_type_name(tp)}, got {value!r}")
+            hint = ""
+            if isinstance(value, str) and typing.get_origin(tp) is Literal:
+                hint = did_you_mean(value, typing.get_args(tp))
+            errors.append(f"{prefix}{name}: expected {_type_name(tp)}, got {value!r}{hint}")
     return cls(**kwargs)
 
 

@@ -21,7 +21,13 @@ from vcreg.data import DatasetBundle
 from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
 from vcreg.training.config import TrainConfig
 from vcreg.training.regime import measure_regime, regime_summary
-from vcreg.training.runfolder import CHECKPOINT, check_eval_target, eval_provenance, load_run
+from vcreg.training.runfolder import (
+    CHECKPOINT,
+    check_eval_target,
+    eval_provenance,
+    load_run,
+    require_run_folder,
+)
 
 __all__ = ["evaluate_encoder", "evaluate_run"]
 
@@ -81,8 +87,7 @@ def evaluate_run(
     VCReg constraint is met (:func:`vcreg.training.regime.regime_summary`)."""
     t0 = time.time()
     dev = resolve_device(device)
-    if not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    require_run_folder(run_dir)  # before the lock file is made there
     with FolderLock(run_dir, purpose="vcreg evaluate"):
         return _evaluate_locked(Path(run_dir), dev, ood, progress, overwrite, t0)
 

@@ -53,6 +53,7 @@ __all__ = [
     "eval_provenance",
     "load_run",
     "open_run_folder",
+    "require_run_folder",
     "resume_state",
     "retire_stale_eval",
     "warn_config_disagreement",
@@ -88,6 +89,8 @@ _RUN_FILES = {
     "checkpoint.corrupt.pt",
     LOCK_NAME,
 }
+# a folder holding one of these was written by `vcreg train`
+_RUN_MARKERS = (CHECKPOINT, "checkpoint.prev.pt", CONFIG, RUN_SUMMARY, METRICS)
 _OLD_EVAL = re.compile(r"^eval\.epoch[\w.-]+\.json$")
 
 
@@ -299,15 +302,27 @@ def write_run_summary(out: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(out / RUN_SUMMARY, json.dumps(summary, indent=1))
 
 
+def require_run_folder(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path; ``FileNotFoundError`` when it is missing or is a folder that
+    ``vcreg train`` did not write (checked before any lock file is made there)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if not any((run_dir / name).exists() for name in _RUN_MARKERS):
+        raise FileNotFoundError(
+            f"{run_dir} is not a vcreg run folder: it holds none of {', '.join(_RUN_MARKERS)} "
+            f"(`vcreg train --out {run_dir}` writes them)"
+        )
+    return run_dir
+
+
 def load_run(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[TrainConfig, SSLModel, dict[str, Any], DatasetBundle]:
     """``(config, model, checkpoint_state, bundle)`` of a run folder: the model (eval mode, on
     ``device``) with the weights of the verified ``checkpoint.pt`` (loaded ``weights_only``;
     ``state["sha256"]`` is the file's SHA-256), and the config's dataset bundle."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    run_dir = require_run_folder(run_dir)
     ckpt = run_dir / CHECKPOINT
     state, sha256 = read_checkpoint(ckpt)
     try:

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from vcreg import losses
 from vcreg._device import resolve_device
+from vcreg._progress import resolve_progress
 from vcreg._seed import mix_seed
 from vcreg.distributed import any_rank, convert_sync_batchnorm, init_from_env
 from vcreg.models import SSLModel, build_model
@@ -117,7 +118,7 @@ def train(
     config: TrainConfig | dict[str, Any] | str | Path,
     out_dir: str | Path | None = None,
     resume: bool | str = False,
-    progress: bool = True,
+    progress: bool | str = True,
     *,
     bundle: Any = None,
     stop_after_epochs: int | None = None,
@@ -133,7 +134,8 @@ def train(
         resume: continue from ``out_dir/checkpoint.pt`` (same config required, except device,
             threads, tensorboard, data.root/num_workers); ``"previous"``: the same, but fall
             back to ``checkpoint.prev.pt`` if ``checkpoint.pt`` is unreadable.
-        progress: tqdm progress bar with the loss terms.
+        progress: ``True``: a tqdm bar per epoch on a terminal, one line per epoch otherwise;
+            ``"log"``: the lines only; ``"bar"``; ``False``: nothing (:mod:`vcreg._progress`).
         bundle: an already loaded ``DatasetBundle`` for ``config.data`` (saves reloading).
         stop_after_epochs: stop as if interrupted once this many epochs are done (in total).
         callbacks: objects with ``on_train_start`` / ``on_step_end`` / ``on_epoch_end`` /
@@ -161,7 +163,8 @@ def train(
         world, rank, created_pg = init_from_env(device)
         if created_pg:
             cleanup.callback(dist.destroy_process_group)
-        run = _setup(cfg, out, saved, bundle, device, world, rank, progress and rank == 0)
+        mode = resolve_progress(progress) if rank == 0 else "off"
+        run = _setup(cfg, out, saved, bundle, device, world, rank, mode)
         run.callbacks = _builtin_callbacks(run) + user_callbacks + _logging_callbacks(run)
         run_hooks(run.callbacks, "on_train_start", run.state)
         status = _epoch_loop(run, stop_after_epochs)
@@ -181,7 +184,7 @@ class _Run:
     device: torch.device
     world: int
     rank: int
-    progress: bool
+    progress: str  # "bar", "log" or "off" (vcreg._progress)
     model: SSLModel
     net: nn.Module
     loss_fn: nn.Module
@@ -305,12 +308,12 @@ def _epoch_loop(run: _Run, stop_after_epochs: int | None) -> str:
             step, interrupted = _run_epoch(run, epoch, stop)
             if interrupted:
                 _checkpoint(run, epoch, step + 1, run.accum)
-                if run.progress:
-                    where = f" in {run.out}" if run.out else ""
-                    tqdm.write(
-                        f"{stop.signal_name or 'stop'} received: checkpoint saved at epoch "
-                        f"{epoch + 1}, step {step + 1}{where}"
-                    )
+                where = f" in {run.out}" if run.out else ""
+                _say(
+                    run,
+                    f"{stop.signal_name or 'stop'} received: checkpoint saved at epoch "
+                    f"{epoch + 1}, step {step + 1}{where}",
+                )
                 return "interrupted"
             _end_epoch(run, epoch)
             done = epoch + 1
@@ -332,7 +335,7 @@ def _run_epoch(run: _Run, epoch: int, stop: StopFlag) -> tuple[int, bool]:
     with tqdm(
         total=run.steps_per_epoch,
         initial=run.start_step,
-        disable=not run.progress,
+        disable=run.progress != "bar",
         desc=f"epoch {epoch + 1}/{cfg.epochs}",
         leave=False,
         dynamic_ncols=True,
@@ -401,8 +404,7 @@ def _end_epoch(run: _Run, epoch: int) -> None:
     if run.rank == 0:
         if run.out is not None:
             runfolder.write_metrics(run.out, st.history)
-        if run.progress:
-            tqdm.write(_epoch_line(metrics, cfg.epochs))
+        _say(run, _epoch_line(metrics, cfg.epochs))
 
 
 def _checkpoint(run: _Run, epoch: int, step: int, accum: dict[str, Any]) -> None:
@@ -485,15 +487,14 @@ def _regime(run: _Run) -> dict[str, Any] | None:
             run.cfg.evaluation.batch_size,
         )
     summary = regime_summary(run.history, diag)
-    if summary["warning"]:
-        warnings.warn(summary["warning"], RegimeWarning, stacklevel=3)
-        if run.progress:
-            tqdm.write(f"warning: {summary['warning']}")
-    elif run.progress:
-        tqdm.write(
+    if summary["warning"]:  # one channel: the warning (the CLI prints it as one line)
+        warnings.warn(summary["warning"], RegimeWarning, stacklevel=4)
+    else:
+        _say(
+            run,
             f"VCReg constraint met: {100 * summary['emb_at_hinge_frac']:.0f} % of embedding dims "
             f"at the hinge, off-diagonal correlation {summary['emb_offdiag_excess']:.1f}x the "
-            "independent-features level"
+            "independent-features level",
         )
     return summary
 
@@ -525,6 +526,14 @@ def _epoch_metrics(epoch: int, acc: dict, cfg: TrainConfig, lr: float) -> dict:
     m["time_s"] = acc["time"]
     m["samples_per_s"] = acc["steps"] * cfg.batch_size / max(acc["time"], 1e-9)
     return m
+
+
+def _say(run: _Run, line: str) -> None:
+    """A progress line: above the bar when one is drawn, plain otherwise, none when off."""
+    if run.progress == "bar":
+        tqdm.write(line)
+    elif run.progress == "log":
+        print(line, flush=True)
 
 
 def _epoch_line(m: dict, epochs: int) -> str:
