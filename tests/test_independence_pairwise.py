@@ -17,7 +17,7 @@ from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
 from vcreg import independence as ind
-from vcreg.independence.pairwise import _saddlepoint_sf
+from vcreg.independence.nulls import saddlepoint_sf
 
 
 @pytest.mark.parametrize("correction", ["holm", "bonferroni", "fdr_bh"])
@@ -42,7 +42,7 @@ def test_adjust_pvalues_matches_statsmodels(correction):
 def test_saddlepoint_tail_matches_chi_square():
     for k, c in ((1, 0.3), (4, 1.0), (30, 0.02)):
         q = np.array([0.5, 1e-2, 1e-4, 1e-6, 1e-9])
-        got = _saddlepoint_sf(c * stats.chi2.isf(q, k), np.full((5, k), c))
+        got = saddlepoint_sf(c * stats.chi2.isf(q, k), np.full((5, k), c))
         np.testing.assert_allclose(got, q, rtol=0.08)  # LR error is a few % in the far tail
 
 
@@ -60,14 +60,15 @@ def test_spectral_null_eigenvalues_and_permutation_agreement():
     import torch
 
     from vcreg.independence.kernels import _column_sigmas
-    from vcreg.independence.pairwise import _column_null_parts
+    from vcreg.independence.nulls import column_profiles
 
     rng = np.random.default_rng(42)
     n = 200
     x = rng.standard_normal(n)
     zt = torch.as_tensor(np.c_[x, rng.laplace(size=n)])
     sig, _ = _column_sigmas(zt, "median", 256)
-    _, eig, tr = _column_null_parts(zt, sig, "gaussian", 2**30)
+    prof = column_profiles(zt, sig, "gaussian", 2**30)
+    eig, tr = prof.eig, prof.trace
     for j in range(2):
         k = np.exp(-squareform(pdist(zt[:, [j]].numpy(), "sqeuclidean")) / (2 * float(sig[j]) ** 2))
         h = np.eye(n) - 1 / n

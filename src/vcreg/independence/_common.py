@@ -95,11 +95,26 @@ def _check_fixed_bandwidth(bw: float, kernel: str) -> float:
 
 
 def _as_variable(
-    x: Any, name: str, dtype: torch.dtype, device: torch.device, allow_matrix: bool = True
+    x: Any,
+    name: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    allow_matrix: bool = True,
+    centre: bool = False,
+    scale: str | None = None,
 ) -> Tensor:
     """Convert to a finite (n, p) tensor of ``dtype`` (float32/float64) on ``device``; real
-    numeric input only (complex, object, string and boolean tensors are refused)."""
+    numeric input only (complex, object, string and boolean tensors are refused).
+
+    ``centre=True`` (kernel statistics, which are shift-invariant): every column is centred
+    at its lower median in float64 *before* the cast to ``dtype`` (:func:`_centre_columns`), so
+    that an offset such as 1e8 costs no digits in a float32 step, and a column that varies only
+    at the rounding level of the input's own dtype becomes exactly constant. ``scale``
+    (statistics that are also scale-invariant: median-type bandwidths): ``"column"`` divides
+    each column, ``"variable"`` the whole (n, p) variable, by a power of two (exact) to a
+    largest |value| in [1, 2), also before the cast, so nothing over- or underflows there."""
     _check_dtype(dtype)
+    in_eps = _input_eps(x)
     if isinstance(x, Tensor):
         t = x.detach()
         if t.is_complex():
@@ -125,11 +140,46 @@ def _as_variable(
         raise ValueError(f"{name}: expected shape (n,) or (n, p), got {tuple(t.shape)}")
     if t.shape[1] == 0:
         raise ValueError(f"{name}: has 0 columns (shape {tuple(t.shape)})")
-    t = t.to(device=device, dtype=dtype)
+    t = t.to(device=device, dtype=torch.float64 if centre or scale else dtype)
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf value(s); remove or impute them first")
-    return t
+    if centre:
+        t = _centre_columns(t, in_eps)
+    if scale is not None:
+        t = _power_of_two_scale(t, scale == "column")
+    return t.to(dtype)
+
+
+ROUNDING_ULPS = 4  # a column whose spread is within this many ulps of its magnitude is constant
+
+
+def _input_eps(x: Any) -> float:
+    """Machine epsilon of the dtype the user's data arrived in (0 for integers: exact)."""
+    dt = x.dtype if isinstance(x, Tensor) else np.asarray(x).dtype
+    if isinstance(dt, torch.dtype):
+        return torch.finfo(dt).eps if dt.is_floating_point else 0.0
+    return float(np.finfo(dt).eps) if dt.kind == "f" else 0.0
+
+
+def _centre_columns(t: Tensor, in_eps: float) -> Tensor:
+    """float64 columns minus their lower median (an element of the column, so a constant
+    column becomes exactly 0 and a column whose mode covers more than half of the rows has
+    its mode at exactly 0). Columns whose spread is at most ROUNDING_ULPS ulps of the input
+    dtype at their magnitude (values equal up to rounding) are set to exactly 0: constant
+    relative to their own scale, whatever that scale is."""
+    mag = t.abs().amax(0)
+    c = t - t.median(0).values
+    spread = c.abs().amax(0)
+    c[:, spread <= ROUNDING_ULPS * in_eps * mag] = 0
+    return c
+
+
+def _power_of_two_scale(t: Tensor, per_column: bool) -> Tensor:
+    """t / 2^e with e = floor(log2 max|t|) per column (or overall): exact, |values| < 2."""
+    amax = t.abs().amax(0) if per_column else t.abs().amax().reshape(1)
+    e = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-300))), 0.0)
+    return torch.ldexp(t, -e.to(t.dtype))
 
 
 def _rescale(t: Tensor, name: str, scale_free: bool, per_column: bool) -> tuple[Tensor, Tensor]:

@@ -46,8 +46,11 @@ def _prepare_pair(
     """Validated (n, p) and (n, q) tensors on one device (rescaled if extreme, see _rescale),
     n, and the names of constant ones."""
     dev = _resolve_device(x if isinstance(x, Tensor) else y, device)
-    xt, _ = _rescale(_as_variable(x, "x", dtype, dev), "x", scale_free, per_column=False)
-    yt, _ = _rescale(_as_variable(y, "y", dtype, dev), "y", scale_free, per_column=False)
+    sc = "variable" if scale_free else None  # centred and scaled in float64 first
+    xt = _as_variable(x, "x", dtype, dev, centre=True, scale=sc)
+    yt = _as_variable(y, "y", dtype, dev, centre=True, scale=sc)
+    xt, _ = _rescale(xt, "x", scale_free, per_column=False)
+    yt, _ = _rescale(yt, "y", scale_free, per_column=False)
     n = _check_same_n([xt, yt], ["x", "y"])
     return xt, yt, n, [nm for nm, t in (("x", xt), ("y", yt)) if _is_constant(t)]
 

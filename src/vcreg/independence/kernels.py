@@ -112,7 +112,7 @@ def _check_bandwidth(bw: Any, kernel: str) -> str | float:
 def bandwidth(x: Any, rule: str | float = "median", median_samples: int = MEDIAN_SAMPLES) -> float:
     """Kernel bandwidth sigma of one variable x (n,) or (n, p) under ``rule`` (module docs)."""
     rule = _check_bandwidth(rule, "gaussian")
-    t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None))
+    t = _as_variable(x, "x", DEFAULT_DTYPE, _resolve_device(x, None), centre=True)
     _check_n(t.shape[0], "x")
     t, e = _rescale(t, "x", True, per_column=False)
     return math.ldexp(_sigma(t, rule, _check_median_samples(median_samples)), int(e[0]))
@@ -175,3 +175,46 @@ def _centre(k: Tensor, estimator: str) -> Tensor:
 
 def _scale(n: int, estimator: str) -> float:
     return 1.0 / (n * n) if estimator == "biased" else 1.0 / (n * (n - 3))
+
+
+# ----------------------------------------------------------------------------- factorisation
+
+CHOLESKY_DTYPE = torch.float32  # entries in [0, 1], stopped at a residual >= 1e-3: 1e-7 is ample
+
+
+def _pivoted_cholesky(
+    x: Tensor, sig: Tensor, kernel: str, tol: float, max_rank: int
+) -> tuple[Tensor, Tensor, float]:
+    """Greedy pivoted (incomplete) Cholesky of the kernel matrix of every scalar column.
+
+    x (n, c) -> L (c, R, n) (row k = the k-th factor column) with K_v ~= L_v^T L_v, ranks (c,)
+    and the largest residual diagonal. The residual K - L^T L is PSD, so each of its entries is
+    bounded by the residual diagonal: stopping at max diag <= tol bounds every kernel entry's
+    error by tol (Harbrecht et al. 2012). Greedy: the factor at a larger tol is a prefix of
+    this one. Computed in CHOLESKY_DTYPE.
+    """
+    c, n = x.shape[1], x.shape[0]
+    xs = (x / sig).T.to(CHOLESKY_DTYPE).contiguous()  # unitless before the narrower dtype
+    ar = torch.arange(c, device=x.device)
+    diag = torch.ones(c, n, dtype=xs.dtype, device=x.device)
+    lmat = torch.zeros(c, max_rank, n, dtype=xs.dtype, device=x.device)
+    ranks = torch.zeros(c, dtype=torch.long, device=x.device)
+    resid = 1.0
+    for k in range(max_rank):
+        dmax, p = diag.max(1)
+        active = dmax > tol
+        resid = float(dmax.max())
+        if not bool(active.any()):
+            break
+        diff = xs - xs[ar, p][:, None]
+        col = diff.square_().mul_(-0.5) if kernel == "gaussian" else diff.abs_().neg_()
+        col = col.exp_()
+        if k:  # contiguous (c, k, n) rows: one batched product, no copy of L per step
+            col -= torch.bmm(lmat[ar, :k, p][:, None, :], lmat[:, :k, :])[:, 0, :]
+        col *= torch.where(active, dmax.clamp_min(tol).rsqrt(), torch.zeros_like(dmax))[:, None]
+        lmat[:, k, :] = col
+        diag = (diag - col.square()).clamp_min_(0)
+        ranks += active.long()
+    else:
+        resid = float(diag.max())
+    return lmat, ranks, resid

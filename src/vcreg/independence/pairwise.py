@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
-from scipy.special import ndtr
 from torch import Tensor
 
 from vcreg import distributed as dist
+from vcreg.independence import nulls
 from vcreg.independence._common import (
     DEFAULT_DTYPE,
     ESTIMATORS,
@@ -32,7 +31,13 @@ from vcreg.independence._common import (
     parse_memory,
 )
 from vcreg.independence.hsic import hsic_test
-from vcreg.independence.kernels import _check_bandwidth, _column_sigmas, _scale
+from vcreg.independence.kernels import (
+    CHOLESKY_DTYPE,
+    _check_bandwidth,
+    _column_sigmas,
+    _pivoted_cholesky,
+    _scale,
+)
 
 
 def _triangle_block(
@@ -141,47 +146,6 @@ def _exact_pairwise(
     if bar is not None:
         bar.close()
     return _symmetric_from_upper(g, world > 1)
-
-
-CHOLESKY_DTYPE = torch.float32  # entries in [0, 1], stopped at a residual >= 1e-3: 1e-7 is ample
-
-
-def _pivoted_cholesky(
-    x: Tensor, sig: Tensor, kernel: str, tol: float, max_rank: int
-) -> tuple[Tensor, Tensor, float]:
-    """Greedy pivoted (incomplete) Cholesky of the kernel matrix of every scalar column.
-
-    x (n, c) -> L (c, R, n) (row k = the k-th factor column) with K_v ~= L_v^T L_v, ranks (c,)
-    and the largest residual diagonal. The residual K - L^T L is PSD, so each of its entries is
-    bounded by the residual diagonal: stopping at max diag <= tol bounds every kernel entry's
-    error by tol (Harbrecht et al. 2012). Greedy: the factor at a larger tol is a prefix of
-    this one. Computed in CHOLESKY_DTYPE.
-    """
-    c, n = x.shape[1], x.shape[0]
-    xs = (x / sig).T.to(CHOLESKY_DTYPE).contiguous()  # unitless before the narrower dtype
-    ar = torch.arange(c, device=x.device)
-    diag = torch.ones(c, n, dtype=xs.dtype, device=x.device)
-    lmat = torch.zeros(c, max_rank, n, dtype=xs.dtype, device=x.device)
-    ranks = torch.zeros(c, dtype=torch.long, device=x.device)
-    resid = 1.0
-    for k in range(max_rank):
-        dmax, p = diag.max(1)
-        active = dmax > tol
-        resid = float(dmax.max())
-        if not bool(active.any()):
-            break
-        diff = xs - xs[ar, p][:, None]
-        col = diff.square_().mul_(-0.5) if kernel == "gaussian" else diff.abs_().neg_()
-        col = col.exp_()
-        if k:  # contiguous (c, k, n) rows: one batched product, no copy of L per step
-            col -= torch.bmm(lmat[ar, :k, p][:, None, :], lmat[:, :k, :])[:, 0, :]
-        col *= torch.where(active, dmax.clamp_min(tol).rsqrt(), torch.zeros_like(dmax))[:, None]
-        lmat[:, k, :] = col
-        diag = (diag - col.square()).clamp_min_(0)
-        ranks += active.long()
-    else:
-        resid = float(diag.max())
-    return lmat, ranks, resid
 
 
 def _lowrank_features(
@@ -398,8 +362,9 @@ def pairwise_hsic(
     if int(max_rank) < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank!r}")
     dev = _resolve_device(Z, device)
-    z = _as_variable(Z, "Z", dtype, dev)
-    z, _ = _rescale(z, "Z", kernel != "linear" and isinstance(bw, str), per_column=True)
+    free = kernel != "linear" and isinstance(bw, str)  # scale-invariant statistics
+    z = _as_variable(Z, "Z", dtype, dev, centre=True, scale="column" if free else None)
+    z, _ = _rescale(z, "Z", free, per_column=True)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:
@@ -548,119 +513,6 @@ def adjust_pvalues(p: Any, correction: str = "holm") -> np.ndarray:
     return out
 
 
-SPECTRAL_TOP = 8  # eigenvalues kept per column for the spectral null
-NULL_RANK_TOL = 1e-3
-
-
-def _column_null_parts(
-    z: Tensor, sig: Tensor, kernel: str, budget: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-column ingredients of the null of n * HSIC_b, from pivoted-Cholesky factors.
-
-    K_j ~= L_j L_j^T (every entry within NULL_RANK_TOL). Returns the gamma moments (3, d) --
-    mean K, mean K^2, mean squared row mean -- the top SPECTRAL_TOP eigenvalues (d, top) of
-    H K H / n (descending) and tr(H K H) / n = 1 - mean K (d,). O(n d r^2) instead of O(n^2 d).
-    """
-    n, d = z.shape
-    cc = max(1, min(d, budget // (4 * n * 128 * z.element_size())))
-    mom = torch.empty(3, d, dtype=z.dtype, device=z.device)
-    eig = torch.zeros(d, SPECTRAL_TOP, dtype=z.dtype, device=z.device)
-    for c0 in range(0, d, cc):
-        lmat, r, _ = _pivoted_cholesky(
-            z[:, c0 : c0 + cc], sig[c0 : c0 + cc], kernel, NULL_RANK_TOL, 128
-        )
-        lmat = lmat[:, : int(r.max())].to(z.dtype).transpose(1, 2)  # (c, n, R): used rank only
-        colsum = lmat.sum(1)  # (c, R) = L^T 1
-        rm = torch.bmm(lmat, colsum[:, :, None])[:, :, 0] / n  # row means of K
-        gram = torch.bmm(lmat.transpose(1, 2), lmat)  # L^T L: same nonzero spectrum as K
-        mom[0, c0 : c0 + cc] = colsum.square().sum(1) / n**2
-        mom[1, c0 : c0 + cc] = gram.square().sum((1, 2)) / n**2
-        mom[2, c0 : c0 + cc] = rm.square().mean(1)
-        lc = lmat - lmat.mean(1, keepdim=True)  # H L
-        ev = torch.linalg.eigvalsh(torch.bmm(lc.transpose(1, 2), lc) / n).flip(-1)
-        k = min(SPECTRAL_TOP, ev.shape[1])
-        eig[c0 : c0 + cc, :k] = ev[:, :k].clamp_min(0)
-    return mom, eig, 1 - mom[0]
-
-
-def _saddlepoint_sf(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """P(sum_m w_m chi2_1 > x) per row by the Lugannani-Rice saddlepoint approximation.
-
-    x (P,), w (P, M) >= 0. Cumulant generating function K(t) = -1/2 sum log(1 - 2 w t); the
-    saddlepoint t solves K'(t) = x (bisection, K' is increasing); accurate far into the tail
-    for weighted chi-square sums (Kuonen 1999), unlike a two-moment gamma fit.
-    """
-    if x.size == 0:
-        return np.empty(0)
-    mean, var = w.sum(1), 2 * (w * w).sum(1)
-    degenerate = w.max(1) <= 0  # no spectrum (a constant column): no test
-    w = np.where(degenerate[:, None], 1.0, w)
-    hi = (1 - 1e-12) / (2 * w.max(1))
-    lo = -w.shape[1] / (2 * np.maximum(x, 1e-300)) - 1.0
-    for _ in range(24):  # bisection to a bracket, then Newton from its right end
-        mid = (lo + hi) / 2
-        kp = (w / (1 - 2 * w * mid[:, None])).sum(1)
-        up = kp < x
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-    t = hi  # K' is convex and increasing: Newton from the right decreases monotonically to t
-    for _ in range(10):
-        one = 1 - 2 * w * t[:, None]
-        f = (w / one).sum(1) - x
-        t = np.maximum(lo, t - f / (2 * w * w / one**2).sum(1))
-    one = 1 - 2 * w * t[:, None]
-    kt = -0.5 * np.log(one).sum(1)
-    k2 = (2 * w * w / one**2).sum(1)
-    what = np.sign(t) * np.sqrt(np.maximum(2 * (t * x - kt), 0))
-    uhat = t * np.sqrt(k2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lr = ndtr(-what) + np.exp(-what * what / 2) / np.sqrt(2 * np.pi) * (1 / uhat - 1 / what)
-    near = np.abs(x - mean) < 1e-3 * np.sqrt(var)  # the formula is 0/0 at the mean
-    p = np.where(near, ndtr(-(x - mean) / np.sqrt(var)), lr)
-    p = np.clip(np.where(x <= 0, 1.0, p), 0.0, 1.0)
-    return np.where(degenerate, np.nan, p)
-
-
-def _pair_spectral_pvalues(
-    raw: Tensor, eig: Tensor, trace: Tensor, n: int, pairs: tuple[np.ndarray, np.ndarray]
-) -> np.ndarray:
-    """Spectral null p-values of n * HSIC_b for the given pairs (Gretton et al. 2009).
-
-    Under H0, n * HSIC_b -> sum_kl lambda_k mu_l z_kl^2 with lambda, mu the eigenvalues of the
-    centred kernel matrices / n. The top SPECTRAL_TOP eigenvalues of each column enter the
-    saddlepoint tail; the mean of the remaining products (tr_i tr_j - sum lambda sum mu) is
-    subtracted from the statistic as a constant.
-    """
-    lam, tr = eig.double().cpu().numpy(), trace.double().cpu().numpy()
-    stat = raw.double().cpu().numpy()[pairs] * n
-    iu, ju = pairs
-    out = np.empty(iu.size)
-    step = max(1, 2**16 // SPECTRAL_TOP**2)  # cache-sized blocks: 3.4x faster than 2**22
-    for s0 in range(0, iu.size, step):
-        i, j = iu[s0 : s0 + step], ju[s0 : s0 + step]
-        w = (lam[i, :, None] * lam[j, None, :]).reshape(i.size, -1)
-        rest = tr[i] * tr[j] - w.sum(1)
-        out[s0 : s0 + step] = _saddlepoint_sf(stat[s0 : s0 + step] - np.maximum(rest, 0), w)
-    return out
-
-
-def _pair_gamma_pvalues(raw: Tensor, moments: Tensor, n: int) -> np.ndarray:
-    """Gamma-approximation p-values of n * HSIC_b for every pair (Gretton et al. 2008).
-
-    For d = 2 the moment estimates of Pfister et al. (2018) factorise: null mean
-    (1 - a_i)(1 - a_j) / n and variance 2 (n-4)(n-5) / (n(n-1)(n-2)(n-3)) g_i g_j with
-    g = b - 2c + a^2 (a = mean K, b = mean K^2, c = mean squared row mean).
-    """
-    a, b, c = (v.double().cpu().numpy() for v in moments)
-    g = b - 2 * c + a * a
-    mean = np.outer(1 - a, 1 - a) / n
-    var = 2.0 * (n - 4) * (n - 5) / (n * (n - 1.0) * (n - 2) * (n - 3)) * np.outer(g, g)
-    stat = raw.double().cpu().numpy() * n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shape, scale = mean**2 / var, n * var / mean
-        p = stats.gamma.sf(stat, shape, scale=scale)
-    return np.where((var > 0) & (mean > 0), p, np.nan)
-
-
 def _pairwise_raw(
     z: Tensor,
     method: str,
@@ -708,8 +560,11 @@ def _check_test_args(
 
 def _test_matrix(Z: Any, dtype: torch.dtype, device, bw: str | float) -> Tensor:
     """Z as a checked (n, d >= 2) tensor, columns rescaled for the median bandwidth rule."""
-    z = _as_variable(Z, "Z", dtype, _resolve_device(Z, device))
-    z, _ = _rescale(z, "Z", isinstance(bw, str), per_column=True)
+    free = isinstance(bw, str)
+    z = _as_variable(
+        Z, "Z", dtype, _resolve_device(Z, device), centre=True, scale="column" if free else None
+    )
+    z, _ = _rescale(z, "Z", free, per_column=True)
     n, d = z.shape
     _check_n(n, "Z")
     if d < 2:
@@ -718,28 +573,94 @@ def _test_matrix(Z: Any, dtype: torch.dtype, device, bw: str | float) -> Tensor:
 
 
 def _pair_pvalues(
-    z: Tensor, raw: Tensor, sig: Tensor, constant: Tensor, kernel: str, budget: int, null: str
-) -> np.ndarray:
-    """(d, d) null p-values of every pair (NaN for pairs with a constant column)."""
+    z: Tensor,
+    raw: Tensor,
+    sig: Tensor,
+    constant: Tensor,
+    kernel: str,
+    budget: int,
+    null: str,
+    correction: str,
+    alpha: float,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """(d, d) p-values and how each pair was tested (:mod:`vcreg.independence.nulls`): the
+    spectral (or gamma) null where its predicted tail error at the corrected level (alpha / m;
+    alpha without a correction) is small, else Edgeworth-corrected or exact; pairs the exact
+    null cannot bring to the threshold (Tarone) and pairs with a constant column are not
+    tested (NaN p-value, counted by reason)."""
     n, d = z.shape
-    mom, eig, trace = _column_null_parts(z, sig, kernel, budget)
-    iu, ju = np.triu_indices(d, 1)
-    if null == "gamma":
-        pv = _pair_gamma_pvalues(raw, mom, n)
-    else:
-        const = constant.cpu().numpy()
-        ok = ~(const[iu] | const[ju])
-        pv = np.full((d, d), np.nan)
-        pv[iu[ok], ju[ok]] = _pair_spectral_pvalues(raw, eig, trace, n, (iu[ok], ju[ok]))
-        pv[ju, iu] = pv[iu, ju]
+    prof = nulls.column_profiles(z, sig, kernel, budget)
     const = constant.cpu().numpy()
-    pv[const, :] = np.nan
-    pv[:, const] = np.nan
-    return pv
+    iu, ju = np.triu_indices(d, 1)
+    ok = ~(const[iu] | const[ju])
+    i, j = iu[ok], ju[ok]
+    level = alpha / max(1, i.size) if correction != "none" else alpha
+    err = nulls.spectral_tail_error(i, j, prof, n, level)
+    modes, k = nulls.column_modes(z)
+    kind = nulls.choose_null(err, k[i], k[j], n)
+    stat = raw.double().cpu().numpy()[i, j] * n
+    p = np.full(i.size, np.nan)
+    asym = kind != nulls.EXACT
+    a, b = i[asym], j[asym]
+    if null == "gamma":
+        p[asym] = nulls.gamma_pvalues(stat[asym], prof.moments, n, a, b)
+    else:
+        p[asym] = nulls.spectral_pvalues(stat[asym], prof.eig, prof.trace, a, b)
+    cor = kind == nulls.CORRECTED
+    p[cor] = np.minimum(1.0, p[cor] * (1 + nulls.EDGEWORTH_SAFETY * err[cor]))
+    ex = kind == nulls.EXACT
+    p[ex], unreachable = _exact_null_pvalues(
+        z, sig, kernel, (i[ex], j[ex]), (modes, k), alpha, correction, int(asym.sum())
+    )
+    pv = np.full((d, d), np.nan)
+    pv[i, j] = pv[j, i] = p
+    used = {
+        null: int((kind == nulls.SPECTRAL).sum()),
+        f"{null}, Edgeworth-corrected": int(cor.sum()),
+    }
+    used["exact"] = int(ex.sum() - unreachable)
+    reasons = {nulls.REASON_CONSTANT: int((~ok).sum()), nulls.REASON_UNREACHABLE: unreachable}
+    return pv, {"nulls": used, "not_tested": reasons}
+
+
+def _exact_null_pvalues(
+    z: Tensor,
+    sig: Tensor,
+    kernel: str,
+    pairs: tuple[np.ndarray, np.ndarray],
+    modes: tuple[np.ndarray, np.ndarray],
+    alpha: float,
+    correction: str,
+    n_always: int,
+) -> tuple[np.ndarray, int]:
+    """Exact-null p-values of the pairs (NaN where not tested) and how many are not."""
+    i, j = pairs
+    out = np.full(i.size, np.nan)
+    if i.size == 0:
+        return out, 0
+    n = z.shape[0]
+    mode, k = modes
+    pmin = nulls.min_attainable(k[i], k[j], n)
+    if correction == "none":
+        keep = pmin <= alpha
+    else:
+        keep = nulls.tarone_keep(n_always, pmin, alpha)
+    cols, pos = np.unique(np.r_[i[keep], j[keep]], return_inverse=True)
+    x = z[:, torch.as_tensor(cols, device=z.device)].double().cpu().numpy()
+    table = nulls.active_table(x, mode[cols], sig.double().cpu().numpy()[cols], kernel)
+    half = keep.sum()
+    out[keep] = nulls.exact_pvalues(table, pos[:half], pos[half:], kernel)[0]
+    return out, int((~keep).sum())
 
 
 def _test_result(
-    raw: Tensor, pv: np.ndarray, n: int, correction: str, alpha: float, method: str
+    raw: Tensor,
+    pv: np.ndarray,
+    info: dict[str, Any],
+    n: int,
+    correction: str,
+    alpha: float,
+    method: str,
 ) -> dict[str, Any]:
     """The result dict (without ``top_pairs``): adjusted p-values and the counts."""
     d = pv.shape[0]
@@ -755,6 +676,9 @@ def _test_result(
         "n_variables": d,
         "n_samples": n,
         "n_pairs": int(tested.sum()),
+        "n_not_tested": int(sum(info["not_tested"].values())),
+        "not_tested": info["not_tested"],
+        "nulls": info["nulls"],
         "correction": correction,
         "alpha": float(alpha),
         "method": method,
@@ -818,8 +742,8 @@ def pairwise_hsic_test(
     opts = {"median_samples": median_samples, "progress": progress, "distributed": distributed}
     opts.update(rank_tol=rank_tol, max_rank=int(max_rank))
     raw, sig, constant = _pairwise_raw(z, method, kernel, bw, budget, opts)
-    pv = _pair_pvalues(z, raw, sig, constant, kernel, budget, null)
-    res = _test_result(raw, pv, z.shape[0], correction, alpha, f"{null} null, {method} HSIC")
+    pv, info = _pair_pvalues(z, raw, sig, constant, kernel, budget, null, correction, alpha)
+    res = _test_result(raw, pv, info, z.shape[0], correction, alpha, f"{null} null, {method} HSIC")
     if "lowrank_info" in opts:
         res["lowrank"] = opts["lowrank_info"]
     res["top_pairs"] = _top_tested_pairs(z, res, top_k, n_permutations, random_state, kernel, bw)
