@@ -255,7 +255,7 @@ def test_column_scaled_by_1e200(tmp_path: Path):
 
 def test_measure_embeddings_library_report(monkeypatch):
     from vcreg import independence as ind
-    from vcreg.independence import measurement
+    from vcreg.independence import cost
 
     z = embeddings(n=300, d=8, planted=(1, 6), seed=5)
     z[:, 4] = 2.0
@@ -279,7 +279,7 @@ def test_measure_embeddings_library_report(monkeypatch):
     assert 1 <= rep["effective_rank"] <= 8 and rep["feature_std"]["collapsed"] == [4]
     assert 0 <= rep["mutual_dependence"]["mean_one_vs_rest_nhsic"] <= 1
     json.dumps(rep)  # JSON-ready
-    monkeypatch.setattr(measurement, "AUTO_EXACT_LIMIT_S", 0.0)
+    monkeypatch.setattr(cost, "AUTO_EXACT_LIMIT_S", 0.0)
     rep = ind.measure_embeddings(z, with_dhsic=False)
     assert rep["settings"]["method"] == "lowrank" and "lowrank" in rep["notes"][-1]
     assert ind.exact_pairwise_seconds(2000, 256) > 60 > ind.exact_pairwise_seconds(1024, 256)

@@ -114,7 +114,8 @@ def test_vcreg_measure_under_torchrun_equals_one_process(tmp_path):
             env=env, timeout=300,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "estimate: lowrank pairwise HSIC" in proc.stdout
+        est = next(ln for ln in proc.stdout.splitlines() if ln.startswith("estimate: "))
+        assert "(lowrank pairwise HSIC" in est and f"{2 if out == 'two' else 1} rank(s)" in est
     two = json.loads((tmp_path / "two" / "independence.json").read_text())
     one = json.loads((tmp_path / "one" / "independence.json").read_text())
     assert two["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1

@@ -148,3 +148,103 @@ def test_measure_and_ica_give_the_same_loader_error(tmp_path: Path, name, conten
     for res in outputs:
         assert res.exit_code != 0 and "Traceback" not in res.output
         assert str(err.value) in " ".join(res.output.split()), res.output
+
+
+def _values_as(dtype: torch.dtype) -> torch.Tensor:
+    """Small exact values (0, 0.5, 1, 2, 4; integers rounded) as a tensor of ``dtype``."""
+    base = torch.tensor([[0.0, 1.0], [2.0, 4.0], [0.5, 1.0]])
+    if _quantized(dtype):
+        return torch.quantize_per_tensor(base, 0.5, 0, dtype)
+    if dtype.itemsize == 1 and ("_x" in str(dtype) or "bits" in str(dtype)):
+        return torch.zeros(3, 2, dtype=torch.uint8).view(dtype)  # packed sub-byte types
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        return base.to(dtype)
+    return base.round().to(dtype)
+
+
+def _quantized(dtype: torch.dtype) -> bool:
+    return str(dtype).startswith(("torch.qint", "torch.quint"))
+
+
+def _written(dtype: torch.dtype, fmt: str) -> bytes | None:
+    """The file torch / safetensors write for a tensor of ``dtype`` (None: they cannot)."""
+    import io
+    import warnings
+
+    from safetensors.torch import save as save_bytes
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "ComplexHalf support is experimental"
+            t = _values_as(dtype)
+            if fmt == "safetensors":
+                return save_bytes({"z": t})
+            buf = io.BytesIO()
+            torch.save({"z": t}, buf)
+            torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+            return buf.getvalue()
+    except Exception:  # noqa: BLE001 - this torch / safetensors cannot write or read it
+        return None
+
+
+WRITTEN = [
+    pytest.param(fmt, dtype, id=f"{fmt}-{dtype}")
+    for dtype in sorted({v for v in vars(torch).values() if isinstance(v, torch.dtype)}, key=str)
+    for fmt in ("safetensors", "pt")
+    if _written(dtype, fmt) is not None
+]
+
+
+@pytest.mark.parametrize(("fmt", "dtype"), WRITTEN)
+def test_every_dtype_torch_writes_is_read_exactly_or_refused_by_name(tmp_path: Path, fmt, dtype):
+    """Every dtype this torch writes (float8 variants, bfloat16, ints, bool, quantized, ...)
+    comes back as the same numbers in a NumPy dtype the measures use, or is one LoadError
+    naming the dtype -- never a raw TypeError."""
+    path = tmp_path / f"t.{fmt}"
+    path.write_bytes(_written(dtype, fmt))
+    try:
+        got = load_array(path).array
+    except LoadError as exc:
+        assert str(exc).startswith(f"t.{fmt}: ") and "\n" not in str(exc)
+        assert str(dtype) in str(exc)
+        assert dtype.is_complex or "float4" in str(dtype) or "bits" in str(dtype), str(exc)
+        return
+    assert got.dtype.kind in "biuf" and got.shape == (3, 2)
+    if dtype.is_floating_point or _quantized(dtype):
+        assert got.dtype in (np.float32, np.float64)
+    ref = _values_as(dtype)
+    ref = (ref.dequantize() if ref.is_quantized else ref).to(torch.float64).numpy()
+    np.testing.assert_array_equal(got.astype(np.float64), ref)
+    np.testing.assert_array_equal(load_matrix(path), ref)
+
+
+def test_the_dtypes_of_the_issue_are_covered():
+    names = {p.id for p in WRITTEN}
+    for dtype in ("float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu", "float4_e2m1fn_x2",
+                  "bfloat16", "float16", "int8", "uint16", "bool"):  # fmt: skip
+        assert f"safetensors-torch.{dtype}" in names
+
+
+def test_float8_safetensors_measured_from_the_command_line(tmp_path: Path):
+    z = torch.from_numpy(np.random.default_rng(1).normal(size=(60, 4))).to(torch.float8_e4m3fn)
+    save_safetensors({"z": z}, str(tmp_path / "f8.safetensors"))
+    res = CliRunner().invoke(
+        main,
+        ["measure", str(tmp_path / "f8.safetensors"), "--out", str(tmp_path / "o"),
+         "--no-dhsic", "--method", "exact"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_csv_with_a_byte_order_mark(tmp_path: Path, newline: str):
+    """Excel's "CSV UTF-8" export starts with a byte-order mark (EF BB BF)."""
+    rows = ["a,b,c", "1,2,3", "4,5,6.5"]
+    (tmp_path / "h.csv").write_bytes(b"\xef\xbb\xbf" + newline.join(rows).encode() + b"\r\n")
+    got = load_array(tmp_path / "h.csv")
+    assert got.columns == ["a", "b", "c"]
+    np.testing.assert_array_equal(got.array, [[1, 2, 3], [4, 5, 6.5]])
+    (tmp_path / "n.csv").write_bytes(b"\xef\xbb\xbf" + newline.join(rows[1:]).encode())
+    got = load_array(tmp_path / "n.csv")
+    assert got.columns is None
+    np.testing.assert_array_equal(got.array, [[1, 2, 3], [4, 5, 6.5]])

@@ -6,6 +6,8 @@ the array with np.save, read it back with vcreg.io.load_array) followed by measu
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +142,224 @@ def test_reservoir_keeps_every_position_with_probability_k_over_n():
     # Binomial(400, 0.2) per position: mean 80, sd 8; a first-n or last-n bias would be 0 or 400
     assert hits.sum() == runs * k and hits.min() > 80 - 5 * 8 and hits.max() < 80 + 5 * 8
     assert abs(hits[: n // 2].mean() - hits[n // 2 :].mean()) < 8
+
+
+# --- the model is left exactly as it was found (issue #30 item 3) -----------------------------
+
+
+def _snapshot(net: nn.Module) -> dict:
+    """Every module's own flag, every parameter/buffer object and its bits, every hook."""
+    tensors = [*net.named_parameters(remove_duplicate=False), *net.named_buffers()]
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
+    return {
+        "flags": [(name, m.training) for name, m in net.named_modules()],
+        "objects": [(name, id(t)) for name, t in tensors],
+        "bits": {name: t.detach().reshape(-1).view(torch.uint8).clone() for name, t in tensors},
+        "devices": {name: t.device for name, t in tensors},
+        "hooks": [(name, h, list(getattr(m, h))) for name, m in net.named_modules() for h in hooks],
+    }
+
+
+def _assert_unchanged(net: nn.Module, before: dict) -> None:
+    after = _snapshot(net)
+    assert after["flags"] == before["flags"]
+    assert after["objects"] == before["objects"] and after["devices"] == before["devices"]
+    for name, bits in before["bits"].items():
+        assert torch.equal(after["bits"][name], bits), name
+    assert after["hooks"] == before["hooks"]
+
+
+def _wrapped_eval_resnet() -> nn.Module:
+    """The issue's pattern: a train-mode wrapper around eval-mode ResNet-18 layers."""
+    torch.manual_seed(0)
+    return nn.Sequential(*list(resnet18(weights=None).eval().children())[:-1], nn.Flatten())
+
+
+def _frozen_bn_resnet() -> nn.Module:
+    """The fine-tuning recipe: model.train(), BatchNorm layers frozen in eval mode."""
+    torch.manual_seed(0)
+    net = resnet18(weights=None, num_classes=8).train()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+    return net
+
+
+@pytest.mark.parametrize("make", [_wrapped_eval_resnet, _frozen_bn_resnet])
+@pytest.mark.parametrize("layer", [None, "layer1"])
+def test_model_left_exactly_as_found(make, layer):
+    net = make()
+    names = [n for n, _ in net.named_modules()]
+    layer = None if layer is None else next(n for n in names if n.endswith(layer) or n == "4")
+    x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out_before = net(x)  # in the user's own modes (BatchNorm in eval: running statistics)
+    before = _snapshot(net)
+    assert any(not m.training for m in net.modules()) and any(m.training for m in net.modules())
+    loader = DataLoader(_images(40), batch_size=20)
+    if layer is None:  # 512 features: the measurement itself is not what this test is about
+        collect_features(net, loader, device="cpu")
+    else:
+        measure_model(net, loader, layer, device="cpu", **FAST)
+    _assert_unchanged(net, before)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), out_before, rtol=0, atol=0)
+    _assert_unchanged(net, before)  # that forward used (did not overwrite) the running stats
+
+
+class _FailingLoader:
+    """Two good batches, then the loader itself fails (a corrupt file, a worker crash)."""
+
+    def __iter__(self):
+        for i in range(5):
+            if i == 2:
+                raise OSError("disk read failed")
+            yield torch.rand(8, 3, 32, 32)
+
+
+@pytest.mark.parametrize("sample", ["first", "reservoir"])
+def test_model_left_as_found_when_the_call_fails(sample):
+    net = _frozen_bn_resnet()
+    before = _snapshot(net)
+    with pytest.raises(OSError, match="disk read failed"):
+        measure_model(net, _FailingLoader(), "layer3", sample=sample, device="cpu", **FAST)
+    _assert_unchanged(net, before)
+    bad = DataLoader(torch.rand(16, 5), batch_size=8)  # wrong input shape: the forward fails
+    with pytest.raises(RuntimeError):
+        measure_model(net, bad, "layer3", device="cpu", **FAST)
+    _assert_unchanged(net, before)
+    unused = _Counting()
+    unused.spare = nn.Linear(4, 4)  # registered, never called in forward
+    before_unused = _snapshot(unused)
+    with pytest.raises(ValueError, match="'spare' was not called"):
+        measure_model(unused, DataLoader(torch.randn(8, 4), batch_size=4), "spare", **FAST)
+    _assert_unchanged(unused, before_unused)
+    with pytest.raises(ValueError, match="no submodule named"):
+        measure_model(net, DataLoader(_images(8)), "layer9", device="cpu")
+    _assert_unchanged(net, before)
+
+
+class _Counting(nn.Module):
+    """Writes a buffer even in eval mode (a custom statistic), and a parameter if asked."""
+
+    def __init__(self, write_param: bool = False) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+        self.write_param = write_param
+
+    def forward(self, x):
+        self.calls += 1
+        if self.write_param:
+            self.lin.bias.add_(1.0)
+        return self.lin(x)
+
+
+def test_buffers_written_by_the_forward_are_restored_and_parameter_writes_refused():
+    net = _Counting().train()
+    before = _snapshot(net)
+    measure_model(net, DataLoader(torch.randn(40, 4), batch_size=10), **FAST)
+    _assert_unchanged(net, before)
+    assert int(net.calls) == 0
+    bad = _Counting(write_param=True)
+    with pytest.raises(RuntimeError, match=r"wrote parameter\(s\) \['lin.bias'\] in place"):
+        measure_model(bad, DataLoader(torch.randn(40, 4), batch_size=10), **FAST)
+    assert int(bad.calls) == 0 and bad.training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"layer": 3}, TypeError, "layer must be a submodule name .* got 3 \\(int\\)"),
+        ({"max_samples": "10"}, TypeError, "max_samples must be an int .* got '10'"),
+        ({"max_samples": 2.5}, TypeError, "max_samples must be an int"),
+        ({"max_samples": True}, TypeError, "max_samples must be an int"),
+        ({"max_samples": 3}, ValueError, "max_samples must be at least 4"),
+        ({"sample": "random"}, ValueError, "unknown sample rule 'random'"),
+        ({"spatial": "max"}, ValueError, "unknown spatial rule 'max'"),
+        ({"seed": "0"}, TypeError, "seed must be an int >= 0, got '0'"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0, got -1"),
+        ({"labels": "yes"}, TypeError, "labels must be True or False"),
+        ({"device": "gpu"}, ValueError, "unknown device 'gpu'"),
+    ],
+)
+def test_arguments_are_one_line_errors_naming_them(kwargs, error, message):
+    net = _Counting()
+    before = _snapshot(net)
+    with pytest.raises(error, match=message) as info:
+        measure_model(net, DataLoader(torch.randn(20, 4), batch_size=10), **kwargs)
+    assert "\n" not in str(info.value)
+    _assert_unchanged(net, before)
+    with pytest.raises(TypeError, match="encoder must be a torch.nn.Module, got function"):
+        collect_features(lambda x: x, DataLoader(torch.randn(20, 4)))
+    with pytest.raises(TypeError, match="dataloader must be an iterable of batches"):
+        collect_features(net, torch.randn(20, 4))
+
+
+MEMORY_CHILD = """
+import resource, sys
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from vcreg.independence import collect_features
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith(key))
+
+torch.set_num_threads(1)
+net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Flatten())  # 576 features per row
+loader = DataLoader(TensorDataset(torch.randn(96, 3, 8, 8)), batch_size=32)
+collect_features(net, loader, max_samples=8, device="cpu")  # warm up torch's own buffers
+limit = status("VmSize") + 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for sample in ("first", "reservoir"):
+    base = status("VmHWM")
+    got = collect_features(net, loader, max_samples=10**8, sample=sample, device="cpu")
+    print(got["features"].shape[0], status("VmHWM") - base)
+"""
+
+
+def test_memory_follows_the_rows_kept_not_max_samples():
+    """max_samples = 1e8 on 96 rows, under an address-space limit of 1 GiB more than the
+    process had mapped: the reservoir used to be sized by max_samples (230 GB here)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in proc.stdout.splitlines():  # first, then reservoir
+        rows, growth = map(int, line.split())
+        assert rows == 96 and growth < 64 * 2**20  # the kept rows: 96 x 576 floats, 0.2 MB
+
+
+class _NeverRead:
+    def __iter__(self):
+        raise AssertionError("the loader was read before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"top_k": "3"}, TypeError, "top_k must be an int >= 0, got '3'"),
+        ({"pair_permutations": -1}, ValueError, "pair_permutations must be an int >= 0"),
+        ({"n_permutations": 0}, ValueError, "n_permutations must be an int >= 1"),
+        ({"with_dhsic": "no"}, TypeError, "with_dhsic must be True or False"),
+        (
+            {"test": "perm"},
+            ValueError,
+            "unknown test 'perm'; choose one of auto, gamma, permutation, none",
+        ),
+        ({"estimator": "u"}, ValueError, "unknown estimator 'u'"),
+        ({"method": 3}, ValueError, "unknown method 3"),
+        ({"max_memory": "lots"}, ValueError, "max_memory: cannot parse 'lots'"),
+        ({"maxsamples": 10}, TypeError, r"unknown measure option\(s\) \['maxsamples'\]"),
+    ],
+)
+def test_measure_options_checked_before_the_loader_is_read(kwargs, error, message):
+    with pytest.raises(error, match=message) as info:
+        measure_model(_Counting(), _NeverRead(), **kwargs)
+    assert "\n" not in str(info.value)
+    z = np.random.default_rng(0).normal(size=(20, 3))
+    if "maxsamples" not in kwargs:
+        with pytest.raises(error, match=message):  # the same line from measure_embeddings
+            measure_embeddings(z, **kwargs)

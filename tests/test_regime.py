@@ -231,9 +231,9 @@ def test_c4_domain_with_too_few_configurations_is_not_assessable():
 
 
 def test_designs_too_small_for_a_rank_trend_are_not_assessable():
-    """The quick preset has 2 widths × 2 seeds per projector kind and 4 configurations: every
-    run can meet the preconditions and still be too few for a rank-correlation interval
-    (verdicts.MIN_RANK_UNITS = 5), so C2's width trends and C4 are not assessable there."""
+    """2 widths × 2 seeds per projector kind and 4 configurations (the quick preset before issue
+    31): every run can meet the preconditions and still be too few for a rank-correlation
+    interval (verdicts.MIN_RANK_UNITS = 5), so C2's width trends and C4 are not assessable."""
     from vcreg.experiments import c2_projector, c4_ood
 
     recs = []
@@ -250,3 +250,167 @@ def test_designs_too_small_for_a_rank_trend_are_not_assessable():
     assert "4 of 4 runs over 2 widths" in parts[0].statistic
     v = c4_ood.domain_verdict(recs, {}, n_boot=200)
     assert v.status == "not assessable at this scale" and "4 of 4 configurations" in v.statistic
+
+
+# -- the hinge a batch allows (wide projectors) --------------------------------------------------
+
+
+def _balance_root(loss, u: torch.Tensor) -> float:
+    """The std s at which d/ds loss(s·u, s·u) = 0 (identical views: no invariance pull), found
+    by bisection on the loss's own autograd derivative."""
+
+    def slope(s: float) -> float:
+        t = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+        z = t * u
+        loss(z, z).backward()
+        return float(t.grad)
+
+    lo, hi = 0.05, 0.999
+    assert slope(lo) < 0 < slope(hi)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if slope(mid) < 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("name", ["vicreg", "vcreg"])
+def test_balance_std_is_where_the_real_loss_balances(name):
+    """Independent features too wide for their batch (k = 512 > 3n, n = 64): the variance and
+    covariance terms of the loss itself balance at :func:`balance_std` (VICReg: ν_eff = 2ν;
+    the two-view VCReg loss: ν_eff = ν), with T = (k − 1)·r̄² measured on the batch."""
+    from vcreg.diagnostics import balance_std
+    from vcreg.losses import build_loss
+    from vcreg.training.regime import hinge_balance
+
+    g = torch.Generator().manual_seed(0)
+    n, k = 64, 512
+    u = torch.randn(n, k, generator=g, dtype=torch.float64)
+    u = (u - u.mean(0)) / u.std(0)  # unit std: s is the std of s·u
+    params = {"mu": 25.0, "nu": 1.0} if name == "vcreg" else {"lambda_": 5.0, "mu": 25.0}
+    loss = build_loss(name, {**params, "eps": 0.0})
+    bal = hinge_balance(name, n, params)
+    corr2 = embedding_diagnostics(torch.nn.Identity(), u)["emb_offdiag_corr2"]
+    predicted = balance_std(k, bal, (k - 1) * corr2)
+    assert predicted < 0.95  # the batch cannot hold γ
+    assert _balance_root(loss, u) == pytest.approx(predicted, rel=2e-3)
+    # the default T is the sampling part (k − 1)/(n − 1); with k > n − 1 the rank floor of the
+    # sample correlation puts the measured T a little below it
+    assert balance_std(k, bal) == pytest.approx(predicted, rel=0.06)
+
+
+def test_hinge_target_plain_formula_and_limits():
+    from vcreg.diagnostics import HingeBalance, hinge_target
+
+    bal = HingeBalance(batch_size=256, mu=50.0, nu_eff=2.0)
+    f = lambda k: 8 * (k - 1) / (50 * 255)  # noqa: E731  the sampling pull at std 1, over μ
+    for k in (2, 128, 512, 2048, 8192):
+        assert hinge_target(k, bal) == pytest.approx((1 + f(k)) ** (-1 / 3))
+    assert hinge_target(128, bal) > 0.97  # narrow: the plain 0.9·γ rule, nearly
+    assert 0.75 < hinge_target(2048, bal) < 0.77 and 0.54 < hinge_target(8192, bal) < 0.55
+    # γ ≠ 1: F carries γ³, the target is in the units of γ
+    assert hinge_target(2048, bal, gamma=2.0) == pytest.approx(2 * (1 + 8 * f(2048)) ** (-1 / 3))
+    # wide k: the target tends to the independent-features balance (μ(n−1)/(8ν(k−1)))^(1/3)
+    assert hinge_target(10**6, bal) == pytest.approx(
+        (50 * 255 / (8 * (10**6 - 1))) ** (1 / 3), rel=2e-3
+    )
+    assert hinge_target(2048, None) == 1.0  # no balance (not a hinge loss): γ
+    assert hinge_target(2048, HingeBalance(256, 50.0, 0.0)) == 1.0  # ν = 0: nothing pulls
+    with pytest.raises(ValueError, match="batch_size"):
+        HingeBalance(1, 50.0, 2.0)
+
+
+def test_hinge_balance_of_losses():
+    from vcreg.training.regime import hinge_balance
+
+    b = hinge_balance("vicreg", 256, {"lambda_": 5.0, "mu": 50.0})
+    assert (b.batch_size, b.mu, b.nu_eff) == (256, 50.0, 2.0)  # official ν = 1, summed twice
+    assert hinge_balance("vcreg", 128, {"nu": 0.5}).nu_eff == 0.5
+    for other in ("barlow", "wmse", "infonce", "supervised"):
+        assert hinge_balance(other, 256) is None
+
+
+def _wide(n: int, k: int, std: float, shared: float = 0.0, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(n, k, generator=g, dtype=torch.float64)
+    u = u + shared * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    return std * (u - u.mean(0)) / u.std(0)
+
+
+def test_wide_embedding_at_its_balance_meets_the_constraint_and_undertrained_ones_do_not():
+    """Synthetic runs of a 4096-wide embedding trained at batch 256 (μ = 50, ν = 1), measured
+    on 512 held-out rows: at the std its balance allows it meets the constraint although no
+    dimension reaches 0.9·γ; with the scale not yet grown, or correlated features, it does not;
+    the same rule leaves narrow embeddings at the plain 0.9·γ."""
+    from vcreg.diagnostics import HingeBalance, hinge_target
+
+    bal = HingeBalance(256, 50.0, 2.0)
+    target = hinge_target(4096, bal)
+    assert 0.6 < target < 0.7
+    good = embedding_diagnostics(torch.nn.Identity(), _wide(512, 4096, target), balance=bal)
+    assert good["emb_at_hinge_frac"] < 0.9 < good["emb_at_target_frac"]
+    assert good["emb_hinge_target"] == pytest.approx(target, rel=0.03)
+    assert constraint_met(good) is True
+    under = embedding_diagnostics(torch.nn.Identity(), _wide(512, 4096, 0.45), balance=bal)
+    assert constraint_met(under) is False  # scale below the balance: still growing
+    corr = embedding_diagnostics(
+        torch.nn.Identity(), _wide(512, 4096, target, shared=0.5), balance=bal
+    )
+    assert corr["emb_offdiag_excess"] > 10 and constraint_met(corr) is False
+    narrow = embedding_diagnostics(torch.nn.Identity(), _wide(512, 128, 0.85), balance=bal)
+    assert narrow["emb_hinge_target"] > 0.97 and constraint_met(narrow) is False
+
+
+def test_gate_counts_wide_runs_at_their_balance():
+    """Run records of the reproduction: a wide projector at its balance counts (it never could
+    under "std ≥ 0.9·γ"); under-trained wide runs and narrow runs below 0.9·γ do not."""
+    from vcreg.experiments.preconditions import precondition_rows, run_failures
+
+    wide = {
+        **_rec(0, True),
+        "config_id": "vicreg/trained/2048-2048",
+        "emb_hinge_target": 0.76,
+        "emb_at_target_frac": 0.96,
+        "emb_at_hinge_frac": 0.0,
+        "emb_offdiag_excess": 2.1,
+    }
+    assert run_failures(wide) == []
+    under = {**wide, "emb_at_target_frac": 0.40}
+    (why,) = run_failures(under)
+    assert "40 % dims at hinge (target std 0.76)" in why
+    assert run_failures({**wide, "emb_offdiag_excess": 14.0})
+    narrow = {**_rec(1, True), "emb_hinge_target": 0.98, "emb_at_target_frac": 0.5}
+    assert run_failures(narrow)
+    row = precondition_rows([wide])[0]
+    assert row[4:7] == [0.76, 0.96, 0.0] and row[-2] == "yes"
+
+
+def test_std_q10_is_the_std_ninety_percent_of_dims_reach():
+    z = torch.randn(300, 40, dtype=torch.float64) * torch.linspace(
+        0.5, 1.5, 40, dtype=torch.float64
+    )
+    d = embedding_diagnostics(torch.nn.Identity(), z)
+    std = np.sqrt(z.numpy().var(0, ddof=1) + 1e-4)
+    q = d["emb_std_q10"]  # computed in float32
+    assert (std >= q * (1 - 1e-5)).mean() >= 0.9
+    assert (std > q * (1 + 1e-5)).mean() < 0.9  # the largest such level
+
+
+def test_runs_still_moving_at_the_end_are_not_settled():
+    """The variance term (mean std deficit) of a run at its balance is flat over the last quarter
+    of its epochs (a 2048-wide MLP at batch 256: 0.2345 -> 0.2317 over epochs 45-60); one whose
+    std is still growing is not at the constraint yet, whatever the last epoch shows."""
+    from vcreg.experiments.preconditions import run_failures
+    from vcreg.training.regime import variance_term_change
+
+    flat = [{"epoch": e, "loss_variance": 0.30 - 0.07 * min(e, 40) / 40} for e in range(1, 61)]
+    moving = [{"epoch": e, "loss_variance": 0.60 - 0.008 * e} for e in range(1, 61)]
+    assert variance_term_change(flat) == pytest.approx(0.0)
+    assert variance_term_change(moving) == pytest.approx(0.008 * (60 - 46))
+    assert variance_term_change([{"loss_variance": 0.1}]) is None
+    assert variance_term_change([{"loss": 1.0}, {"loss": 0.5}]) is None  # no hinge term
+    rec = {**_rec(0, True), "emb_hinge_target": 0.98, "emb_at_target_frac": 0.97}
+    assert run_failures({**rec, "history": flat}) == []
+    (why,) = run_failures({**rec, "history": moving})
+    assert why.startswith("not settled (variance term changed by 0.112")
+    s = regime_summary(moving, {"emb_at_hinge_frac": 0.95, "constraint_met": True})
+    assert s["variance_converged"] is False and s["variance_term_change"] == pytest.approx(0.112)

@@ -138,3 +138,31 @@ def test_folder_without_checkpoint_is_a_clear_error(tmp_path: Path):
         main, ["measure", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]
     )
     assert res.exit_code != 0 and "checkpoint" in res.output and "Traceback" not in res.output
+
+
+def test_max_samples_far_beyond_the_split_needs_memory_for_the_rows_only(run: Path, tmp_path):
+    """`vcreg measure RUN --max-samples 100000000`: the reservoir used to be sized by
+    max_samples (51 GB on a 1,000-row split); under an address-space limit of 1 GiB more than
+    the process had mapped it must measure the whole split."""
+    import subprocess
+    import sys
+
+    child = (
+        "import resource, sys\n"
+        "import matplotlib.pyplot, torch, vcreg.metrics, vcreg.trained\n"  # map the libraries
+        "from vcreg.cli import main\n"
+        "with open('/proc/self/status') as fh:\n"
+        "    size = next(int(l.split()[1]) * 1024 for l in fh if l.startswith('VmSize'))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, size + 2**30))\n"
+        "main(sys.argv[1:])\n"
+    )
+    out = tmp_path / "m"
+    args = [str(run), "--out", str(out), "--max-samples", "100000000", *FAST]
+    proc = subprocess.run(
+        [sys.executable, "-c", child, "measure", *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-2000:]
+    rep = json.loads((out / "independence.json").read_text())
+    split = len(load_trained(run).bundle.test)
+    assert rep["input"]["n_samples_used"] == rep["input"]["rows_seen"] == split
+    assert not rep["input"]["subsampled"]

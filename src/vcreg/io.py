@@ -7,9 +7,13 @@ a tensor or a dict of tensors, ``key``); ``.safetensors`` (a file of named tenso
 Safety: nothing is unpickled (NumPy ``allow_pickle=False``, torch ``weights_only=True``), and a
 file that is not what its suffix says is refused from its first bytes, before a parser sees it.
 
-Values: every array comes back as a NumPy array on the CPU (torch tensors are detached; bfloat16
-and float16 become float32). Real numbers only: complex data (any format) is refused — casting
-it to real would silently drop the imaginary part — as are strings and Python objects.
+Values: every array comes back as a NumPy array on the CPU (torch tensors are detached). Every
+torch floating dtype NumPy lacks or that loses digits in arithmetic (float16, bfloat16, the
+float8 variants) becomes float32, which holds each of their values exactly; integers and bools
+stay as they are. A dtype no exact float conversion exists for (packed float4) is refused by
+name. Real numbers only: complex data (any format) is refused — casting it to real would
+silently drop the imaginary part — as are strings and Python objects. CSV/text files are read
+as UTF-8 with or without a byte-order mark (spreadsheets' "CSV UTF-8" export writes one).
 
 Every problem is a :class:`LoadError` (a ``ValueError``) whose message starts with the file name
 and names the problem; the CLI prints it unchanged, whichever command read the file.
@@ -58,16 +62,30 @@ def _fail(path: Path, problem: str) -> LoadError:
     return LoadError(f"{path.name}: {problem}")
 
 
+def _tensor_numpy(t: torch.Tensor, path: Path, what: str) -> np.ndarray:
+    """A tensor of any dtype torch writes as a NumPy array: floats NumPy lacks (or that lose
+    digits) as float32, exactly; a dtype without an exact conversion refused by name."""
+    if t.is_complex():
+        raise _fail(path, f"{what} holds complex numbers ({t.dtype}); {_REAL}")
+    t = t.detach().cpu()
+    if t.is_quantized:
+        t = t.dequantize()  # the float32 values the quantized tensor stands for
+    if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        try:
+            t = t.float()  # float16 / bfloat16 / float8_*: every value is a float32 exactly
+        except (RuntimeError, NotImplementedError, TypeError):
+            raise _fail(path, f"{what} holds {t.dtype} values, {_UNSUPPORTED}") from None
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError):
+        raise _fail(path, f"{what} holds {t.dtype} values, {_UNSUPPORTED}") from None
+
+
 def _as_real(value: Any, path: Path, name: str = "") -> np.ndarray:
     """A real numeric NumPy array, or LoadError naming the dtype."""
     what = f"array {name!r}" if name else "the array"
     if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            raise _fail(path, f"{what} holds complex numbers ({value.dtype}); {_REAL}")
-        t = value.detach().cpu()
-        if t.dtype in (torch.bfloat16, torch.float16):
-            t = t.float()
-        value = t.numpy()
+        value = _tensor_numpy(value, path, what)
     a = np.asarray(value)
     if a.dtype.kind == "c":
         raise _fail(path, f"{what} holds complex numbers ({a.dtype}); {_REAL}")
@@ -77,6 +95,10 @@ def _as_real(value: Any, path: Path, name: str = "") -> np.ndarray:
 
 
 _REAL = "vcreg measures real-valued data: save the real part, the magnitude or both as columns"
+_UNSUPPORTED = (
+    "which vcreg cannot convert to numbers exactly (supported: float64/32/16, bfloat16, "
+    "float8 variants, integers, bool, quantized); save it as float32"
+)
 
 
 def _pick(arrays: dict[str, Any], key: str | None, path: Path) -> tuple[str, Any]:
@@ -127,13 +149,15 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: drop a byte-order mark
             first = fh.readline()
     except UnicodeDecodeError:
         raise _fail(path, "not a text (CSV) file") from None
     header = _csv_header(first)
     try:
-        arr = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, ndmin=2)
+        arr = np.loadtxt(
+            path, delimiter=",", skiprows=1 if header else 0, ndmin=2, encoding="utf-8-sig"
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise _fail(path, f"cannot parse as numeric CSV ({exc})") from None
     return arr, header

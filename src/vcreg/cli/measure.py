@@ -14,6 +14,7 @@ only with ``--overwrite``, atomically and without leaving stale files.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,7 @@ def measure(
         )
     world, rank, created = init_from_env(dev)  # under torchrun: the pairwise step is sharded
     kw["progress"] = progress and rank == 0
+    kw["on_plan"] = _plan_echo(dev, world, rank, kw["seed"])
     try:
         if trained:
             data = {"data_root": data_root, "num_samples": data_samples} if exported else {}
@@ -229,7 +231,6 @@ def measure(
                     "--dataset and --layer need a run folder or an exported encoder"
                 )
             z, names, y = _load(embeddings, key, labels)
-            _echo_plan(z.shape, kw, dev, world, rank)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ind.SubsampledWarning)  # echoed as a banner
@@ -246,33 +247,45 @@ def measure(
     rep["input"].update(path=str(embeddings), key=key)
     rep["settings"]["vcreg_version"] = __version__
     rep["settings"]["world_size"] = world
+    t0 = time.perf_counter()
     _write(out, rep, embeddings.name, overwrite)
+    rep["cost"]["steps_seconds"]["write"] = time.perf_counter() - t0
     _echo_summary(rep, out)
 
 
-def _echo_plan(shape: tuple[int, int], opts: dict, dev, world: int, rank: int) -> None:
-    """Before any work: the subsampling banner and the estimated cost of the pairwise step."""
-    from vcreg import independence as ind
+def _plan_echo(dev, world: int, rank: int, seed: int):
+    """The ``on_plan`` callback: before any work, the subsampling banner and the estimate of
+    every step, writing the results included."""
+    from vcreg.independence.cost import STEP_NAMES, write_seconds
 
-    if rank != 0 or len(shape) != 2 or min(shape) < 2:
-        return  # bad shapes are reported by measure_embeddings
-    n_total, d = shape
-    n = min(n_total, opts["max_samples"])
-    if n < n_total:
+    def echo(plan: dict) -> None:
+        if rank != 0:
+            return
+        n, total = plan["n"], plan.get("n_total")
+        if total is not None and n < total:
+            click.echo(
+                f"WARNING: SUBSAMPLED -- {n} of {total} rows are used (random, seed {seed}); "
+                "raise --max-samples to use more (cost grows as n^2 exact, n lowrank)"
+            )
+        steps = plan["steps"] | {"write": write_seconds(plan.get("n_features", plan["d"]))}
+        parts = ", ".join(f"{STEP_NAMES.get(k, k)} {_secs(v)}" for k, v in steps.items())
         click.echo(
-            f"WARNING: SUBSAMPLED -- {n} of {n_total} rows are used (random, seed "
-            f"{opts['seed']}); raise --max-samples to use more (cost grows as n^2 exact, n lowrank)"
+            f"estimate: {_secs(sum(steps.values()))} in all for n = {n}, d = {plan['d']} "
+            f"({plan['method']} pairwise HSIC, peak ~{_bytes(plan['peak_bytes'])} per rank; "
+            f"{world} rank(s), {dev}; an idle 2-core CPU, longer on a shared one): {parts}"
         )
-    method = opts["method"]
-    if method == "auto":
-        sec = ind.exact_pairwise_seconds(n, d, opts["max_memory"], dev.type == "cuda")
-        method = "lowrank" if sec > ind.measurement.AUTO_EXACT_LIMIT_S else "exact"
-    est = ind.measure_cost(n, d, method, opts["max_memory"], dev.type == "cuda", world)
-    click.echo(
-        f"estimate: {method} pairwise HSIC on n = {n}, d = {d}: ~{est['seconds']:.0f} s, peak "
-        f"~{ind.format_bytes(est['peak_bytes'])} per rank ({world} rank(s), {dev}; "
-        f"{est['assumptions']})"
-    )
+
+    return echo
+
+
+def _secs(s: float) -> str:
+    return f"~{s:.0f} s" if s >= 1 else "<1 s"
+
+
+def _bytes(n: float) -> str:
+    from vcreg.independence import format_bytes
+
+    return format_bytes(n)
 
 
 def _measure_trained(source: Path, key, labels, dataset, layer, kw: dict) -> dict[str, Any]:
@@ -321,6 +334,37 @@ def _write(out: Path, rep: dict, name: str, overwrite: bool) -> None:
     write_results_folder(out, files, RESULT_FILES, overwrite)
 
 
+def _listed(idx: list[int], k: int = 8) -> str:
+    return (
+        "["
+        + ", ".join(map(str, idx[:k]))
+        + (f", ... +{len(idx) - k}" if len(idx) > k else "")
+        + "]"
+    )
+
+
+def _degenerate_line(rep: dict) -> str:
+    """One line: dead and near-dead features by rule, in the user's feature numbering."""
+    deg, fs = rep["degenerate_features"], rep["feature_std"]
+    parts = [f"{len(deg['constant'])} constant {_listed(deg['constant'])}"]
+    near = deg["near_constant"]
+    parts.append(
+        f"{len(near)} near-constant (<= {deg['near_constant_rows']} rows off the most common "
+        f"value; {len(deg['single_spike'])} a single spike) {_listed(near)}"
+    )
+    parts.append(
+        f"{len(deg['few_distinct'])} with 2-3 distinct values {_listed(deg['few_distinct'])}"
+    )
+    parts.append(
+        f"{fs['n_collapsed']} collapsed (std <= {fs['threshold']:g} x the RMS of all entries; "
+        "includes the constant ones)"
+    )
+    return (
+        f"dead / near-dead features of {deg['n_features']} (on the {deg['n_samples']} rows "
+        f"used; feature numbers as in the input): " + "; ".join(parts)
+    )
+
+
 def _echo_summary(rep: dict, out: Path) -> None:
     acc = rep.get("lowrank_accuracy")
     if acc is not None:
@@ -328,22 +372,24 @@ def _echo_summary(rep: dict, out: Path) -> None:
             f"low-rank accuracy: mean HSIC of {acc['pairs_checked']} random pairs within "
             f"{100 * acc['relative_error_of_mean']:.2g} % of exact (largest pair error "
             f"{100 * acc['max_abs_error_over_mean']:.2g} % of the mean); pairwise step "
-            f"{rep['cost']['pairwise_seconds']:.1f} s (estimated {rep['cost']['estimate']['seconds']:.0f} s)"
+            f"{rep['cost']['pairwise_seconds']:.1f} s (estimated "
+            f"{rep['cost']['estimate']['steps']['pairwise']:.0f} s)"
         )
     for note in rep["notes"]:
         click.echo(f"note: {note}")
-    if rep["constant_features"]:
-        const = rep["constant_features"]
-        click.echo(f"note: constant feature(s): {const[:10]}")
+    click.echo(_degenerate_line(rep))
     nsum, tests = rep["pairwise_nhsic"], rep["pairwise_tests"]
     top = nsum["top_pairs"][0] if nsum["top_pairs"] else None
     click.echo(
         f"pairwise normalized HSIC: mean {nsum['mean']:.4g}, median {nsum['median']:.4g}, "
         f"max {nsum['max']:.4g}" + (f" (features {top['i']}, {top['j']})" if top else "")
     )
+    reasons = [f"{v}: {k}" for k, v in (tests.get("not_tested") or {}).items() if v]
+    untested = f"; {tests['n_not_tested']} not tested ({'; '.join(reasons)})" if reasons else ""
     click.echo(
         f"pairs significant after {tests['correction']} at alpha = {tests['alpha']:g}: "
-        f"{tests['n_significant']} of {tests['n_pairs']} (smallest p = {tests['min_p_value']:.3g})"
+        f"{tests['n_significant']} of {tests['n_pairs']} tested (smallest p = "
+        f"{tests['min_p_value']:.3g}){untested}"
     )
     dh = rep["dhsic"]
     if dh is not None:
@@ -357,10 +403,16 @@ def _echo_summary(rep: dict, out: Path) -> None:
             )
         else:
             click.echo(f"dHSIC: {dh['statistic']}")
-    fs = rep["feature_std"]
     click.echo(
-        f"effective rank {rep['effective_rank']:.1f} of {rep['input']['n_features']}; "
-        f"collapsed features {fs['n_collapsed']}; mutual dependence "
-        f"{rep['mutual_dependence']['mean_one_vs_rest_nhsic']:.4g}"
+        f"effective rank {rep['effective_rank']:.1f} of {rep['input']['n_features']}; mutual "
+        f"dependence {rep['mutual_dependence']['mean_one_vs_rest_nhsic']:.4g}"
+    )
+    from vcreg.independence.cost import write_seconds
+
+    took, est = rep["cost"]["steps_seconds"], rep["cost"]["estimate"]
+    planned = est["seconds"] + write_seconds(rep["input"]["n_features"])
+    click.echo(
+        f"took {sum(took.values()):.1f} s (estimated {_secs(planned)}): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
     )
     click.echo(f"wrote {out / 'independence.json'} and {out / 'pairwise_hsic.png'}")

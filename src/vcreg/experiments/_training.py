@@ -25,7 +25,7 @@ from vcreg.experiments.runner import Context, Unit
 from vcreg.independence import dhsic_test
 from vcreg.training import TrainConfig, load_bundle, train
 from vcreg.training.feeding import subset
-from vcreg.training.regime import RegimeWarning
+from vcreg.training.regime import RegimeWarning, hinge_balance
 
 __all__ = [
     "RunSpec",
@@ -41,7 +41,9 @@ __all__ = [
     "image_records",
 ]
 
-TRAIN_VERSION = 3  # 3: regime diagnostics (at-hinge fraction, off-diagonal excess), init probe
+# 3: regime diagnostics (at-hinge fraction, off-diagonal excess), init probe; 4: the hinge target
+# the batch allows (diagnostics.hinge_target) and the loss terms per epoch
+TRAIN_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,10 @@ def _projector_config(r: RunSpec, s: dict[str, Any], num_classes: int) -> dict[s
         return {"kind": "identity"}
     if r.kind == "head":  # supervised: the projector is the linear classification head
         return {"kind": "mlp", "spec": str(num_classes), "batch_norm": False}
+    if r.kind == "frozen" and not s.get("frozen_batch_norm", True):
+        # without BatchNorm the frozen map's output scale follows the representation's, so the
+        # encoder can settle it at the variance/covariance balance like a trained MLP's
+        return {"kind": "mlp", "spec": r.mlp_spec, "frozen": True, "batch_norm": False}
     return {"kind": "mlp", "spec": r.mlp_spec, "frozen": r.kind == "frozen"}
 
 
@@ -302,11 +308,14 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _measure(encoder, projector, x_eval, device: str, test: bool = False) -> dict[str, Any]:
+def _measure(
+    encoder, projector, x_eval, device: str, balance=None, test: bool = False
+) -> dict[str, Any]:
     feats = encode(encoder, x_eval, device=device)
+    diag = embedding_diagnostics(projector, feats, balance=balance)
     out = {
         **{k: _num(v) for k, v in independence_variants(feats).items()},
-        **{k: _num(v) for k, v in embedding_diagnostics(projector, feats).items()},
+        **{k: _num(v) for k, v in diag.items()},
     }
     if test:  # calibrated joint-independence test (permutations; "auto" says why)
         with warnings.catch_warnings():
@@ -350,7 +359,8 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     bundle = load_bundle(cfg)
     x_eval, y_eval = dataset_tensors(bundle.test, cfg.monitor.samples)
     init = train(cfg, out_dir=None, progress=False, bundle=bundle, stop_after_epochs=0)
-    initial = _measure(init.encoder, init.projector, x_eval, ctx.device)
+    balance = hinge_balance(cfg.loss.name, cfg.batch_size, cfg.loss.params)
+    initial = _measure(init.encoder, init.projector, x_eval, ctx.device, balance)
     # the random-init encoder's probe (same architecture, seed and probe as the monitor's
     # per-epoch ridge probe): the "trained" precondition of the gated verdicts
     x_pr, y_pr = dataset_tensors(
@@ -371,12 +381,12 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
         # the trainer turns SIGINT/SIGTERM into a clean stop; a partial run must not be cached
         # as a finished unit, and the whole reproduction stops (it resumes from the cache)
         raise KeyboardInterrupt(f"training of {unit.label} was interrupted ({result.status})")
-    final = _measure(result.encoder, result.projector, x_eval, ctx.device, test=True)
+    final = _measure(result.encoder, result.projector, x_eval, ctx.device, balance, test=True)
     probe = _probe(result, bundle, cfg, unit.params["probe_train"], ctx.device)
     history = [{"epoch": 0, **{k: initial.get(k) for k in (*_IND_KEYS, "linear_acc")}}]
     for h in result.history:
         row: dict[str, Any] = {"epoch": h.get("epoch"), "loss": _num(h.get("loss"))}
-        row.update({k: _num(h[k]) for k in (*_IND_KEYS, *_MONITOR_KEYS) if k in h})
+        row.update({k: _num(h[k]) for k in (*_IND_KEYS, *_MONITOR_KEYS, *_LOSS_KEYS) if k in h})
         history.append(row)
     return {
         "history": history,
@@ -389,6 +399,9 @@ def run_training(unit: Unit, ctx: Context) -> dict[str, Any]:
     }
 
 
+# the loss's own terms per epoch (unweighted, averaged over the epoch's steps): the regime's
+# convergence check reads them (vcreg.training.regime)
+_LOSS_KEYS = ("loss_invariance", "loss_variance", "loss_covariance")
 _IND_KEYS = (
     "pairwise_hsic_mean",
     "pairwise_nhsic_mean",
@@ -404,6 +417,8 @@ _MONITOR_KEYS = (
     "emb_hinge_frac",
     "emb_at_hinge_frac",
     "emb_offdiag_excess",
+    "emb_hinge_target",
+    "emb_at_target_frac",
     "rf_scale_over_bw",
 )
 
@@ -419,6 +434,10 @@ _MEASURES = {
     "emb_hinge_frac": "emb_hinge_frac",
     "emb_at_hinge_frac": "emb_at_hinge_frac",
     "emb_offdiag_excess": "emb_offdiag_excess",
+    "emb_hinge_target": "emb_hinge_target",
+    "emb_at_target_frac": "emb_at_target_frac",
+    "emb_std_q10": "emb_std_q10",
+    "emb_dim": "emb_dim",
     "repr_std_median": "repr_std_median",
     "rf_scale_over_bw": "rf_scale_over_bw",
     "dhsic_p": "dhsic_p",

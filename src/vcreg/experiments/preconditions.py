@@ -10,8 +10,16 @@ the end of training):
   claims could be about;
 * **at the constraint** (runs whose loss has VICReg's variance hinge and the covariance term:
   VICReg with the official ν): :func:`vcreg.diagnostics.constraint_met` — ≥ 90 % of embedding
-  dimensions with std ≥ 0.9·γ and the mean squared off-diagonal correlation of the embedding
-  below 10 × its independent-features level. Barlow Twins and W-MSE have no variance hinge
+  dimensions with std ≥ 0.9 × the hinge target and the mean squared off-diagonal correlation of
+  the embedding below 10 × its independent-features level. The hinge target
+  (:func:`vcreg.diagnostics.hinge_target`) is ≈ γ for projectors narrow relative to the training
+  batch and, for wider ones, the std at which the variance term's pull balances the covariance
+  term's sampling part plus the residual correlation the γ rule tolerates: a projector wider
+  than ~3× the batch cannot hold γ however long it trains, so every width is held to the same
+  residual correlation (docs/sections/training.md, "Wide projectors: the hinge a batch
+  allows"); and settled there: its logged variance term (the mean std deficit below γ) changed
+  by at most :data:`~vcreg.training.regime.CONVERGED_TOL` over the last quarter of the epochs.
+  Barlow Twins and W-MSE have no variance hinge
   (W-MSE whitens exactly; Barlow Twins' target is the cross-correlation), and the controls
   lack the term under test (ν = 0) or the projector by design: for them only "trained" applies.
 
@@ -27,6 +35,7 @@ from typing import Any
 
 from vcreg.diagnostics import constraint_met
 from vcreg.experiments.verdicts import Verdict, not_assessable
+from vcreg.training.regime import CONVERGED_TOL, variance_term_change
 
 __all__ = [
     "PROBE_MARGIN",
@@ -44,8 +53,12 @@ MIN_VALID_FRAC = 0.5  # of a claim's VCReg-family runs
 PRECONDITION_TEXT = (
     f"a run counts when its ridge-probe accuracy exceeds the random-init encoder's (same "
     f"architecture and seed) by ≥ {PROBE_MARGIN:g}, and — for VICReg with the official ν — it "
-    "ended at the VCReg constraint (≥ 90 % of embedding dims with std ≥ 0.9·γ, mean squared "
-    "off-diagonal correlation < 10 × its independent-features level 1/(n−1)); a claim needs "
+    "ended at the VCReg constraint (≥ 90 % of embedding dims with std ≥ 0.9 × the hinge target "
+    "γ·(1 + F)^(−1/3), F = 8ν(k−1)/(μ(n−1)) the covariance term's sampling pull at std γ for "
+    "embedding width k and batch n — ≈ γ for narrow projectors, the std the loss can hold for "
+    "wide ones — and mean squared off-diagonal correlation < 10 × its independent-features "
+    "level 1/(n−1)) and settled there (its variance term changed by ≤ "
+    f"{CONVERGED_TOL:g} over the last quarter of the epochs); a claim needs "
     f"≥ {MIN_VALID_FRAC:.0%} of its VCReg-family runs to count"
 )
 
@@ -65,19 +78,29 @@ def run_failures(r: dict[str, Any]) -> list[str]:
     elif acc < init + PROBE_MARGIN:
         out.append(f"not trained (probe {acc:.3f} < random-init {init:.3f} + {PROBE_MARGIN:g})")
     if _needs_constraint(r):
-        met = constraint_met(
-            {
-                "emb_at_hinge_frac": r.get("emb_at_hinge_frac"),
-                "emb_offdiag_excess": r.get("emb_offdiag_excess"),
-            }
-        )
+        keys = ("emb_at_target_frac", "emb_at_hinge_frac", "emb_offdiag_excess")
+        met = constraint_met({k: r.get(k) for k in keys})
         if met is None:
             out.append("embedding diagnostics not measured")
         elif not met:
-            frac, exc = r.get("emb_at_hinge_frac"), r.get("emb_offdiag_excess")
+            frac, exc = _at_target(r), r.get("emb_offdiag_excess")
+            target = r.get("emb_hinge_target")
+            tgt_s = f" (target std {target:.2f})" if target is not None and target < 1 else ""
             exc_s = f", off-diag {exc:.1f}× indep." if exc is not None else ""
-            out.append(f"constraint not met ({100 * frac:.0f} % dims at hinge{exc_s})")
+            out.append(f"constraint not met ({100 * frac:.0f} % dims at hinge{tgt_s}{exc_s})")
+        change = variance_term_change(r.get("history") or [])
+        if change is not None and change > CONVERGED_TOL:
+            out.append(
+                f"not settled (variance term changed by {change:.3f} over the last quarter of "
+                f"the epochs > {CONVERGED_TOL:g})"
+            )
     return out
+
+
+def _at_target(r: dict[str, Any]) -> float | None:
+    """Fraction of dims at the hinge target (records before the target: at 0.9·γ)."""
+    frac = r.get("emb_at_target_frac")
+    return r.get("emb_at_hinge_frac") if frac is None else frac
 
 
 def gate(recs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
@@ -116,8 +139,8 @@ def claim_gate(
 
 
 def precondition_rows(recs: list[dict[str, Any]]) -> list[list[Any]]:
-    """Table rows per run: config, seed, probe, random-init probe, dims at hinge, off-diagonal
-    excess, counts (yes/no) and why not."""
+    """Table rows per run: config, seed, probe, random-init probe, hinge target, dims at the
+    target, dims at 0.9·γ, off-diagonal excess, counts (yes/no) and why not."""
     rows = []
     for r in recs:
         why = run_failures(r)
@@ -127,6 +150,8 @@ def precondition_rows(recs: list[dict[str, Any]]) -> list[list[Any]]:
                 r["seed"],
                 r.get("acc_monitor"),
                 r.get("acc_init"),
+                r.get("emb_hinge_target"),
+                _at_target(r),
                 r.get("emb_at_hinge_frac"),
                 r.get("emb_offdiag_excess"),
                 "yes" if not why else "no",
@@ -141,7 +166,9 @@ PRECONDITION_HEADER = [
     "seed",
     "probe acc",
     "random-init probe",
-    "dims at hinge",
+    "hinge target",
+    "dims at target",
+    "dims ≥ 0.9·γ",
     "off-diag r² / indep.",
     "counts",
     "why not",

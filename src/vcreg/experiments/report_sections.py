@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from vcreg.experiments.datafiles import data_blocks
-from vcreg.experiments.presets import PRESET_NOTES
+from vcreg.experiments.presets import PRESET_NOTES, left_for_full
 from vcreg.experiments.report import (
     Block,
     Heading,
@@ -100,8 +100,15 @@ def _header(results: dict[str, Any], summaries: dict[str, Summary]) -> list[Bloc
         Paragraph(
             PRESET_NOTES.get(results["preset"], "")
             + (" Scale of this run: " + "; ".join(scale) + "." if scale else "")
+            + _left_for_full(results)
         ),
     ]
+
+
+def _left_for_full(results: dict[str, Any]) -> str:
+    c2 = (results["experiments"].get("C2") or {}).get("settings")
+    left = left_for_full(c2) if c2 and results["preset"] in ("tiny", "quick") else None
+    return f" Left for `--preset full`: {left}." if left else ""
 
 
 def _plural(n: int, word: str) -> str:

@@ -55,7 +55,12 @@ from vcreg.independence.dhsic import (
     dhsic_test,
     mutual_dependence,
 )
-from vcreg.independence.health import RANKME_EPS, effective_rank, feature_std_summary
+from vcreg.independence.health import (
+    RANKME_EPS,
+    degenerate_features,
+    effective_rank,
+    feature_std_summary,
+)
 from vcreg.independence.hsic import hsic, hsic_test
 from vcreg.independence.kernels import bandwidth
 from vcreg.independence.measurement import (
@@ -93,6 +98,7 @@ __all__ = [
     "format_bytes",
     "effective_rank",
     "feature_std_summary",
+    "degenerate_features",
     "measure_embeddings",
     "measure_model",
     "collect_features",

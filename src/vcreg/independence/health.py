@@ -1,14 +1,17 @@
-"""Representation health: effective rank (RankMe) and per-feature std / collapsed features."""
+"""Representation health: effective rank (RankMe), per-feature std / collapsed features, dead and
+near-dead (degenerate) features."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from vcreg.independence._common import DEFAULT_DTYPE, _as_variable, _rescale, _resolve_device
+from vcreg.independence.nulls import column_modes
 
 RANKME_EPS = 1e-7
 
@@ -79,4 +82,84 @@ def feature_std_summary(Z: Any, threshold: float = 1e-2) -> dict[str, Any]:
         "n_collapsed": len(collapsed),
         "collapsed": collapsed,
         "normalized_std": float(zn.std(0, correction=1).mean() * math.sqrt(d)),
+    }
+
+
+NEAR_CONSTANT_ROWS = 5  # near-constant: at most this many rows off the most common value ...
+NEAR_CONSTANT_FRACTION = 0.01  # ... or this fraction of the rows, whichever is larger
+FEW_DISTINCT = 3  # features with 2..FEW_DISTINCT distinct values are reported as discrete
+
+
+def near_constant_limit(n: int) -> int:
+    """Rows off the most common value below which a feature is near-constant at n rows."""
+    return max(NEAR_CONSTANT_ROWS, math.ceil(NEAR_CONSTANT_FRACTION * n))
+
+
+def _value_counts(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = np.sort(block, axis=0)
+    distinct = 1 + (s[1:] != s[:-1]).sum(0)
+    mode, off = column_modes(torch.from_numpy(s))
+    return distinct, off, mode
+
+
+def value_counts(Z: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of Z (n, d): the number of distinct values, the rows off the most common
+    value (:func:`vcreg.independence.nulls.column_modes`, the pair tests' rule) and that value.
+    Exact (values as given), in blocks of 256 columns."""
+    z = Z.detach().cpu().numpy() if isinstance(Z, Tensor) else np.asarray(Z)
+    if z.ndim != 2 or z.shape[0] < 1:
+        raise ValueError(f"Z must be a non-empty 2-D (n, d) array, got shape {z.shape}")
+    blocks = [_value_counts(z[:, c : c + 256]) for c in range(0, z.shape[1], 256)]
+    return tuple(np.concatenate(p) for p in zip(*blocks, strict=True))  # type: ignore[return-value]
+
+
+def degenerate_features(
+    Z: Any,
+    near_constant_rows: int | None = None,
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Dead and near-dead features of Z (n, d), in Z's own column numbering.
+
+    Each feature is listed under the first rule it meets: ``constant`` (all n values equal: a
+    dead unit); ``near_constant`` (at most ``near_constant_rows`` rows differ from the
+    feature's most common value, default :func:`near_constant_limit` = max(5, ceil(0.01 n)):
+    a unit that fires on a few inputs, e.g. a ReLU unit zero on > 99 % of them;
+    ``single_spike`` lists those with exactly one such row); ``few_distinct`` (2 to
+    FEW_DISTINCT distinct values: a discrete / quantized feature). Exact: values are compared
+    as given (a shift or a scale of a feature changes nothing). ``details`` gives, for every
+    listed non-constant feature, its number of distinct values, rows off the mode and the mode.
+    ``counts``: :func:`value_counts` of Z when the caller has them already.
+    """
+    distinct, off, mode = value_counts(Z) if counts is None else counts
+    n, d = np.shape(Z)
+    limit = near_constant_limit(n) if near_constant_rows is None else int(near_constant_rows)
+    constant = np.flatnonzero(distinct == 1)
+    near = np.flatnonzero((distinct > 1) & (off <= limit))
+    few = np.flatnonzero((distinct > 1) & (off > limit) & (distinct <= FEW_DISTINCT))
+    return {
+        "n_samples": int(n),
+        "n_features": int(d),
+        "rules": {
+            "constant": "all values equal (a dead unit)",
+            "near_constant": f"at most {limit} of the {n} rows differ from the feature's most "
+            f"common value (max({NEAR_CONSTANT_ROWS}, {NEAR_CONSTANT_FRACTION:g} n)): a unit "
+            "that fires on a few inputs; single_spike: exactly one row differs. Their pairs get a "
+            "null chosen by the pair test's measured criterion, or are counted 'not tested' "
+            "where no null can reach the corrected threshold",
+            "few_distinct": f"2 to {FEW_DISTINCT} distinct values (discrete or quantized)",
+        },
+        "near_constant_rows": int(limit),
+        "constant": constant.tolist(),
+        "near_constant": near.tolist(),
+        "single_spike": near[off[near] == 1].tolist(),
+        "few_distinct": few.tolist(),
+        "details": [
+            {
+                "feature": int(j),
+                "n_distinct": int(distinct[j]),
+                "rows_off_mode": int(off[j]),
+                "mode": float(mode[j]),
+            }
+            for j in np.concatenate((near, few))
+        ],  # fmt: skip
     }

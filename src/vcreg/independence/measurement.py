@@ -5,36 +5,65 @@ the command writes. Sections: ``input`` (rows used, subsampling), ``constant_fea
 ``pairwise_hsic`` / ``pairwise_nhsic`` (summaries, top pairs with adjusted p-values),
 ``pairwise_tests`` (per-pair tests with a multiple-testing correction), ``dhsic`` (statistic,
 test, the bandwidth rule used or why it was refused), ``mutual_dependence``,
-``effective_rank`` (RankMe), ``feature_std`` (collapsed features), ``labels`` (feature-label
-dependence), ``settings`` and ``notes`` (every automatic choice, in words).
+``effective_rank`` (RankMe), ``feature_std`` (collapsed features), ``degenerate_features``
+(dead and near-dead features by rule, :func:`degenerate_features`), ``labels`` (feature-label
+dependence), ``settings`` and ``notes`` (every automatic choice, in words). Feature indices are
+always the input's own column numbers.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
 from vcreg.distributed import world_size
-from vcreg.independence._common import MEDIAN_SAMPLES, ConstantVariableWarning, parse_memory
+from vcreg.independence._common import (
+    ESTIMATORS,
+    MEDIAN_SAMPLES,
+    TEST_METHODS,
+    ConstantVariableWarning,
+    _check_choice,
+    parse_memory,
+)
+from vcreg.independence.cost import (
+    MUTUAL_ROWS,
+    STEP_NAMES,
+    exact_pair_count,
+    exact_pairwise_seconds,
+    measure_cost,
+    measure_plan,
+    resolve_method,
+)
 from vcreg.independence.dhsic import SaturationWarning, dhsic, dhsic_test, mutual_dependence
-from vcreg.independence.health import effective_rank, feature_std_summary
-from vcreg.independence.hsic import hsic
+from vcreg.independence.health import (
+    degenerate_features,
+    effective_rank,
+    feature_std_summary,
+    value_counts,
+)
+from vcreg.independence.kernels import _subsample_rows
 from vcreg.independence.pairwise import pairwise_hsic, pairwise_hsic_test, pairwise_summary
 
-__all__ = ["measure_embeddings", "measure_cost", "exact_pairwise_seconds", "MEASURE_METHODS"]
+__all__ = [
+    "MEASURE_METHODS",
+    "check_measure_options",
+    "exact_pairwise_seconds",
+    "measure_cost",
+    "measure_embeddings",
+    "measure_plan",
+    "plan_measure",
+]
 
 MEASURE_METHODS = ("auto", "exact", "lowrank")
-EXACT_FLOPS = 1e10  # conservative float64 rate of the exact product on a shared 2-core CPU
-BUILD_SECONDS = 1e-7  # per kernel entry (exp + centring of one column's triangle)
-AUTO_EXACT_LIMIT_S = 60.0
-LOWRANK_FLOPS = 2e10  # conservative float32 Gram rate on a shared 2-core CPU (bench: 33-48)
-ASSUMED_RANK = 16  # per-column rank at rank_tol 1e-2 (measured 11.5 on ReLU features, max 16)
+MEASURE_TESTS = ("auto", *TEST_METHODS, "none")  # dHSIC test of the report ("none": statistic only)
 ACCURACY_COLUMNS = 8  # features whose 28 pairs are recomputed exactly (low-rank error)
 
 
@@ -42,50 +71,106 @@ class SubsampledWarning(UserWarning):
     """Rows were subsampled: every statistic uses a random subset of the input."""
 
 
-def measure_cost(
-    n: int, d: int, method: str, max_memory: int | str = "4GB", cuda: bool = False,
-    world: int = 1,
-) -> dict[str, Any]:  # fmt: skip
-    """Estimate of the pairwise step before paying it: ``{"method", "seconds", "peak_bytes",
-    "flops", "assumptions"}``. Exact: :func:`exact_pairwise_seconds`, peak min(T d, budget)
-    float64. Lowrank: a Gram of D = d r features (r = ASSUMED_RANK, the real rank is known only
-    after the factorisation) costs n D^2 flops (upper triangle) at LOWRANK_FLOPS, sharded over
-    ``world`` ranks; peak = the float32 features twice + (d, d) float64 results. Per rank."""
-    budget = parse_memory(max_memory)
-    if method == "exact":
-        t = n * (n - 1) / 2
-        sec = exact_pairwise_seconds(n, d, budget, cuda) / world
-        peak = min(t * d * 8 + 16 * t, budget) + 3 * d * d * 8
-        flops, note = 2 * t * d * d, "float64 batched product of the centred kernel triangles"
-    else:
-        big_d = d * ASSUMED_RANK  # features in all
-        flops = n * float(big_d) ** 2 + 4 * n * d * ASSUMED_RANK**2
-        sec = flops / LOWRANK_FLOPS / world / (20 if cuda else 1)
-        peak = min(2 * n * big_d * 4 + 3 * d * d * 8 + n * d * 8, budget)
-        note = f"assumes rank {ASSUMED_RANK} per feature (pivoted Cholesky, rank_tol 1e-2)"
-    return {
-        "method": method,
-        "seconds": float(sec),
-        "peak_bytes": int(peak),
-        "flops": float(flops),
-        "world_size": int(world),
-        "assumptions": note,
-    }
+class _StepClock:
+    """Wall seconds of each named step (``with clock("dhsic"): ...``). With ``progress``, a
+    bar over the planned steps names the running one and its estimate; the steps' own bars
+    (kernel blocks, permutations) show below it."""
+
+    def __init__(self, plan: dict[str, Any], progress: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process, all threads
+        self.plan = plan["steps"]
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=len(self.plan), desc="measure", unit="step", leave=False,
+                bar_format="{desc} [{n_fmt}/{total_fmt} steps done, {elapsed}]",
+            )  # fmt: skip
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.bar is not None:
+            est = self.plan.get(name, 0.0)
+            self.bar.set_description_str(
+                f"measure: {STEP_NAMES.get(name, name)} ({f'~{est:.0f} s' if est >= 1 else '<1 s'}"
+                " estimated)"
+            )
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+            if self.bar is not None:
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def exact_pairwise_seconds(
-    n: int, d: int, max_memory: int | str = "4GB", cuda: bool = False
-) -> float:
-    """Rough wall time of exact ``pairwise_hsic`` on (n, d): 2 T d^2 flops for T = n(n-1)/2
-    kernel entries per column (the batched product) plus building the T d kernel entries, x3
-    when the (T, d) stack exceeds ``max_memory`` and column blocks are recomputed, /20 on CUDA.
-    Conservative for a shared machine: bench_independence.py measured 12 s at n = 1024,
-    d = 512 on an idle 2-core CPU and 46 s at load 13; the estimate is 54 s."""
-    t = n * (n - 1) / 2
-    sec = 2 * t * d * d / EXACT_FLOPS + t * d * BUILD_SECONDS
-    if t * d * 8 > parse_memory(max_memory):
-        sec *= 3
-    return sec / 20 if cuda else sec
+def is_int(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool (the one rule for integer options)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _check_options(opts: dict[str, Any]) -> None:
+    """One-line errors naming the option, before any work (the rest are checked where used)."""
+    ms = opts["max_samples"]
+    if ms is not None and (not is_int(ms) or ms < 4):
+        raise (ValueError if is_int(ms) else TypeError)(
+            f"max_samples must be an int >= 4 (or None for all rows), got {ms!r}"
+        )
+    for name, low in (("seed", 0), ("n_permutations", 1), ("pair_permutations", 0), ("top_k", 0)):
+        v = opts[name]
+        if not is_int(v) or v < low:
+            raise (ValueError if is_int(v) else TypeError)(
+                f"{name} must be an int >= {low}, got {v!r}"
+            )
+    for name in ("with_dhsic", "progress", "keep_matrices"):
+        if not isinstance(opts[name], bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {opts[name]!r}")
+    for name, choices in (
+        ("test", MEASURE_TESTS),
+        ("estimator", ESTIMATORS),
+        ("method", MEASURE_METHODS),
+    ):
+        _check_choice(opts[name], name, choices)
+
+
+def _bind_options(options: dict[str, Any]) -> dict[str, Any]:
+    sig = inspect.signature(measure_embeddings)
+    unknown = sorted(set(options) - set(sig.parameters) | {"Z", "labels"} & set(options))
+    if unknown:
+        raise TypeError(
+            f"unknown measure option(s) {unknown}; measure_embeddings takes "
+            f"{[p for p in sig.parameters if p not in ('Z', 'labels')]}"
+        )
+    bound = sig.bind_partial(None, **options)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def check_measure_options(**options: Any) -> None:
+    """Check :func:`measure_embeddings` keyword options without data (callers that do work
+    first, such as ``measure_model``, fail before it): an unknown name is a ``TypeError``."""
+    opts = _bind_options(options)
+    _check_options(opts)
+    parse_memory(opts["max_memory"])
+
+
+def plan_measure(n: int, d: int, labels: bool, **options: Any) -> dict[str, Any]:
+    """:func:`measure_plan` of :func:`measure_embeddings` with these keyword ``options`` on n
+    rows of d features, before the data exist (e.g. while a model encodes them)."""
+    o = _bind_options(options)
+    dev = torch.device(o["device"]) if o["device"] is not None else torch.device("cpu")
+    return measure_plan(
+        n, d, method=o["method"], with_dhsic=o["with_dhsic"], test=o["test"],
+        n_permutations=o["n_permutations"], estimator=o["estimator"], labels=labels,
+        max_memory=o["max_memory"], cuda=dev.type == "cuda", world=world_size(),
+    )  # fmt: skip
 
 
 def _check_matrix(Z: Any) -> np.ndarray:
@@ -135,19 +220,10 @@ def _subsample(z: np.ndarray, y, max_samples: int | None, seed: int, notes: list
 
 
 def _resolve_method(method: str, n: int, d: int, budget: int, cuda: bool, notes: list[str]) -> str:
-    if method not in MEASURE_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(MEASURE_METHODS)}")
-    if method != "auto":
-        return method
-    sec = exact_pairwise_seconds(n, d, budget, cuda)
-    if sec > AUTO_EXACT_LIMIT_S:
-        notes.append(
-            f"method auto: exact pairwise HSIC would take ~{sec:.0f} s (estimate) > "
-            f"{AUTO_EXACT_LIMIT_S:.0f} s, so lowrank (pivoted Cholesky) is used"
-        )
-        return "lowrank"
-    notes.append(f"method auto: exact pairwise HSIC (estimated ~{max(sec, 0.1):.1f} s)")
-    return "exact"
+    resolved, why = resolve_method(method, n, d, budget, cuda)
+    if why:
+        notes.append(why)
+    return resolved
 
 
 def _lowrank_accuracy(
@@ -182,11 +258,15 @@ def _remap(pairs: list[dict], keep: np.ndarray, names: Sequence[str] | None) -> 
 
 
 def _label_section(zk: torch.Tensor, y: np.ndarray, keep: np.ndarray, top_k: int) -> dict:
+    """Each feature's normalized HSIC with the labels, linear kernels on the feature and on the
+    one-hot labels Y: with centred z_j and Y, HSIC_b = |z_j^T Y|^2 / n^2 and the normalized
+    value is |z_j^T Y|^2 / (|z_j|^2 |Y^T Y|_F) -- all features in one product."""
     classes, codes = np.unique(y, return_inverse=True)
     onehot = torch.nn.functional.one_hot(torch.from_numpy(codes), len(classes)).to(zk)
-    dep = np.array(
-        [hsic(zk[:, j], onehot, kernel="linear", normalized=True) for j in range(zk.shape[1])]
-    )
+    zc, yc = zk - zk.mean(0), onehot - onehot.mean(0)
+    num = (zc.T @ yc).square().sum(1)
+    den = zc.square().sum(0) * torch.linalg.matrix_norm(yc.T @ yc)
+    dep = torch.where(den > 0, num / den.clamp_min(1e-300), 0.0).cpu().numpy()
     order = np.argsort(dep)[::-1][:top_k]
     return {
         "n_classes": int(len(classes)),
@@ -315,17 +395,79 @@ def _tests_section(tests: dict, keep: np.ndarray, names: Sequence[str] | None) -
     return {k: tests[k] for k in keys} | {"top_pairs": _remap(tests["top_pairs"], keep, names)}
 
 
-def _health_sections(z: np.ndarray, zk: torch.Tensor, y, keep: np.ndarray, top_k: int) -> dict:
-    """Mutual dependence, RankMe, feature std (collapse) and feature-label dependence."""
+def _mutual_section(zk: torch.Tensor, keep: np.ndarray, notes: list[str]) -> dict:
+    """Mutual dependence on its seeded row subsample; features constant there (sparse units)
+    count 0 and are named in a note, in the user's numbering (not as a warning about the
+    kept columns' positions)."""
+    sub = _subsample_rows(zk, MUTUAL_ROWS)
+    flat = keep[(sub == sub[:1]).all(0).cpu().numpy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantVariableWarning)
+        value = mutual_dependence(zk, max_samples=MUTUAL_ROWS)
+    if flat.size:
+        notes.append(
+            f"mutual dependence: {flat.size} feature(s) are constant on its {sub.shape[0]}-row "
+            f"subsample and count as 0: {_shown(flat)}"
+        )
+    return {"mean_one_vs_rest_nhsic": value, "max_samples": MUTUAL_ROWS}
+
+
+def _shown(idx: Sequence[int] | np.ndarray, k: int = 10) -> str:
+    idx = [int(i) for i in idx]
+    return ", ".join(map(str, idx[:k])) + (f" (+{len(idx) - k} more)" if len(idx) > k else "")
+
+
+def _health_sections(
+    z: np.ndarray, zk: torch.Tensor, keep: np.ndarray, notes: list[str], counts: tuple
+) -> dict:
+    """Dead / near-dead features, mutual dependence, RankMe and feature std (collapse)."""
     out = {
-        "mutual_dependence": {"mean_one_vs_rest_nhsic": mutual_dependence(zk), "max_samples": 512},
+        "degenerate_features": degenerate_features(z, counts=counts),
+        "mutual_dependence": _mutual_section(zk, keep, notes),
         "effective_rank": effective_rank(z),
     }
     fs = feature_std_summary(z)
     fs.pop("std")
+    fs["meaning"] = (
+        "collapsed: the feature's spread is tiny next to the data's overall scale (std <= "
+        f"{fs['threshold']:g} x the RMS of all entries); it includes the constant features"
+    )
     out["feature_std"] = fs
-    out["labels"] = _label_section(zk, y, keep, top_k) if y is not None else None
     return out
+
+
+def _measured_sections(clock: _StepClock, data: dict[str, Any], o: dict[str, Any]) -> dict:
+    """Every statistic of the report, step by step under ``clock``. ``data``: the prepared
+    input (zk, z, y, keep, names, constant, n_total, counts, notes); ``o``: the options."""
+    zk, z, keep, names, notes = data["zk"], data["z"], data["keep"], data["names"], data["notes"]
+    kernel_opts = {k: o[k] for k in ("kernel", "bandwidth", "max_memory", "progress")}
+    with clock("pairwise"):
+        tests, sections, raw = _pairwise_sections(
+            zk, keep, names, o["resolved"], o["correction"], o["alpha"], o["pair_permutations"],
+            o["top_k"], o["seed"], o["estimator"], kernel_opts,
+        )  # fmt: skip
+    report = _input_sections(data["n_total"], *z.shape, names, data["constant"]) | sections
+    report["pairwise_tests"] = _tests_section(tests, keep, names)
+    report["_matrices"] = (raw, tests)
+    if o["resolved"] == "lowrank":
+        with clock("lowrank_accuracy"):
+            report["lowrank_accuracy"] = _lowrank_accuracy(
+                zk, tests["hsic"], o["kernel"], o["bandwidth"], o["seed"], tests.get("lowrank")
+            )
+    report["dhsic"] = None
+    if o["with_dhsic"]:
+        with clock("dhsic"):
+            report["dhsic"] = _dhsic_section(
+                zk, True, o["test"], o["n_permutations"], o["seed"], o["kernel"],
+                o["bandwidth"], o["max_memory"], o["progress"], notes,
+            )  # fmt: skip
+    with clock("health"):
+        report |= _health_sections(z, zk, keep, notes, data["counts"])
+    report["labels"] = None
+    if data["y"] is not None:
+        with clock("labels"):
+            report["labels"] = _label_section(zk, data["y"], keep, o["top_k"])
+    return report
 
 
 def _settings_section(
@@ -374,6 +516,7 @@ def measure_embeddings(
     device: str | torch.device | None = None,
     progress: bool = False,
     keep_matrices: bool = False,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Independence and health report of embeddings Z (n, d) -- what ``vcreg measure`` writes.
 
@@ -385,41 +528,57 @@ def measure_embeddings(
     null, ``correction`` at ``alpha``; ``pair_permutations`` adds permutation p-values for the
     ``top_k`` pairs). dHSIC: :func:`dhsic_test` with ``test`` ("auto" = permutation,
     ``n_permutations``; "gamma"; "none") and the "auto" bandwidth rule; a saturated statistic is
-    reported as null with the reason. ``cost``: :func:`measure_cost`'s estimate and the
-    pairwise step's measured seconds; with lowrank, ``lowrank_accuracy`` states the error vs
+    reported as null with the reason. ``cost``: the estimate of every step
+    (:func:`vcreg.independence.cost.measure_plan`; ``on_plan(plan)`` is called with it before
+    any work) next to the measured seconds per step (``steps_seconds``); ``progress=True``
+    shows a bar over the steps and the steps' own bars; with lowrank, ``lowrank_accuracy`` states the error vs
     exact on the pairs of ACCURACY_COLUMNS random features. Under a multi-rank ``torch.distributed`` group the
     pairwise HSIC is sharded over the ranks (:func:`pairwise_hsic`). JSON-ready dict (module
     docs); ``keep_matrices=True`` adds ``"matrices"`` (NumPy ``hsic``, ``nhsic``, ``p_values``, ``p_adjusted``; full d x d).
     """
+    _check_options(locals())
     notes: list[str] = []
     budget = parse_memory(max_memory)
     n_total, z, y, constant, keep = _prepare_input(Z, labels, names, max_samples, seed, notes)
     n, d = z.shape
     dev = torch.device(device) if device is not None else torch.device("cpu")
     resolved = _resolve_method(method, n, keep.size, budget, dev.type == "cuda", notes)
-    cost = measure_cost(n, keep.size, resolved, budget, dev.type == "cuda", world_size())
-    zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
-    t0 = time.perf_counter()
-    tests, sections, raw = _pairwise_sections(
-        zk, keep, names, resolved, correction, alpha, pair_permutations, top_k, seed, estimator,
-        dict(kernel=kernel, bandwidth=bandwidth, max_memory=budget, progress=progress),
+    counts = value_counts(z)  # distinct values, rows off the mode: the plan and dead units
+    plan = measure_plan(
+        n, keep.size, method=resolved, with_dhsic=with_dhsic, test=test,
+        n_permutations=n_permutations, estimator=estimator, labels=labels is not None,
+        max_memory=budget, cuda=dev.type == "cuda", world=world_size(),
+        exact_pairs=exact_pair_count(counts[1][keep], n),
     )  # fmt: skip
-    report: dict[str, Any] = _input_sections(n_total, n, d, names, constant) | sections
-    report["pairwise_tests"] = _tests_section(tests, keep, names)
-    report["cost"] = {"estimate": cost, "pairwise_seconds": time.perf_counter() - t0}
-    if resolved == "lowrank":
-        report["lowrank_accuracy"] = _lowrank_accuracy(
-            zk, tests["hsic"], kernel, bandwidth, seed, tests.get("lowrank")
-        )
-    report["dhsic"] = _dhsic_section(
-        zk, with_dhsic, test, n_permutations, seed, kernel, bandwidth, budget, progress, notes
-    )
-    report |= _health_sections(z, zk, y, keep, top_k)
+    if on_plan is not None:
+        on_plan(plan | {"n_total": n_total, "n_features": d})
+    zk = torch.from_numpy(z).to(dev)[:, torch.as_tensor(keep, device=dev)]
+    clock = _StepClock(plan, progress)
+    try:
+        data = dict(zk=zk, z=z, y=y, keep=keep, names=names, constant=constant,
+                    n_total=n_total, counts=counts, notes=notes)  # fmt: skip
+        opts = dict(
+            resolved=resolved, correction=correction, alpha=alpha, top_k=top_k, seed=seed,
+            pair_permutations=pair_permutations, estimator=estimator, with_dhsic=with_dhsic,
+            test=test, n_permutations=n_permutations, kernel=kernel, bandwidth=bandwidth,
+            max_memory=budget, progress=progress,
+        )  # fmt: skip
+        report = _measured_sections(clock, data, opts)
+    finally:
+        clock.close()
+    report["cost"] = {
+        "estimate": plan,
+        "pairwise_seconds": clock.seconds["pairwise"],
+        "steps_seconds": clock.seconds,
+        "steps_cpu_seconds": clock.cpu,
+        "seconds": float(sum(clock.seconds.values())),
+    }
     report["settings"] = _settings_section(
         resolved, method, estimator, kernel, bandwidth, test, n_permutations, pair_permutations,
         correction, alpha, max_samples, seed, budget, dev,
     )  # fmt: skip
     report["notes"] = notes
+    raw, tests = report.pop("_matrices")
     if keep_matrices:
         report["matrices"] = _full_matrices(d, keep, raw, tests)
     return report

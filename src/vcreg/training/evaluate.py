@@ -20,7 +20,7 @@ from vcreg._lock import FolderLock
 from vcreg.data import DatasetBundle
 from vcreg.evaluation import dataset_tensors, encode, independence_metrics, linear_probe
 from vcreg.training.config import TrainConfig
-from vcreg.training.regime import measure_regime, regime_summary
+from vcreg.training.regime import hinge_balance, measure_regime, regime_summary
 from vcreg.training.runfolder import (
     CHECKPOINT,
     check_eval_target,
@@ -114,6 +114,7 @@ def _evaluate_locked(
         cfg.evaluation.independence_samples,
         dev,
         cfg.evaluation.batch_size,
+        balance=hinge_balance(cfg.loss.name, cfg.batch_size, cfg.loss.params),
     )
     result["regime"] = regime_summary(list(state.get("history") or []), diag)
     result["wall_time_s"] = time.time() - t0

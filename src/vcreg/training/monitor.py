@@ -29,6 +29,7 @@ from vcreg.metrics import RepresentationMonitor
 from vcreg.models import SSLModel
 from vcreg.training.callbacks import Callback, TrainState
 from vcreg.training.config import TrainConfig
+from vcreg.training.regime import hinge_balance
 
 __all__ = ["Monitor"]
 
@@ -53,6 +54,7 @@ class Monitor(Callback):
             return
         m = self.cfg.monitor
         self.device = state.device
+        self.balance = hinge_balance(self.cfg.loss.name, self.cfg.batch_size, self.cfg.loss.params)
         self.x_eval, self.y_eval = dataset_tensors(state.bundle.test, m.samples)
         self.x_probe, self.y_probe = dataset_tensors(state.train_data, m.probe_train_samples)
 
@@ -85,7 +87,7 @@ class Monitor(Callback):
                 else:
                     out["linear_acc"] = ridge_accuracy(f_train, self.y_probe, f_eval, self.y_eval)
             # can the VCReg constraint be met (embedding std, hinge, RF scale / bandwidth)
-            diag = embedding_diagnostics(model.projector, f_eval)
+            diag = embedding_diagnostics(model.projector, f_eval, balance=self.balance)
             out.update({k: v for k, v in diag.items() if v is not None})
         return out
 

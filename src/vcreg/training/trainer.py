@@ -63,7 +63,12 @@ from vcreg.training.config import TrainConfig
 from vcreg.training.feeding import Batches, load_bundle, make_views, subset
 from vcreg.training.monitor import Monitor
 from vcreg.training.optim import build_optimizer, lr_at
-from vcreg.training.regime import RegimeWarning, measure_regime, regime_summary
+from vcreg.training.regime import (
+    RegimeWarning,
+    hinge_balance,
+    measure_regime,
+    regime_summary,
+)
 from vcreg.training.runfolder import open_run_folder, resume_state
 from vcreg.training.signals import StopFlag
 from vcreg.training.tensorboard import TensorBoardLogger, open_writer
@@ -485,6 +490,7 @@ def _regime(run: _Run) -> dict[str, Any] | None:
             max(run.cfg.monitor.samples, 2),
             run.device,
             run.cfg.evaluation.batch_size,
+            balance=hinge_balance(run.loss_fn, run.cfg.batch_size),
         )
     summary = regime_summary(run.history, diag)
     if summary["warning"]:  # one channel: the warning (the CLI prints it as one line)
@@ -492,9 +498,9 @@ def _regime(run: _Run) -> dict[str, Any] | None:
     else:
         _say(
             run,
-            f"VCReg constraint met: {100 * summary['emb_at_hinge_frac']:.0f} % of embedding dims "
-            f"at the hinge, off-diagonal correlation {summary['emb_offdiag_excess']:.1f}x the "
-            "independent-features level",
+            f"VCReg constraint met: {100 * summary['emb_at_target_frac']:.0f} % of embedding dims "
+            f"at the hinge (target std {summary['emb_hinge_target']:.2f}), off-diagonal "
+            f"correlation {summary['emb_offdiag_excess']:.1f}x the independent-features level",
         )
     return summary
 
