@@ -17,7 +17,8 @@ from vcreg.cli._errors import Choice
     type=Choice(["quick", "full", "tiny", "paper"]),
     default="quick",
     show_default=True,
-    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1 h 45 min); "
+    help="quick: ≤ 10 min on 2 CPU cores; full: statistically meaningful (≈ 1.5 h with --jobs 2, "
+    "estimated from measured run costs); "
     "tiny: seconds; paper: the paper's scale on GPUs (CIFAR-10, ResNet-18, projectors up to "
     "8192; see --estimate).",
 )

@@ -32,7 +32,6 @@ __all__ = [
     "PRESETS",
     "PRESET_NOTES",
     "CLAIM_IDS",
-    "describe_scale",
     "left_for_full",
     "resolve_settings",
 ]
@@ -355,35 +354,6 @@ def kind_widths(s: dict[str, Any], kind: str) -> list[int]:
 def image_widths_text(img: dict[str, Any]) -> str:
     """ "trained [256, 512], random features [128, 256, 512]" for a domain's settings."""
     return ", ".join(f"{k.replace('_', ' ')} {kind_widths(img, k)}" for k in img["kinds"])
-
-
-def describe_scale(settings: dict[str, dict[str, Any]]) -> str:
-    """One sentence with the sizes that matter, generated from the settings actually used."""
-    parts = []
-    if "C1" in settings:
-        c = settings["C1"]
-        parts.append(f"C1: n = {c['n']}, m ≤ {max(c['m_grid'])}, {c['rf_seeds']} feature seeds")
-    if "C2" in settings:
-        c = settings["C2"]
-        cap = c.get("mlp_max_width")
-        widths = c["widths"] if cap is None else [w for w in c["widths"] if w <= cap]
-        parts.append(
-            f"C2–C4: {len(c['seeds'])} seeds, {c['epochs']} epochs on {c['n_train']} signals, "
-            f"projector widths {image_widths_text({**c, 'widths': widths})}"
-        )
-    img = (settings.get("C4") or {}).get("image")
-    if img:
-        parts.append(
-            f"image domain (C2–C4): {img['dataset']}, {len(img['seeds'])} seeds, {img['epochs']} epochs "
-            f"on {img['n_train']} images, projector widths {image_widths_text(img)}"
-        )
-    if "C5" in settings:
-        c = settings["C5"]
-        parts.append(
-            f"C5: {len(c['seeds'])} seeds × {len(c['families'])} source families, "
-            f"n = {c['n_samples']}"
-        )
-    return "; ".join(parts) + "."
 
 
 _CONTROL_NAMES = {
