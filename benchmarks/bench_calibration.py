@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from vcreg import independence as ind  # noqa: E402
 
@@ -50,11 +51,9 @@ def data(kind: str, n: int, d: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def wilson(k: int, m: int) -> tuple[float, float]:
-    z = 1.96
-    p = k / m
-    c = (p + z * z / (2 * m)) / (1 + z * z / m)
-    h = z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / (1 + z * z / m)
-    return max(0.0, c - h), min(1.0, c + h)
+    """Wilson 95 % interval of k successes in m trials (scipy's)."""
+    ci = stats.binomtest(k, m).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def dhsic_row(kind, n, d, seeds, method, bandwidth, perms, base_seed) -> tuple[int, int, str]:

@@ -3,6 +3,7 @@
     python benchmarks/bench_pairwise_calibration.py --json benchmarks/results/pairwise_calibration.json
     python benchmarks/bench_pairwise_calibration.py --quick          # a smoke run (minutes)
     python benchmarks/bench_pairwise_calibration.py --table benchmarks/results/pairwise_calibration.json
+    python benchmarks/bench_pairwise_calibration.py --docs   # the JSON's tables into the docs
 
 Family-wise error: for every marginal family, ``--seeds`` data sets of independent columns
 (sizes cycling through n x d = 300 x 128, 1000 x 256, 2000 x 512), each tested with
@@ -200,11 +201,9 @@ def permuted(feats: np.ndarray):
 
 
 def wilson(k: int, m: int) -> tuple[float, float]:
-    z = 1.96
-    p = k / m
-    c = (p + z * z / (2 * m)) / (1 + z * z / m)
-    h = z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / (1 + z * z / m)
-    return max(0.0, c - h), min(1.0, c + h)
+    """Wilson 95 % interval of k successes in m trials (scipy's)."""
+    ci = stats.binomtest(k, m).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _test(z: np.ndarray) -> dict:
@@ -308,6 +307,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out) + "\n\n" + "\n".join(pw)
 
 
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "sections", "independence.md")
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "pairwise_calibration.json")
+BEGIN, END = "<!-- CALIBRATION-TABLE -->", "<!-- /CALIBRATION-TABLE -->"
+
+
+def docs_block(done: dict) -> str:
+    """The docs' calibration block: the command that made the JSON, then its two tables."""
+    return f"{BEGIN}\n`{done['command']}`\n\n{table(done['rows'])}\n{END}"
+
+
+def write_docs(results: str = RESULTS, docs: str = DOCS) -> None:
+    """Replace the block between the markers of ``docs`` by the tables of ``results``."""
+    with open(results) as fh:
+        block = docs_block(json.load(fh))
+    with open(docs) as fh:
+        text = fh.read()
+    start = text.index(BEGIN)
+    stop = text.index(END, start) + len(END) if END in text else start + len(BEGIN)
+    with open(docs, "w") as fh:
+        fh.write(text[:start] + block + text[stop:])
+
+
 def _families(args, cache: str):
     """(family name, factory of its sampler): network features are computed on first use."""
     for name, (kinds, _) in SYNTHETIC.items():
@@ -332,7 +353,12 @@ def main() -> None:
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "vcreg_bench_cal"))
     ap.add_argument("--json", default=None)
     ap.add_argument("--table", default=None, help="print the tables of a JSON file and exit")
+    ap.add_argument("--docs", action="store_true", help="write the committed JSON's tables "
+                    "into docs/sections/independence.md and exit")  # fmt: skip
     args = ap.parse_args()
+    if args.docs:
+        write_docs()
+        return
     if args.table:
         with open(args.table) as fh:
             print(table(json.load(fh)["rows"]))
