@@ -47,6 +47,11 @@ def verdict(r: dict, claim: str) -> str:
     return f"{badge(e['verdict']['status'])}{stab}"
 
 
+def parts(r: dict, claim: str) -> str:
+    """The parts cell of a report's claim: each part's status, added tests labelled."""
+    return md(r["experiments"][claim]["verdict"].get("values", {}).get("parts_line", ""))
+
+
 def statistic(r: dict, claim: str) -> str:
     """The statistic cell of a report's claim."""
     return md(r["experiments"][claim]["verdict"]["statistic"])
@@ -56,6 +61,7 @@ HELPERS = {
     "md": md,
     "verdict": verdict,
     "statistic": statistic,
+    "parts": parts,
     **{f.__name__: f for f in (abs, len, max, min, round, sorted, sum)},
 }
 
